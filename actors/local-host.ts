@@ -1,0 +1,248 @@
+/**
+ * A host for activeflow actors in one process, with no NATS: it performs effects from canned
+ * data (HTTP responses, service replies, flows). It is the engine of `activeflow simulate`, and
+ * follows the order every host keeps: transition, then effects, then the reply.
+ */
+import { createActor, type Actor, type Snapshot } from 'xstate';
+import {
+  activeflowMachine, createActiveflow, CreateRequest, describeIssues, EngineState, Flow, reduce, substituteText, VerbBodies,
+  type ActiveflowMachine, type Effect, type EffectResult, type EngineError, type EngineEvent, type Limits, type Reply,
+  type StreamEvent, type Variables, type Verb,
+} from '../machines/index.js';
+import type { HostClock } from '../src/clock.js';
+
+export type CannedHttp = { status: number; body?: unknown } | { error: string };
+export type CannedService = Record<string, unknown> | { error: string };
+
+export interface LocalWorld {
+  flows: Flow[];
+  /** Keyed `"<METHOD> <url>"`; a list answers successive requests, its last entry repeating. */
+  http: Record<string, CannedHttp | CannedHttp[]>;
+  /** Keyed by action type; a list answers successive requests, its last entry repeating. */
+  services: Record<string, CannedService | CannedService[]>;
+}
+
+export type HostReply = { ok: true; result: unknown } | { ok: false; error: EngineError };
+
+export interface PerformedEffect {
+  activeflow_id: string;
+  effect: Effect;
+  result?: EffectResult;
+}
+
+export interface ChildRecord {
+  activeflow_id: string;
+  parent_id: string;
+  error?: EngineError;
+}
+
+type AnyActor = Actor<ActiveflowMachine>;
+
+const invalid = (message: string): HostReply => ({ ok: false, error: { code: 'invalid_argument', message } });
+
+export class LocalHost {
+  private readonly actors = new Map<string, AnyActor>();
+  /** Final states of ended activeflows (the actor is done; `reduce` answers for them). */
+  private readonly endedStates = new Map<string, EngineState>();
+  private readonly eventLog = new Map<string, StreamEvent[]>();
+  private readonly callCounts = new Map<string, number>();
+  private requestCounter = 0;
+  readonly effects: PerformedEffect[] = [];
+  readonly children: ChildRecord[] = [];
+
+  constructor(
+    private readonly world: LocalWorld,
+    private readonly clock: HostClock,
+    private readonly limits?: Limits,
+  ) {}
+
+  /** `activeflow.v1.create`. */
+  create(body: unknown, parentIdForChild?: string): HostReply {
+    const parsed = CreateRequest.safeParse(body);
+    if (!parsed.success) return invalid(describeIssues(parsed.error.issues));
+    const request = parsed.data;
+    if (request.id !== undefined && this.state(request.id) !== undefined) {
+      return { ok: false, error: { code: 'conflict', message: `activeflow ${request.id} already exists` } };
+    }
+    const flow = request.flow_id === undefined ? null : (this.world.flows.find((f) => f.id === request.flow_id) ?? null);
+    const parentId = request.reference_activeflow_id;
+    const parentVariables = parentId === undefined ? null : (this.state(parentId)?.variables ?? null);
+    const created = createActiveflow({
+      request, flow, parentVariables, now: this.clock.now(), entropy: this.clock.entropy(), ...(this.limits ? { limits: this.limits } : {}),
+    });
+    if (!created.ok) return { ok: false, error: created.error };
+    const id = created.state.activeflow.id;
+    const actor = createActor(activeflowMachine, { input: created.state });
+    actor.start();
+    this.actors.set(id, actor);
+    this.record(id, created.state);
+    if (parentIdForChild !== undefined) this.children.push({ activeflow_id: id, parent_id: parentIdForChild });
+    if (request.execute === true) {
+      const executed = this.request(id, 'execute', {});
+      if (!executed.ok) return executed;
+    }
+    return { ok: true, result: this.state(id)!.activeflow };
+  }
+
+  /** A verb on one activeflow: validated, applied, its effects performed, then answered. */
+  request(id: string, verb: Verb, body: unknown): HostReply {
+    const parsed = VerbBodies[verb].safeParse(body ?? {});
+    if (!parsed.success) return invalid(describeIssues(parsed.error.issues));
+    if (this.state(id) === undefined) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
+    const requestId = `r${++this.requestCounter}`;
+    let event = { ...parsed.data, type: verb, request_id: requestId, now: this.clock.now(), entropy: this.clock.entropy() } as EngineEvent;
+    let answer: Reply | undefined;
+    for (;;) {
+      const state = this.dispatch(id, event);
+      answer ??= state.outbox.replies.find((r) => r.request_id === requestId);
+      const awaited = this.performEffects(id, state.outbox.effects);
+      if (awaited === null) break;
+      event = { type: 'effect_result', request_id: `r${++this.requestCounter}`, now: this.clock.now(), entropy: this.clock.entropy(), effect_id: awaited.effect.effect_id, result: awaited.result };
+    }
+    if (answer === undefined) return { ok: false, error: { code: 'internal', message: `no reply to ${verb}` } };
+    return this.materialize(id, answer);
+  }
+
+  get(id: string): HostReply {
+    const s = this.state(id);
+    if (s === undefined || s.activeflow.tm_delete !== null) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
+    return { ok: true, result: s.activeflow };
+  }
+
+  variables(id: string): HostReply {
+    const s = this.state(id);
+    if (s === undefined || s.activeflow.tm_delete !== null) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
+    return { ok: true, result: { id, variables: s.variables } };
+  }
+
+  substitute(id: string, data: string): HostReply {
+    const s = this.state(id);
+    if (s === undefined || s.activeflow.tm_delete !== null) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
+    return { ok: true, result: { data: substituteText(s, data) } };
+  }
+
+  /** The current engine state, live or ended. */
+  state(id: string): EngineState | undefined {
+    const actor = this.actors.get(id);
+    return actor ? actor.getSnapshot().context : this.endedStates.get(id);
+  }
+
+  events(id: string): StreamEvent[] {
+    return this.eventLog.get(id) ?? [];
+  }
+
+  ids(): string[] {
+    return [...new Set([...this.actors.keys(), ...this.endedStates.keys()])];
+  }
+
+  /** The persisted snapshot of a live actor (what the node stores in KV). */
+  persistedSnapshot(id: string): Snapshot<unknown> | undefined {
+    return this.actors.get(id)?.getPersistedSnapshot();
+  }
+
+  /** Replaces a live actor by one restored from a persisted snapshot (a passivation round trip). */
+  restore(id: string, snapshot: Snapshot<unknown>): void {
+    const parsed = EngineState.parse((snapshot as unknown as { context: unknown }).context);
+    const old = this.actors.get(id);
+    old?.stop();
+    const actor = createActor(activeflowMachine, { snapshot: snapshot as never, input: parsed });
+    actor.start();
+    this.actors.set(id, actor);
+  }
+
+  private dispatch(id: string, event: EngineEvent): EngineState {
+    const actor = this.actors.get(id);
+    let state: EngineState;
+    if (actor !== undefined) {
+      actor.send(event);
+      const snap = actor.getSnapshot();
+      state = snap.context;
+      if (snap.status === 'done') {
+        actor.stop();
+        this.actors.delete(id);
+        this.endedStates.set(id, state);
+      }
+    } else {
+      state = reduce(this.endedStates.get(id)!, event);
+      this.endedStates.set(id, state);
+    }
+    this.record(id, state);
+    return state;
+  }
+
+  private record(id: string, state: EngineState): void {
+    if (state.outbox.events.length === 0) return;
+    const log = this.eventLog.get(id) ?? [];
+    log.push(...state.outbox.events);
+    this.eventLog.set(id, log);
+  }
+
+  /** Performs every fire-and-forget effect, and returns the awaited one with its result. */
+  private performEffects(id: string, effects: readonly Effect[]): { effect: Effect; result: EffectResult } | null {
+    let awaited: { effect: Effect; result: EffectResult } | null = null;
+    for (const effect of effects) {
+      const result = this.perform(id, effect);
+      this.effects.push(result === undefined ? { activeflow_id: id, effect } : { activeflow_id: id, effect, result });
+      if (effect.await && result !== undefined) awaited = { effect, result };
+    }
+    return awaited;
+  }
+
+  private perform(id: string, effect: Effect): EffectResult | undefined {
+    switch (effect.type) {
+      case 'http_request': {
+        const canned = this.next(this.world.http, `${effect.method} ${effect.url}`);
+        if (canned === undefined) return { kind: 'failure', message: `no response for "${effect.method} ${effect.url}" (add it to the scenario's "http")` };
+        if ('error' in canned) return { kind: 'failure', message: canned.error };
+        return { kind: 'http', status: canned.status, body: canned.body ?? null };
+      }
+      case 'service_request': {
+        const canned = this.next(this.world.services, effect.action_type);
+        if (canned === undefined) return { kind: 'failure', message: `no responders on ${effect.subject} (add "${effect.action_type}" to the scenario's "services")` };
+        if (typeof canned['error'] === 'string') return { kind: 'failure', message: canned['error'] };
+        return { kind: 'service', reply: canned };
+      }
+      case 'flow_get':
+        return { kind: 'flow', flow: this.world.flows.find((f) => f.id === effect.flow_id) ?? null };
+      case 'start_child': {
+        const created = this.create(
+          {
+            id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id,
+            reference_type: effect.reference_type, reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id,
+          },
+          id,
+        );
+        if (!created.ok) {
+          this.children.push({ activeflow_id: effect.activeflow_id, parent_id: id, error: created.error });
+          return undefined;
+        }
+        this.request(effect.activeflow_id, 'execute', {});
+        return undefined;
+      }
+      case 'reference_action_next':
+        return undefined; // there is no live call here: recorded in `effects`
+    }
+  }
+
+  private next<T>(table: Record<string, T | T[]>, key: string): T | undefined {
+    if (!Object.hasOwn(table, key)) return undefined;
+    const entry = table[key]!;
+    if (!Array.isArray(entry)) return entry;
+    const n = this.callCounts.get(key) ?? 0;
+    this.callCounts.set(key, n + 1);
+    return entry[Math.min(n, entry.length - 1)];
+  }
+
+  private materialize(id: string, reply: Reply): HostReply {
+    if (!reply.ok) return { ok: false, error: reply.error };
+    const state = this.state(id)!;
+    switch (reply.value.kind) {
+      case 'action':
+        return { ok: true, result: reply.value.action };
+      case 'activeflow':
+        return { ok: true, result: state.activeflow };
+      case 'variables':
+        return { ok: true, result: { id, variables: state.variables as Variables } };
+    }
+  }
+}

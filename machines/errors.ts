@@ -1,0 +1,13 @@
+/**
+ * Error codes are the API's codes (DESIGN.md section 2). The core returns errors as values; the
+ * host turns them into replies, so a rejected request never throws through the machine.
+ */
+export const ERROR_CODES = ['invalid_argument', 'not_found', 'conflict', 'ended', 'limit_exceeded', 'unavailable', 'internal'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface EngineError {
+  code: ErrorCode;
+  message: string;
+}
+
+export const engineError = (code: ErrorCode, message: string): EngineError => ({ code, message });

@@ -1,0 +1,172 @@
+/**
+ * The domain's shapes as zod schemas: the single source of truth for types and for validation at
+ * trust boundaries. Stored shapes (what the engine trusts) are lenient about action types, so a
+ * snapshot written by a newer version still restores; input shapes are strict.
+ */
+import { z } from 'zod';
+import { ACTION_TYPES, REFERENCE_TYPES } from './action-kinds.js';
+import { NIL, RESERVED_ACTION_IDS } from './constants.js';
+import { ACTION_OPTION_SCHEMAS } from './action-options.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A UUID; upper case is accepted and stored lower case, as VoIPBIN's routes only match lower case. */
+export const Uuid = z
+  .string()
+  .toLowerCase()
+  .regex(UUID_RE, { message: 'must be a UUID such as 3f2504e0-4f89-41d3-9a0c-0305e82c3301' });
+export type Uuid = z.infer<typeof Uuid>;
+
+/** Timestamps as VoIPBIN's REST API prints them: `2026-01-15T09:30:00.000000Z`. */
+export const Timestamp = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/, { message: 'must be a UTC timestamp like 2026-01-15T09:30:00.000000Z' });
+export type Timestamp = z.infer<typeof Timestamp>;
+
+export const ActionTypeSchema = z.enum(ACTION_TYPES);
+export const ReferenceTypeSchema = z.enum(REFERENCE_TYPES);
+export const WebhookMethodSchema = z.enum(['', 'POST', 'GET', 'PUT', 'DELETE']);
+export type WebhookMethod = z.infer<typeof WebhookMethodSchema>;
+
+export const Option = z.record(z.string(), z.unknown());
+export type Option = z.infer<typeof Option>;
+
+/**
+ * An action as stored in a stack or in the history. Pseudo actions (START, FINISH, the empty
+ * action) have neither `type` nor `option`, exactly as VoIPBIN serialises them.
+ */
+export const Action = z.object({
+  id: Uuid,
+  next_id: Uuid,
+  type: z.string().optional(),
+  option: Option.optional(),
+  tm_execute: z.string().nullable(),
+});
+export type Action = z.infer<typeof Action>;
+
+/**
+ * An action as a client writes it (flow create/update, push_actions, add_actions, fetch replies):
+ * a known type, an option that fits the type, and optional ids. Unknown fields on the action
+ * itself are rejected, because a misspelt `options` would otherwise silently drop every option.
+ */
+export const ActionInput = z
+  .strictObject({
+    id: Uuid.optional(),
+    next_id: Uuid.optional(),
+    type: ActionTypeSchema,
+    option: Option.optional(),
+    tm_execute: z.string().nullable().optional(),
+  })
+  .superRefine((action, ctx) => {
+    if (action.id !== undefined && RESERVED_ACTION_IDS.has(action.id)) {
+      ctx.addIssue({ code: 'custom', path: ['id'], message: `is reserved (${action.id} names a pseudo action); omit it to get a new id` });
+    }
+    const schema = ACTION_OPTION_SCHEMAS[action.type];
+    const parsed = schema.safeParse(action.option ?? {});
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        ctx.addIssue({ code: 'custom', path: ['option', ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], message: issue.message });
+      }
+    }
+  });
+export type ActionInput = z.infer<typeof ActionInput>;
+
+/** A list of client actions whose given ids are unique (lookups take the first match). */
+export const ActionInputList = z.array(ActionInput).superRefine((actions, ctx) => {
+  const seen = new Set<string>();
+  actions.forEach((a, i) => {
+    if (a.id === undefined) return;
+    if (seen.has(a.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicates the id of an earlier action (${a.id})` });
+    seen.add(a.id);
+  });
+});
+
+export const Stack = z.object({
+  id: Uuid,
+  actions: z.array(Action),
+  return_stack_id: Uuid,
+  return_action_id: Uuid,
+});
+export type Stack = z.infer<typeof Stack>;
+
+export const StackMap = z.record(z.string(), Stack);
+export type StackMap = z.infer<typeof StackMap>;
+
+export const Variables = z.record(z.string(), z.string());
+export type Variables = z.infer<typeof Variables>;
+
+export const FLOW_TYPES = ['flow', 'conference', 'queue', 'campaign', 'transfer'] as const;
+export const FlowTypeSchema = z.enum(FLOW_TYPES);
+
+export const Flow = z.object({
+  id: Uuid,
+  customer_id: Uuid,
+  type: FlowTypeSchema,
+  name: z.string(),
+  detail: z.string(),
+  actions: z.array(Action),
+  on_complete_flow_id: Uuid,
+  tm_create: Timestamp.nullable(),
+  tm_update: Timestamp.nullable(),
+  tm_delete: Timestamp.nullable(),
+});
+export type Flow = z.infer<typeof Flow>;
+
+export const END_REASONS = ['finished', 'stop_action', 'stopped', 'reference_ended', 'error', 'limit_exceeded', 'deleted'] as const;
+export const EndReasonSchema = z.enum(END_REASONS);
+export type EndReason = z.infer<typeof EndReasonSchema>;
+
+export const ActiveflowError = z.object({
+  action_id: Uuid,
+  action_type: z.string(),
+  message: z.string(),
+});
+export type ActiveflowError = z.infer<typeof ActiveflowError>;
+
+/** The internal form (NATS API, snapshots): everything, including the stacks and the cursor. */
+export const Activeflow = z.object({
+  id: Uuid,
+  customer_id: Uuid,
+  flow_id: Uuid,
+  status: z.enum(['running', 'ended']),
+  reference_type: ReferenceTypeSchema,
+  reference_id: Uuid,
+  reference_activeflow_id: Uuid,
+  on_complete_flow_id: Uuid,
+  webhook_uri: z.string(),
+  webhook_method: WebhookMethodSchema,
+  stack_map: StackMap,
+  current_stack_id: Uuid,
+  current_action: Action,
+  forward_stack_id: Uuid,
+  forward_action_id: Uuid,
+  execute_count: z.number().int().nonnegative(),
+  executed_actions: z.array(Action),
+  /** `""` while running; why it ended afterwards (spec section 9.11). */
+  end_reason: z.union([z.literal(''), EndReasonSchema]),
+  error: ActiveflowError.nullable(),
+  /** The activeflow its on_complete flow started, NIL when none was started. */
+  on_complete_activeflow_id: Uuid,
+  /** Why no on_complete activeflow was started although one was configured; `""` otherwise. */
+  on_complete_error: z.string(),
+  tm_create: Timestamp,
+  tm_update: Timestamp.nullable(),
+  tm_delete: Timestamp.nullable(),
+});
+export type Activeflow = z.infer<typeof Activeflow>;
+
+/** The public form (REST, webhooks, events) hides the engine's bookkeeping. */
+export const PublicActiveflow = Activeflow.omit({
+  stack_map: true,
+  current_stack_id: true,
+  forward_stack_id: true,
+  execute_count: true,
+});
+export type PublicActiveflow = z.infer<typeof PublicActiveflow>;
+
+export function toPublic(af: Activeflow): PublicActiveflow {
+  const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, ...rest } = af;
+  return rest;
+}
+
+export const EMPTY_ACTION: Action = Object.freeze({ id: NIL, next_id: NIL, tm_execute: null }) as Action;

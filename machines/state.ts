@@ -1,0 +1,84 @@
+/**
+ * The machine's context: the activeflow, its variables and the engine's bookkeeping. It is the
+ * persisted snapshot's payload, so it is a zod schema too (checked when read back from storage).
+ */
+import { z } from 'zod';
+import { Effect } from './effects.js';
+import { ERROR_CODES } from './errors.js';
+import { Limits } from './limits.js';
+import { Action, Activeflow, PublicActiveflow, Timestamp, Uuid, Variables } from './schema.js';
+
+export const STREAM_EVENT_TYPES = ['activeflow_created', 'activeflow_updated', 'activeflow_ended', 'activeflow_deleted'] as const;
+
+/** One entry of the `ACTIVEFLOW_EVENTS` stream: `seq` is contiguous per activeflow, from 1. */
+export const StreamEvent = z.object({
+  type: z.enum(STREAM_EVENT_TYPES),
+  seq: z.number().int().positive(),
+  at: Timestamp,
+  data: PublicActiveflow,
+});
+export type StreamEvent = z.infer<typeof StreamEvent>;
+
+/**
+ * A reply names what to send rather than copying it: the host reads the activeflow or the
+ * variables from the context, so a snapshot never holds a second copy of them.
+ */
+export const ReplyValue = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('action'), action: Action }),
+  z.object({ kind: z.literal('activeflow') }),
+  z.object({ kind: z.literal('variables') }),
+]);
+export type ReplyValue = z.infer<typeof ReplyValue>;
+
+export const Reply = z.discriminatedUnion('ok', [
+  z.object({ request_id: z.string(), ok: z.literal(true), value: ReplyValue }),
+  z.object({ request_id: z.string(), ok: z.literal(false), error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) }),
+]);
+export type Reply = z.infer<typeof Reply>;
+
+/** What the last transition produced; replaced by every transition. */
+export const Outbox = z.object({
+  replies: z.array(Reply),
+  effects: z.array(Effect),
+  events: z.array(StreamEvent),
+});
+export type Outbox = z.infer<typeof Outbox>;
+
+export const CycleVerb = z.enum(['next', 'execute', 'continue']);
+export type CycleVerb = z.infer<typeof CycleVerb>;
+
+/** A cycle held by an awaited effect; its request is answered when the result comes back. */
+export const Pending = z.object({
+  request_id: z.string(),
+  verb: CycleVerb,
+  from_action_id: Uuid,
+  effect_id: z.string(),
+  effect_type: z.string(),
+  action_id: Uuid,
+  iterations: z.number().int().nonnegative(),
+});
+export type Pending = z.infer<typeof Pending>;
+
+/** The answer of the last `next`, kept so a retry after a lost reply gets it again (spec 9.5). */
+export const LastNext = z.object({
+  from_action_id: Uuid,
+  version: z.number().int().nonnegative(),
+  result: Action,
+});
+export type LastNext = z.infer<typeof LastNext>;
+
+export const EngineState = z.object({
+  activeflow: Activeflow,
+  variables: Variables,
+  limits: Limits,
+  /** Sequence number of the last stream event. */
+  seq: z.number().int().nonnegative(),
+  /** Bumped by every change to the cursor, the stacks or the status; variables do not count. */
+  version: z.number().int().nonnegative(),
+  last_next: LastNext.nullable(),
+  pending: Pending.nullable(),
+  outbox: Outbox,
+});
+export type EngineState = z.infer<typeof EngineState>;
+
+export const emptyOutbox = (): Outbox => ({ replies: [], effects: [], events: [] });
