@@ -1,1 +1,1 @@
-export { LocalHost, type LocalWorld, type HostReply, type CannedHttp, type CannedService, type PerformedEffect, type ChildRecord } from './local-host.js';
+export { LocalHost, type LocalWorld, type HostReply, type CannedHttp, type CannedService, type PerformedEffect, type ChildRecord, type StoredRecord } from './local-host.js';

@@ -38,6 +38,8 @@ export interface ChildRecord {
 
 type AnyActor = Actor<ActiveflowMachine>;
 
+export type StoredRecord = { status: 'running'; snapshot: Snapshot<unknown> } | { status: 'ended'; state: unknown };
+
 const invalid = (message: string): HostReply => ({ ok: false, error: { code: 'invalid_argument', message } });
 
 export class LocalHost {
@@ -135,19 +137,39 @@ export class LocalHost {
     return [...new Set([...this.actors.keys(), ...this.endedStates.keys()])];
   }
 
-  /** The persisted snapshot of a live actor (what the node stores in KV). */
-  persistedSnapshot(id: string): Snapshot<unknown> | undefined {
-    return this.actors.get(id)?.getPersistedSnapshot();
+  /**
+   * What a host stores for an activeflow: the actor's persisted snapshot while it runs, its final
+   * state once it has ended (the actor is done then). JSON-safe.
+   */
+  exportRecord(id: string): StoredRecord | undefined {
+    const actor = this.actors.get(id);
+    if (actor !== undefined) return { status: 'running', snapshot: actor.getPersistedSnapshot() };
+    const ended = this.endedStates.get(id);
+    return ended === undefined ? undefined : { status: 'ended', state: ended };
   }
 
-  /** Replaces a live actor by one restored from a persisted snapshot (a passivation round trip). */
-  restore(id: string, snapshot: Snapshot<unknown>): void {
-    const parsed = EngineState.parse((snapshot as unknown as { context: unknown }).context);
-    const old = this.actors.get(id);
-    old?.stop();
-    const actor = createActor(activeflowMachine, { snapshot: snapshot as never, input: parsed });
+  /** Brings a stored record back (a restart, a passivation round trip); validates it first. */
+  importRecord(record: StoredRecord): string {
+    if (record.status === 'ended') {
+      const state = EngineState.parse(record.state);
+      this.actors.get(state.activeflow.id)?.stop();
+      this.actors.delete(state.activeflow.id);
+      this.endedStates.set(state.activeflow.id, state);
+      return state.activeflow.id;
+    }
+    const state = EngineState.parse((record.snapshot as unknown as { context: unknown }).context);
+    const id = state.activeflow.id;
+    this.actors.get(id)?.stop();
+    const actor = createActor(activeflowMachine, { snapshot: record.snapshot as never, input: state });
     actor.start();
     this.actors.set(id, actor);
+    this.endedStates.delete(id);
+    return id;
+  }
+
+  /** The XState state value of a live actor (for inspection); undefined once it has ended. */
+  stateValue(id: string): unknown {
+    return this.actors.get(id)?.getSnapshot().value;
   }
 
   private dispatch(id: string, event: EngineEvent): EngineState {

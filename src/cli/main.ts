@@ -1,0 +1,54 @@
+/** The `activeflow` command line: one table of commands, help generated from it. */
+import { readFileSync } from 'node:fs';
+import { parseArgs, type CliIo, type Command } from './command.js';
+import { simulateCommand } from './simulate-command.js';
+
+const COMMANDS: readonly Command[] = [simulateCommand];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'activeflow: the runtime of live CPaaS communication flows.',
+    '',
+    'Usage: activeflow <command> [options]',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `activeflow <command> --help` for a command\'s options.',
+  ].join('\n');
+}
+
+export const stdio: CliIo = {
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+};
+
+export async function main(argv: readonly string[], io: CliIo = stdio): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    io.out(topic ? `Usage: ${topic.usage}\n\n${topic.help}` : overview());
+    return 0;
+  }
+  if (name === '--version' || name === 'version') {
+    io.out(version());
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    io.err(`activeflow: unknown command "${name}"\n\n${overview()}`);
+    return 2;
+  }
+  const args = parseArgs(rest);
+  if (args.flags.has('help')) {
+    io.out(`Usage: ${command.usage}\n\n${command.help}`);
+    return 0;
+  }
+  return command.run(args, io);
+}
