@@ -23,7 +23,29 @@ export const Timestamp = z
   .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/, { message: 'must be a UTC timestamp like 2026-01-15T09:30:00.000000Z' });
 export type Timestamp = z.infer<typeof Timestamp>;
 
-export const ActionTypeSchema = z.enum(ACTION_TYPES);
+/** Edit distance, for "did you mean" hints on misspelt action types. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+export const ActionTypeSchema = z.enum(ACTION_TYPES, {
+  error: (issue) => {
+    const given = typeof issue.input === 'string' ? issue.input : JSON.stringify(issue.input);
+    const best = [...ACTION_TYPES].sort((x, y) => distance(given, x) - distance(given, y))[0]!;
+    const hint = distance(given, best) <= 2 ? ` (did you mean "${best}"?)` : '';
+    return `unknown action type "${given}"${hint}; the types are listed in docs/engine.md and the spec's catalogue`;
+  },
+});
 export const ReferenceTypeSchema = z.enum(REFERENCE_TYPES);
 export const WebhookMethodSchema = z.enum(['', 'POST', 'GET', 'PUT', 'DELETE']);
 export type WebhookMethod = z.infer<typeof WebhookMethodSchema>;
