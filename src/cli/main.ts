@@ -1,9 +1,11 @@
 /** The `activeflow` command line: one table of commands, help generated from it. */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
+import { nodeCommand } from './node-command.js';
 import { simulateCommand } from './simulate-command.js';
+import { startCommand } from './start-command.js';
 
-const COMMANDS: readonly Command[] = [simulateCommand];
+const COMMANDS: readonly Command[] = [startCommand, nodeCommand, simulateCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -23,6 +25,9 @@ function overview(): string {
     'Run `activeflow <command> --help` for a command\'s options.',
   ].join('\n');
 }
+
+/** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
+const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'current-action', 'set', 'key', 'reference-type', 'servers']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),
@@ -45,7 +50,7 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
     io.err(`activeflow: unknown command "${name}"\n\n${overview()}`);
     return 2;
   }
-  const args = parseArgs(rest);
+  const args = parseArgs(rest, VALUED);
   if (args.flags.has('help')) {
     io.out(`Usage: ${command.usage}\n\n${command.help}`);
     return 0;

@@ -1,0 +1,393 @@
+/**
+ * One activeflow hosted on a node: an XState actor behind a mailbox. Requests are handled one at a
+ * time, each in the same fixed order:
+ *
+ *   transition ─▶ persist (revision-checked) ─▶ publish events ─▶ effects ─▶ reply
+ *        ▲                                                          │ awaited effect
+ *        └──────────────────────── effect_result ◀──────────────────┘
+ *
+ * Life of the handle:
+ *
+ *   unloaded ──load──▶ running ──end──▶ ended
+ *       │                 │ revision conflict, write failure
+ *       └──▶ missing      └──────────────▶ dropped (the registry forgets it; the next request reloads)
+ *
+ * A reply is sent only after the change it reports is stored. Events are published after the
+ * store write; if that fails, they stay in the persisted outbox and are published before the next
+ * transition, or by whoever loads the activeflow next (`recover`).
+ */
+import { createActor, type Actor } from 'xstate';
+import {
+  activeflowMachine, createActiveflow, reduce, substituteText,
+  type ActiveflowMachine, type CreateRequest, type Effect, type EffectResult, type EngineEvent, type EngineState,
+  type Flow, type Limits, type Reply, type StreamEvent, type Verb,
+} from '../machines/index.js';
+import type { HostClock } from '../src/clock.js';
+import { ActiveflowError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
+import type { EventLog } from '../src/store/event-log.js';
+import { RevisionConflict } from '../src/store/revision-conflict.js';
+import type { Revision, SnapshotStore } from '../src/store/snapshot-store.js';
+
+export interface EffectRunner {
+  /** Performs an awaited effect; failures are results, never throws. */
+  perform(effect: Effect): Promise<EffectResult>;
+  /** Starts a fire-and-forget effect; it logs its own failures. */
+  launch(effect: Effect, activeflowId: string): void;
+}
+
+export interface ActorDeps {
+  store: SnapshotStore;
+  events: EventLog;
+  index: ActiveflowIndex;
+  effects: EffectRunner;
+  clock: HostClock;
+  log: Logger;
+  limits: Limits;
+  /** Looks a flow up for creation (null when missing, deleted or another customer's). */
+  findFlow(flowId: string, customerId: string): Promise<Flow | null>;
+  /** The variables of another activeflow (for `reference_activeflow_id`), null when unknown. */
+  findVariables(activeflowId: string): Promise<Record<string, string> | null>;
+}
+
+type Mode =
+  | { kind: 'unloaded' }
+  | { kind: 'missing' }
+  | { kind: 'running'; actor: Actor<ActiveflowMachine>; revision: Revision }
+  | { kind: 'ended'; state: EngineState; revision: Revision }
+  | { kind: 'dropped' };
+
+/** A request's outcome: a value to send, or an API error. */
+export type ActorReply = { ok: true; value: unknown } | { ok: false; error: ActiveflowError };
+
+const ok = (value: unknown): ActorReply => ({ ok: true, value });
+const fail = (code: ActiveflowError['code'], message: string): ActorReply => ({ ok: false, error: new ActiveflowError(code, message) });
+
+export class ActiveflowActor {
+  private mode: Mode = { kind: 'unloaded' };
+  private tail: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private unpublished: { customerId: string; events: StreamEvent[] } | null = null;
+  /** An end whose events are not out yet: its running key is deleted once they are. */
+  private endPending: Revision | null = null;
+  private requestCounter = 0;
+  lastUsedMs: number;
+  private readonly log: Logger;
+
+  constructor(
+    readonly id: string,
+    private readonly deps: ActorDeps,
+  ) {
+    this.lastUsedMs = Date.now();
+    this.log = deps.log.child({ activeflow_id: id });
+  }
+
+  /** True while a request waits or runs (such an actor is never passivated). */
+  get busy(): boolean {
+    return this.queued > 0;
+  }
+
+  /** False once the handle must be forgotten (fenced, failed write, not found). */
+  get usable(): boolean {
+    return this.mode.kind !== 'dropped' && this.mode.kind !== 'missing';
+  }
+
+  get resident(): boolean {
+    return this.mode.kind === 'running' || this.mode.kind === 'ended';
+  }
+
+  /** Runs `fn` after every earlier request of this activeflow (the mailbox). */
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    this.queued++;
+    this.lastUsedMs = Date.now();
+    const run = this.tail.then(fn);
+    this.tail = run.catch(() => undefined).finally(() => {
+      this.queued--;
+      this.lastUsedMs = Date.now();
+    });
+    return run;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // creation
+
+  create(request: CreateRequest): Promise<ActorReply> {
+    return this.enqueue(async () => {
+      if (await this.deps.store.exists(this.id)) return fail('conflict', `activeflow ${this.id} already exists`);
+      const flow = request.flow_id !== undefined ? await this.deps.findFlow(request.flow_id, request.customer_id) : null;
+      const parentId = request.reference_activeflow_id;
+      const parentVariables = parentId !== undefined ? await this.deps.findVariables(parentId) : null;
+      const created = createActiveflow({
+        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(), limits: this.deps.limits,
+      });
+      if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
+      const actor = createActor(activeflowMachine, { input: created.state });
+      actor.start();
+      let revision: Revision;
+      try {
+        revision = await this.deps.store.create(this.id, actor.getPersistedSnapshot());
+      } catch (e) {
+        actor.stop();
+        if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
+        throw e;
+      }
+      this.mode = { kind: 'running', actor, revision };
+      await this.deps.index.record(created.state.activeflow);
+      await this.publish(created.state.activeflow.customer_id, created.state.outbox.events);
+      this.log.debug({ event: 'activeflow_created' });
+      if (request.execute === true) {
+        const executed = await this.run('execute', {});
+        if (!executed.ok) return executed;
+      }
+      return ok(this.state()!.activeflow);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // requests
+
+  /** A verb that may change the activeflow (the body is already validated). */
+  request(verb: Verb, body: Record<string, unknown>, customerId?: string): Promise<ActorReply> {
+    return this.enqueue(async () => {
+      const refused = await this.ready(customerId);
+      if (refused) return refused;
+      return this.run(verb, body);
+    });
+  }
+
+  /** A read: get, variables_get, substitute. Goes through the mailbox, so it sees every change before it. */
+  read<T>(customerId: string | undefined, fn: (state: EngineState) => T): Promise<ActorReply> {
+    return this.enqueue(async () => {
+      const refused = await this.ready(customerId);
+      if (refused) return refused;
+      return ok(fn(this.state()!));
+    });
+  }
+
+  substitute(customerId: string | undefined, data: string): Promise<ActorReply> {
+    return this.read(customerId, (s) => ({ data: substituteText(s, data) }));
+  }
+
+  /** The current state, if loaded. */
+  state(): EngineState | undefined {
+    switch (this.mode.kind) {
+      case 'running': return this.mode.actor.getSnapshot().context;
+      case 'ended': return this.mode.state;
+      default: return undefined;
+    }
+  }
+
+  /** Loads if needed, checks the customer, and publishes events a failed publish left behind. */
+  private async ready(customerId: string | undefined): Promise<ActorReply | null> {
+    if (this.mode.kind === 'unloaded') await this.load();
+    if (this.mode.kind === 'dropped') return fail('unavailable', `activeflow ${this.id} is moving; retry`);
+    const state = this.state();
+    if (state === undefined || state.activeflow.tm_delete !== null || (customerId !== undefined && customerId !== state.activeflow.customer_id)) {
+      return fail('not_found', `activeflow ${this.id} not found`);
+    }
+    if (this.unpublished !== null) {
+      const { customerId: c, events } = this.unpublished;
+      try {
+        await this.deps.events.publish(c, this.id, events);
+      } catch {
+        return fail('unavailable', `the event stream is not reachable; activeflow ${this.id} waits for it, retry`);
+      }
+      this.unpublished = null;
+      if (this.endPending !== null) {
+        await this.finishEnd(this.endPending);
+        this.endPending = null;
+      }
+    }
+    return null;
+  }
+
+  private async run(verb: Verb, body: Record<string, unknown>): Promise<ActorReply> {
+    const requestId = `${this.id}:${++this.requestCounter}`;
+    let state = await this.transition({ ...body, type: verb, request_id: requestId, ...this.stamp() } as EngineEvent);
+    let reply = findReply(state, requestId);
+    for (;;) {
+      const awaited = this.launchEffects(state);
+      if (awaited === null) break;
+      const result = await this.deps.effects.perform(awaited);
+      state = await this.transition({ type: 'effect_result', request_id: `${requestId}:e`, ...this.stamp(), effect_id: awaited.effect_id, result });
+      reply ??= findReply(state, requestId);
+    }
+    if (reply === undefined) throw new Error(`the engine did not answer ${verb}`);
+    return this.materialize(reply, state);
+  }
+
+  private stamp(): { now: string; entropy: string } {
+    return { now: this.deps.clock.now(), entropy: this.deps.clock.entropy() };
+  }
+
+  /** Starts the fire-and-forget effects; returns the awaited one, if any. */
+  private launchEffects(state: EngineState): Effect | null {
+    let awaited: Effect | null = null;
+    for (const effect of state.outbox.effects) {
+      if (effect.await) awaited = effect;
+      else this.deps.effects.launch(effect, this.id);
+    }
+    return awaited;
+  }
+
+  private materialize(reply: Reply, state: EngineState): ActorReply {
+    if (!reply.ok) return { ok: false, error: ActiveflowError.from(reply.error) };
+    switch (reply.value.kind) {
+      case 'action': return ok(reply.value.action);
+      case 'activeflow': return ok(state.activeflow);
+      case 'variables': return ok({ id: this.id, variables: state.variables });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // the write path
+
+  /**
+   * Applies one event and stores the result before anything else happens. If the store write
+   * fails, the in-memory actor may be ahead of the store: the handle is dropped (the next request
+   * reloads what was stored) and the request fails as `unavailable`.
+   */
+  private async transition(event: EngineEvent): Promise<EngineState> {
+    const mode = this.mode;
+    if (mode.kind === 'ended') {
+      const next = reduce(mode.state, event);
+      if (next.activeflow !== mode.state.activeflow) {
+        const revision = await this.guard(() => this.deps.store.writeEnded(this.id, next, mode.revision));
+        this.mode = { kind: 'ended', state: next, revision };
+        await this.deps.index.record(next.activeflow);
+      } else {
+        this.mode = { kind: 'ended', state: next, revision: mode.revision };
+      }
+      await this.publish(next.activeflow.customer_id, next.outbox.events);
+      return next;
+    }
+    if (mode.kind !== 'running') throw new ActiveflowError('unavailable', `activeflow ${this.id} is not loaded; retry`);
+    mode.actor.send(event);
+    const snap = mode.actor.getSnapshot();
+    const state = snap.context;
+    if (snap.status === 'done') {
+      mode.actor.stop();
+      const revision = await this.guard(() => this.deps.store.writeEnded(this.id, state, null));
+      this.mode = { kind: 'ended', state, revision };
+      await this.publish(state.activeflow.customer_id, state.outbox.events);
+      if (this.unpublished === null) await this.finishEnd(mode.revision);
+      else this.endPending = mode.revision;
+      this.log.debug({ event: 'activeflow_ended', end_reason: state.activeflow.end_reason });
+      return state;
+    }
+    const revision = await this.guard(() => this.deps.store.update(this.id, mode.actor.getPersistedSnapshot(), mode.revision));
+    this.mode = { kind: 'running', actor: mode.actor, revision };
+    await this.publish(state.activeflow.customer_id, state.outbox.events);
+    return state;
+  }
+
+  /** The last steps of an end, once its events are out: the index, then the running key goes. */
+  private async finishEnd(runningRevision: Revision): Promise<void> {
+    const state = this.state()!;
+    await this.deps.index.record(state.activeflow);
+    try {
+      await this.deps.store.deleteRunning(this.id, runningRevision);
+    } catch (e) {
+      if (!(e instanceof RevisionConflict)) throw e;
+      this.log.warn({ event: 'revision_conflict', step: 'delete_running' }, 'the running snapshot was rewritten by another owner after the end');
+    }
+  }
+
+  private async guard<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (e) {
+      const previous = this.mode;
+      if (previous.kind === 'running') previous.actor.stop();
+      this.mode = { kind: 'dropped' };
+      if (e instanceof RevisionConflict) {
+        this.log.warn({ event: 'revision_conflict' }, 'another node owns this activeflow now; dropping the actor');
+        throw new ActiveflowError('unavailable', `activeflow ${this.id} has moved to another owner; retry`, { cause: e });
+      }
+      this.log.error({ event: 'store_write_failed', err: e }, 'could not store a change; dropping the actor');
+      throw new ActiveflowError('unavailable', `could not store the change to activeflow ${this.id}; retry`, { cause: e });
+    }
+  }
+
+  /** Publishes events; on failure keeps them to publish before the next transition. */
+  private async publish(customerId: string, events: StreamEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    try {
+      await this.deps.events.publish(customerId, this.id, events);
+    } catch (e) {
+      this.log.warn({ event: 'event_publish_failed', err: e, seq: events.map((x) => x.seq) }, 'events kept for the next attempt');
+      this.unpublished = { customerId, events: [...(this.unpublished?.events ?? []), ...events] };
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // loading and recovery
+
+  /**
+   * Rehydrates from the store, then repairs what a crash may have left: events stored in the
+   * snapshot but missing from the stream are republished (the server drops duplicates), an end
+   * that did not finish is finished, and a cycle that was waiting on an effect is resumed.
+   */
+  private async load(): Promise<void> {
+    const stored = await this.deps.store.load(this.id);
+    if (stored === null) {
+      this.mode = { kind: 'missing' };
+      return;
+    }
+    const { state } = stored;
+    const lastSeq = await this.deps.events.lastSeq(state.activeflow.customer_id, this.id);
+    if (lastSeq < state.seq) {
+      const missing = state.outbox.events.filter((e) => e.seq > lastSeq);
+      if (missing.length === 0 || missing[0]!.seq !== lastSeq + 1) {
+        this.log.error({ event: 'event_gap', stream_seq: lastSeq, snapshot_seq: state.seq }, 'events are missing from the stream and the snapshot no longer holds them');
+      }
+      await this.deps.events.publish(state.activeflow.customer_id, this.id, missing);
+      this.log.info({ event: 'events_republished', from_seq: lastSeq + 1, to_seq: state.seq });
+    }
+    if (stored.kind === 'ended') {
+      this.mode = { kind: 'ended', state, revision: stored.revision };
+      if (stored.runningRevision !== null) await this.finishEnd(stored.runningRevision);
+      return;
+    }
+    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: state });
+    actor.start();
+    this.mode = { kind: 'running', actor, revision: stored.revision };
+    this.log.debug({ event: 'actor_rehydrated', revision: stored.revision });
+    if (state.pending !== null) await this.resumePending(state);
+  }
+
+  /** A cycle that was waiting on an effect when its owner stopped: perform the effect again. */
+  private async resumePending(state: EngineState): Promise<void> {
+    const pending = state.pending!;
+    const effect = state.outbox.effects.find((e) => e.effect_id === pending.effect_id);
+    if (effect === undefined) {
+      this.log.error({ event: 'pending_effect_lost', effect_id: pending.effect_id }, 'cannot resume a cycle: its effect is not in the snapshot');
+      return;
+    }
+    this.log.info({ event: 'cycle_resumed', effect_type: effect.type, action_id: pending.action_id });
+    let current: EngineState = state;
+    let awaited: Effect | null = effect;
+    while (awaited !== null) {
+      const result = await this.deps.effects.perform(awaited);
+      current = await this.transition({ type: 'effect_result', request_id: `${this.id}:resume`, ...this.stamp(), effect_id: awaited.effect_id, result });
+      awaited = this.launchEffects(current);
+    }
+  }
+
+  /** Loads (and repairs) without a request: used when a node takes a shard over. */
+  warm(): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.mode.kind === 'unloaded') await this.load();
+    });
+  }
+
+  /** Waits for every queued request (used when stopping or handing a shard over). */
+  async settle(): Promise<void> {
+    while (this.queued > 0) await this.tail;
+  }
+}
+
+function findReply(state: EngineState, requestId: string): Reply | undefined {
+  return state.outbox.replies.find((r) => r.request_id === requestId);
+}

@@ -1,0 +1,63 @@
+/**
+ * Real HTTP for `fetch` and `webhook_send`: a timeout, a cap on the response size, http(s) only.
+ * Every failure is a result (`failure`), never a throw: the engine decides what it means.
+ */
+import type { Effect, EffectResult } from '../../machines/index.js';
+
+export interface HttpLimits {
+  timeoutMs: number;
+  maxResponseBytes: number;
+}
+
+type HttpEffect = Extract<Effect, { type: 'http_request' }>;
+
+export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promise<EffectResult> {
+  let url: URL;
+  try {
+    url = new URL(effect.url);
+  } catch {
+    return { kind: 'failure', message: `"${effect.url}" is not a URL` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { kind: 'failure', message: `only http and https URLs are allowed, not ${url.protocol}` };
+  const hasBody = effect.method !== 'GET' && effect.method !== 'HEAD';
+  try {
+    const response = await fetch(url, {
+      method: effect.method,
+      headers: effect.headers,
+      ...(hasBody ? { body: effect.body } : {}),
+      signal: AbortSignal.timeout(limits.timeoutMs),
+      redirect: 'follow',
+    });
+    const text = await readCapped(response, limits.maxResponseBytes);
+    if (text === null) return { kind: 'failure', message: `the response is larger than ${limits.maxResponseBytes} bytes` };
+    let body: unknown = text;
+    try {
+      body = text === '' ? null : JSON.parse(text);
+    } catch {
+      // not JSON: the engine gets the text, and fetch reports it as an invalid action array
+    }
+    return { kind: 'http', status: response.status, body };
+  } catch (e) {
+    const err = e as Error;
+    if (err.name === 'TimeoutError' || err.name === 'AbortError') return { kind: 'failure', message: `no answer within ${limits.timeoutMs} ms from ${url.host}` };
+    return { kind: 'failure', message: `${url.host}: ${String((err as { cause?: { code?: string } }).cause?.code ?? err.message)}` };
+  }
+}
+
+async function readCapped(response: Response, maxBytes: number): Promise<string | null> {
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}

@@ -1,0 +1,151 @@
+/**
+ * The typed client of the control API. It retries what a caller should never see: *no
+ * responders* (a shard between owners), timeouts and `unavailable`, with exponential backoff up to
+ * a deadline. `next` is safe to retry (a retried next gets the same answer, spec 9.5), and
+ * `createActiveflow` picks the id up front so a retried create can find what the first one made.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Action, Activeflow, Flow, StreamEvent } from '../../machines/index.js';
+import { ActiveflowError } from '../errors.js';
+import { encodeJson } from '../store/codec.js';
+import { decodeReply } from './reply.js';
+import { SUBJECTS } from './subjects.js';
+
+export interface ClientOptions {
+  /** One attempt's timeout. */
+  requestTimeoutMs?: number;
+  /** How long to keep retrying a retryable failure before giving up with `unavailable`. */
+  retryForMs?: number;
+}
+
+export interface Page<T> {
+  result: T[];
+  next_page_token: string;
+}
+
+type Body = Record<string, unknown>;
+
+function isRetryable(e: unknown): boolean {
+  if (e instanceof ActiveflowError) return e.retryable;
+  const err = e as { name?: string; message?: string; isNoResponders?: () => boolean };
+  if (typeof err.isNoResponders === 'function' && err.isNoResponders()) return true;
+  return err.name === 'TimeoutError' || err.name === 'NoRespondersError' || /no responders|timeout|disconnect|closed/i.test(err.message ?? '');
+}
+
+export class ActiveflowClient {
+  private readonly timeoutMs: number;
+  private readonly retryForMs: number;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    options: ClientOptions = {},
+  ) {
+    this.timeoutMs = options.requestTimeoutMs ?? 5_000;
+    this.retryForMs = options.retryForMs ?? 15_000;
+  }
+
+  /** One request with retries; the raw reply value. */
+  async call<T = unknown>(subject: string, body: Body = {}): Promise<T> {
+    const deadline = Date.now() + this.retryForMs;
+    let delay = 10;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const msg = await this.nc.request(subject, encodeJson(body), { timeout: this.timeoutMs });
+        return decodeReply(msg) as T;
+      } catch (e) {
+        if (!isRetryable(e) || Date.now() + delay > deadline) {
+          if (e instanceof ActiveflowError) throw e;
+          throw new ActiveflowError('unavailable', `${subject}: ${(e as Error).message} (after ${attempt} attempts)`, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+        delay = Math.min(delay * 2, 500);
+      }
+    }
+  }
+
+  // activeflows --------------------------------------------------------------------------------
+
+  async createActiveflow(request: Body & { id?: string }): Promise<Activeflow> {
+    const id = request.id ?? randomUUID();
+    try {
+      return await this.call<Activeflow>(SUBJECTS.activeflowVerb(id, 'create'), { ...request, id });
+    } catch (e) {
+      // A retried create whose first attempt was stored: the activeflow is there, return it.
+      if (request.id === undefined && e instanceof ActiveflowError && e.code === 'conflict') return this.get(id);
+      throw e;
+    }
+  }
+
+  listActiveflows(request: Body & { customer_id: string }): Promise<Page<Activeflow>> {
+    return this.call(SUBJECTS.activeflowList, request);
+  }
+
+  private verb<T>(id: string, verb: string, body: Body = {}): Promise<T> {
+    return this.call<T>(SUBJECTS.activeflowVerb(id, verb), body);
+  }
+
+  get(id: string, customerId?: string): Promise<Activeflow> {
+    return this.verb(id, 'get', customerId ? { customer_id: customerId } : {});
+  }
+  stop(id: string, body: Body = {}): Promise<Activeflow> {
+    return this.verb(id, 'stop', body);
+  }
+  delete(id: string, body: Body = {}): Promise<Activeflow> {
+    return this.verb(id, 'delete', body);
+  }
+  next(id: string, currentActionId: string): Promise<Action> {
+    return this.verb(id, 'next', { current_action_id: currentActionId });
+  }
+  execute(id: string): Promise<Activeflow> {
+    return this.verb(id, 'execute');
+  }
+  continue(id: string, currentActionId: string): Promise<Action> {
+    return this.verb(id, 'continue', { current_action_id: currentActionId });
+  }
+  forward(id: string, forwardActionId: string, forwardNow = false): Promise<Activeflow> {
+    return this.verb(id, 'forward', { forward_action_id: forwardActionId, forward_now: forwardNow });
+  }
+  pushActions(id: string, actions: unknown[]): Promise<Activeflow> {
+    return this.verb(id, 'push_actions', { actions });
+  }
+  addActions(id: string, actions: unknown[]): Promise<Activeflow> {
+    return this.verb(id, 'add_actions', { actions });
+  }
+  serviceStop(id: string, serviceId: string): Promise<Activeflow> {
+    return this.verb(id, 'service_stop', { service_id: serviceId });
+  }
+  variables(id: string): Promise<{ id: string; variables: Record<string, string> }> {
+    return this.verb(id, 'variables_get');
+  }
+  setVariables(id: string, variables: Record<string, string>): Promise<{ id: string; variables: Record<string, string> }> {
+    return this.verb(id, 'variables_set', { variables });
+  }
+  deleteVariable(id: string, key: string): Promise<{ id: string; variables: Record<string, string> }> {
+    return this.verb(id, 'variables_delete', { key });
+  }
+  substitute(id: string, data: string): Promise<{ data: string }> {
+    return this.verb(id, 'substitute', { data });
+  }
+  history(id: string, fromSeq = 1, limit = 1000): Promise<{ events: StreamEvent[] }> {
+    return this.verb(id, 'history', { from_seq: fromSeq, limit });
+  }
+
+  // flows --------------------------------------------------------------------------------------
+
+  createFlow(request: Body & { customer_id: string; actions: unknown[] }): Promise<Flow> {
+    return this.call(SUBJECTS.flowCreate, request);
+  }
+  listFlows(request: Body & { customer_id: string }): Promise<Page<Flow>> {
+    return this.call(SUBJECTS.flowList, request);
+  }
+  getFlow(id: string, customerId?: string): Promise<Flow> {
+    return this.call(SUBJECTS.flowVerb(id, 'get'), customerId ? { customer_id: customerId } : {});
+  }
+  updateFlow(id: string, patch: Body): Promise<Flow> {
+    return this.call(SUBJECTS.flowVerb(id, 'update'), patch);
+  }
+  deleteFlow(id: string, customerId?: string): Promise<Flow> {
+    return this.call(SUBJECTS.flowVerb(id, 'delete'), customerId ? { customer_id: customerId } : {});
+  }
+}

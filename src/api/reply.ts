@@ -1,0 +1,56 @@
+/**
+ * Request and reply encoding. Errors go out as `{"error":{"code","message"}}` with the services
+ * framework's error headers (`Nats-Service-Error`, `Nats-Service-Error-Code`); `decodeReply` maps
+ * them back, so a client sees the same ActiveflowError the node raised.
+ */
+import type { Msg } from '@nats-io/transport-node';
+import type { ServiceMsg } from '@nats-io/services';
+import type { z } from 'zod';
+import { describeIssues } from '../../machines/index.js';
+import { ActiveflowError, isErrorCode, STATUS_BY_CODE } from '../errors.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
+
+/** Requests larger than this are refused before parsing (NATS itself allows 1 MiB). */
+export const MAX_REQUEST_BYTES = 512 * 1024;
+
+export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<S> {
+  if (msg.data.length > MAX_REQUEST_BYTES) {
+    throw new ActiveflowError('invalid_argument', `the request is ${msg.data.length} bytes; at most ${MAX_REQUEST_BYTES} are accepted`);
+  }
+  let body: unknown = {};
+  if (msg.data.length > 0) {
+    try {
+      body = decodeJson(msg.data);
+    } catch (e) {
+      throw new ActiveflowError('invalid_argument', `the request is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) throw new ActiveflowError('invalid_argument', describeIssues(parsed.error.issues));
+  return parsed.data;
+}
+
+export function respondOk(msg: ServiceMsg, value: unknown): void {
+  msg.respond(encodeJson(value));
+}
+
+export function respondError(msg: ServiceMsg, error: ActiveflowError): void {
+  msg.respondError(STATUS_BY_CODE[error.code], error.message, encodeJson(error.toJSON()));
+}
+
+/** A reply's value, or the ActiveflowError it carries. */
+export function decodeReply(msg: Msg): unknown {
+  // The header marks an error: an activeflow's own JSON has an `error` field too.
+  const header = msg.headers?.get('Nats-Service-Error');
+  if (header) {
+    let error: { code?: unknown; message?: unknown } | undefined;
+    try {
+      error = (decodeJson(msg.data) as { error?: { code?: unknown; message?: unknown } }).error;
+    } catch {
+      error = undefined;
+    }
+    if (error !== undefined && isErrorCode(error.code)) throw new ActiveflowError(error.code, String(error.message ?? header));
+    throw new ActiveflowError('internal', header);
+  }
+  return msg.data.length === 0 ? null : decodeJson(msg.data);
+}

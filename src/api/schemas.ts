@@ -1,0 +1,66 @@
+/**
+ * Request bodies of the control API, one zod schema per endpoint: the only place they are
+ * described. Unknown fields are refused, so a misspelt field is an error, not a silent no-op.
+ * `customer_id`, when given, must own the activeflow or flow (else not_found).
+ */
+import { z } from 'zod';
+import {
+  ActionInputList, CreateRequest, FlowTypeSchema, ReferenceTypeSchema, Uuid, VerbBodies,
+} from '../../machines/index.js';
+import type { ActiveflowVerb } from './subjects.js';
+
+const customer = { customer_id: Uuid.optional() };
+const pageSize = z.number().int().min(1).max(100).optional();
+
+export const ActiveflowRequests = {
+  create: CreateRequest,
+  get: z.strictObject({ ...customer }),
+  stop: VerbBodies.stop.extend(customer),
+  delete: VerbBodies.delete.extend(customer),
+  next: VerbBodies.next.extend(customer),
+  execute: VerbBodies.execute.extend(customer),
+  continue: VerbBodies.continue.extend(customer),
+  forward: VerbBodies.forward.extend(customer),
+  push_actions: VerbBodies.push_actions.extend(customer),
+  add_actions: VerbBodies.add_actions.extend(customer),
+  service_stop: VerbBodies.service_stop.extend(customer),
+  variables_get: z.strictObject({ ...customer }),
+  variables_set: VerbBodies.variables_set.extend(customer),
+  variables_delete: VerbBodies.variables_delete.extend(customer),
+  substitute: z.strictObject({ data: z.string().max(256 * 1024), ...customer }),
+  history: z.strictObject({ from_seq: z.number().int().min(1).optional(), limit: z.number().int().min(1).max(1000).optional(), ...customer }),
+} satisfies Record<ActiveflowVerb, z.ZodType>;
+
+export const ListActiveflowsRequest = z.strictObject({
+  customer_id: Uuid,
+  status: z.enum(['running', 'ended']).optional(),
+  reference_type: ReferenceTypeSchema.optional(),
+  reference_id: Uuid.optional(),
+  page_size: pageSize,
+  page_token: z.string().max(64).optional(),
+});
+export type ListActiveflowsRequest = z.infer<typeof ListActiveflowsRequest>;
+
+export const FlowCreateRequest = z.strictObject({
+  customer_id: Uuid,
+  type: FlowTypeSchema.optional(),
+  name: z.string().max(255).optional(),
+  detail: z.string().max(4096).optional(),
+  actions: ActionInputList,
+  on_complete_flow_id: Uuid.optional(),
+});
+export type FlowCreateRequest = z.infer<typeof FlowCreateRequest>;
+
+export const FlowListRequest = z.strictObject({ customer_id: Uuid, page_size: pageSize, page_token: z.string().max(64).optional() });
+
+export const FlowRequests = {
+  get: z.strictObject({ ...customer }),
+  update: z.strictObject({
+    ...customer,
+    name: z.string().max(255).optional(),
+    detail: z.string().max(4096).optional(),
+    actions: ActionInputList.optional(),
+    on_complete_flow_id: Uuid.optional(),
+  }),
+  delete: z.strictObject({ ...customer }),
+} as const;

@@ -1,0 +1,25 @@
+/** The control API's subjects: a contract outside clients use (DESIGN.md section 2). */
+
+export const SUBJECTS = {
+  activeflowCreate: 'activeflow.v1.create',
+  activeflowList: 'activeflow.v1.list',
+  /** What clients send; the server maps it to the shard subject below. */
+  activeflowVerb: (id: string, verb: string) => `activeflow.v1.${id}.${verb}`,
+  /** What the owner of shard n subscribes to. */
+  shardWildcard: (shard: number) => `activeflow.shard.${shard}.*.*`,
+  flowCreate: 'flow.v1.create',
+  flowList: 'flow.v1.list',
+  flowVerb: (id: string, verb: string) => `flow.v1.${id}.${verb}`,
+  /** Outbound: the reference's service is asked to move now (`forward_now`). */
+  referenceActionNext: 'activeflow.service.action_next',
+} as const;
+
+/** Per-activeflow verbs; `create` here is the routed create (`activeflow.v1.<id>.create`). */
+export const ACTIVEFLOW_VERBS = [
+  'create', 'get', 'stop', 'delete', 'next', 'execute', 'continue', 'forward', 'push_actions', 'add_actions',
+  'service_stop', 'variables_get', 'variables_set', 'variables_delete', 'substitute', 'history',
+] as const;
+export type ActiveflowVerb = (typeof ACTIVEFLOW_VERBS)[number];
+
+export const FLOW_VERBS = ['get', 'update', 'delete'] as const;
+export type FlowVerb = (typeof FLOW_VERBS)[number];

@@ -1,0 +1,66 @@
+import { describeConfig, defaultNodeId, readNodeConfig, type NodeConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import { parseServers } from '../nats/connect.js';
+import { ActiveflowNode } from '../node/activeflow-node.js';
+import type { Command, CliIo } from './command.js';
+
+const DAY_MS = 24 * 3600 * 1000;
+
+export async function startNode(config: NodeConfig, io: CliIo): Promise<ActiveflowNode> {
+  const nodeId = config.NODE_ID ?? defaultNodeId();
+  const log = createLogger({ node_id: nodeId });
+  try {
+    return await ActiveflowNode.start({
+      servers: parseServers(config.NATS_URL), nodeId, shardCount: config.SHARD_COUNT, replicas: config.NATS_REPLICAS,
+      passivateAfterMs: config.PASSIVATE_AFTER_MS, endedRetentionMs: config.ENDED_RETENTION_DAYS * DAY_MS,
+      eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
+      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, log,
+    });
+  } catch (e) {
+    io.err(`activeflow node: ${(e as Error).message}`);
+    throw e;
+  }
+}
+
+/** Stops on SIGINT/SIGTERM: in-flight requests finish, then the process exits 0. */
+export function stopOnSignals(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = () => {
+      if (stopping) process.exit(130); // a second Ctrl-C: leave now
+      stopping = true;
+      void stop().finally(resolve);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+}
+
+export const nodeCommand: Command = {
+  name: 'node',
+  usage: 'activeflow node',
+  summary: 'Run a node against the NATS servers in NATS_URL (for operators and tests).',
+  help: `Runs one node: it hosts the activeflows of the shards it owns and serves the control API
+(activeflow.v1.*, flow.v1.*) over NATS. Logs are JSON lines on stdout (pino).
+Ctrl-C or SIGTERM stops it cleanly: in-flight requests finish first.
+
+Configuration, from the environment:
+${describeConfig()}`,
+  async run(_args, io) {
+    let config: NodeConfig;
+    try {
+      config = readNodeConfig();
+    } catch (e) {
+      io.err(`activeflow node: bad configuration: ${(e as Error).message}`);
+      return 2;
+    }
+    let node: ActiveflowNode;
+    try {
+      node = await startNode(config, io);
+    } catch {
+      return 1;
+    }
+    await stopOnSignals(() => node.stop());
+    return 0;
+  },
+};

@@ -1,0 +1,54 @@
+/**
+ * The node's options: one schema with descriptions and defaults (each default says why), read
+ * from the environment; `activeflow node --help` and docs/configuration.md come from it.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+const int = (min: number) => z.coerce.number().int().min(min);
+
+export const NodeConfig = z.object({
+  NATS_URL: z.string().default('nats://127.0.0.1:4222')
+    .describe('NATS servers, comma-separated. Default: the local development server of nats-server.conf.'),
+  NODE_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional()
+    .describe('This node\'s name in logs, metrics and leases. Default: <hostname>-<random>, unique per process.'),
+  SHARD_COUNT: int(1).max(4096).default(256)
+    .describe('Shards per cluster. Stored in af_cluster at first start; a node with another count refuses to start. 256 spreads well over tens of nodes.'),
+  NATS_REPLICAS: int(1).max(5).default(1)
+    .describe('Replicas of the buckets and the stream: 1 for one server, 3 for a 3-node JetStream cluster.'),
+  PASSIVATE_AFTER_MS: int(1000).default(60_000)
+    .describe('An actor idle this long is dropped from memory (it stays in KV) and rehydrates on its next request. A call asks every few seconds, so a minute keeps live calls resident.'),
+  ENDED_RETENTION_DAYS: int(1).default(30)
+    .describe('How long af_ended keeps ended activeflows (and af_index their entries).'),
+  EVENT_RETENTION_DAYS: int(1).default(30)
+    .describe('How long ACTIVEFLOW_EVENTS keeps events (history, watch, webhooks).'),
+  HTTP_TIMEOUT_MS: int(100).default(5_000)
+    .describe('Timeout of a fetch or webhook_send HTTP request; a call is waiting meanwhile.'),
+  HTTP_MAX_RESPONSE_BYTES: int(1024).default(1024 * 1024)
+    .describe('Largest HTTP response read by fetch or webhook_send.'),
+  SERVICE_TIMEOUT_MS: int(100).default(5_000)
+    .describe('Timeout of a request to activeflow.service.<action_type>.'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
+    .describe('pino log level. Variable values are never logged at info.'),
+});
+export type NodeConfig = z.infer<typeof NodeConfig>;
+
+export function defaultNodeId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40)}-${randomBytes(3).toString('hex')}`;
+}
+
+export function readNodeConfig(env: Record<string, string | undefined> = process.env): NodeConfig {
+  const known = Object.fromEntries(Object.keys(NodeConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
+  return NodeConfig.parse(known);
+}
+
+/** `--help` text for the environment variables. */
+export function describeConfig(): string {
+  return Object.entries(NodeConfig.shape)
+    .map(([key, schema]) => {
+      const def = (schema as z.ZodType & { _zod: { def: { defaultValue?: unknown } } })._zod.def.defaultValue;
+      return `  ${key}${def !== undefined ? ` (default ${JSON.stringify(def)})` : ''}\n      ${schema.description ?? ''}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,46 @@
+/**
+ * One error type whose codes are the API's codes (DESIGN.md section 2). One function maps an
+ * error to the reply (JSON body and service-error headers), one maps a reply back in the client.
+ */
+import { ERROR_CODES, type EngineError, type ErrorCode } from '../machines/index.js';
+
+/** The service-error code (a status number, as the services framework wants) for each API code. */
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+  invalid_argument: 400,
+  not_found: 404,
+  conflict: 409,
+  ended: 409,
+  limit_exceeded: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+export class ActiveflowError extends Error {
+  override readonly name = 'ActiveflowError';
+  constructor(readonly code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  /** Whether the same request may succeed later without change (a shard in motion, NATS down). */
+  get retryable(): boolean {
+    return this.code === 'unavailable';
+  }
+
+  toJSON(): { error: EngineError } {
+    return { error: { code: this.code, message: this.message } };
+  }
+
+  static from(e: EngineError): ActiveflowError {
+    return new ActiveflowError(e.code, e.message);
+  }
+}
+
+/** Any thrown value as an ActiveflowError; unknown errors become `internal` with a safe message. */
+export function ensureError(e: unknown): ActiveflowError {
+  if (e instanceof ActiveflowError) return e;
+  return new ActiveflowError('internal', 'internal error; the details are in the node\'s log', { cause: e });
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}

@@ -1,0 +1,23 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+
+/** `NATS_URL` may list several servers, comma-separated (the client wants an array). */
+export function parseServers(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/**
+ * Connects with reconnection that never gives up: a node outlives restarts of its servers.
+ * The name shows up in the server's connection list and its disconnect events.
+ */
+export async function connectNats(servers: string[] | string, name: string): Promise<NatsConnection> {
+  const list = Array.isArray(servers) ? servers : parseServers(servers);
+  if (list.length === 0) throw new Error('no NATS server given; set NATS_URL (for example nats://127.0.0.1:4222)');
+  return connect({
+    servers: list,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    pingInterval: 5_000,
+    timeout: 5_000,
+  });
+}

@@ -1,0 +1,358 @@
+/**
+ * A node: hosts the actors of the shards it owns and serves the control API over NATS
+ * request-reply, registered with the services framework ($SRV.PING/INFO/STATS).
+ *
+ *   starting ──▶ serving ──stop()──▶ draining (no new requests; in-flight ones finish) ──▶ stopped
+ *
+ * Everything is keyed and subscribed by shard (`activeflow.shard.<n>.*.*`). This node owns every
+ * shard; the cluster issue hands shards between nodes with leases.
+ */
+import { randomUUID } from 'node:crypto';
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ActorRegistry } from '../../actors/actor-registry.js';
+import { DEFAULT_LIMITS, Uuid, type Limits } from '../../machines/index.js';
+import { ActiveflowClient } from '../api/client.js';
+import { parseRequest, respondError, respondOk } from '../api/reply.js';
+import {
+  ActiveflowRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest,
+} from '../api/schemas.js';
+import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
+import { systemClock, type HostClock } from '../clock.js';
+import { ActiveflowError, ensureError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { connectNats } from '../nats/connect.js';
+import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
+import { ActiveflowIndex } from '../store/activeflow-index.js';
+import { openStorage, type Storage } from '../store/buckets.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
+import { EventLog } from '../store/event-log.js';
+import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
+import { SnapshotStore } from '../store/snapshot-store.js';
+import { NatsEffectRunner } from './effect-runner.js';
+
+export interface NodeOptions {
+  servers: string[];
+  nodeId: string;
+  shardCount: number;
+  replicas: number;
+  passivateAfterMs: number;
+  endedRetentionMs: number;
+  eventRetentionMs: number;
+  httpTimeoutMs: number;
+  httpMaxResponseBytes: number;
+  serviceTimeoutMs: number;
+  limits?: Limits;
+  clock?: HostClock;
+  log: Logger;
+}
+
+export const VERSION = '0.1.0';
+
+export class ActiveflowNode {
+  private service: Service | null = null;
+  private passivationTimer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private stopping = false;
+  readonly ownedShards: ReadonlySet<number>;
+
+  private constructor(
+    readonly options: NodeOptions,
+    readonly nc: NatsConnection,
+    private readonly storage: Storage,
+    readonly registry: ActorRegistry,
+    private readonly snapshots: SnapshotStore,
+    private readonly events: EventLog,
+    private readonly index: ActiveflowIndex,
+    private readonly flows: FlowStore,
+    private readonly log: Logger,
+    private readonly clock: HostClock,
+  ) {
+    this.ownedShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
+  }
+
+  static async start(options: NodeOptions): Promise<ActiveflowNode> {
+    const log = options.log.child({ node_id: options.nodeId });
+    const clock = options.clock ?? systemClock;
+    const nc = await connectNats(options.servers, `activeflow-node-${options.nodeId}`);
+    try {
+      const storage = await withJetStreamRetry(log, () => openStorage(nc, {
+        replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
+      }));
+      await checkClusterConfig(storage, options.shardCount);
+      await verifyShardMapping(nc, options.shardCount);
+      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount);
+      const events = new EventLog(storage.js, storage.jsm);
+      const index = new ActiveflowIndex(storage.index);
+      const flows = new FlowStore(storage.flows);
+      const client = new ActiveflowClient(nc);
+      const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
+      const registry = new ActorRegistry({
+        store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
+        findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
+        findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
+      }, options.passivateAfterMs);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, log, clock);
+      await node.serve();
+      return node;
+    } catch (e) {
+      await nc.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async serve(): Promise<void> {
+    const svc = await new Svcm(this.nc).add({
+      name: 'activeflow',
+      version: VERSION,
+      description: 'activeflow runtime: control API for activeflows and flows',
+      metadata: { node_id: this.options.nodeId, shard_count: String(this.options.shardCount) },
+    });
+    this.service = svc;
+    const handle = (fn: (msg: ServiceMsg) => Promise<unknown>) => (err: Error | null, msg: ServiceMsg) => {
+      if (err) {
+        this.log.error({ event: 'endpoint_failed', err });
+        return;
+      }
+      this.track(this.answer(msg, fn));
+    };
+    svc.addEndpoint('activeflow_create', { subject: SUBJECTS.activeflowCreate, handler: handle((m) => this.createRouted(m)) });
+    svc.addEndpoint('activeflow_list', { subject: SUBJECTS.activeflowList, handler: handle((m) => this.list(m)) });
+    svc.addEndpoint('flow_create', { subject: SUBJECTS.flowCreate, handler: handle((m) => this.flowCreate(m)) });
+    svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
+    svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
+    // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
+    const shards = svc.addGroup('activeflow.shard', '');
+    for (const shard of this.ownedShards) {
+      shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
+    }
+    this.passivationTimer = setInterval(() => {
+      const n = this.registry.passivateIdle(Date.now());
+      if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
+    }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
+    this.passivationTimer.unref();
+    this.log.info({ event: 'node_serving', shards: this.ownedShards.size }, `node ${this.options.nodeId} serving ${this.ownedShards.size} shards`);
+    this.track(this.recover());
+  }
+
+  /** Loads every running activeflow of the owned shards, republishing events a crash left out. */
+  private async recover(): Promise<void> {
+    const ids = await this.snapshots.runningIds(this.ownedShards);
+    if (ids.length === 0) return;
+    this.log.info({ event: 'recovery_started', activeflows: ids.length });
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length && !this.stopping) {
+        const id = ids[next++]!;
+        await this.registry.get(id).warm().catch((e: unknown) => this.log.error({ event: 'recovery_failed', activeflow_id: id, err: e }));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    this.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    this.log.info({ event: 'recovery_finished', activeflows: ids.length });
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  private async answer(msg: ServiceMsg, fn: (msg: ServiceMsg) => Promise<unknown>): Promise<void> {
+    try {
+      if (this.stopping) throw new ActiveflowError('unavailable', 'the node is stopping; retry');
+      respondOk(msg, await fn(msg));
+    } catch (e) {
+      const error = ensureError(e);
+      if (error.code === 'internal') this.log.error({ event: 'request_failed', subject: msg.subject, err: e });
+      respondError(msg, error);
+    }
+  }
+
+  // activeflows ----------------------------------------------------------------------------------
+
+  /** `activeflow.v1.create`: any node takes it and routes it to the owner of the new id's shard. */
+  private async createRouted(msg: ServiceMsg): Promise<unknown> {
+    const request = parseRequest(msg, ActiveflowRequests.create);
+    const id = request.id ?? randomUUID();
+    return new ActiveflowClient(this.nc).call(SUBJECTS.activeflowVerb(id, 'create'), { ...request, id });
+  }
+
+  private async activeflowVerb(msg: ServiceMsg): Promise<unknown> {
+    const [, , shardText, id, verb] = msg.subject.split('.') as [string, string, string, string, string];
+    if (!Uuid.safeParse(id).success || id !== id.toLowerCase()) throw new ActiveflowError('invalid_argument', `"${id}" is not an activeflow id (a lower-case UUID)`);
+    if (!(ACTIVEFLOW_VERBS as readonly string[]).includes(verb)) {
+      throw new ActiveflowError('invalid_argument', `unknown verb "${verb}"; the verbs are ${ACTIVEFLOW_VERBS.join(', ')}`);
+    }
+    if (Number(shardText) !== shardOf(id, this.options.shardCount)) throw new ActiveflowError('internal', `activeflow ${id} arrived on shard ${shardText}, expected ${shardOf(id, this.options.shardCount)}`);
+    const v = verb as ActiveflowVerb;
+    const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
+    const { customer_id: customerId, ...rest } = body;
+    const actor = this.registry.get(id);
+    let reply;
+    switch (v) {
+      case 'create':
+        reply = await actor.create({ ...(body as object), id } as never);
+        break;
+      case 'get':
+        reply = await actor.read(customerId, (s) => s.activeflow);
+        break;
+      case 'variables_get':
+        reply = await actor.read(customerId, (s) => ({ id, variables: s.variables }));
+        break;
+      case 'substitute':
+        reply = await actor.substitute(customerId, (rest as { data: string }).data);
+        break;
+      case 'history': {
+        const found = await actor.read(customerId, (s) => s.activeflow.customer_id);
+        if (!found.ok) throw found.error;
+        const h = rest as { from_seq?: number; limit?: number };
+        return { events: await this.events.history(found.value as string, id, h.from_seq ?? 1, h.limit ?? 1000) };
+      }
+      default:
+        reply = await actor.request(v, rest, customerId);
+    }
+    if (!reply.ok) throw reply.error;
+    return reply.value;
+  }
+
+  private async list(msg: ServiceMsg): Promise<unknown> {
+    const r = parseRequest(msg, ListActiveflowsRequest);
+    const page = await this.index.page(r.customer_id, r, r.page_size ?? 100, r.page_token);
+    const result = [];
+    for (const id of page.ids) {
+      const stored = await this.snapshots.load(id);
+      if (stored !== null && stored.state.activeflow.tm_delete === null) result.push(stored.state.activeflow);
+    }
+    return { result, next_page_token: page.next_page_token };
+  }
+
+  // flows ----------------------------------------------------------------------------------------
+
+  private async flowCreate(msg: ServiceMsg): Promise<unknown> {
+    const r = parseRequest(msg, FlowCreateRequest);
+    try {
+      return await this.flows.create(r, randomUUID(), this.clock.now(), this.clock.entropy());
+    } catch (e) {
+      if (e instanceof FlowLimitExceeded) throw new ActiveflowError('limit_exceeded', e.message);
+      throw e;
+    }
+  }
+
+  private async flowList(msg: ServiceMsg): Promise<unknown> {
+    const r = parseRequest(msg, FlowListRequest);
+    return this.flows.list(r.customer_id, r.page_size ?? 100, r.page_token);
+  }
+
+  private async flowVerb(msg: ServiceMsg): Promise<unknown> {
+    const [, , id, verb] = msg.subject.split('.') as [string, string, string, string];
+    if (!Uuid.safeParse(id).success) throw new ActiveflowError('invalid_argument', `"${id}" is not a flow id (a UUID)`);
+    if (!(FLOW_VERBS as readonly string[]).includes(verb)) throw new ActiveflowError('invalid_argument', `unknown verb "${verb}"; the verbs are ${FLOW_VERBS.join(', ')}`);
+    const v = verb as FlowVerb;
+    const body = parseRequest(msg, FlowRequests[v]) as { customer_id?: string };
+    const notFound = new ActiveflowError('not_found', `flow ${id} not found`);
+    const flowId = id.toLowerCase();
+    switch (v) {
+      case 'get': {
+        const found = await this.flows.get(flowId, body.customer_id);
+        if (found === null) throw notFound;
+        return found.flow;
+      }
+      case 'update': {
+        const { customer_id: c, ...patch } = body as Record<string, unknown> & { customer_id?: string };
+        const flow = await this.flows.update(flowId, c, patch as never, this.clock.now(), this.clock.entropy());
+        if (flow === null) throw notFound;
+        return flow;
+      }
+      case 'delete': {
+        const flow = await this.flows.delete(flowId, body.customer_id, this.clock.now());
+        if (flow === null) throw notFound;
+        return flow;
+      }
+    }
+  }
+
+  // lifecycle ------------------------------------------------------------------------------------
+
+  get residentActors(): number {
+    return this.registry.residentCount;
+  }
+
+  /** Stops taking requests, lets in-flight ones finish, and closes the connection. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.passivationTimer) clearInterval(this.passivationTimer);
+    await this.service?.stop().catch(() => undefined);
+    await Promise.allSettled([...this.inFlight]);
+    await this.registry.settleAll();
+    await this.nc.drain().catch(() => undefined);
+    this.log.info({ event: 'node_stopped' });
+  }
+
+  /** The connection's close, for processes that exit with it. */
+  closed(): Promise<void | Error> {
+    return this.nc.closed();
+  }
+
+  get storageHandles(): Storage {
+    return this.storage;
+  }
+}
+
+/** JetStream answers only some seconds after a cold start (NATS-FACTS): retry its first calls. */
+async function withJetStreamRetry<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > deadline) {
+        throw new Error(`JetStream did not answer for 30 s (${(e as Error).message}); is nats-server running with jetstream enabled?`, { cause: e });
+      }
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'jetstream_not_ready', err: (e as Error).message }, 'waiting for JetStream');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+const CLUSTER_KEY = 'config';
+
+/** The shard count is the cluster's, fixed at its first start; a node configured otherwise refuses. */
+async function checkClusterConfig(storage: Storage, shardCount: number): Promise<void> {
+  const config = { shard_count: shardCount, created_at: new Date().toISOString(), format_version: 1 };
+  try {
+    await storage.cluster.create(CLUSTER_KEY, encodeJson(config));
+    return;
+  } catch {
+    // exists already: compare
+  }
+  const entry = await storage.cluster.get(CLUSTER_KEY);
+  const stored = entry ? (decodeJson(entry.value) as typeof config) : null;
+  if (stored !== null && stored.shard_count !== shardCount) {
+    throw new Error(`this cluster has ${stored.shard_count} shards (since ${stored.created_at}) but this node is configured with SHARD_COUNT=${shardCount}; start it with SHARD_COUNT=${stored.shard_count} (changing the count is an offline migration)`);
+  }
+}
+
+/**
+ * The server must map `activeflow.v1.<id>.<verb>` to the same shard as `shardOf(id)`: sends a probe
+ * and refuses to start, saying what to add to the configuration, when it is missing or different.
+ */
+async function verifyShardMapping(nc: NatsConnection, shardCount: number): Promise<void> {
+  const probe = randomUUID();
+  const expected = shardOf(probe, shardCount);
+  const sub = nc.subscribe(`activeflow.shard.*.${probe}.mapping_probe`, { max: 1 });
+  const got = (async () => {
+    for await (const m of sub) return Number(m.subject.split('.')[2]);
+    return null;
+  })();
+  nc.publish(SUBJECTS.activeflowVerb(probe, 'mapping_probe'));
+  const timer = new Promise<null>((r) => setTimeout(() => r(null), 2_000));
+  const shard = await Promise.race([got, timer]);
+  sub.unsubscribe();
+  if (shard === null) {
+    throw new Error(`the NATS server does not map activeflow.v1.<id>.<verb> to shards; add this to its configuration (nats-server.conf has it):\n${shardMappingConfig(shardCount)}`);
+  }
+  if (shard !== expected) {
+    throw new Error(`the NATS server maps activeflows to ${shard} instead of ${expected}: its mapping uses another shard count than SHARD_COUNT=${shardCount}; use:\n${shardMappingConfig(shardCount)}`);
+  }
+}

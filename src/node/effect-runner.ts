@@ -1,0 +1,71 @@
+/** Performs the effects the engine asks for, over NATS and HTTP (DESIGN.md sections 5 and 6). */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { EffectRunner } from '../../actors/activeflow-actor.js';
+import { performHttp, type HttpLimits } from '../../actors/effects/http-request.js';
+import { performService } from '../../actors/effects/service-request.js';
+import type { Effect, EffectResult } from '../../machines/index.js';
+import type { ActiveflowClient } from '../api/client.js';
+import { SUBJECTS } from '../api/subjects.js';
+import type { Logger } from '../log.js';
+import { encodeJson } from '../store/codec.js';
+import type { FlowStore } from '../store/flow-store.js';
+
+export class NatsEffectRunner implements EffectRunner {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly client: ActiveflowClient,
+    private readonly flows: FlowStore,
+    private readonly http: HttpLimits,
+    private readonly serviceTimeoutMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async perform(effect: Effect): Promise<EffectResult> {
+    switch (effect.type) {
+      case 'http_request':
+        return performHttp(effect, this.http);
+      case 'service_request':
+        return performService(this.nc, effect, this.serviceTimeoutMs);
+      case 'flow_get': {
+        try {
+          const found = await this.flows.get(effect.flow_id, effect.customer_id);
+          return { kind: 'flow', flow: found?.flow ?? null };
+        } catch (e) {
+          return { kind: 'failure', message: `flow ${effect.flow_id} could not be read: ${(e as Error).message}` };
+        }
+      }
+      case 'start_child':
+      case 'reference_action_next':
+        return { kind: 'failure', message: `${effect.type} is not awaited` };
+    }
+  }
+
+  launch(effect: Effect, activeflowId: string): void {
+    const log = this.log.child({ activeflow_id: activeflowId, effect_type: effect.type });
+    const run = async (): Promise<void> => {
+      switch (effect.type) {
+        case 'http_request':
+        case 'service_request': {
+          const result = await this.perform(effect);
+          if (result.kind === 'failure') log.warn({ event: 'effect_failed', reason: result.message });
+          return;
+        }
+        case 'start_child':
+          await this.client.createActiveflow({
+            id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id, reference_type: effect.reference_type,
+            reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id, execute: true,
+          });
+          log.info({ event: 'on_complete_started', child_id: effect.activeflow_id });
+          return;
+        case 'reference_action_next':
+          this.nc.publish(SUBJECTS.referenceActionNext, encodeJson({
+            activeflow_id: effect.activeflow_id, reference_type: effect.reference_type, reference_id: effect.reference_id, force: true,
+          }));
+          return;
+        case 'flow_get':
+          return;
+      }
+    };
+    run().catch((e: unknown) => log.error({ event: 'effect_failed', err: e }, 'a fire-and-forget effect failed'));
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The `ACTIVEFLOW_EVENTS` stream: every event of every activeflow, on
+ * `activeflow.events.<customer_id>.<activeflow_id>`, with message id `<activeflow_id>:<seq>` so the
+ * server drops a republished duplicate.
+ */
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { StreamEvent } from '../../machines/index.js';
+import { decodeJson, encodeJson } from './codec.js';
+import { EVENTS_STREAM } from './buckets.js';
+
+export const eventSubject = (customerId: string, activeflowId: string): string => `activeflow.events.${customerId}.${activeflowId}`;
+
+export class EventLog {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  /** Publishes in order, each acknowledged before the next, so a retry can never reorder them. */
+  async publish(customerId: string, activeflowId: string, events: readonly StreamEvent[]): Promise<void> {
+    const subject = eventSubject(customerId, activeflowId);
+    for (const event of events) {
+      await this.js.publish(subject, encodeJson(event), { msgID: `${activeflowId}:${event.seq}` });
+    }
+  }
+
+  /** The `seq` of the last event stored for an activeflow; 0 when it has none. */
+  async lastSeq(customerId: string, activeflowId: string): Promise<number> {
+    try {
+      const msg = await this.jsm.streams.getMessage(EVENTS_STREAM, { last_by_subj: eventSubject(customerId, activeflowId) });
+      return msg === null ? 0 : StreamEvent.parse(decodeJson(msg.data)).seq;
+    } catch (e) {
+      if (/no message found|not found/i.test(String((e as Error).message))) return 0;
+      throw e;
+    }
+  }
+
+  /** Events of one activeflow with `seq >= fromSeq`, at most `limit`, read by an ordered consumer. */
+  async history(customerId: string, activeflowId: string, fromSeq: number, limit: number): Promise<StreamEvent[]> {
+    const consumer = await this.js.consumers.get(EVENTS_STREAM, {
+      filter_subjects: eventSubject(customerId, activeflowId),
+      deliver_policy: DeliverPolicy.All,
+    });
+    const out: StreamEvent[] = [];
+    const info = await consumer.info(true);
+    let pending = info.num_pending;
+    while (pending > 0 && out.length < limit) {
+      const batch = await consumer.fetch({ max_messages: Math.min(256, pending), expires: 2_000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        pending = m.info.pending;
+        const event = StreamEvent.parse(decodeJson(m.data));
+        if (event.seq >= fromSeq && out.length < limit) out.push(event);
+      }
+      if (got === 0) break;
+    }
+    await consumer.delete().catch(() => undefined);
+    return out;
+  }
+}

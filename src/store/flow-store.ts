@@ -1,0 +1,109 @@
+/**
+ * Flow templates in `af_flows` (history 5): `<customer_id>.<flow_id>` holds the flow, and
+ * `id.<flow_id>` names its customer, so a flow can be read by id alone. Deletion is soft
+ * (`tm_delete`), as in VoIPBIN; a deleted flow reads as not found.
+ */
+import type { KV } from '@nats-io/kv';
+import { Flow, idSource, NIL, prepareActions, type ActionInput } from '../../machines/index.js';
+import { decodeJson, encodeJson } from './codec.js';
+
+export interface FlowDraft {
+  customer_id: string;
+  type?: Flow['type'];
+  name?: string;
+  detail?: string;
+  actions: ActionInput[];
+  on_complete_flow_id?: string;
+}
+
+export interface FlowPatch {
+  name?: string;
+  detail?: string;
+  actions?: ActionInput[];
+  on_complete_flow_id?: string;
+}
+
+export class FlowLimitExceeded extends Error {
+  override readonly name = 'FlowLimitExceeded';
+}
+
+export class FlowStore {
+  constructor(
+    private readonly kv: KV,
+    private readonly maxFlowsPerCustomer = 10_000,
+  ) {}
+
+  async create(draft: FlowDraft, id: string, now: string, entropy: string): Promise<Flow> {
+    const count = await this.count(draft.customer_id);
+    if (count >= this.maxFlowsPerCustomer) throw new FlowLimitExceeded(`customer ${draft.customer_id} has ${count} flows; at most ${this.maxFlowsPerCustomer} are allowed`);
+    const flow: Flow = {
+      id, customer_id: draft.customer_id, type: draft.type ?? 'flow', name: draft.name ?? '', detail: draft.detail ?? '',
+      actions: prepareActions(draft.actions, idSource(entropy)), on_complete_flow_id: draft.on_complete_flow_id ?? NIL,
+      tm_create: now, tm_update: null, tm_delete: null,
+    };
+    await this.kv.put(`id.${id}`, encodeJson({ customer_id: flow.customer_id }));
+    await this.kv.create(`${flow.customer_id}.${id}`, encodeJson(flow));
+    return flow;
+  }
+
+  /** The flow, or null when it is missing, deleted, or (with `customerId`) another customer's. */
+  async get(id: string, customerId?: string): Promise<{ flow: Flow; revision: number } | null> {
+    let customer = customerId;
+    if (customer === undefined) {
+      const index = await this.kv.get(`id.${id}`);
+      if (index === null || index.operation !== 'PUT') return null;
+      customer = (decodeJson(index.value) as { customer_id: string }).customer_id;
+    }
+    const entry = await this.kv.get(`${customer}.${id}`);
+    if (entry === null || entry.operation !== 'PUT') return null;
+    const flow = Flow.parse(decodeJson(entry.value));
+    return flow.tm_delete === null ? { flow, revision: entry.revision } : null;
+  }
+
+  async update(id: string, customerId: string | undefined, patch: FlowPatch, now: string, entropy: string): Promise<Flow | null> {
+    const found = await this.get(id, customerId);
+    if (found === null) return null;
+    const flow: Flow = {
+      ...found.flow,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.detail !== undefined ? { detail: patch.detail } : {}),
+      ...(patch.actions !== undefined ? { actions: prepareActions(patch.actions, idSource(entropy)) } : {}),
+      ...(patch.on_complete_flow_id !== undefined ? { on_complete_flow_id: patch.on_complete_flow_id } : {}),
+      tm_update: now,
+    };
+    await this.kv.update(`${flow.customer_id}.${id}`, encodeJson(flow), found.revision);
+    return flow;
+  }
+
+  async delete(id: string, customerId: string | undefined, now: string): Promise<Flow | null> {
+    const found = await this.get(id, customerId);
+    if (found === null) return null;
+    const flow: Flow = { ...found.flow, tm_update: now, tm_delete: now };
+    await this.kv.update(`${flow.customer_id}.${id}`, encodeJson(flow), found.revision);
+    return flow;
+  }
+
+  /** A page of the customer's flows in id order; the token is the last id of the previous page. */
+  async list(customerId: string, pageSize: number, pageToken: string | undefined): Promise<{ result: Flow[]; next_page_token: string }> {
+    const ids: string[] = [];
+    for await (const key of await this.kv.keys(`${customerId}.*`)) ids.push(key.slice(customerId.length + 1));
+    ids.sort();
+    const result: Flow[] = [];
+    for (const id of ids) {
+      if (pageToken !== undefined && pageToken !== '' && id <= pageToken) continue;
+      const found = await this.get(id, customerId);
+      if (found === null) continue;
+      result.push(found.flow);
+      if (result.length === pageSize) break;
+    }
+    const last = result.at(-1);
+    const more = last !== undefined && ids.some((id) => id > last.id);
+    return { result, next_page_token: more ? last.id : '' };
+  }
+
+  async count(customerId: string): Promise<number> {
+    let n = 0;
+    for await (const _key of await this.kv.keys(`${customerId}.*`)) n++;
+    return n;
+  }
+}

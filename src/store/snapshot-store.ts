@@ -1,0 +1,100 @@
+/**
+ * Where activeflows live between requests: a running one's persisted XState snapshot in
+ * `af_running` under `<shard>.<id>`, an ended one's final state in `af_ended` under `<id>`.
+ * Every write of a running snapshot is revision-checked, so a writer that lost ownership can never
+ * overwrite its successor (DESIGN.md section 4).
+ */
+import type { KV } from '@nats-io/kv';
+import type { Snapshot } from 'xstate';
+import { EngineState } from '../../machines/index.js';
+import { shardOf } from '../nats/shard-mapping.js';
+import { decodeJson, encodeJson } from './codec.js';
+import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
+
+export type Revision = number & { readonly __brand: 'Revision' };
+
+export type StoredActiveflow =
+  | { kind: 'running'; snapshot: Snapshot<unknown>; state: EngineState; revision: Revision }
+  | { kind: 'ended'; state: EngineState; revision: Revision; runningRevision: Revision | null };
+
+export class SnapshotStore {
+  constructor(
+    private readonly running: KV,
+    private readonly ended: KV,
+    readonly shardCount: number,
+  ) {}
+
+  runningKey(id: string): string {
+    return `${shardOf(id, this.shardCount)}.${id}`;
+  }
+
+  /** Reads an activeflow; a running key left beside an ended record (a crash mid-end) reads as ended. */
+  async load(id: string): Promise<StoredActiveflow | null> {
+    const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
+    const runningEntry = r !== null && r.operation === 'PUT' ? r : null;
+    if (e !== null && e.operation === 'PUT') {
+      return { kind: 'ended', state: EngineState.parse(decodeJson(e.value)), revision: e.revision as Revision, runningRevision: runningEntry ? (runningEntry.revision as Revision) : null };
+    }
+    if (runningEntry === null) return null;
+    const snapshot = decodeJson(runningEntry.value) as Snapshot<unknown> & { context: unknown };
+    return { kind: 'running', snapshot, state: EngineState.parse(snapshot.context), revision: runningEntry.revision as Revision };
+  }
+
+  /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
+  async exists(id: string): Promise<boolean> {
+    const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
+    return (r !== null && r.operation === 'PUT') || (e !== null && e.operation === 'PUT');
+  }
+
+  async create(id: string, snapshot: Snapshot<unknown>): Promise<Revision> {
+    const key = this.runningKey(id);
+    try {
+      return (await this.running.create(key, encodeJson(snapshot))) as Revision;
+    } catch (e) {
+      if (isRevisionConflict(e) || /exists/i.test(String((e as Error).message))) throw new RevisionConflict(key, { cause: e });
+      throw e;
+    }
+  }
+
+  async update(id: string, snapshot: Snapshot<unknown>, revision: Revision): Promise<Revision> {
+    const key = this.runningKey(id);
+    try {
+      return (await this.running.update(key, encodeJson(snapshot), revision)) as Revision;
+    } catch (e) {
+      if (isRevisionConflict(e)) throw new RevisionConflict(key, { cause: e });
+      throw e;
+    }
+  }
+
+  /** Ending, step 1: the final state goes to af_ended (a re-write of the same state is harmless). */
+  async writeEnded(id: string, state: EngineState, revision: Revision | null): Promise<Revision> {
+    try {
+      if (revision === null) return (await this.ended.put(id, encodeJson(state))) as Revision;
+      return (await this.ended.update(id, encodeJson(state), revision)) as Revision;
+    } catch (e) {
+      if (isRevisionConflict(e)) throw new RevisionConflict(id, { cause: e });
+      throw e;
+    }
+  }
+
+  /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
+  async deleteRunning(id: string, revision: Revision): Promise<void> {
+    try {
+      await this.running.delete(this.runningKey(id), { previousSeq: revision });
+    } catch (e) {
+      if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });
+      throw e;
+    }
+  }
+
+  /** Ids of the running activeflows of the given shards (one key listing). */
+  async runningIds(shards: ReadonlySet<number>): Promise<string[]> {
+    const ids: string[] = [];
+    const keys = await this.running.keys();
+    for await (const key of keys) {
+      const dot = key.indexOf('.');
+      if (shards.has(Number(key.slice(0, dot)))) ids.push(key.slice(dot + 1));
+    }
+    return ids;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Real NATS for tests: a nats-server per test file on a free loopback port, with a temporary
+ * store and the shard mapping; nodes in this process or as child processes (to SIGKILL them).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ActiveflowClient } from '../../src/api/client.js';
+import { silentLogger } from '../../src/log.js';
+import { connectNats } from '../../src/nats/connect.js';
+import { NatsServer } from '../../src/nats/server-process.js';
+import { shardMappingConfig } from '../../src/nats/shard-mapping.js';
+import { ActiveflowNode, type NodeOptions } from '../../src/node/activeflow-node.js';
+
+export const SHARDS = 256;
+
+export function startNats(extraConfig = shardMappingConfig(SHARDS)): Promise<NatsServer> {
+  return NatsServer.start({ extraConfig });
+}
+
+export function nodeOptions(server: NatsServer, overrides: Partial<NodeOptions> = {}): NodeOptions {
+  return {
+    servers: [server.url], nodeId: 'test-node', shardCount: SHARDS, replicas: 1, passivateAfterMs: 60_000,
+    endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, httpTimeoutMs: 1_000, httpMaxResponseBytes: 64 * 1024,
+    serviceTimeoutMs: 500, log: silentLogger, ...overrides,
+  };
+}
+
+export function startNode(server: NatsServer, overrides: Partial<NodeOptions> = {}): Promise<ActiveflowNode> {
+  return ActiveflowNode.start(nodeOptions(server, overrides));
+}
+
+export async function clientFor(server: NatsServer, retryForMs = 10_000): Promise<{ nc: NatsConnection; client: ActiveflowClient }> {
+  const nc = await connectNats(server.url, 'test-client');
+  return { nc, client: new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs }) };
+}
+
+const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
+
+/** `activeflow node` as a child process; resolves once it serves. */
+export async function spawnNode(server: NatsServer, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, 'node'], {
+    env: { ...process.env, NATS_URL: server.url, NODE_ID: 'proc-node', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the node did not start within 15 s:\n${out}`)), 15_000);
+    const onData = (b: Buffer) => {
+      out = (out + b.toString()).slice(-8000);
+      if (out.includes('"node_serving"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the node exited with ${code}:\n${out}`));
+    });
+  });
+  child.removeAllListeners('exit');
+  child.stdout!.resume();
+  child.stderr!.resume();
+  return child;
+}
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
