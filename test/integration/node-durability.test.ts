@@ -1,0 +1,226 @@
+/**
+ * Crashes: a node killed with SIGKILL mid-flow, the window between a snapshot write and its event
+ * publish, an end cut in half, and nats-server restarting under a node. After each, every
+ * activeflow continues exactly where its last acknowledged reply left it, and the event stream
+ * has no gap and no duplicate.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { createActor } from 'xstate';
+import { afterEach, describe, expect, it } from 'vitest';
+import { activeflowMachine, reduce, type Action, type StreamEvent } from '../../machines/index.js';
+import type { ActiveflowClient } from '../../src/api/client.js';
+import { NatsServer } from '../../src/nats/server-process.js';
+import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { openStorage } from '../../src/store/buckets.js';
+import { encodeJson } from '../../src/store/codec.js';
+import { EventLog } from '../../src/store/event-log.js';
+import { SnapshotStore, type Revision } from '../../src/store/snapshot-store.js';
+import { CUSTOMER } from '../helpers/engine.js';
+import { clientFor, exited, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
+
+const FINISH = '00000000-0000-0000-0000-000000000002';
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+function expectCleanStream(events: StreamEvent[]): void {
+  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1)); // contiguous, no duplicate
+  expect(events[0]!.type).toBe('activeflow_created');
+}
+
+async function setup(): Promise<{ server: NatsServer; client: ActiveflowClient }> {
+  const server = await startNats();
+  cleanups.push(() => server.stop());
+  const { nc, client } = await clientFor(server, 30_000);
+  cleanups.push(() => nc.close());
+  return { server, client };
+}
+
+describe('a node killed with SIGKILL mid-flow', () => {
+  it('loses nothing: every call continues from its last acknowledged reply, and the streams are clean', async () => {
+    const { server, client } = await setup();
+    let child: ChildProcess = await spawnNode(server);
+    cleanups.push(async () => { child.kill('SIGKILL'); await exited(child); });
+
+    const STEPS = 25;
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: i % 2 ? 'play' : 'talk', option: { text: `step ${i}` } })) });
+    const calls = await Promise.all(Array.from({ length: 20 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
+    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
+
+    let moves = 0;
+    let killed = false;
+    const killAndRestart = async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+      child = await spawnNode(server);
+    };
+    let restart: Promise<void> | null = null;
+    await Promise.all(calls.map(async (call) => {
+      let current = call.current_action.id;
+      for (;;) {
+        const action: Action = await client.next(call.id, current);
+        acked.get(call.id)!.push(action.id);
+        if (action.id === FINISH) return;
+        current = action.id;
+        if (++moves === 150 && !killed) {
+          killed = true;
+          restart = killAndRestart(); // mid-flight: other calls have requests in the air
+        }
+      }
+    }));
+    await restart;
+    expect(killed).toBe(true);
+
+    const expected = [...flow.actions.map((a) => a.id), FINISH];
+    for (const call of calls) {
+      expect(acked.get(call.id)).toEqual(expected); // no move lost, none applied twice
+      const af = await client.get(call.id);
+      expect(af).toMatchObject({ status: 'ended', end_reason: 'finished', execute_count: STEPS + 1 });
+      const { events } = await client.history(call.id);
+      expectCleanStream(events);
+      expect(events.filter((e) => e.type === 'activeflow_updated')).toHaveLength(STEPS + 2); // moves + the status change
+      expect(events.at(-1)!.type).toBe('activeflow_ended');
+    }
+  }, 60_000);
+
+  it('an acknowledged move is stored: SIGKILL right after each reply, with nothing else in flight', async () => {
+    const { server, client } = await setup();
+    let child: ChildProcess = await spawnNode(server);
+    cleanups.push(async () => { child.kill('SIGKILL'); await exited(child); });
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: Array.from({ length: 6 }, () => ({ type: 'talk' })) });
+    let current = af.current_action.id;
+    for (let i = 1; i <= 4; i++) {
+      const action = await client.next(af.id, current);
+      child.kill('SIGKILL');
+      await exited(child);
+      child = await spawnNode(server);
+      const stored = await client.get(af.id);
+      expect([stored.execute_count, stored.current_action.id]).toEqual([i, action.id]);
+      current = action.id;
+    }
+    expectCleanStream((await client.history(af.id)).events);
+  }, 60_000);
+
+  it('a node stopped with SIGTERM finishes its in-flight requests and exits 0', async () => {
+    const { server, client } = await setup();
+    const child = await spawnNode(server);
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    child.kill('SIGTERM');
+    expect(await exited(child)).toBe(0);
+    const again = await spawnNode(server);
+    cleanups.push(async () => { again.kill('SIGKILL'); await exited(again); });
+    expect((await client.get(af.id)).status).toBe('running');
+  }, 30_000);
+});
+
+describe('recovery of what a crash leaves half done', () => {
+  it('republishes the events of a change that was stored but not published, exactly once', async () => {
+    const { server, client } = await setup();
+    let node: ActiveflowNode = await startNode(server);
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
+    await client.next(af.id, af.current_action.id);
+    await node.stop();
+
+    // Play the dead node: apply the next `next` and store it, but die before publishing.
+    const { nc } = await clientFor(server);
+    cleanups.push(() => nc.close());
+    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
+    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
+    const log = new EventLog(storage.js, storage.jsm);
+    const stored = await store.load(af.id);
+    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
+    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: stored.state });
+    actor.start();
+    actor.send({ type: 'next', request_id: 'dead', now: '2026-11-27T10:00:00.000000Z', entropy: 'dead-node', current_action_id: stored.state.activeflow.current_action.id });
+    await store.update(af.id, actor.getPersistedSnapshot(), stored.revision);
+    const before = await log.lastSeq(CUSTOMER, af.id);
+    expect(before).toBe(2);
+    expect(actor.getSnapshot().context.seq).toBe(3);
+
+    node = await startNode(server); // recovery runs at start
+    cleanups.push(() => node.stop());
+    for (let i = 0; i < 100 && (await log.lastSeq(CUSTOMER, af.id)) < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    const { events } = await client.history(af.id);
+    expectCleanStream(events);
+    expect(events).toHaveLength(3);
+    await node.stop();
+    node = await startNode(server); // a second restart publishes nothing twice
+    expect((await client.history(af.id)).events).toHaveLength(3);
+    // and the caller that never got its reply retries: the same answer, no move
+    const talk = await client.next(af.id, stored.state.activeflow.current_action.id);
+    expect(talk.type).toBe('talk');
+    expect((await client.get(af.id)).execute_count).toBe(2);
+  }, 30_000);
+
+  it('finishes an end that stopped between the ended record and the running key removal', async () => {
+    const { server, client } = await setup();
+    const node = await startNode(server);
+    cleanups.push(() => node.stop());
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    const { nc } = await clientFor(server);
+    cleanups.push(() => nc.close());
+    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
+    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
+    const stored = await store.load(af.id);
+    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
+    // The ended record is written, the running key is still there (the node died in between).
+    const ended = reduce(stored.state, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-end' });
+    await storage.ended.put(af.id, encodeJson(ended));
+    await node.registry.release(() => true); // forget the resident actor, as a restart would
+    expect(await client.get(af.id)).toMatchObject({ status: 'ended', end_reason: 'stopped' });
+    expect(await storage.running.get(store.runningKey(af.id))).toMatchObject({ operation: 'DEL' });
+    const { events } = await client.history(af.id);
+    expectCleanStream(events);
+    expect(events.map((e) => e.type).slice(-2)).toEqual(['activeflow_updated', 'activeflow_ended']);
+  }, 30_000);
+
+  it('a write refused for its revision drops the actor and answers unavailable, never a stale success', async () => {
+    const { server, client } = await setup();
+    const node = await startNode(server);
+    cleanups.push(() => node.stop());
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
+    await client.get(af.id); // resident now
+    const { nc } = await clientFor(server);
+    cleanups.push(() => nc.close());
+    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
+    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
+    const stored = await store.load(af.id);
+    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
+    // Another writer (a new owner) rewrites the snapshot: this node's revision is stale.
+    await store.update(af.id, stored.snapshot, stored.revision as Revision);
+    const { nc: nc2 } = await clientFor(server);
+    cleanups.push(() => nc2.close());
+    const once = await nc2.request(`activeflow.v1.${af.id}.next`, encodeJson({ current_action_id: af.current_action.id }), { timeout: 2000 });
+    expect(JSON.parse(new TextDecoder().decode(once.data)).error.code).toBe('unavailable');
+    // the next request reloads what was stored and goes on
+    const answer = await client.next(af.id, af.current_action.id);
+    expect(answer.type).toBe('answer');
+    expectCleanStream((await client.history(af.id)).events);
+  }, 30_000);
+});
+
+describe('nats-server restarting under a node', () => {
+  it('the node reconnects and carries on; stored activeflows survive', async () => {
+    const server = await NatsServer.start({ extraConfig: (await import('../../src/nats/shard-mapping.js')).shardMappingConfig(SHARDS) });
+    cleanups.push(() => server.stop());
+    const node = await startNode(server);
+    cleanups.push(() => node.stop());
+    const { nc, client } = await clientFor(server, 30_000);
+    cleanups.push(() => nc.close());
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }, { type: 'hangup' }] });
+    const a1 = await client.next(af.id, af.current_action.id);
+    await server.restart();
+    const a2 = await client.next(af.id, a1.id); // retried by the client until the node is back
+    expect(a2.type).toBe('talk');
+    const a3 = await client.next(af.id, a2.id);
+    expect(a3.type).toBe('hangup');
+    const { events } = await client.history(af.id);
+    expectCleanStream(events);
+    expect(events).toHaveLength(4);
+    const id = randomUUID();
+    await client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'api', actions: [] });
+    expect((await client.get(id)).status).toBe('running');
+  }, 60_000);
+});
