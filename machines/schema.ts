@@ -40,7 +40,9 @@ function distance(a: string, b: string): number {
 
 export const ActionTypeSchema = z.enum(ACTION_TYPES, {
   error: (issue) => {
-    const given = typeof issue.input === 'string' ? issue.input : JSON.stringify(issue.input);
+    if (issue.input === undefined) return 'an action needs a type (talk, answer, goto, ...; see docs/engine.md)';
+    if (typeof issue.input !== 'string') return `the action type must be a string, not ${JSON.stringify(issue.input)}`;
+    const given = issue.input;
     const best = [...ACTION_TYPES].sort((x, y) => distance(given, x) - distance(given, y))[0]!;
     const hint = distance(given, best) <= 2 ? ` (did you mean "${best}"?)` : '';
     return `unknown action type "${given}"${hint}; the types are listed in docs/engine.md and the spec's catalogue`;

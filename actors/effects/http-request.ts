@@ -40,7 +40,9 @@ export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promi
   } catch (e) {
     const err = e as Error;
     if (err.name === 'TimeoutError' || err.name === 'AbortError') return { kind: 'failure', message: `no answer within ${limits.timeoutMs} ms from ${url.host}` };
-    return { kind: 'failure', message: `${url.host}: ${String((err as { cause?: { code?: string } }).cause?.code ?? err.message)}` };
+    const cause = (err as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
+    const reason = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? err.message;
+    return { kind: 'failure', message: `${url.host}: ${reason}` };
   }
 }
 

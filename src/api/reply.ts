@@ -34,8 +34,14 @@ export function respondOk(msg: ServiceMsg, value: unknown): void {
   msg.respond(encodeJson(value));
 }
 
+/** A header value must be one line: the body keeps the whole message. */
+function headerSafe(text: string): string {
+  const line = text.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
+  return line.length > 512 ? `${line.slice(0, 509)}...` : line;
+}
+
 export function respondError(msg: ServiceMsg, error: ActiveflowError): void {
-  msg.respondError(STATUS_BY_CODE[error.code], error.message, encodeJson(error.toJSON()));
+  msg.respondError(STATUS_BY_CODE[error.code], headerSafe(error.message), encodeJson(error.toJSON()));
 }
 
 /** A reply's value, or the ActiveflowError it carries. */
