@@ -164,7 +164,7 @@ describe('on_complete and forward_now', () => {
 
   it('forward_now asks the call service to move now', async () => {
     const asked: unknown[] = [];
-    const sub = nc.subscribe('activeflow.service.action_next', { callback: (_e, m) => asked.push(decodeJson(m.data)) });
+    const sub = nc.subscribe('activeflow.service.action_next', { callback: (_e, m) => { asked.push(decodeJson(m.data)); } });
     await nc.flush();
     const { af, first } = await runCall([{ type: 'talk' }, { type: 'hangup' }]);
     const hangupId = (await client.get(af.id)).stack_map['00000000-0000-0000-0000-000000000001']!.actions[1]!.id;
