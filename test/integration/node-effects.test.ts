@@ -129,7 +129,7 @@ describe('service actions over NATS', () => {
     const critical = await runCall([{ type: 'message_send' }, { type: 'talk' }]);
     expect(critical.first.id).toBe(FINISH);
     expect((await client.get(critical.af.id)).error!.message).toMatch(/no responders on activeflow\.service\.message_send/);
-    const sub = nc.subscribe('activeflow.service.email_send', { callback: (_e, m) => m.respond(encodeJson({ error: { code: 'unavailable', message: 'smtp down' } })) });
+    const sub = nc.subscribe('activeflow.service.email_send', { callback: (_e, m) => { m.respond(encodeJson({ error: { code: 'unavailable', message: 'smtp down' } })); } });
     await nc.flush();
     const skipped = await runCall([{ type: 'email_send' }, { type: 'talk' }]);
     sub.unsubscribe();
