@@ -2,10 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
 import { nodeCommand } from './node-command.js';
+import { simulateCallsCommand } from './simulate-calls-command.js';
 import { simulateCommand } from './simulate-command.js';
 import { startCommand } from './start-command.js';
+import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
-const COMMANDS: readonly Command[] = [startCommand, nodeCommand, simulateCommand];
+const COMMANDS: readonly Command[] = [
+  startCommand, nodeCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -27,7 +31,7 @@ function overview(): string {
 }
 
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
-const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'current-action', 'set', 'key', 'reference-type', 'servers']);
+const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),

@@ -8,7 +8,7 @@ const DAY_MS = 24 * 3600 * 1000;
 
 export async function startNode(config: NodeConfig, io: CliIo): Promise<ActiveflowNode> {
   const nodeId = config.NODE_ID ?? defaultNodeId();
-  const log = createLogger({ node_id: nodeId });
+  const log = createLogger();
   try {
     return await ActiveflowNode.start({
       servers: parseServers(config.NATS_URL), nodeId, shardCount: config.SHARD_COUNT, replicas: config.NATS_REPLICAS,

@@ -20,6 +20,12 @@ export interface NatsServerOptions {
   serverName?: string;
 }
 
+/** Servers started by this process: killed if it exits without stopping them (a crashed test). */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 export class NatsServerError extends Error {
   override readonly name = 'NatsServerError';
 }
@@ -115,6 +121,8 @@ async function launch(workDir: string, storeDir: string, options: NatsServerOpti
   const port = await Promise.race([ready, failed]);
   failed.catch(() => undefined);
   child.removeAllListeners('exit');
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   return { child, port };
 }
 

@@ -1,0 +1,43 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ActiveflowClient } from '../api/client.js';
+import { ActiveflowError } from '../errors.js';
+import { connectNats, parseServers } from '../nats/connect.js';
+import type { CliIo, ParsedArgs } from './command.js';
+
+/** Connects to `--servers` or NATS_URL (default the local development server), runs `fn`, closes. */
+export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: ActiveflowClient, nc: NatsConnection) => Promise<number>): Promise<number> {
+  const servers = parseServers(args.options.get('servers') ?? process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222');
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats(servers, 'activeflow-cli');
+  } catch (e) {
+    io.err(`activeflow: cannot reach NATS at ${servers.join(',')}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
+    return 1;
+  }
+  try {
+    return await fn(new ActiveflowClient(nc, { retryForMs: 5_000 }), nc);
+  } catch (e) {
+    if (e instanceof ActiveflowError) {
+      io.err(`activeflow: ${e.code}: ${e.message}`);
+      return e.code === 'invalid_argument' ? 2 : 1;
+    }
+    throw e;
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
+
+/** A plain table: columns padded to their widest cell. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+export function need(args: ParsedArgs, name: string, io: CliIo): string | null {
+  const v = args.options.get(name);
+  if (v === undefined || v === '') {
+    io.err(`activeflow: --${name} is required`);
+    return null;
+  }
+  return v;
+}
