@@ -30,6 +30,7 @@ import { EventLog } from '../store/event-log.js';
 import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { NatsEffectRunner } from './effect-runner.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
 
 export interface NodeOptions {
   servers: string[];
@@ -54,6 +55,7 @@ export class ActiveflowNode {
   private passivationTimer: NodeJS.Timeout | null = null;
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
+  private webhooks: WebhookDispatcher | null = null;
   readonly ownedShards: ReadonlySet<number>;
 
   private constructor(
@@ -131,6 +133,8 @@ export class ActiveflowNode {
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
+    this.webhooks = new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, attempts: 4, maxDeliver: 10 }, this.log);
+    await this.webhooks.start();
     this.log.info({ event: 'node_serving', shards: this.ownedShards.size }, `node ${this.options.nodeId} serving ${this.ownedShards.size} shards`);
     this.track(this.recover());
   }
@@ -284,6 +288,7 @@ export class ActiveflowNode {
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
+    await this.webhooks?.stop();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });

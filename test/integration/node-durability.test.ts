@@ -224,3 +224,21 @@ describe('nats-server restarting under a node', () => {
     expect((await client.get(id)).status).toBe('running');
   }, 60_000);
 });
+
+describe('passivation', () => {
+  it('drops idle actors from memory and rehydrates them on the next request, unchanged', async () => {
+    const { server, client } = await setup();
+    const node = await startNode(server, { passivateAfterMs: 1_000 });
+    cleanups.push(() => node.stop());
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }], variables: { k: 'v' } });
+    const a1 = await client.next(af.id, af.current_action.id);
+    expect(node.residentActors).toBe(1);
+    const before = await client.get(af.id);
+    for (let i = 0; i < 60 && node.residentActors > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(node.residentActors).toBe(0);
+    expect(await client.get(af.id)).toEqual(before);
+    expect(node.residentActors).toBe(1);
+    expect((await client.next(af.id, a1.id)).type).toBe('talk');
+    expect((await client.variables(af.id)).variables['k']).toBe('v');
+  }, 30_000);
+});

@@ -23,6 +23,8 @@ let http: Server;
 let base: string;
 /** A loopback port that was just freed: connecting to it is refused. */
 let closedPort: number;
+let webhookCalls = 0;
+const webhookBodies: { type: string; data: { id: string; status: string } }[] = [];
 const received: { method: string; url: string; body: string; headers: IncomingMessage['headers'] }[] = [];
 
 beforeAll(async () => {
@@ -40,6 +42,14 @@ beforeAll(async () => {
         setTimeout(() => res.writeHead(200).end('[]'), 1_000);
       } else if (req.url === '/huge') {
         res.writeHead(200).end(JSON.stringify([{ type: 'talk', option: { text: 'x'.repeat(5000) } }]));
+      } else if (req.url === '/webhook') {
+        // The first two deliveries fail: the dispatcher must retry, and keep the order.
+        webhookCalls++;
+        if (webhookCalls <= 2) res.writeHead(503).end();
+        else {
+          webhookBodies.push(JSON.parse(body));
+          res.writeHead(200).end();
+        }
       } else if (req.url === '/broken') {
         res.writeHead(500).end('oops');
       } else {
@@ -174,4 +184,18 @@ describe('on_complete and forward_now', () => {
     expect(asked).toEqual([{ activeflow_id: af.id, reference_type: 'call', reference_id: af.reference_id, force: true }]);
     expect((await client.next(af.id, first.id)).id).toBe(hangupId);
   });
+});
+
+describe('webhook_uri', () => {
+  it('receives every event of its activeflow, in order, in VoIPBIN\'s wrapped form, through failures', async () => {
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', webhook_uri: `${base}/webhook`, actions: [{ type: 'answer' }] });
+    const a = await client.next(af.id, af.current_action.id);
+    await client.next(af.id, a.id);
+    for (let i = 0; i < 200 && webhookBodies.length < 5; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(webhookCalls).toBeGreaterThanOrEqual(7); // two failures, then five deliveries
+    expect(webhookBodies.map((b) => b.type)).toEqual(['activeflow_created', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_ended']);
+    expect(webhookBodies.every((b) => b.data.id === af.id)).toBe(true);
+    expect(webhookBodies[0]!.data).not.toHaveProperty('stack_map');
+    expect(webhookBodies.at(-1)!.data.status).toBe('ended');
+  }, 30_000);
 });
