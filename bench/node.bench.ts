@@ -1,0 +1,188 @@
+/**
+ * Node benchmarks against a real nats-server (started here, on a free port), each figure beside a
+ * baseline measured in the same run:
+ *
+ * 1. Durable moves/s of 1,000 concurrent simulated calls (node in its own process), against the
+ *    pipelined KV put rate of the same server (256 puts in flight, 2 KiB values).
+ * 2. `get` and `next` latency p50/p99, against a raw request-reply echo served by another process.
+ * 3. Resident memory per live activeflow with 100,000 of them resident (node process RSS).
+ * 4. The cost of a move as the history grows (limits raised): early moves against late ones.
+ *
+ * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Kvm } from '@nats-io/kv';
+import { ActiveflowClient } from '../src/api/client.js';
+import { silentLogger } from '../src/log.js';
+import { connectNats } from '../src/nats/connect.js';
+import { NatsServer } from '../src/nats/server-process.js';
+import { shardMappingConfig } from '../src/nats/shard-mapping.js';
+import { ActiveflowNode } from '../src/node/activeflow-node.js';
+import { Limits } from '../machines/index.js';
+import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
+
+const CUSTOMER = '11111111-1111-4111-8111-111111111111';
+const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
+const quick = process.argv.includes('--quick');
+
+const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
+
+async function spawnAndWait(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const on = (b: Buffer) => {
+      out += b.toString();
+      if (out.includes(ready)) resolve();
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+    child.once('exit', (c) => reject(new Error(`exited ${c}: ${out}`)));
+  });
+  child.removeAllListeners('exit');
+  child.stdout!.removeAllListeners('data');
+  child.stderr!.removeAllListeners('data');
+  child.stdout!.resume();
+  child.stderr!.resume();
+  return child;
+}
+
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+async function latencies(n: number, fn: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < 100; i++) await fn(); // warm-up
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    xs.push(performance.now() - t);
+  }
+  xs.sort((a, b) => a - b);
+  return { p50: percentile(xs, 50), p99: percentile(xs, 99) };
+}
+
+process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server 2.9, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
+const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
+const nc = await connectNats(server.url, 'bench');
+const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
+const children: ChildProcess[] = [];
+try {
+  // info level: the readiness line (node_serving) is an info log; nothing else logs per request.
+  const nodeProc = await spawnAndWait([BIN, 'node'], { NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000) }, '"node_serving"');
+  children.push(nodeProc);
+
+  // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------
+  const kv = await new Kvm(nc).create('bench_kv', { history: 1 });
+  const value = new Uint8Array(2048).fill(97);
+  const PUTS = quick ? 5_000 : 20_000;
+  let t0 = performance.now();
+  let inFlight: Promise<unknown>[] = [];
+  for (let i = 0; i < PUTS; i++) {
+    inFlight.push(kv.put(`k${i % 5000}`, value));
+    if (inFlight.length === 256) {
+      await Promise.all(inFlight);
+      inFlight = [];
+    }
+  }
+  await Promise.all(inFlight);
+  const putRate = PUTS / ((performance.now() - t0) / 1000);
+
+  const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
+  const CALLS = quick ? 200 : 1_000;
+  const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: CALLS, concurrency: CALLS, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
+  const moveRate = report.moves / (report.durationMs / 1000);
+  process.stdout.write(`\n1. durable moves/s, ${CALLS} concurrent calls of a 20-action flow (each move stored before its reply)\n`);
+  line('pipelined KV put, 256 in flight, 2 KiB (baseline)', `${fmt(putRate)} puts/s`);
+  line('moves through the node (next, stored, events published)', `${fmt(moveRate)} moves/s  (${report.moves} moves, ${report.errors} errors)`);
+  line('ratio moves / KV puts (goal >= 0.8)', `${fmt(moveRate / putRate, 2)}x`);
+  line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
+
+  // 2. latency against a raw echo ---------------------------------------------------------------
+  const echo = await spawnAndWait(['--input-type=module', '-e', `
+    import { connect } from '@nats-io/transport-node';
+    const nc = await connect({ servers: ['${server.url}'] });
+    nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data) });
+    await nc.flush(); console.log('echo ready');`], {}, 'echo ready');
+  children.push(echo);
+  const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+  const N = quick ? 500 : 2_000;
+  const payload = new Uint8Array(64);
+  const echoLat = await latencies(N, () => nc.request('bench.echo', payload, { timeout: 5000 }));
+  const getLat = await latencies(N, () => client.get(af.id));
+  // next: one call walks a long flow (limits raised below are not needed: 20 actions, restart calls)
+  const nextXs: number[] = [];
+  while (nextXs.length < (quick ? 200 : 1_000)) {
+    const call = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+    let current = call.current_action.id;
+    for (let i = 0; i < 20; i++) {
+      const t = performance.now();
+      current = (await client.next(call.id, current)).id;
+      nextXs.push(performance.now() - t);
+    }
+  }
+  nextXs.sort((a, b) => a - b);
+  process.stdout.write(`\n2. latency, one request at a time (${N} each)\n`);
+  line('raw request-reply echo p50 / p99 (baseline)', `${fmt(echoLat.p50, 3)} / ${fmt(echoLat.p99, 3)} ms`);
+  line('get p50 / p99', `${fmt(getLat.p50, 3)} / ${fmt(getLat.p99, 3)} ms  (p50 ${fmt(getLat.p50 / echoLat.p50, 2)}x echo; goal <= 1.2x)`);
+  line('next p50 / p99 (a KV write and an event publish each)', `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`);
+
+  // 3. memory per live activeflow ---------------------------------------------------------------
+  const LIVE = quick ? 10_000 : 100_000;
+  const rssBefore = rssKiB(nodeProc.pid!);
+  let created = 0;
+  t0 = performance.now();
+  await Promise.all(Array.from({ length: 500 }, async () => {
+    while (created < LIVE) {
+      created++;
+      await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+    }
+  }));
+  const createSecs = (performance.now() - t0) / 1000;
+  await new Promise((r) => setTimeout(r, 2_000));
+  const rssAfter = rssKiB(nodeProc.pid!);
+  process.stdout.write(`\n3. memory: ${fmt(LIVE)} live activeflows resident in the node (20-action flow)\n`);
+  line('node RSS before / after', `${fmt(rssBefore / 1024)} / ${fmt(rssAfter / 1024)} MiB`);
+  line('resident memory per live activeflow', `${fmt(((rssAfter - rssBefore) * 1024) / LIVE / 1024, 1)} KiB`);
+  line('creation rate (each stored, indexed, event published)', `${fmt(LIVE / createSecs)} creates/s`);
+
+  // 4. the cost of a move as the history grows ----------------------------------------------------
+  const LONG = quick ? 500 : 2_000;
+  // A fresh server, so nothing else (recovery of part 3's activeflows) runs beside the long call.
+  nodeProc.kill('SIGTERM');
+  await new Promise((r) => nodeProc.once('exit', r));
+  const longServer = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
+  const longNc = await connectNats(longServer.url, 'bench-long');
+  const longClient = new ActiveflowClient(longNc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
+  const longNode = await ActiveflowNode.start({
+    servers: [longServer.url], nodeId: 'bench-long', shardCount: 256, replicas: 1, passivateAfterMs: 3_600_000, endedRetentionMs: 86_400_000,
+    eventRetentionMs: 86_400_000, httpTimeoutMs: 5_000, httpMaxResponseBytes: 1 << 20, serviceTimeoutMs: 5_000, log: silentLogger,
+    limits: Limits.parse({ max_execute_count: LONG + 10, max_cycle_iterations: LONG + 10 }),
+  });
+  const longFlow = await longClient.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: LONG }, () => ({ type: 'talk', option: { text: 'x' } })) });
+  const long = await longClient.createActiveflow({ customer_id: CUSTOMER, flow_id: longFlow.id, reference_type: 'call' });
+  const cost: number[] = [];
+  let current = long.current_action.id;
+  for (let i = 0; i < LONG; i++) {
+    const t = performance.now();
+    current = (await longClient.next(long.id, current)).id;
+    cost.push(performance.now() - t);
+  }
+  await longNode.stop();
+  await longNc.close();
+  await longServer.stop();
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const early = median(cost.slice(10, 110));
+  const late = median(cost.slice(LONG - 100));
+  process.stdout.write(`\n4. one call, ${LONG} moves (limits raised): next latency by history length\n`);
+  line('moves 10-110, median (baseline)', `${fmt(early, 3)} ms`);
+  line(`moves ${LONG - 100}-${LONG}, median`, `${fmt(late, 3)} ms  (${fmt(late / early, 2)}x)`);
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+  await nc.close();
+  await server.stop();
+}

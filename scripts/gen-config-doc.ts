@@ -1,0 +1,6 @@
+// Writes docs/configuration.md from the node's option schema (src/config.ts), the same source as
+// `activeflow node --help`. A test fails when the file is out of date: run `npm run docs`.
+import { writeFileSync } from 'node:fs';
+import { configMarkdown } from '../src/config-doc.js';
+
+writeFileSync(new URL('../docs/configuration.md', import.meta.url), configMarkdown());

@@ -1,0 +1,26 @@
+import type { z } from 'zod';
+import { NodeConfig } from './config.js';
+
+/** docs/configuration.md, generated from the option schema. */
+export function configMarkdown(): string {
+  const rows = Object.entries(NodeConfig.shape).map(([key, schema]) => {
+    const def = (schema as z.ZodType & { _zod: { def: { defaultValue?: unknown } } })._zod.def.defaultValue;
+    return `| \`${key}\` | ${def === undefined ? '-' : `\`${JSON.stringify(def)}\``} | ${(schema.description ?? '').replace(/\|/g, '\\|')} |`;
+  });
+  return [
+    '# Configuration',
+    '',
+    '<!-- generated from src/config.ts by `npm run docs`; do not edit by hand -->',
+    '',
+    'A node (`activeflow node`, and the node `activeflow start` runs) reads these environment variables.',
+    '`activeflow node --help` prints the same text.',
+    '',
+    '| variable | default | meaning |',
+    '|---|---|---|',
+    ...rows,
+    '',
+    'The engine\'s limits (moves per activeflow, per cycle, on_complete depth, stacks, variable sizes) are',
+    'described in docs/engine.md; their defaults are the spec\'s numbers.',
+    '',
+  ].join('\n');
+}
