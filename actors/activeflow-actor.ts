@@ -18,11 +18,12 @@
  */
 import { createActor, type Actor } from 'xstate';
 import {
-  activeflowMachine, createActiveflow, reduce, substituteText,
+  activeflowMachine, createActiveflow, materializeEvents, reduce, substituteText,
   type ActiveflowMachine, type CreateRequest, type Effect, type EffectResult, type EngineEvent, type EngineState,
   type Flow, type Limits, type Reply, type StreamEvent, type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
+import { persistedSnapshot } from './persisted-snapshot.js';
 import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
@@ -126,7 +127,7 @@ export class ActiveflowActor {
       actor.start();
       let revision: Revision;
       try {
-        revision = await this.deps.store.create(this.id, actor.getPersistedSnapshot());
+        revision = await this.deps.store.create(this.id, persistedSnapshot(actor));
       } catch (e) {
         actor.stop();
         if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
@@ -134,7 +135,7 @@ export class ActiveflowActor {
       }
       this.mode = { kind: 'running', actor, revision };
       await this.deps.index.record(created.state.activeflow);
-      await this.publish(created.state.activeflow.customer_id, created.state.outbox.events);
+      await this.publish(created.state.activeflow.customer_id, materializeEvents(created.state));
       this.log.debug({ event: 'activeflow_created' });
       if (request.execute === true) {
         const executed = await this.run('execute', {});
@@ -259,7 +260,7 @@ export class ActiveflowActor {
       } else {
         this.mode = { kind: 'ended', state: next, revision: mode.revision };
       }
-      await this.publish(next.activeflow.customer_id, next.outbox.events);
+      await this.publish(next.activeflow.customer_id, materializeEvents(next));
       return next;
     }
     if (mode.kind !== 'running') throw new ActiveflowError('unavailable', `activeflow ${this.id} is not loaded; retry`);
@@ -270,15 +271,15 @@ export class ActiveflowActor {
       mode.actor.stop();
       const revision = await this.guard(() => this.deps.store.writeEnded(this.id, state, null));
       this.mode = { kind: 'ended', state, revision };
-      await this.publish(state.activeflow.customer_id, state.outbox.events);
+      await this.publish(state.activeflow.customer_id, materializeEvents(state));
       if (this.unpublished === null) await this.finishEnd(mode.revision);
       else this.endPending = mode.revision;
       this.log.debug({ event: 'activeflow_ended', end_reason: state.activeflow.end_reason });
       return state;
     }
-    const revision = await this.guard(() => this.deps.store.update(this.id, mode.actor.getPersistedSnapshot(), mode.revision));
+    const revision = await this.guard(() => this.deps.store.update(this.id, persistedSnapshot(mode.actor), mode.revision));
     this.mode = { kind: 'running', actor: mode.actor, revision };
-    await this.publish(state.activeflow.customer_id, state.outbox.events);
+    await this.publish(state.activeflow.customer_id, materializeEvents(state));
     return state;
   }
 
@@ -338,7 +339,7 @@ export class ActiveflowActor {
     const { state } = stored;
     const lastSeq = await this.deps.events.lastSeq(state.activeflow.customer_id, this.id);
     if (lastSeq < state.seq) {
-      const missing = state.outbox.events.filter((e) => e.seq > lastSeq);
+      const missing = materializeEvents(state).filter((e) => e.seq > lastSeq);
       if (missing.length === 0 || missing[0]!.seq !== lastSeq + 1) {
         this.log.error({ event: 'event_gap', stream_seq: lastSeq, snapshot_seq: state.seq }, 'events are missing from the stream and the snapshot no longer holds them');
       }

@@ -5,7 +5,7 @@
  */
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import {
-  activeflowMachine, createActiveflow, CreateRequest, describeIssues, EngineState, Flow, reduce, substituteText, VerbBodies,
+  activeflowMachine, createActiveflow, CreateRequest, describeIssues, EngineState, Flow, materializeEvents, reduce, substituteText, VerbBodies,
   type ActiveflowMachine, type Effect, type EffectResult, type EngineError, type EngineEvent, type Limits, type Reply,
   type StreamEvent, type Variables, type Verb,
 } from '../machines/index.js';
@@ -195,7 +195,7 @@ export class LocalHost {
   private record(id: string, state: EngineState): void {
     if (state.outbox.events.length === 0) return;
     const log = this.eventLog.get(id) ?? [];
-    log.push(...state.outbox.events);
+    log.push(...materializeEvents(state));
     this.eventLog.set(id, log);
   }
 

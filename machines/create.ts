@@ -9,7 +9,7 @@ import { engineError, type EngineError } from './errors.js';
 import { idSource } from './ids.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import {
-  ActionInputList, ReferenceTypeSchema, toPublic, Uuid, Variables, WebhookMethodSchema,
+  ActionInputList, ReferenceTypeSchema, toPublicWithoutHistory, Uuid, Variables, WebhookMethodSchema,
   type Activeflow, type Flow,
 } from './schema.js';
 import { emptyOutbox, type EngineState } from './state.js';
@@ -121,7 +121,7 @@ export function createActiveflow(ctx: CreateContext): CreateResult {
     version: 0,
     last_next: null,
     pending: null,
-    outbox: { ...emptyOutbox(), events: [{ type: 'activeflow_created', seq: 1, at: now, data: toPublic(activeflow) }] },
+    outbox: { ...emptyOutbox(), events: [{ type: 'activeflow_created', seq: 1, at: now, data: toPublicWithoutHistory(activeflow), executed_count: 0 }] },
   };
   return { ok: true, state };
 }

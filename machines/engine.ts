@@ -17,7 +17,7 @@ import { ServiceReply, type Effect } from './effects.js';
 import { engineError, type EngineError } from './errors.js';
 import type { EffectResult, EngineEvent } from './events.js';
 import { idSource, type IdSource } from './ids.js';
-import { ActionInputList, EMPTY_ACTION, Flow, toPublic, type Action, type Activeflow, type ActiveflowError, type EndReason } from './schema.js';
+import { ActionInputList, EMPTY_ACTION, Flow, toPublicWithoutHistory, type Action, type Activeflow, type ActiveflowError, type EndReason } from './schema.js';
 import {
   FINISH_ACTION, getAction, getNextAction, insertAfter, isInReturnChain, pushStack, removeStackAndAbove, replaceAction,
 } from './stack-map.js';
@@ -56,7 +56,8 @@ function bumpVersion(d: Draft): void {
 function emit(d: Draft, type: 'activeflow_created' | 'activeflow_updated' | 'activeflow_ended' | 'activeflow_deleted'): void {
   const seq = d.state.seq + 1;
   d.state = { ...d.state, seq };
-  d.outbox.events.push({ type, seq, at: d.now, data: toPublic(d.state.activeflow) });
+  const af = d.state.activeflow;
+  d.outbox.events.push({ type, seq, at: d.now, data: toPublicWithoutHistory(af), executed_count: af.executed_actions.length });
 }
 
 function reply(d: Draft, requestId: string, value: ReplyValue): void {

@@ -188,6 +188,12 @@ export const PublicActiveflow = Activeflow.omit({
 });
 export type PublicActiveflow = z.infer<typeof PublicActiveflow>;
 
+/** The public form without its history (events in the outbox keep only the history's length). */
+export function toPublicWithoutHistory(af: Activeflow): Omit<PublicActiveflow, 'executed_actions'> {
+  const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, executed_actions: _h, ...rest } = af;
+  return rest;
+}
+
 export function toPublic(af: Activeflow): PublicActiveflow {
   const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, ...rest } = af;
   return rest;

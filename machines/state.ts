@@ -20,6 +20,20 @@ export const StreamEvent = z.object({
 export type StreamEvent = z.infer<typeof StreamEvent>;
 
 /**
+ * An event as the outbox keeps it: its history is a prefix of the activeflow's, so only its
+ * length is stored (`executed_count`) and `materializeEvents` rebuilds the full event. Snapshots
+ * written before this change hold full events (no `executed_count`); they still restore.
+ */
+export const OutboxEvent = z.object({
+  type: z.enum(STREAM_EVENT_TYPES),
+  seq: z.number().int().positive(),
+  at: Timestamp,
+  data: PublicActiveflow.omit({ executed_actions: true }).extend({ executed_actions: z.array(Action).optional() }),
+  executed_count: z.number().int().nonnegative().optional(),
+});
+export type OutboxEvent = z.infer<typeof OutboxEvent>;
+
+/**
  * A reply names what to send rather than copying it: the host reads the activeflow or the
  * variables from the context, so a snapshot never holds a second copy of them.
  */
@@ -40,7 +54,7 @@ export type Reply = z.infer<typeof Reply>;
 export const Outbox = z.object({
   replies: z.array(Reply),
   effects: z.array(Effect),
-  events: z.array(StreamEvent),
+  events: z.array(OutboxEvent),
 });
 export type Outbox = z.infer<typeof Outbox>;
 
@@ -82,3 +96,13 @@ export const EngineState = z.object({
 export type EngineState = z.infer<typeof EngineState>;
 
 export const emptyOutbox = (): Outbox => ({ replies: [], effects: [], events: [] });
+
+/** The outbox's events in their stream form, each with its own history. */
+export function materializeEvents(state: EngineState): StreamEvent[] {
+  const history = state.activeflow.executed_actions;
+  return state.outbox.events.map((e) => {
+    const { executed_count: count, ...event } = e;
+    const executed = event.data.executed_actions ?? history.slice(0, count ?? history.length);
+    return { ...event, data: { ...event.data, executed_actions: executed } };
+  });
+}

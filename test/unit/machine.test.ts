@@ -96,3 +96,16 @@ describe('the XState machine', () => {
     expect(ctx.outbox.events.map((e) => [e.type, e.seq])).toEqual([['activeflow_updated', 4]]);
   });
 });
+
+describe('the persisted snapshot', () => {
+  it('persistedSnapshot() writes exactly what XState\'s getPersistedSnapshot() writes, running and done', async () => {
+    const { persistedSnapshot } = await import('../../actors/persisted-snapshot.js');
+    const actor = start([{ id: aid(1), type: 'fetch', option: { event_url: FETCH_URL } }, { id: aid(2), type: 'talk' }]);
+    expect(JSON.parse(JSON.stringify(persistedSnapshot(actor)))).toEqual(JSON.parse(JSON.stringify(actor.getPersistedSnapshot())));
+    actor.send(ev(1, { type: 'next', current_action_id: '00000000-0000-0000-0000-000000000001' }));
+    expect(JSON.parse(JSON.stringify(persistedSnapshot(actor)))).toEqual(JSON.parse(JSON.stringify(actor.getPersistedSnapshot())));
+    actor.send(ev(2, { type: 'stop' }));
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(JSON.parse(JSON.stringify(persistedSnapshot(actor)))).toEqual(JSON.parse(JSON.stringify(actor.getPersistedSnapshot())));
+  });
+});
