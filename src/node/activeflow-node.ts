@@ -56,6 +56,7 @@ export class ActiveflowNode {
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
   private webhooks: WebhookDispatcher | null = null;
+  private readonly forwarder: ActiveflowClient;
   readonly ownedShards: ReadonlySet<number>;
 
   private constructor(
@@ -71,6 +72,7 @@ export class ActiveflowNode {
     private readonly clock: HostClock,
   ) {
     this.ownedShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
+    this.forwarder = new ActiveflowClient(nc);
   }
 
   static async start(options: NodeOptions): Promise<ActiveflowNode> {
@@ -178,7 +180,7 @@ export class ActiveflowNode {
   private async createRouted(msg: ServiceMsg): Promise<unknown> {
     const request = parseRequest(msg, ActiveflowRequests.create);
     const id = request.id ?? randomUUID();
-    return new ActiveflowClient(this.nc).call(SUBJECTS.activeflowVerb(id, 'create'), { ...request, id });
+    return this.forwarder.call(SUBJECTS.activeflowVerb(id, 'create'), { ...request, id });
   }
 
   private async activeflowVerb(msg: ServiceMsg): Promise<unknown> {

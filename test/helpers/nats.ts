@@ -4,6 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll } from 'vitest';
+import { openStorage, type Storage } from '../../src/store/buckets.js';
+import { SnapshotStore } from '../../src/store/snapshot-store.js';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { silentLogger } from '../../src/log.js';
 import { connectNats } from '../../src/nats/connect.js';
@@ -68,4 +71,30 @@ export async function spawnNode(server: NatsServer, env: Record<string, string> 
 export function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/**
+ * One server and one in-process node for a whole test file: `const env = useNode();` then
+ * `env.client` inside tests. Stopped after the file.
+ */
+export function useNode(overrides: Partial<NodeOptions> = {}): { server: NatsServer; node: ActiveflowNode; nc: NatsConnection; client: ActiveflowClient } {
+  const env = {} as { server: NatsServer; node: ActiveflowNode; nc: NatsConnection; client: ActiveflowClient };
+  beforeAll(async () => {
+    env.server = await startNats();
+    env.node = await startNode(env.server, overrides);
+    ({ nc: env.nc, client: env.client } = await clientFor(env.server));
+  });
+  afterAll(async () => {
+    await env.nc?.close();
+    await env.node?.stop();
+    await env.server?.stop();
+  });
+  return env;
+}
+
+/** The node's stores, opened beside it (to play a crashed node, or another writer). */
+export async function openStoresFor(server: NatsServer): Promise<{ nc: NatsConnection; storage: Storage; store: SnapshotStore }> {
+  const nc = await connectNats(server.url, 'test-store');
+  const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
+  return { nc, storage, store: new SnapshotStore(storage.running, storage.ended, SHARDS) };
 }

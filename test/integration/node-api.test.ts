@@ -1,32 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Svcm } from '@nats-io/services';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ActiveflowClient } from '../../src/api/client.js';
+import { describe, expect, it } from 'vitest';
 import { ActiveflowError } from '../../src/errors.js';
-import type { NatsServer } from '../../src/nats/server-process.js';
 import { shardMappingConfig, shardOf } from '../../src/nats/shard-mapping.js';
-import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
-import { clientFor, SHARDS, startNats, startNode } from '../helpers/nats.js';
+import { SHARDS, useNode } from '../helpers/nats.js';
 
-let server: NatsServer;
-let node: ActiveflowNode;
-let nc: NatsConnection;
-let client: ActiveflowClient;
-
-beforeAll(async () => {
-  server = await startNats();
-  node = await startNode(server);
-  ({ nc, client } = await clientFor(server));
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await node?.stop();
-  await server?.stop();
-});
+const env = useNode();
 
 async function rejects(p: Promise<unknown>): Promise<ActiveflowError> {
   try {
@@ -41,10 +22,10 @@ async function rejects(p: Promise<unknown>): Promise<ActiveflowError> {
 describe('routing', () => {
   it('the node\'s shardOf equals the server\'s partition for every id (a real server\'s mapping)', async () => {
     const seen = new Map<string, number>();
-    const sub = nc.subscribe('activeflow.shard.*.*.route_probe', { callback: (_e, m) => { const t = m.subject.split('.'); seen.set(t[3]!, Number(t[2])); } });
+    const sub = env.nc.subscribe('activeflow.shard.*.*.route_probe', { callback: (_e, m) => { const t = m.subject.split('.'); seen.set(t[3]!, Number(t[2])); } });
     const ids = Array.from({ length: 3000 }, () => randomUUID());
-    for (const id of ids) nc.publish(`activeflow.v1.${id}.route_probe`);
-    await nc.flush();
+    for (const id of ids) env.nc.publish(`activeflow.v1.${id}.route_probe`);
+    await env.nc.flush();
     for (let i = 0; i < 50 && seen.size < ids.length; i++) await new Promise((r) => setTimeout(r, 20));
     sub.unsubscribe();
     expect(seen.size).toBe(ids.length);
@@ -59,14 +40,14 @@ describe('routing', () => {
   });
 
   it('registers with the services framework: $SRV ping, info and stats answer', async () => {
-    const m = new Svcm(nc).client();
+    const m = new Svcm(env.nc).client();
     const pings = [];
     for await (const p of await m.ping('activeflow')) pings.push(p);
     expect(pings).toHaveLength(1);
     const infos = [];
     for await (const i of await m.info('activeflow')) infos.push(i);
     expect(infos[0]!.endpoints.map((e) => e.subject)).toEqual(expect.arrayContaining(['activeflow.v1.create', 'activeflow.v1.list', 'flow.v1.create', 'activeflow.shard.0.*.*']));
-    await client.listFlows({ customer_id: CUSTOMER });
+    await env.client.listFlows({ customer_id: CUSTOMER });
     const stats = [];
     for await (const s of await m.stats('activeflow')) stats.push(s);
     const flowList = stats[0]!.endpoints!.find((e) => e.name === 'flow_list')!;
@@ -76,34 +57,34 @@ describe('routing', () => {
 
 describe('flows', () => {
   it('create, get, list, update, delete; ids given to actions', async () => {
-    const flow = await client.createFlow({ customer_id: CUSTOMER, name: 'menu', actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi' } }] });
+    const flow = await env.client.createFlow({ customer_id: CUSTOMER, name: 'menu', actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi' } }] });
     expect(flow).toMatchObject({ customer_id: CUSTOMER, type: 'flow', name: 'menu', tm_delete: null });
     expect(flow.actions.every((a) => /^[0-9a-f-]{36}$/.test(a.id))).toBe(true);
-    expect(await client.getFlow(flow.id)).toEqual(flow);
-    expect(await client.getFlow(flow.id, CUSTOMER)).toEqual(flow);
-    const updated = await client.updateFlow(flow.id, { customer_id: CUSTOMER, name: 'menu v2' });
+    expect(await env.client.getFlow(flow.id)).toEqual(flow);
+    expect(await env.client.getFlow(flow.id, CUSTOMER)).toEqual(flow);
+    const updated = await env.client.updateFlow(flow.id, { customer_id: CUSTOMER, name: 'menu v2' });
     expect(updated).toMatchObject({ name: 'menu v2', actions: flow.actions });
-    const page = await client.listFlows({ customer_id: CUSTOMER });
+    const page = await env.client.listFlows({ customer_id: CUSTOMER });
     expect(page.result.map((f) => f.id)).toContain(flow.id);
-    expect((await client.deleteFlow(flow.id)).tm_delete).not.toBeNull();
-    expect((await rejects(client.getFlow(flow.id))).code).toBe('not_found');
+    expect((await env.client.deleteFlow(flow.id)).tm_delete).not.toBeNull();
+    expect((await rejects(env.client.getFlow(flow.id))).code).toBe('not_found');
     // a deleted flow cannot be instantiated
-    expect((await rejects(client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' }))).code).toBe('not_found');
+    expect((await rejects(env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' }))).code).toBe('not_found');
   });
 
   it('another customer sees not_found, never the flow', async () => {
-    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: [] });
-    expect((await rejects(client.getFlow(flow.id, OTHER_CUSTOMER))).code).toBe('not_found');
-    expect((await rejects(client.createActiveflow({ customer_id: OTHER_CUSTOMER, flow_id: flow.id, reference_type: 'call' }))).code).toBe('not_found');
+    const flow = await env.client.createFlow({ customer_id: CUSTOMER, actions: [] });
+    expect((await rejects(env.client.getFlow(flow.id, OTHER_CUSTOMER))).code).toBe('not_found');
+    expect((await rejects(env.client.createActiveflow({ customer_id: OTHER_CUSTOMER, flow_id: flow.id, reference_type: 'call' }))).code).toBe('not_found');
   });
 
   it('pages through a customer\'s flows', async () => {
     const customer = randomUUID();
     const ids = [];
-    for (let i = 0; i < 5; i++) ids.push((await client.createFlow({ customer_id: customer, actions: [] })).id);
-    const first = await client.listFlows({ customer_id: customer, page_size: 2 });
-    const second = await client.listFlows({ customer_id: customer, page_size: 2, page_token: first.next_page_token });
-    const third = await client.listFlows({ customer_id: customer, page_size: 2, page_token: second.next_page_token });
+    for (let i = 0; i < 5; i++) ids.push((await env.client.createFlow({ customer_id: customer, actions: [] })).id);
+    const first = await env.client.listFlows({ customer_id: customer, page_size: 2 });
+    const second = await env.client.listFlows({ customer_id: customer, page_size: 2, page_token: first.next_page_token });
+    const third = await env.client.listFlows({ customer_id: customer, page_size: 2, page_token: second.next_page_token });
     expect([...first.result, ...second.result, ...third.result].map((f) => f.id).sort()).toEqual(ids.sort());
     expect(third.next_page_token).toBe('');
   });
@@ -111,99 +92,99 @@ describe('flows', () => {
 
 describe('activeflows over NATS', () => {
   it('runs a call: create, next until FINISH, then ended; history has every event in order', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi ${who}' } }], variables: { who: 'Ada' } });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi ${who}' } }], variables: { who: 'Ada' } });
     expect(af).toMatchObject({ status: 'running', customer_id: CUSTOMER, execute_count: 0 });
-    const answer = await client.next(af.id, af.current_action.id);
-    const talk = await client.next(af.id, answer.id);
+    const answer = await env.client.next(af.id, af.current_action.id);
+    const talk = await env.client.next(af.id, answer.id);
     expect(talk.option).toEqual({ text: 'hi Ada' });
-    const finish = await client.next(af.id, talk.id);
+    const finish = await env.client.next(af.id, talk.id);
     expect(finish.id).toBe('00000000-0000-0000-0000-000000000002');
-    expect(await client.get(af.id)).toMatchObject({ status: 'ended', end_reason: 'finished', execute_count: 3 });
-    const { events } = await client.history(af.id);
+    expect(await env.client.get(af.id)).toMatchObject({ status: 'ended', end_reason: 'finished', execute_count: 3 });
+    const { events } = await env.client.history(af.id);
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(events.map((e) => e.type)).toEqual(['activeflow_created', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_ended']);
     expect(events[0]!.data).not.toHaveProperty('stack_map');
-    expect((await client.history(af.id, 5)).events.map((e) => e.seq)).toEqual([5, 6]);
+    expect((await env.client.history(af.id, 5)).events.map((e) => e.seq)).toEqual([5, 6]);
   });
 
   it('a retried next (lost reply) gets the same answer; a stale one is a conflict', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }, { type: 'hangup' }] });
-    const a1 = await client.next(af.id, af.current_action.id);
-    const a2 = await client.next(af.id, a1.id);
-    expect(await client.next(af.id, a1.id)).toEqual(a2);
-    expect((await rejects(client.next(af.id, af.current_action.id))).code).toBe('conflict');
-    expect((await client.get(af.id)).execute_count).toBe(2);
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }, { type: 'hangup' }] });
+    const a1 = await env.client.next(af.id, af.current_action.id);
+    const a2 = await env.client.next(af.id, a1.id);
+    expect(await env.client.next(af.id, a1.id)).toEqual(a2);
+    expect((await rejects(env.client.next(af.id, af.current_action.id))).code).toBe('conflict');
+    expect((await env.client.get(af.id)).execute_count).toBe(2);
   });
 
   it('serves every verb', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'hangup' }], variables: { a: '1' } });
-    const answer = await client.next(af.id, af.current_action.id);
-    expect((await client.pushActions(af.id, [{ type: 'talk' }])).forward_action_id).not.toBe('00000000-0000-0000-0000-000000000000');
-    const talk = await client.next(af.id, answer.id);
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'hangup' }], variables: { a: '1' } });
+    const answer = await env.client.next(af.id, af.current_action.id);
+    expect((await env.client.pushActions(af.id, [{ type: 'talk' }])).forward_action_id).not.toBe('00000000-0000-0000-0000-000000000000');
+    const talk = await env.client.next(af.id, answer.id);
     expect(talk.type).toBe('talk');
-    expect((await client.addActions(af.id, [{ type: 'beep' }])).current_action.id).toBe(talk.id);
-    expect((await client.forward(af.id, answer.id)).forward_action_id).toBe(answer.id);
-    expect((await client.setVariables(af.id, { b: '${a}2' })).variables).toMatchObject({ a: '1', b: '12' });
-    expect((await client.deleteVariable(af.id, 'a')).variables).not.toHaveProperty('a');
-    expect(await client.variables(af.id)).toMatchObject({ id: af.id, variables: { b: '12' } });
-    expect(await client.substitute(af.id, '[${b}]')).toEqual({ data: '[12]' });
-    expect((await rejects(client.serviceStop(af.id, randomUUID()))).code).toBe('not_found');
-    expect((await rejects(client.execute(af.id))).code).toBe('conflict');
-    expect((await rejects(client.continue(af.id, talk.id))).code).toBe('conflict');
-    expect(await client.stop(af.id, { reason: 'reference_ended' })).toMatchObject({ status: 'ended', end_reason: 'reference_ended' });
-    expect((await rejects(client.next(af.id, talk.id))).code).toBe('ended');
-    expect((await client.delete(af.id)).tm_delete).not.toBeNull();
-    expect((await rejects(client.get(af.id))).code).toBe('not_found');
+    expect((await env.client.addActions(af.id, [{ type: 'beep' }])).current_action.id).toBe(talk.id);
+    expect((await env.client.forward(af.id, answer.id)).forward_action_id).toBe(answer.id);
+    expect((await env.client.setVariables(af.id, { b: '${a}2' })).variables).toMatchObject({ a: '1', b: '12' });
+    expect((await env.client.deleteVariable(af.id, 'a')).variables).not.toHaveProperty('a');
+    expect(await env.client.variables(af.id)).toMatchObject({ id: af.id, variables: { b: '12' } });
+    expect(await env.client.substitute(af.id, '[${b}]')).toEqual({ data: '[12]' });
+    expect((await rejects(env.client.serviceStop(af.id, randomUUID()))).code).toBe('not_found');
+    expect((await rejects(env.client.execute(af.id))).code).toBe('conflict');
+    expect((await rejects(env.client.continue(af.id, talk.id))).code).toBe('conflict');
+    expect(await env.client.stop(af.id, { reason: 'reference_ended' })).toMatchObject({ status: 'ended', end_reason: 'reference_ended' });
+    expect((await rejects(env.client.next(af.id, talk.id))).code).toBe('ended');
+    expect((await env.client.delete(af.id)).tm_delete).not.toBeNull();
+    expect((await rejects(env.client.get(af.id))).code).toBe('not_found');
   });
 
   it('an api activeflow runs with execute on create', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', execute: true, actions: [{ type: 'variable_set', option: { key: 'x', value: 'y' } }] });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', execute: true, actions: [{ type: 'variable_set', option: { key: 'x', value: 'y' } }] });
     expect(af).toMatchObject({ status: 'ended', end_reason: 'finished' });
-    expect((await client.variables(af.id)).variables['x']).toBe('y');
+    expect((await env.client.variables(af.id)).variables['x']).toBe('y');
   });
 
   it('checks the customer on every verb and on list', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [] });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [] });
     for (const verb of ['get', 'stop', 'variables_get', 'delete']) {
-      expect((await rejects(client.call(`activeflow.v1.${af.id}.${verb}`, { customer_id: OTHER_CUSTOMER }))).code, verb).toBe('not_found');
+      expect((await rejects(env.client.call(`activeflow.v1.${af.id}.${verb}`, { customer_id: OTHER_CUSTOMER }))).code, verb).toBe('not_found');
     }
-    expect((await client.get(af.id, CUSTOMER)).status).toBe('running');
-    const other = await client.listActiveflows({ customer_id: OTHER_CUSTOMER });
+    expect((await env.client.get(af.id, CUSTOMER)).status).toBe('running');
+    const other = await env.client.listActiveflows({ customer_id: OTHER_CUSTOMER });
     expect(other.result.map((a) => a.id)).not.toContain(af.id);
   });
 
   it('lists with filters and pages', async () => {
     const customer = randomUUID();
     const ref = randomUUID();
-    const a = await client.createActiveflow({ customer_id: customer, reference_type: 'call', reference_id: ref, actions: [{ type: 'talk' }] });
-    const b = await client.createActiveflow({ customer_id: customer, reference_type: 'api', actions: [] });
-    const c = await client.createActiveflow({ customer_id: customer, reference_type: 'api', actions: [], execute: true });
-    const all = await client.listActiveflows({ customer_id: customer });
+    const a = await env.client.createActiveflow({ customer_id: customer, reference_type: 'call', reference_id: ref, actions: [{ type: 'talk' }] });
+    const b = await env.client.createActiveflow({ customer_id: customer, reference_type: 'api', actions: [] });
+    const c = await env.client.createActiveflow({ customer_id: customer, reference_type: 'api', actions: [], execute: true });
+    const all = await env.client.listActiveflows({ customer_id: customer });
     expect(all.result.map((x) => x.id).sort()).toEqual([a.id, b.id, c.id].sort());
-    expect((await client.listActiveflows({ customer_id: customer, status: 'ended' })).result.map((x) => x.id)).toEqual([c.id]);
-    expect((await client.listActiveflows({ customer_id: customer, reference_id: ref })).result.map((x) => x.id)).toEqual([a.id]);
-    expect((await client.listActiveflows({ customer_id: customer, reference_type: 'api' })).result).toHaveLength(2);
-    const p1 = await client.listActiveflows({ customer_id: customer, page_size: 2 });
-    const p2 = await client.listActiveflows({ customer_id: customer, page_size: 2, page_token: p1.next_page_token });
+    expect((await env.client.listActiveflows({ customer_id: customer, status: 'ended' })).result.map((x) => x.id)).toEqual([c.id]);
+    expect((await env.client.listActiveflows({ customer_id: customer, reference_id: ref })).result.map((x) => x.id)).toEqual([a.id]);
+    expect((await env.client.listActiveflows({ customer_id: customer, reference_type: 'api' })).result).toHaveLength(2);
+    const p1 = await env.client.listActiveflows({ customer_id: customer, page_size: 2 });
+    const p2 = await env.client.listActiveflows({ customer_id: customer, page_size: 2, page_token: p1.next_page_token });
     expect([...p1.result, ...p2.result].map((x) => x.id).sort()).toEqual([a.id, b.id, c.id].sort());
     expect(p2.next_page_token).toBe('');
   });
 
   it('a duplicate id is a conflict', async () => {
     const id = randomUUID();
-    await client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] });
-    expect((await rejects(client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] }))).code).toBe('conflict');
+    await env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] });
+    expect((await rejects(env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] }))).code).toBe('conflict');
   });
 });
 
 describe('bad input', () => {
   const raw = async (subject: string, data: Uint8Array) => {
-    const msg = await nc.request(subject, data, { timeout: 2000 });
+    const msg = await env.nc.request(subject, data, { timeout: 2000 });
     return { headers: msg.headers, body: JSON.parse(new TextDecoder().decode(msg.data)) };
   };
 
   it('answers clear errors with the service-error headers', async () => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [] });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [] });
     const bad = await raw(`activeflow.v1.${af.id}.next`, new TextEncoder().encode('{not json'));
     expect(bad.body.error).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/not valid JSON/) });
     expect(bad.headers?.get('Nats-Service-Error-Code')).toBe('400');
@@ -218,13 +199,13 @@ describe('bad input', () => {
     const missing = await raw(`activeflow.v1.${randomUUID()}.get`, encodeJson({}));
     expect(missing.body.error.code).toBe('not_found');
     expect(missing.headers?.get('Nats-Service-Error-Code')).toBe('404');
-    expect(await client.get(af.id)).toMatchObject({ status: 'running', execute_count: 0 });
+    expect(await env.client.get(af.id)).toMatchObject({ status: 'running', execute_count: 0 });
   });
 
   it('a create with bad fields names them and stores nothing', async () => {
     const id = randomUUID();
-    const e = await rejects(client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 5 } }] }));
+    const e = await rejects(env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 5 } }] }));
     expect([e.code, e.message]).toEqual(['invalid_argument', expect.stringMatching(/actions\.0\.option\.text/)]);
-    expect((await rejects(client.get(id))).code).toBe('not_found');
+    expect((await rejects(env.client.get(id))).code).toBe('not_found');
   });
 });

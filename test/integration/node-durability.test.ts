@@ -12,12 +12,11 @@ import { activeflowMachine, reduce, type Action, type StreamEvent } from '../../
 import type { ActiveflowClient } from '../../src/api/client.js';
 import { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
-import { openStorage } from '../../src/store/buckets.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { EventLog } from '../../src/store/event-log.js';
-import { SnapshotStore, type Revision } from '../../src/store/snapshot-store.js';
+import type { Revision } from '../../src/store/snapshot-store.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { clientFor, exited, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -124,10 +123,8 @@ describe('recovery of what a crash leaves half done', () => {
     await node.stop();
 
     // Play the dead node: apply the next `next` and store it, but die before publishing.
-    const { nc } = await clientFor(server);
+    const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
-    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
     const log = new EventLog(storage.js, storage.jsm);
     const stored = await store.load(af.id);
     if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
@@ -159,10 +156,8 @@ describe('recovery of what a crash leaves half done', () => {
     const node = await startNode(server);
     cleanups.push(() => node.stop());
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
-    const { nc } = await clientFor(server);
+    const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
-    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
     const stored = await store.load(af.id);
     if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
     // The ended record is written, the running key is still there (the node died in between).
@@ -182,10 +177,8 @@ describe('recovery of what a crash leaves half done', () => {
     cleanups.push(() => node.stop());
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
     await client.get(af.id); // resident now
-    const { nc } = await clientFor(server);
+    const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
-    const store = new SnapshotStore(storage.running, storage.ended, SHARDS);
     const stored = await store.load(af.id);
     if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
     // Another writer (a new owner) rewrites the snapshot: this node's revision is stale.

@@ -4,33 +4,15 @@
  * the node keeps serving. fast-check prints the seed of a failure (FC_SEED reproduces it).
  */
 import fc from 'fast-check';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../machines/index.js';
-import type { ActiveflowClient } from '../../src/api/client.js';
 import { ACTIVEFLOW_VERBS } from '../../src/api/subjects.js';
-import type { NatsServer } from '../../src/nats/server-process.js';
-import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { clientFor, startNats, startNode } from '../helpers/nats.js';
+import { useNode } from '../helpers/nats.js';
 
 const SEED = process.env['FC_SEED'] ? Number(process.env['FC_SEED']) : undefined;
-let server: NatsServer;
-let node: ActiveflowNode;
-let nc: NatsConnection;
-let client: ActiveflowClient;
-
-beforeAll(async () => {
-  server = await startNats();
-  node = await startNode(server);
-  ({ nc, client } = await clientFor(server));
-});
-afterAll(async () => {
-  await nc?.close();
-  await node?.stop();
-  await server?.stop();
-});
+const env = useNode();
 
 const KEYS = ['current_action_id', 'forward_action_id', 'forward_now', 'actions', 'service_id', 'variables', 'key', 'data', 'from_seq', 'limit', 'customer_id', 'reason', 'id', 'reference_type', 'flow_id', 'execute', 'surprise'];
 const value = fc.oneof(
@@ -48,20 +30,20 @@ const body: fc.Arbitrary<Uint8Array> = fc.oneof(
 );
 
 async function observe(id: string) {
-  const af = await client.get(id).catch(() => null);
-  const vars = await client.variables(id).catch(() => null);
-  const events = (await client.history(id).catch(() => ({ events: [] }))).events.length;
+  const af = await env.client.get(id).catch(() => null);
+  const vars = await env.client.variables(id).catch(() => null);
+  const events = (await env.client.history(id).catch(() => ({ events: [] }))).events.length;
   return { af, vars, events };
 }
 
 describe('fuzzing the control API', () => {
   it.each([...ACTIVEFLOW_VERBS])('%s: any body gets a well-formed answer; a rejection changes nothing', async (verb) => {
-    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }, { type: 'hangup' }], variables: { a: '1' } });
-    await client.next(af.id, af.current_action.id);
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }, { type: 'hangup' }], variables: { a: '1' } });
+    await env.client.next(af.id, af.current_action.id);
     await fc.assert(
       fc.asyncProperty(body, async (data) => {
         const before = await observe(af.id);
-        const msg = await nc.request(`activeflow.v1.${af.id}.${verb}`, data, { timeout: 3000 });
+        const msg = await env.nc.request(`activeflow.v1.${af.id}.${verb}`, data, { timeout: 3000 });
         const reply = JSON.parse(new TextDecoder().decode(msg.data)) as { error?: { code: string; message: string } };
         const isError = msg.headers?.get('Nats-Service-Error') !== undefined && msg.headers?.get('Nats-Service-Error') !== '';
         if (isError) {
@@ -74,14 +56,14 @@ describe('fuzzing the control API', () => {
       { numRuns: 40, ...(SEED !== undefined ? { seed: SEED } : {}) },
     );
     // still serving: the activeflow, or not_found once a random body happened to be a valid delete
-    const last = await client.get(af.id).then((a) => a.id, (e: { code?: string }) => e.code);
+    const last = await env.client.get(af.id).then((a) => a.id, (e: { code?: string }) => e.code);
     expect([af.id, 'not_found']).toContain(last);
   }, 60_000);
 
   it('create and list, with random bodies', async () => {
     await fc.assert(
       fc.asyncProperty(body, fc.constantFrom('activeflow.v1.create', 'activeflow.v1.list', 'flow.v1.create', 'flow.v1.list'), async (data, subject) => {
-        const msg = await nc.request(subject, data, { timeout: 3000 });
+        const msg = await env.nc.request(subject, data, { timeout: 3000 });
         const reply = JSON.parse(new TextDecoder().decode(msg.data)) as { error?: { code: string } };
         if (reply.error !== undefined && msg.headers?.get('Nats-Service-Error')) expect(['invalid_argument', 'not_found', 'conflict', 'limit_exceeded']).toContain(reply.error.code);
       }),
