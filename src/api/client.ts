@@ -127,8 +127,17 @@ export class ActiveflowClient {
   substitute(id: string, data: string): Promise<{ data: string }> {
     return this.verb(id, 'substitute', { data });
   }
-  history(id: string, fromSeq = 1, limit = 1000): Promise<{ events: StreamEvent[] }> {
-    return this.verb(id, 'history', { from_seq: fromSeq, limit });
+  /** Events from `fromSeq`, following the node's pages (a reply stays under NATS's payload limit). */
+  async history(id: string, fromSeq = 1, limit = 1000): Promise<{ events: StreamEvent[] }> {
+    const events: StreamEvent[] = [];
+    let from = fromSeq;
+    while (events.length < limit) {
+      const page = await this.verb<{ events: StreamEvent[]; next_from_seq?: number }>(id, 'history', { from_seq: from, limit: limit - events.length });
+      events.push(...page.events);
+      if (page.next_from_seq === undefined) break;
+      from = page.next_from_seq;
+    }
+    return { events };
   }
 
   // flows --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActorRegistry } from '../../actors/actor-registry.js';
-import { DEFAULT_LIMITS, Uuid, type Limits } from '../../machines/index.js';
+import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, respondError, respondOk } from '../api/reply.js';
 import {
@@ -28,6 +28,7 @@ import { openStorage, type Storage } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { EventLog } from '../store/event-log.js';
 import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
+import { HistoryChunks } from '../store/history-chunks.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
@@ -85,7 +86,7 @@ export class ActiveflowNode {
       }));
       await checkClusterConfig(storage, options.shardCount);
       await verifyShardMapping(nc, options.shardCount);
-      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount);
+      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount, new HistoryChunks(storage.history));
       const events = new EventLog(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
       const flows = new FlowStore(storage.flows);
@@ -212,7 +213,7 @@ export class ActiveflowNode {
         const found = await actor.read(customerId, (s) => s.activeflow.customer_id);
         if (!found.ok) throw found.error;
         const h = rest as { from_seq?: number; limit?: number };
-        return { events: await this.events.history(found.value as string, id, h.from_seq ?? 1, h.limit ?? 1000) };
+        return historyPage(await this.events.history(found.value as string, id, h.from_seq ?? 1, h.limit ?? 1000));
       }
       default:
         reply = await actor.request(v, rest, customerId);
@@ -304,6 +305,21 @@ export class ActiveflowNode {
   get storageHandles(): Storage {
     return this.storage;
   }
+}
+
+/** A reply must stay under NATS's payload limit (1 MiB by default): long histories come in pages. */
+const HISTORY_PAGE_BYTES = 768 * 1024;
+
+function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_seq?: number } {
+  const page: StreamEvent[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    const size = JSON.stringify(e).length;
+    if (page.length > 0 && bytes + size > HISTORY_PAGE_BYTES) return { events: page, next_from_seq: e.seq };
+    page.push(e);
+    bytes += size;
+  }
+  return { events: page };
 }
 
 /** JetStream answers only some seconds after a cold start (NATS-FACTS): retry its first calls. */

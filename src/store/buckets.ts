@@ -13,6 +13,7 @@ export const BUCKETS = {
   running: 'af_running',
   ended: 'af_ended',
   index: 'af_index',
+  history: 'af_history',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
 
@@ -32,6 +33,7 @@ export interface Storage {
   running: KV;
   ended: KV;
   index: KV;
+  history: KV;
 }
 
 async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Promise<KV> {
@@ -44,12 +46,13 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
   const kvm = new Kvm(js);
   const common = { replicas: o.replicas, history: 1 };
-  const [cluster, flows, running, ended, index] = await Promise.all([
+  const [cluster, flows, running, ended, index, history] = await Promise.all([
     bucket(kvm, BUCKETS.cluster, { ...common }),
     bucket(kvm, BUCKETS.flows, { ...common, history: 5 }),
     bucket(kvm, BUCKETS.running, { ...common }),
     bucket(kvm, BUCKETS.ended, { ...common, ttl: o.endedRetentionMs }),
     bucket(kvm, BUCKETS.index, { ...common, ttl: o.endedRetentionMs }),
+    bucket(kvm, BUCKETS.history, { ...common }),
   ]);
   const stream = {
     name: EVENTS_STREAM,
@@ -64,5 +67,5 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   } catch {
     await jsm.streams.add(stream);
   }
-  return { js, jsm, cluster, flows, running, ended, index };
+  return { js, jsm, cluster, flows, running, ended, index, history };
 }

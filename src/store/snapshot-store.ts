@@ -9,6 +9,7 @@ import type { Snapshot } from 'xstate';
 import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import { decodeJson, encodeJson } from './codec.js';
+import type { HistoryChunks } from './history-chunks.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
 
 export type Revision = number & { readonly __brand: 'Revision' };
@@ -22,6 +23,7 @@ export class SnapshotStore {
     private readonly running: KV,
     private readonly ended: KV,
     readonly shardCount: number,
+    private readonly history: HistoryChunks | null = null,
   ) {}
 
   runningKey(id: string): string {
@@ -36,8 +38,9 @@ export class SnapshotStore {
       return { kind: 'ended', state: EngineState.parse(decodeJson(e.value)), revision: e.revision as Revision, runningRevision: runningEntry ? (runningEntry.revision as Revision) : null };
     }
     if (runningEntry === null) return null;
-    const snapshot = decodeJson(runningEntry.value) as Snapshot<unknown> & { context: unknown };
-    return { kind: 'running', snapshot, state: EngineState.parse(snapshot.context), revision: runningEntry.revision as Revision };
+    let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
+    if (this.history !== null) snapshot = await this.history.join(snapshot);
+    return { kind: 'running', snapshot, state: EngineState.parse((snapshot as unknown as { context: unknown }).context), revision: runningEntry.revision as Revision };
   }
 
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
@@ -58,8 +61,9 @@ export class SnapshotStore {
 
   async update(id: string, snapshot: Snapshot<unknown>, revision: Revision): Promise<Revision> {
     const key = this.runningKey(id);
+    const stored = this.history === null ? snapshot : await this.history.split(snapshot);
     try {
-      return (await this.running.update(key, encodeJson(snapshot), revision)) as Revision;
+      return (await this.running.update(key, encodeJson(stored), revision)) as Revision;
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(key, { cause: e });
       throw e;
@@ -80,7 +84,14 @@ export class SnapshotStore {
   /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
   async deleteRunning(id: string, revision: Revision): Promise<void> {
     try {
+      const last = await this.running.get(this.runningKey(id));
       await this.running.delete(this.runningKey(id), { previousSeq: revision });
+      if (this.history !== null && last !== null && last.operation === 'PUT') {
+        // The ended record holds the whole history now: the chunks can go.
+        const keys = (decodeJson(last.value) as { af_history_chunks?: string[] }).af_history_chunks ?? [];
+        this.history.forget(id);
+        await this.history.remove(id, keys);
+      }
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });
       throw e;

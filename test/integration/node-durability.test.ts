@@ -235,3 +235,34 @@ describe('passivation', () => {
     expect((await client.variables(af.id)).variables['k']).toBe('v');
   }, 30_000);
 });
+
+describe('a long history', () => {
+  it('is stored in chunks, survives a crash and a reload whole, and its chunks go when the activeflow ends', async () => {
+    const { Limits } = await import('../../machines/index.js');
+    const { server, client } = await setup();
+    const limits = Limits.parse({ max_execute_count: 400, max_cycle_iterations: 400 });
+    let node = await startNode(server, { limits });
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: Array.from({ length: 300 }, (_, i) => ({ type: 'talk', option: { text: `t${i}` } })) });
+    let current = af.current_action.id;
+    for (let i = 0; i < 200; i++) current = (await client.next(af.id, current)).id;
+    const { nc, storage, store } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    const raw = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as { af_history_chunks: string[]; context: { activeflow: { executed_actions: unknown[] } } };
+    expect(raw.af_history_chunks).toHaveLength(3); // 200 = 3 x 64 + 8
+    expect(raw.context.activeflow.executed_actions).toHaveLength(200 - 3 * 64);
+    const before = await client.get(af.id);
+    expect(before.executed_actions).toHaveLength(200);
+    await node.stop(); // a restart: the next node reads the chunks back
+    node = await startNode(server, { limits });
+    expect(await client.get(af.id)).toEqual(before);
+    for (let i = 0; i < 101; i++) current = (await client.next(af.id, current)).id; // the last talk, then FINISH
+    const ended = await client.get(af.id);
+    expectCleanStream((await client.history(af.id)).events);
+    await node.stop();
+    expect(ended).toMatchObject({ status: 'ended', execute_count: 301 });
+    expect(ended.executed_actions.map((a) => a.option?.['text'])).toEqual([undefined, ...Array.from({ length: 300 }, (_, i) => `t${i}`)]);
+    const left = [];
+    for await (const k of await storage.history.keys(`${af.id}.>`)) left.push(k);
+    expect(left).toEqual([]);
+  }, 60_000);
+});
