@@ -30,8 +30,23 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
   return parsed.data;
 }
 
+/**
+ * Encoded replies of immutable values (an activeflow is a new object after every change), so
+ * polling an unchanged activeflow does not encode it again. Weak: it never keeps a value alive.
+ */
+const encoded = new WeakMap<object, Uint8Array>();
+
 export function respondOk(msg: ServiceMsg, value: unknown): void {
-  msg.respond(encodeJson(value));
+  if (value === null || typeof value !== 'object') {
+    msg.respond(encodeJson(value));
+    return;
+  }
+  let bytes = encoded.get(value);
+  if (bytes === undefined) {
+    bytes = encodeJson(value);
+    encoded.set(value, bytes);
+  }
+  msg.respond(bytes);
 }
 
 /** A header value must be one line: the body keeps the whole message. */
