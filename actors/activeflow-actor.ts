@@ -36,6 +36,11 @@ export interface EffectRunner {
   perform(effect: Effect): Promise<EffectResult>;
   /** Starts a fire-and-forget effect; it logs its own failures. */
   launch(effect: Effect, activeflowId: string): void;
+  /**
+   * Creates and executes an on_complete child; idempotent (its id is fixed by the parent, and an
+   * existing or already started child counts as done). Throws when it cannot be done now.
+   */
+  startChild(effect: Extract<Effect, { type: 'start_child' }>): Promise<void>;
 }
 
 export interface ActorDeps {
@@ -195,11 +200,8 @@ export class ActiveflowActor {
         return fail('unavailable', `the event stream is not reachable; activeflow ${this.id} waits for it, retry`);
       }
       this.unpublished = null;
-      if (this.endPending !== null) {
-        await this.finishEnd(this.endPending);
-        this.endPending = null;
-      }
     }
+    if (this.endPending !== null) await this.completeEnd();
     return null;
   }
 
@@ -227,7 +229,7 @@ export class ActiveflowActor {
     let awaited: Effect | null = null;
     for (const effect of state.outbox.effects) {
       if (effect.await) awaited = effect;
-      else this.deps.effects.launch(effect, this.id);
+      else if (effect.type !== 'start_child') this.deps.effects.launch(effect, this.id); // children: completeEnd
     }
     return awaited;
   }
@@ -272,8 +274,10 @@ export class ActiveflowActor {
       const revision = await this.guard(() => this.deps.store.writeEnded(this.id, state, null));
       this.mode = { kind: 'ended', state, revision };
       await this.publish(state.activeflow.customer_id, materializeEvents(state));
-      if (this.unpublished === null) await this.finishEnd(mode.revision);
-      else this.endPending = mode.revision;
+      // The rest of the end (index, children, removing the running key) runs after this reply,
+      // in the mailbox; until it is done the running key stays, so recovery finds and finishes it.
+      this.endPending = mode.revision;
+      if (this.unpublished === null) void this.enqueue(() => this.completeEnd()).catch(() => undefined);
       this.log.debug({ event: 'activeflow_ended', end_reason: state.activeflow.end_reason });
       return state;
     }
@@ -283,15 +287,29 @@ export class ActiveflowActor {
     return state;
   }
 
-  /** The last steps of an end, once its events are out: the index, then the running key goes. */
-  private async finishEnd(runningRevision: Revision): Promise<void> {
-    const state = this.state()!;
-    await this.deps.index.record(state.activeflow);
+  /**
+   * The last steps of an end, once its events are out: the index, the on_complete children
+   * (created and executed), then the running key goes. Each step may be repeated safely; if one
+   * fails, the end stays pending and is finished by the next request or the next load.
+   */
+  private async completeEnd(): Promise<void> {
+    const runningRevision = this.endPending;
+    const state = this.state();
+    if (runningRevision === null || state === undefined || this.unpublished !== null) return;
     try {
+      await this.deps.index.record(state.activeflow);
+      for (const effect of state.outbox.effects) {
+        if (effect.type === 'start_child') await this.deps.effects.startChild(effect);
+      }
       await this.deps.store.deleteRunning(this.id, runningRevision);
+      this.endPending = null;
     } catch (e) {
-      if (!(e instanceof RevisionConflict)) throw e;
-      this.log.warn({ event: 'revision_conflict', step: 'delete_running' }, 'the running snapshot was rewritten by another owner after the end');
+      if (e instanceof RevisionConflict) {
+        this.endPending = null;
+        this.log.warn({ event: 'revision_conflict', step: 'delete_running' }, 'the running snapshot was rewritten by another owner after the end');
+        return;
+      }
+      this.log.warn({ event: 'end_incomplete', err: e }, 'the end of this activeflow will be finished later');
     }
   }
 
@@ -348,7 +366,10 @@ export class ActiveflowActor {
     }
     if (stored.kind === 'ended') {
       this.mode = { kind: 'ended', state, revision: stored.revision };
-      if (stored.runningRevision !== null) await this.finishEnd(stored.runningRevision);
+      if (stored.runningRevision !== null) {
+        this.endPending = stored.runningRevision;
+        await this.completeEnd();
+      }
       return;
     }
     const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: state });

@@ -6,6 +6,7 @@ import { performService } from '../../actors/effects/service-request.js';
 import type { Effect, EffectResult } from '../../machines/index.js';
 import type { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
+import type { ActiveflowError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { encodeJson } from '../store/codec.js';
 import type { FlowStore } from '../store/flow-store.js';
@@ -40,6 +41,30 @@ export class NatsEffectRunner implements EffectRunner {
     }
   }
 
+  async startChild(effect: Extract<Effect, { type: 'start_child' }>): Promise<void> {
+    const log = this.log.child({ activeflow_id: effect.reference_activeflow_id, child_id: effect.activeflow_id });
+    try {
+      await this.client.createActiveflow({
+        id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id, reference_type: effect.reference_type,
+        reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id,
+      });
+    } catch (e) {
+      const code = (e as ActiveflowError).code;
+      if (code === 'not_found') {
+        // The on_complete flow is gone: there is no child to start, ever. Logged, not retried.
+        log.warn({ event: 'on_complete_not_started', reason: (e as Error).message });
+        return;
+      }
+      if (code !== 'conflict') throw e; // conflict: a repeated start, the child exists already
+    }
+    try {
+      await this.client.execute(effect.activeflow_id);
+    } catch (e) {
+      if (!['conflict', 'ended'].includes((e as ActiveflowError).code)) throw e; // already started, or over
+    }
+    log.info({ event: 'on_complete_started' });
+  }
+
   launch(effect: Effect, activeflowId: string): void {
     const log = this.log.child({ activeflow_id: activeflowId, effect_type: effect.type });
     const run = async (): Promise<void> => {
@@ -51,11 +76,7 @@ export class NatsEffectRunner implements EffectRunner {
           return;
         }
         case 'start_child':
-          await this.client.createActiveflow({
-            id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id, reference_type: effect.reference_type,
-            reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id, execute: true,
-          });
-          log.info({ event: 'on_complete_started', child_id: effect.activeflow_id });
+          await this.startChild(effect);
           return;
         case 'reference_action_next':
           this.nc.publish(SUBJECTS.referenceActionNext, encodeJson({

@@ -171,6 +171,41 @@ describe('recovery of what a crash leaves half done', () => {
     expect(events.map((e) => e.type).slice(-2)).toEqual(['activeflow_updated', 'activeflow_ended']);
   }, 30_000);
 
+  it('starts an on_complete child that a crash after the parent\'s end left unstarted', async () => {
+    const { server, client } = await setup();
+    let node = await startNode(server);
+    const childFlow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'variable_set', option: { key: 'from_parent', value: '${order}' } }] });
+    const parentFlow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'talk' }], on_complete_flow_id: childFlow.id });
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: parentFlow.id, reference_type: 'call', variables: { order: 'A-9' } });
+    await node.stop();
+    // Play the node that died right after storing the parent's end, before starting the child.
+    const { nc, storage, store } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    const stored = await store.load(af.id);
+    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
+    const ended = reduce(stored.state, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-child' });
+    const childId = ended.activeflow.on_complete_activeflow_id;
+    await storage.ended.put(af.id, encodeJson(ended));
+    expect((await storage.running.get(store.runningKey(af.id)))?.operation).toBe('PUT');
+
+    node = await startNode(server); // recovery finishes the end, starting the child
+    cleanups.push(() => node.stop());
+    let child;
+    for (let i = 0; i < 100; i++) {
+      child = await client.get(childId).catch(() => undefined);
+      if (child?.status === 'ended') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(child).toMatchObject({ status: 'ended', end_reason: 'finished', reference_activeflow_id: af.id, flow_id: childFlow.id });
+    expect((await client.variables(childId)).variables['from_parent']).toBe('A-9');
+    for (let i = 0; i < 50 && (await storage.running.get(store.runningKey(af.id)))?.operation === 'PUT'; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await storage.running.get(store.runningKey(af.id)))?.operation).toBe('DEL');
+    // A second restart starts nothing twice.
+    await node.registry.release(() => true);
+    expect((await client.get(af.id)).status).toBe('ended');
+    expect((await client.history(childId)).events.filter((e) => e.type === 'activeflow_created')).toHaveLength(1);
+  }, 30_000);
+
   it('a write refused for its revision drops the actor and answers unavailable, never a stale success', async () => {
     const { server, client } = await setup();
     const node = await startNode(server);
