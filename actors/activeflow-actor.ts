@@ -139,8 +139,9 @@ export class ActiveflowActor {
         throw e;
       }
       this.mode = { kind: 'running', actor, revision };
-      await this.deps.index.record(created.state.activeflow);
       await this.publish(created.state.activeflow.customer_id, materializeEvents(created.state));
+      // The index is advisory (for list): a failed write is logged, and the end writes it again.
+      await this.deps.index.record(created.state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
       this.log.debug({ event: 'activeflow_created' });
       if (request.execute === true) {
         const executed = await this.run('execute', {});

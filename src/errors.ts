@@ -35,9 +35,26 @@ export class ActiveflowError extends Error {
   }
 }
 
-/** Any thrown value as an ActiveflowError; unknown errors become `internal` with a safe message. */
+const TRANSIENT_NAMES = new Set(['TimeoutError', 'RequestError', 'NoRespondersError', 'JetStreamNotEnabled', 'ClosedConnectionError', 'ConnectionError', 'DrainingConnectionError']);
+
+/**
+ * Whether a failure comes from NATS being unreachable for a while (a server restarting, a
+ * JetStream leader election): the same request will work again shortly.
+ */
+export function isTransient(e: unknown): boolean {
+  const err = e as { name?: string; message?: string; code?: unknown };
+  if (err === null || typeof err !== 'object') return false;
+  if (TRANSIENT_NAMES.has(err.name ?? '')) return true;
+  return /timeout|no responders|jetstream not enabled|not enabled for account|insufficient resources|closed|disconnect|no suitable peers|leader/i.test(err.message ?? '');
+}
+
+/**
+ * Any thrown value as an ActiveflowError: NATS outages become `unavailable` (retryable), other
+ * unknown errors `internal` with a safe message (the details go to the log).
+ */
 export function ensureError(e: unknown): ActiveflowError {
   if (e instanceof ActiveflowError) return e;
+  if (isTransient(e)) return new ActiveflowError('unavailable', `storage is not reachable right now (${(e as Error).message}); retry`, { cause: e });
   return new ActiveflowError('internal', 'internal error; the details are in the node\'s log', { cause: e });
 }
 

@@ -1,0 +1,49 @@
+/**
+ * Configuration of a 3-server NATS JetStream cluster for activeflow: routes between the servers,
+ * a system account (for connect/disconnect events), fast ping settings (a hung client is noticed
+ * in about 3 s instead of 2 minutes), and the shard mapping. deploy/cluster/*.conf are generated
+ * from this (`npm run docs`), and the cluster tests use it directly.
+ */
+import { shardMappingConfig } from './shard-mapping.js';
+
+export interface ClusterServerConfig {
+  name: string;
+  host: string;
+  clientPort: number;
+  clusterPort: number;
+  monitorPort?: number;
+  storeDir: string;
+  /** `host:clusterPort` of every server of the cluster, this one included. */
+  routes: string[];
+  shardCount: number;
+  clusterName?: string;
+}
+
+export function clusterServerConfig(c: ClusterServerConfig): string {
+  return `# activeflow: one of three NATS servers of a JetStream cluster (R3 buckets and stream)
+server_name: ${c.name}
+listen: ${c.host}:${c.clientPort}
+${c.monitorPort !== undefined ? `http: ${c.host}:${c.monitorPort}\n` : ''}ping_interval: "1s"
+ping_max: 2
+jetstream {
+  store_dir: "${c.storeDir}"
+}
+cluster {
+  name: ${c.clusterName ?? 'activeflow'}
+  listen: ${c.host}:${c.clusterPort}
+  routes: [
+${c.routes.map((r) => `    nats-route://${r}`).join('\n')}
+  ]
+}
+accounts {
+  SYS: { users: [ { user: "system", password: "system-dev-only" } ] }
+  APP: {
+    jetstream: enabled
+    users: [ { user: "activeflow", password: "activeflow-dev-only" } ]
+${shardMappingConfig(c.shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
+  }
+}
+system_account: SYS
+no_auth_user: activeflow
+`;
+}
