@@ -1,0 +1,129 @@
+/**
+ * A lease on one key of a TTL bucket (`af_leases`, whose max_age is the lease TTL; nats-server
+ * 2.9 has no per-key TTL). Acquire is a create, renew a revision-checked update, so a holder that
+ * missed its TTL can never renew again: the key expired, or another node holds it.
+ *
+ *   acquire ──▶ held ──renew (every TTL/3)──▶ held
+ *                 │ renewal refused, or not confirmed before the safety deadline
+ *                 ▼
+ *               fenced (onFence runs: stop serving *before* the lease can expire anywhere)
+ */
+import type { KV } from '@nats-io/kv';
+import { decodeJson, encodeJson } from '../store/codec.js';
+
+export interface LeaseValue {
+  node_id: string;
+  acquired_at: string;
+}
+
+export interface LeaseOptions {
+  ttlMs: number;
+  /** Stop serving this long before the TTL could run out, to absorb clock and network delays. */
+  safetyMs: number;
+  onFence: (reason: string) => void;
+  now?: () => number;
+}
+
+export class ShardLease {
+  private timer: NodeJS.Timeout | null = null;
+  private fenced = false;
+  private confirmedAt: number;
+
+  /**
+   * The fencing token: the revision the lease was created at. Revisions only grow in a bucket, so
+   * every new holder's epoch is larger than any earlier holder's, even across deletes.
+   */
+  readonly epoch: number;
+
+  private constructor(
+    private readonly kv: KV,
+    readonly key: string,
+    readonly value: LeaseValue,
+    private revision: number,
+    private readonly options: LeaseOptions,
+  ) {
+    this.confirmedAt = (options.now ?? Date.now)();
+    this.epoch = revision;
+  }
+
+  /** Takes the lease if nobody holds it; null when someone does. */
+  static async acquire(kv: KV, key: string, nodeId: string, options: LeaseOptions): Promise<ShardLease | null> {
+    const value: LeaseValue = { node_id: nodeId, acquired_at: new Date().toISOString() };
+    const t0 = (options.now ?? Date.now)();
+    try {
+      const revision = await kv.create(key, encodeJson(value));
+      const lease = new ShardLease(kv, key, value, revision, options);
+      lease.confirmedAt = t0; // the TTL started no later than the request
+      return lease;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Who holds a key now, if anyone. */
+  static async holder(kv: KV, key: string): Promise<LeaseValue | null> {
+    const e = await kv.get(key);
+    return e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as LeaseValue) : null;
+  }
+
+  get isFenced(): boolean {
+    return this.fenced;
+  }
+
+  /** Until when this holder may act on the lease (the last confirmation + TTL - safety). */
+  get validUntilMs(): number {
+    return this.confirmedAt + this.options.ttlMs - this.options.safetyMs;
+  }
+
+  /** Renews once; false (and fenced) when the renewal is refused. */
+  async renew(): Promise<boolean> {
+    if (this.fenced) return false;
+    const t0 = (this.options.now ?? Date.now)();
+    try {
+      this.revision = await this.kv.update(this.key, encodeJson(this.value), this.revision);
+      if (!this.fenced) this.confirmedAt = t0;
+      return !this.fenced;
+    } catch (e) {
+      this.fence(`renewal refused: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  /**
+   * Renews every TTL/3 and fences itself if no renewal is confirmed before the safety deadline,
+   * even while a renewal request hangs (a paused process, a partitioned server).
+   */
+  keep(): void {
+    const tick = async () => {
+      const now = (this.options.now ?? Date.now)();
+      if (now >= this.validUntilMs) {
+        this.fence('no renewal confirmed before the safety deadline');
+        return;
+      }
+      await this.renew();
+    };
+    this.timer = setInterval(() => void tick(), Math.max(50, Math.floor(this.options.ttlMs / 3)));
+    this.timer.unref();
+    // The deadline check must not wait behind a hung renewal: a separate watchdog.
+    const watchdog = setInterval(() => {
+      if (!this.fenced && (this.options.now ?? Date.now)() >= this.validUntilMs) this.fence('no renewal confirmed before the safety deadline');
+      if (this.fenced) clearInterval(watchdog);
+    }, Math.max(20, Math.floor(this.options.safetyMs / 2)));
+    watchdog.unref();
+  }
+
+  private fence(reason: string): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    if (this.timer) clearInterval(this.timer);
+    this.options.onFence(reason);
+  }
+
+  /** Gives the lease up at once (a graceful handoff), if it is still ours. */
+  async release(): Promise<void> {
+    const wasFenced = this.fenced;
+    this.fenced = true;
+    if (this.timer) clearInterval(this.timer);
+    if (!wasFenced) await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+  }
+}

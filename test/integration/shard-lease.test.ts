@@ -1,0 +1,80 @@
+/** Shard leases on a real TTL bucket: exclusive, renewable, expiring, and self-fencing in time. */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ShardLease } from '../../src/cluster/shard-lease.js';
+import { connectNats } from '../../src/nats/connect.js';
+import type { NatsServer } from '../../src/nats/server-process.js';
+import { startNats } from '../helpers/nats.js';
+
+const TTL = 1_000;
+let server: NatsServer;
+let nc: NatsConnection;
+let kv: KV;
+
+beforeAll(async () => {
+  server = await startNats();
+  nc = await connectNats(server.url, 'lease-test');
+  await new Kvm(nc).create('af_leases', { ttl: TTL, history: 1 });
+  kv = await new Kvm(nc).open('af_leases');
+});
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+const options = (onFence: (r: string) => void = () => undefined) => ({ ttlMs: TTL, safetyMs: 250, onFence });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('ShardLease', () => {
+  it('is exclusive; release hands it over at once, with a larger epoch', async () => {
+    const a = await ShardLease.acquire(kv, 'shard.1', 'node-a', options());
+    expect(a).not.toBeNull();
+    expect(await ShardLease.acquire(kv, 'shard.1', 'node-b', options())).toBeNull();
+    expect(await ShardLease.holder(kv, 'shard.1')).toMatchObject({ node_id: 'node-a' });
+    expect(await a!.renew()).toBe(true);
+    await a!.release();
+    const b = await ShardLease.acquire(kv, 'shard.1', 'node-b', options());
+    expect(b).not.toBeNull();
+    expect(b!.epoch).toBeGreaterThan(a!.epoch);
+    await b!.release();
+  });
+
+  it('expires with the bucket TTL; the former holder\'s late renewal is refused and fences it', async () => {
+    const reasons: string[] = [];
+    const a = await ShardLease.acquire(kv, 'shard.2', 'node-a', options((r) => reasons.push(r)));
+    await sleep(TTL + 400);
+    const b = await ShardLease.acquire(kv, 'shard.2', 'node-b', options());
+    expect(b).not.toBeNull();
+    expect(await a!.renew()).toBe(false);
+    expect(a!.isFenced).toBe(true);
+    expect(reasons[0]).toMatch(/renewal refused/);
+    await b!.release();
+  });
+
+  it('kept, it stays held well past the TTL', async () => {
+    const a = await ShardLease.acquire(kv, 'shard.3', 'node-a', options());
+    a!.keep();
+    await sleep(TTL * 2.5);
+    expect(a!.isFenced).toBe(false);
+    expect(await ShardLease.acquire(kv, 'shard.3', 'node-b', options())).toBeNull();
+    await a!.release();
+  });
+
+  it('fences itself before its lease can expire when renewals stop getting through', async () => {
+    let fencedAt = 0;
+    const a = await ShardLease.acquire(kv, 'shard.4', 'node-a', options(() => (fencedAt = Date.now())));
+    a!.keep();
+    await sleep(400);
+    const lastPossibleExpiry = Date.now() + TTL; // no renewal can be confirmed after the pause starts
+    server.signal('SIGSTOP');
+    try {
+      await sleep(TTL + 200);
+    } finally {
+      server.signal('SIGCONT');
+    }
+    expect(a!.isFenced).toBe(true);
+    expect(fencedAt).toBeGreaterThan(0);
+    expect(fencedAt).toBeLessThan(lastPossibleExpiry); // stopped serving before anyone could take over
+  });
+});
