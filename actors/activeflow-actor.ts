@@ -208,7 +208,10 @@ export class ActiveflowActor {
 
   private async run(verb: Verb, body: Record<string, unknown>): Promise<ActorReply> {
     const requestId = `${this.id}:${++this.requestCounter}`;
-    let state = await this.transition({ ...body, type: verb, request_id: requestId, ...this.stamp() } as EngineEvent);
+    const { request_id: clientRequestId, ...rest } = body as Record<string, unknown> & { request_id?: string };
+    let state = await this.transition({
+      ...rest, type: verb, request_id: requestId, ...this.stamp(), ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
+    } as EngineEvent);
     let reply = findReply(state, requestId);
     for (;;) {
       const awaited = this.launchEffects(state);

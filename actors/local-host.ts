@@ -92,7 +92,11 @@ export class LocalHost {
     if (!parsed.success) return invalid(describeIssues(parsed.error.issues));
     if (this.state(id) === undefined) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
     const requestId = `r${++this.requestCounter}`;
-    let event = { ...parsed.data, type: verb, request_id: requestId, now: this.clock.now(), entropy: this.clock.entropy() } as EngineEvent;
+    const { request_id: clientRequestId, ...fields } = parsed.data as Record<string, unknown> & { request_id?: string };
+    let event = {
+      ...fields, type: verb, request_id: requestId, now: this.clock.now(), entropy: this.clock.entropy(),
+      ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
+    } as EngineEvent;
     let answer: Reply | undefined;
     for (;;) {
       const state = this.dispatch(id, event);
@@ -160,7 +164,7 @@ export class LocalHost {
     const state = EngineState.parse((record.snapshot as unknown as { context: unknown }).context);
     const id = state.activeflow.id;
     this.actors.get(id)?.stop();
-    const actor = createActor(activeflowMachine, { snapshot: record.snapshot as never, input: state });
+    const actor = createActor(activeflowMachine, { snapshot: { ...(record.snapshot as object), context: state } as never, input: state });
     actor.start();
     this.actors.set(id, actor);
     this.endedStates.delete(id);

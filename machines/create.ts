@@ -120,6 +120,7 @@ export function createActiveflow(ctx: CreateContext): CreateResult {
     seq: 1,
     version: 0,
     last_next: null,
+    recent_requests: [],
     pending: null,
     outbox: { ...emptyOutbox(), events: [{ type: 'activeflow_created', seq: 1, at: now, data: toPublicWithoutHistory(activeflow), executed_count: 0 }] },
   };

@@ -21,7 +21,7 @@ import { ActionInputList, EMPTY_ACTION, Flow, toPublicWithoutHistory, type Actio
 import {
   FINISH_ACTION, getAction, getNextAction, insertAfter, isInReturnChain, pushStack, removeStackAndAbove, replaceAction,
 } from './stack-map.js';
-import { emptyOutbox, type CycleVerb, type EngineState, type Outbox, type Pending, type ReplyValue } from './state.js';
+import { emptyOutbox, RECENT_REQUESTS, type CycleVerb, type EngineState, type Outbox, type Pending, type RecentRequest, type ReplyValue } from './state.js';
 import { completeCountOf, setVariables, substitute, substituteOption } from './variables.js';
 
 /** One transition's working copy. Nested objects of the old state are replaced, never mutated. */
@@ -30,6 +30,8 @@ interface Draft {
   outbox: Outbox;
   now: string;
   ids: IdSource;
+  /** request_id -> the caller's id and verb, for the replies to remember. */
+  clientIds: Map<string, { id: string; verb: string }>;
 }
 
 type Outcome =
@@ -62,10 +64,20 @@ function emit(d: Draft, type: 'activeflow_created' | 'activeflow_updated' | 'act
 
 function reply(d: Draft, requestId: string, value: ReplyValue): void {
   d.outbox.replies.push({ request_id: requestId, ok: true, value });
+  remember(d, requestId, { ok: true, value });
 }
 
 function replyError(d: Draft, requestId: string, error: EngineError): void {
   d.outbox.replies.push({ request_id: requestId, ok: false, error });
+  remember(d, requestId, { ok: false, error });
+}
+
+/** Keeps the answer to a request that carried the caller's id, so a repeat gets it again. */
+function remember(d: Draft, requestId: string, answer: RecentRequest['reply']): void {
+  const client = d.clientIds.get(requestId);
+  if (client === undefined) return;
+  const recent = [...(d.state.recent_requests ?? []).filter((r) => r.id !== client.id), { id: client.id, verb: client.verb, reply: answer }];
+  d.state = { ...d.state, recent_requests: recent.slice(-RECENT_REQUESTS) };
 }
 
 const opt = (a: Action): Record<string, unknown> => a.option ?? {};
@@ -111,6 +123,7 @@ function end(d: Draft, reason: EndReason, error: ActiveflowError | null = null):
   const pending = d.state.pending;
   if (pending !== null) {
     d.state = { ...d.state, pending: null };
+    if (pending.client_request_id !== undefined) d.clientIds.set(pending.request_id, { id: pending.client_request_id, verb: pending.verb });
     answerCycle(d, pending.verb, pending.request_id, pending.from_action_id, FINISH_ACTION);
   }
 }
@@ -400,6 +413,7 @@ function settle(d: Draft, req: CycleRequest, outcome: Outcome, iterations: numbe
         ...d.state,
         pending: {
           ...req, effect_id: outcome.effect.effect_id, effect_type: outcome.effect.type, action_id: action.id, iterations,
+          ...(d.clientIds.has(req.request_id) ? { client_request_id: d.clientIds.get(req.request_id)!.id } : {}),
         },
       };
       return false;
@@ -546,6 +560,7 @@ function onRunning(d: Draft, event: EngineEvent): void {
         return replyError(d, event.request_id, conflict(`no cycle is waiting for effect ${event.effect_id}`));
       }
       d.state = { ...d.state, pending: null };
+      if (pending.client_request_id !== undefined) d.clientIds.set(pending.request_id, { id: pending.client_request_id, verb: pending.verb });
       const req = { request_id: pending.request_id, verb: pending.verb, from_action_id: pending.from_action_id };
       if (settle(d, req, applyResult(d, pending, event.result), pending.iterations)) runCycle(d, req, pending.iterations);
       return;
@@ -643,8 +658,20 @@ function onRunning(d: Draft, event: EngineEvent): void {
  * answers with an error and changes nothing (the outbox aside).
  */
 export function reduce(state: EngineState, event: EngineEvent): EngineState {
-  const d: Draft = { state: { ...state, outbox: emptyOutbox() }, outbox: emptyOutbox(), now: event.now, ids: idSource(event.entropy) };
+  const d: Draft = { state: { ...state, outbox: emptyOutbox() }, outbox: emptyOutbox(), now: event.now, ids: idSource(event.entropy), clientIds: new Map() };
   const af = state.activeflow;
+  const clientId = event.client_request_id;
+  const seen = clientId === undefined ? undefined : (state.recent_requests ?? []).find((r) => r.id === clientId);
+  if (seen !== undefined) {
+    // A repeat of a request already answered: the same answer, nothing applied again.
+    if (seen.verb !== event.type) {
+      d.outbox.replies.push({ request_id: event.request_id, ok: false, error: engineError('conflict', `request_id ${clientId} was already used for ${seen.verb}`) });
+    } else {
+      d.outbox.replies.push(seen.reply.ok ? { request_id: event.request_id, ok: true, value: seen.reply.value } : { request_id: event.request_id, ok: false, error: seen.reply.error });
+    }
+    return { ...d.state, outbox: d.outbox };
+  }
+  if (clientId !== undefined && event.type !== 'effect_result') d.clientIds.set(event.request_id, { id: clientId, verb: event.type });
   if (af.tm_delete !== null) {
     if (event.type !== 'effect_result') replyError(d, event.request_id, engineError('not_found', `activeflow ${af.id} not found`));
   } else if (af.status === 'ended') {

@@ -11,21 +11,44 @@ const Base = {
   request_id: z.string().min(1),
   now: Timestamp,
   entropy: z.string().min(8),
+  /**
+   * The caller's own id for this request, the same on every retry of it: a repeat is answered
+   * as the first time and not applied again.
+   */
+  client_request_id: z.string().min(1).max(64).optional(),
 };
+
+/** What each verb carries into the engine. */
+const Fields = {
+  next: { current_action_id: Uuid },
+  execute: {},
+  continue: { current_action_id: Uuid },
+  stop: { reason: z.enum(['stopped', 'reference_ended']).optional() },
+  delete: {},
+  forward: { forward_action_id: Uuid, forward_now: z.boolean().optional() },
+  push_actions: { actions: ActionInputList },
+  add_actions: { actions: ActionInputList },
+  service_stop: { service_id: Uuid },
+  variables_set: { variables: Variables },
+  variables_delete: { key: z.string() },
+} as const;
+
+/** The caller's id for a request, reused on its retries (it becomes `client_request_id`). */
+const requestId = { request_id: z.string().min(1).max(64).optional() };
 
 /** The body of each verb, as an API client sends it (validated at the edge, trusted inside). */
 export const VerbBodies = {
-  next: z.strictObject({ current_action_id: Uuid }),
-  execute: z.strictObject({}),
-  continue: z.strictObject({ current_action_id: Uuid }),
-  stop: z.strictObject({ reason: z.enum(['stopped', 'reference_ended']).optional() }),
-  delete: z.strictObject({}),
-  forward: z.strictObject({ forward_action_id: Uuid, forward_now: z.boolean().optional() }),
-  push_actions: z.strictObject({ actions: ActionInputList }),
-  add_actions: z.strictObject({ actions: ActionInputList }),
-  service_stop: z.strictObject({ service_id: Uuid }),
-  variables_set: z.strictObject({ variables: Variables }),
-  variables_delete: z.strictObject({ key: z.string() }),
+  next: z.strictObject({ ...Fields.next, ...requestId }),
+  execute: z.strictObject({ ...Fields.execute, ...requestId }),
+  continue: z.strictObject({ ...Fields.continue, ...requestId }),
+  stop: z.strictObject({ ...Fields.stop, ...requestId }),
+  delete: z.strictObject({ ...Fields.delete, ...requestId }),
+  forward: z.strictObject({ ...Fields.forward, ...requestId }),
+  push_actions: z.strictObject({ ...Fields.push_actions, ...requestId }),
+  add_actions: z.strictObject({ ...Fields.add_actions, ...requestId }),
+  service_stop: z.strictObject({ ...Fields.service_stop, ...requestId }),
+  variables_set: z.strictObject({ ...Fields.variables_set, ...requestId }),
+  variables_delete: z.strictObject({ ...Fields.variables_delete, ...requestId }),
 } as const;
 export type Verb = keyof typeof VerbBodies;
 export const VERBS = Object.keys(VerbBodies) as Verb[];
@@ -38,17 +61,17 @@ export const EffectResult = z.discriminatedUnion('kind', [HttpResult, ServiceRes
 export type EffectResult = z.infer<typeof EffectResult>;
 
 export const EngineEvent = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('next'), ...Base, ...VerbBodies.next.shape }),
+  z.object({ type: z.literal('next'), ...Base, ...Fields.next }),
   z.object({ type: z.literal('execute'), ...Base }),
-  z.object({ type: z.literal('continue'), ...Base, ...VerbBodies.continue.shape }),
-  z.object({ type: z.literal('stop'), ...Base, ...VerbBodies.stop.shape }),
+  z.object({ type: z.literal('continue'), ...Base, ...Fields.continue }),
+  z.object({ type: z.literal('stop'), ...Base, ...Fields.stop }),
   z.object({ type: z.literal('delete'), ...Base }),
-  z.object({ type: z.literal('forward'), ...Base, ...VerbBodies.forward.shape }),
-  z.object({ type: z.literal('push_actions'), ...Base, ...VerbBodies.push_actions.shape }),
-  z.object({ type: z.literal('add_actions'), ...Base, ...VerbBodies.add_actions.shape }),
-  z.object({ type: z.literal('service_stop'), ...Base, ...VerbBodies.service_stop.shape }),
-  z.object({ type: z.literal('variables_set'), ...Base, ...VerbBodies.variables_set.shape }),
-  z.object({ type: z.literal('variables_delete'), ...Base, ...VerbBodies.variables_delete.shape }),
+  z.object({ type: z.literal('forward'), ...Base, ...Fields.forward }),
+  z.object({ type: z.literal('push_actions'), ...Base, ...Fields.push_actions }),
+  z.object({ type: z.literal('add_actions'), ...Base, ...Fields.add_actions }),
+  z.object({ type: z.literal('service_stop'), ...Base, ...Fields.service_stop }),
+  z.object({ type: z.literal('variables_set'), ...Base, ...Fields.variables_set }),
+  z.object({ type: z.literal('variables_delete'), ...Base, ...Fields.variables_delete }),
   z.object({ type: z.literal('effect_result'), ...Base, effect_id: z.string(), result: EffectResult }),
 ]);
 export type EngineEvent = z.infer<typeof EngineEvent>;

@@ -64,6 +64,7 @@ export type CycleVerb = z.infer<typeof CycleVerb>;
 /** A cycle held by an awaited effect; its request is answered when the result comes back. */
 export const Pending = z.object({
   request_id: z.string(),
+  client_request_id: z.string().optional(),
   verb: CycleVerb,
   from_action_id: Uuid,
   effect_id: z.string(),
@@ -81,6 +82,18 @@ export const LastNext = z.object({
 });
 export type LastNext = z.infer<typeof LastNext>;
 
+/** A request answered recently, by the caller's request id (bounded: RECENT_REQUESTS). */
+export const RecentRequest = z.object({
+  id: z.string(),
+  verb: z.string(),
+  reply: z.discriminatedUnion('ok', [
+    z.object({ ok: z.literal(true), value: ReplyValue }),
+    z.object({ ok: z.literal(false), error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) }),
+  ]),
+});
+export type RecentRequest = z.infer<typeof RecentRequest>;
+export const RECENT_REQUESTS = 32;
+
 export const EngineState = z.object({
   activeflow: Activeflow,
   variables: Variables,
@@ -90,6 +103,8 @@ export const EngineState = z.object({
   /** Bumped by every change to the cursor, the stacks or the status; variables do not count. */
   version: z.number().int().nonnegative(),
   last_next: LastNext.nullable(),
+  /** Snapshots written before request ids existed have none. */
+  recent_requests: z.array(RecentRequest).default([]),
   pending: Pending.nullable(),
   outbox: Outbox,
 });

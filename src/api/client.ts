@@ -81,8 +81,10 @@ export class ActiveflowClient {
     return this.call(SUBJECTS.activeflowList, request);
   }
 
+  /** A change gets a request id of its own, the same on each retry: a retry is never applied twice. */
   private verb<T>(id: string, verb: string, body: Body = {}): Promise<T> {
-    return this.call<T>(SUBJECTS.activeflowVerb(id, verb), body);
+    const reads = verb === 'get' || verb === 'variables_get' || verb === 'substitute' || verb === 'history';
+    return this.call<T>(SUBJECTS.activeflowVerb(id, verb), reads || body['request_id'] !== undefined ? body : { ...body, request_id: randomUUID() });
   }
 
   get(id: string, customerId?: string): Promise<Activeflow> {

@@ -9,7 +9,11 @@ import {
 } from '../../machines/index.js';
 import type { ActiveflowVerb } from './subjects.js';
 
-const customer = { customer_id: Uuid.optional() };
+/**
+ * `customer_id` scopes a request to one customer; `request_id` (the caller's, reused on every retry
+ * of the same request) makes a retry safe: it is answered as the first attempt, not applied again.
+ */
+const customer = { customer_id: Uuid.optional(), request_id: z.string().min(1).max(64).optional() };
 const pageSize = z.number().int().min(1).max(100).optional();
 
 export const ActiveflowRequests = {

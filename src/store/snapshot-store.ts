@@ -40,7 +40,10 @@ export class SnapshotStore {
     if (runningEntry === null) return null;
     let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
     if (this.history !== null) snapshot = await this.history.join(snapshot);
-    return { kind: 'running', snapshot, state: EngineState.parse((snapshot as unknown as { context: unknown }).context), revision: runningEntry.revision as Revision };
+    // The actor restores from the validated context, so defaults for fields that older snapshots
+    // lack are filled in.
+    const state = EngineState.parse((snapshot as unknown as { context: unknown }).context);
+    return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision: runningEntry.revision as Revision };
   }
 
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */

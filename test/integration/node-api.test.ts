@@ -170,6 +170,17 @@ describe('activeflows over NATS', () => {
     expect(p2.next_page_token).toBe('');
   });
 
+  it('a change repeated with the same request_id (a lost reply) is applied once and answered the same', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'hangup' }] });
+    const a = await env.client.next(af.id, af.current_action.id);
+    const body = encodeJson({ actions: [{ type: 'talk' }], request_id: 'push-1' });
+    const first = JSON.parse(new TextDecoder().decode((await env.nc.request(`activeflow.v1.${af.id}.push_actions`, body, { timeout: 2000 })).data));
+    const again = JSON.parse(new TextDecoder().decode((await env.nc.request(`activeflow.v1.${af.id}.push_actions`, body, { timeout: 2000 })).data));
+    expect(again.forward_action_id).toBe(first.forward_action_id);
+    expect(Object.keys((await env.client.get(af.id)).stack_map)).toHaveLength(2);
+    expect((await env.client.next(af.id, a.id)).type).toBe('talk');
+  });
+
   it('a duplicate id is a conflict', async () => {
     const id = randomUUID();
     await env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] });

@@ -251,3 +251,33 @@ describe('variables verbs', () => {
     expect(h.vars()['b']).toBeUndefined();
   });
 });
+
+describe('request ids: a retried change is never applied twice', () => {
+  it('a repeated push_actions with the same request_id pushes once and answers the same', () => {
+    const h = harness({ actions: [{ id: aid(1), type: 'answer' }] });
+    h.next();
+    const first = h.req('push_actions', { actions: [{ type: 'talk' }], request_id: 'r-1' });
+    const again = h.req('push_actions', { actions: [{ type: 'talk' }], request_id: 'r-1' });
+    expect(first.ok && again.ok).toBe(true);
+    expect(Object.keys(h.af().stack_map)).toHaveLength(2);
+    h.req('push_actions', { actions: [{ type: 'talk' }], request_id: 'r-2' });
+    expect(Object.keys(h.af().stack_map)).toHaveLength(3);
+  });
+
+  it('a repeated delete answers like the first, not not_found; a repeated error stays that error', () => {
+    const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
+    const first = h.req('delete', { request_id: 'd-1' });
+    expect(first).toMatchObject({ ok: true, result: { end_reason: 'deleted' } });
+    expect(h.req('delete', { request_id: 'd-1' })).toMatchObject({ ok: true, result: { end_reason: 'deleted' } });
+    expect(h.req('delete', {})).toMatchObject({ ok: false, error: { code: 'not_found' } });
+  });
+
+  it('a request id reused for another verb is a conflict; old ids are forgotten after 32', () => {
+    const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
+    h.req('variables_set', { variables: { a: '1' }, request_id: 'x' });
+    expect(h.req('variables_delete', { key: 'a', request_id: 'x' })).toMatchObject({ ok: false, error: { code: 'conflict' } });
+    for (let i = 0; i < 32; i++) h.req('variables_set', { variables: { n: String(i) }, request_id: `n-${i}` });
+    expect(h.host.state(h.id)!.recent_requests).toHaveLength(32);
+    expect(h.host.state(h.id)!.recent_requests.some((r) => r.id === 'x')).toBe(false);
+  });
+});
