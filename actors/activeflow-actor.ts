@@ -157,7 +157,9 @@ export class ActiveflowActor {
   /** A verb that may change the activeflow (the body is already validated). */
   request(verb: Verb, body: Record<string, unknown>, customerId?: string): Promise<ActorReply> {
     return this.enqueue(async () => {
-      const refused = await this.ready(customerId);
+      // A deleted activeflow is the engine's to refuse, so a repeated delete (same request_id)
+      // still gets its first answer.
+      const refused = await this.ready(customerId, true);
       if (refused) return refused;
       return this.run(verb, body);
     });
@@ -186,11 +188,12 @@ export class ActiveflowActor {
   }
 
   /** Loads if needed, checks the customer, and publishes events a failed publish left behind. */
-  private async ready(customerId: string | undefined): Promise<ActorReply | null> {
+  private async ready(customerId: string | undefined, deletedIsTheEngines = false): Promise<ActorReply | null> {
     if (this.mode.kind === 'unloaded') await this.load();
     if (this.mode.kind === 'dropped') return fail('unavailable', `activeflow ${this.id} is moving; retry`);
     const state = this.state();
-    if (state === undefined || state.activeflow.tm_delete !== null || (customerId !== undefined && customerId !== state.activeflow.customer_id)) {
+    const deleted = state !== undefined && state.activeflow.tm_delete !== null && !deletedIsTheEngines;
+    if (state === undefined || deleted || (customerId !== undefined && customerId !== state.activeflow.customer_id)) {
       return fail('not_found', `activeflow ${this.id} not found`);
     }
     if (this.unpublished !== null) {

@@ -181,6 +181,17 @@ describe('activeflows over NATS', () => {
     expect((await env.client.next(af.id, a.id)).type).toBe('talk');
   });
 
+  it('a repeated delete with the same request_id answers like the first; without one it is not_found', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    const body = encodeJson({ request_id: 'del-1' });
+    const first = await env.nc.request(`activeflow.v1.${af.id}.delete`, body, { timeout: 2000 });
+    const again = await env.nc.request(`activeflow.v1.${af.id}.delete`, body, { timeout: 2000 });
+    expect(again.headers?.get('Nats-Service-Error')).toBeUndefined();
+    expect(JSON.parse(new TextDecoder().decode(again.data))).toEqual(JSON.parse(new TextDecoder().decode(first.data)));
+    expect((await rejects(env.client.delete(af.id))).code).toBe('not_found');
+    expect((await rejects(env.client.get(af.id))).code).toBe('not_found');
+  });
+
   it('a duplicate id is a conflict', async () => {
     const id = randomUUID();
     await env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] });
