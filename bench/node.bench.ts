@@ -76,6 +76,7 @@ try {
   const nodeProc = await spawnAndWait([BIN, 'node'], { NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000) }, '"node_serving"');
   children.push(nodeProc);
 
+  const latencyOnly = process.argv.includes('--latency-only');
   // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------
   const kv = await new Kvm(nc).create('bench_kv', { history: 1 });
   const value = new Uint8Array(2048).fill(97);
@@ -93,7 +94,7 @@ try {
   const putRate = PUTS / ((performance.now() - t0) / 1000);
 
   const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
-  const CALLS = quick ? 200 : 1_000;
+  const CALLS = latencyOnly ? 10 : quick ? 200 : 1_000;
   const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: CALLS, concurrency: CALLS, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
   const moveRate = report.moves / (report.durationMs / 1000);
   process.stdout.write(`\n1. durable moves/s, ${CALLS} concurrent calls of a 20-action flow (each move stored before its reply)\n`);
@@ -119,6 +120,10 @@ try {
   const sizedRequest = new TextEncoder().encode(String(getSize));
   const sizedLat = await latencies(N, () => nc.request('bench.echo', sizedRequest, { timeout: 5000 }));
   const getLat = await latencies(N, () => client.get(af.id));
+  // The same get over raw request-reply, the reply left unparsed: the node's own cost alone.
+  const getSubject = `activeflow.v1.${af.id}.get`;
+  const emptyBody = new TextEncoder().encode('{}');
+  const rawGetLat = await latencies(N, () => nc.request(getSubject, emptyBody, { timeout: 5000 }));
   // next: one call walks a long flow (limits raised below are not needed: 20 actions, restart calls)
   const nextXs: number[] = [];
   while (nextXs.length < (quick ? 200 : 1_000)) {
@@ -136,8 +141,10 @@ try {
   line(`raw echo with a ${fmt(getSize)}-byte reply, as get's (baseline)`, `${fmt(sizedLat.p50, 3)} / ${fmt(sizedLat.p99, 3)} ms`);
   line('get p50 / p99', `${fmt(getLat.p50, 3)} / ${fmt(getLat.p99, 3)} ms`);
   line('get p50 / same-size echo p50 (goal <= 1.2x)', `${fmt(getLat.p50 / sizedLat.p50, 2)}x  (${fmt(getLat.p50 / echoLat.p50, 2)}x the 64-byte echo)`);
+  line('get over raw request-reply, reply not parsed, p50 / p99', `${fmt(rawGetLat.p50, 3)} / ${fmt(rawGetLat.p99, 3)} ms  (${fmt(rawGetLat.p50 / sizedLat.p50, 2)}x the same-size echo)`);
   line('next p50 / p99 (a KV write and an event publish each)', `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`);
 
+  if (latencyOnly) process.exit(0);
   // 3. memory per live activeflow ---------------------------------------------------------------
   const LIVE = quick ? 10_000 : 100_000;
   const rssBefore = rssKiB(nodeProc.pid!);

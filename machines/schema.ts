@@ -195,8 +195,7 @@ export function toPublicWithoutHistory(af: Activeflow): Omit<PublicActiveflow, '
 }
 
 export function toPublic(af: Activeflow): PublicActiveflow {
-  const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, ...rest } = af;
-  return rest;
+  return { ...toPublicWithoutHistory(af), executed_actions: af.executed_actions };
 }
 
 export const EMPTY_ACTION: Action = Object.freeze({ id: NIL, next_id: NIL, tm_execute: null }) as Action;
