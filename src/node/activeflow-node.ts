@@ -357,25 +357,30 @@ async function checkClusterConfig(storage: Storage, shardCount: number): Promise
 }
 
 /**
- * The server must map `activeflow.v1.<id>.<verb>` to the same shard as `shardOf(id)`: sends a probe
- * and refuses to start, saying what to add to the configuration, when it is missing or different.
+ * The server must map `activeflow.v1.<id>.<verb>` to the same shard as `shardOf(id)`: sends probes
+ * and refuses to start, saying what to add to the configuration, when the mapping is missing or
+ * different. Several probes, because one id lands on the same shard under many wrong counts
+ * (with 64 shards instead of 256, a quarter of all ids do).
  */
 async function verifyShardMapping(nc: NatsConnection, shardCount: number): Promise<void> {
-  const probe = randomUUID();
-  const expected = shardOf(probe, shardCount);
-  const sub = nc.subscribe(`activeflow.shard.*.${probe}.mapping_probe`, { max: 1 });
-  const got = (async () => {
-    for await (const m of sub) return Number(m.subject.split('.')[2]);
-    return null;
-  })();
-  nc.publish(SUBJECTS.activeflowVerb(probe, 'mapping_probe'));
-  const timer = new Promise<null>((r) => setTimeout(() => r(null), 2_000));
-  const shard = await Promise.race([got, timer]);
+  const probes = Array.from({ length: 16 }, () => randomUUID());
+  const seen = new Map<string, number>();
+  const sub = nc.subscribe('activeflow.shard.*.*.mapping_probe', {
+    callback: (_e, m) => {
+      const t = m.subject.split('.');
+      seen.set(t[3]!, Number(t[2]));
+    },
+  });
+  await nc.flush();
+  for (const id of probes) nc.publish(SUBJECTS.activeflowVerb(id, 'mapping_probe'));
+  await nc.flush();
+  for (let i = 0; i < 100 && seen.size < probes.length; i++) await new Promise((r) => setTimeout(r, 20));
   sub.unsubscribe();
-  if (shard === null) {
+  if (seen.size === 0) {
     throw new Error(`the NATS server does not map activeflow.v1.<id>.<verb> to shards; add this to its configuration (nats-server.conf has it):\n${shardMappingConfig(shardCount)}`);
   }
-  if (shard !== expected) {
-    throw new Error(`the NATS server maps activeflows to ${shard} instead of ${expected}: its mapping uses another shard count than SHARD_COUNT=${shardCount}; use:\n${shardMappingConfig(shardCount)}`);
+  const wrong = probes.find((id) => seen.has(id) && seen.get(id) !== shardOf(id, shardCount));
+  if (wrong !== undefined || seen.size < probes.length) {
+    throw new Error(`the NATS server maps activeflows to other shards than SHARD_COUNT=${shardCount} gives (its mapping uses another shard count than SHARD_COUNT=${shardCount}); use:\n${shardMappingConfig(shardCount)}`);
   }
 }
