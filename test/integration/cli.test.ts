@@ -76,6 +76,32 @@ describe('activeflow CLI', () => {
     expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(/ended:/)]);
   }, 60_000);
 
+  it('watch follows a running activeflow live and stops when it ends', async () => {
+    const { spawn } = await import('node:child_process');
+    const { ActiveflowClient } = await import('../../src/api/client.js');
+    const { connectNats } = await import('../../src/nats/connect.js');
+    const nc = await connectNats(server.url, 'watch-test');
+    const client = new ActiveflowClient(nc);
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
+    const watcher = spawn(process.execPath, [BIN, 'watch', af.id], { env: { ...process.env, NATS_URL: server.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    watcher.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    for (let i = 0; i < 100 && !out.includes('activeflow_created'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(out).toMatch(/activeflow_created/);
+    expect(out).not.toMatch(/answer/);
+    const a = await client.next(af.id, af.current_action.id); // happens while watch runs
+    const t = await client.next(af.id, a.id);
+    await client.next(af.id, t.id);
+    const code = await new Promise<number | null>((r) => watcher.once('exit', r));
+    await nc.close();
+    expect(code).toBe(0);
+    const lines = out.trim().split('\n');
+    expect(lines.map((l) => l.split(/\s+/).filter(Boolean)[2])).toEqual([
+      'activeflow_created', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_ended',
+    ]);
+    expect(lines[1]).toMatch(/answer/);
+  }, 60_000);
+
   it('says what is wrong and exits non-zero', async () => {
     expect(await cli('get', '00000000-0000-4000-8000-000000000999')).toMatchObject({ code: 1, stderr: expect.stringMatching(/not_found/) });
     expect(await cli('flows', 'create', '--customer', CUSTOMER)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--file is required/) });
