@@ -29,6 +29,8 @@ export const NodeConfig = z.object({
     .describe('Largest HTTP response read by fetch or webhook_send.'),
   SERVICE_TIMEOUT_MS: int(100).default(5_000)
     .describe('Timeout of a request to activeflow.service.<action_type>.'),
+  LEASE_TTL_MS: int(500).default(3_000)
+    .describe('TTL of the membership (and, with the cluster issue, shard) leases in af_leases: a dead node is noticed within it. Renewed every third of it; a few seconds rides out a GC pause without flapping.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .describe('pino log level. Variable values are never logged at info.'),
 });

@@ -10,6 +10,8 @@ export const SUBJECTS = {
   flowCreate: 'flow.v1.create',
   flowList: 'flow.v1.list',
   flowVerb: (id: string, verb: string) => `flow.v1.${id}.${verb}`,
+  /** Operators: the live nodes (the cluster issue adds shards, drain, undrain, rebalance). */
+  adminNodes: 'activeflow.admin.v1.nodes',
   /** Outbound: the reference's service is asked to move now (`forward_now`). */
   referenceActionNext: 'activeflow.service.action_next',
 } as const;

@@ -2,13 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
 import { nodeCommand } from './node-command.js';
+import { nodesCommand } from './nodes-command.js';
 import { simulateCallsCommand } from './simulate-calls-command.js';
 import { simulateCommand } from './simulate-command.js';
 import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, nodesCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {

@@ -30,6 +30,7 @@ import { EventLog } from '../store/event-log.js';
 import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
+import { NodeMembership } from '../cluster/membership-registry.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
@@ -44,6 +45,8 @@ export interface NodeOptions {
   httpTimeoutMs: number;
   httpMaxResponseBytes: number;
   serviceTimeoutMs: number;
+  /** TTL of this node's membership lease. */
+  leaseTtlMs?: number;
   limits?: Limits;
   clock?: HostClock;
   log: Logger;
@@ -57,6 +60,7 @@ export class ActiveflowNode {
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
   private webhooks: WebhookDispatcher | null = null;
+  private membership: NodeMembership | null = null;
   private readonly forwarder: ActiveflowClient;
   readonly ownedShards: ReadonlySet<number>;
 
@@ -83,6 +87,7 @@ export class ActiveflowNode {
     try {
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
+        leaseTtlMs: options.leaseTtlMs ?? 3_000,
       }));
       await checkClusterConfig(storage, options.shardCount);
       await verifyShardMapping(nc, options.shardCount);
@@ -126,6 +131,7 @@ export class ActiveflowNode {
     svc.addEndpoint('flow_create', { subject: SUBJECTS.flowCreate, handler: handle((m) => this.flowCreate(m)) });
     svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
     svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
+    svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async () => ({ nodes: await NodeMembership.live(this.storage.leases) })) });
     // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
     const shards = svc.addGroup('activeflow.shard', '');
     for (const shard of this.ownedShards) {
@@ -136,6 +142,8 @@ export class ActiveflowNode {
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
+    this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
+    this.membership.join();
     this.webhooks = new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, attempts: 4, maxDeliver: 10 }, this.log);
     await this.webhooks.start();
     this.log.info({ event: 'node_serving', shards: this.ownedShards.size }, `node ${this.options.nodeId} serving ${this.ownedShards.size} shards`);
@@ -292,6 +300,7 @@ export class ActiveflowNode {
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await this.webhooks?.stop();
+    await this.membership?.leave();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });

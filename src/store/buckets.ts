@@ -14,6 +14,7 @@ export const BUCKETS = {
   ended: 'af_ended',
   index: 'af_index',
   history: 'af_history',
+  leases: 'af_leases',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
 
@@ -23,6 +24,8 @@ export interface StorageOptions {
   endedRetentionMs: number;
   /** How long events are kept in ACTIVEFLOW_EVENTS. */
   eventRetentionMs: number;
+  /** The leases' TTL: af_leases's max age (nats-server 2.9 has no per-key TTL). */
+  leaseTtlMs: number;
 }
 
 export interface Storage {
@@ -34,6 +37,7 @@ export interface Storage {
   ended: KV;
   index: KV;
   history: KV;
+  leases: KV;
 }
 
 async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Promise<KV> {
@@ -46,13 +50,14 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
   const kvm = new Kvm(js);
   const common = { replicas: o.replicas, history: 1 };
-  const [cluster, flows, running, ended, index, history] = await Promise.all([
+  const [cluster, flows, running, ended, index, history, leases] = await Promise.all([
     bucket(kvm, BUCKETS.cluster, { ...common }),
     bucket(kvm, BUCKETS.flows, { ...common, history: 5 }),
     bucket(kvm, BUCKETS.running, { ...common }),
     bucket(kvm, BUCKETS.ended, { ...common, ttl: o.endedRetentionMs }),
     bucket(kvm, BUCKETS.index, { ...common, ttl: o.endedRetentionMs }),
     bucket(kvm, BUCKETS.history, { ...common }),
+    bucket(kvm, BUCKETS.leases, { ...common, ttl: o.leaseTtlMs }),
   ]);
   const stream = {
     name: EVENTS_STREAM,
@@ -67,5 +72,5 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   } catch {
     await jsm.streams.add(stream);
   }
-  return { js, jsm, cluster, flows, running, ended, index, history };
+  return { js, jsm, cluster, flows, running, ended, index, history, leases };
 }

@@ -24,7 +24,7 @@ export function nodeOptions(server: NatsServer, overrides: Partial<NodeOptions> 
   return {
     servers: [server.url], nodeId: 'test-node', shardCount: SHARDS, replicas: 1, passivateAfterMs: 60_000,
     endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, httpTimeoutMs: 1_000, httpMaxResponseBytes: 64 * 1024,
-    serviceTimeoutMs: 500, log: silentLogger, ...overrides,
+    serviceTimeoutMs: 500, leaseTtlMs: 1_000, log: silentLogger, ...overrides,
   };
 }
 
@@ -95,6 +95,6 @@ export function useNode(overrides: Partial<NodeOptions> = {}): { server: NatsSer
 /** The node's stores, opened beside it (to play a crashed node, or another writer). */
 export async function openStoresFor(server: NatsServer): Promise<{ nc: NatsConnection; storage: Storage; store: SnapshotStore }> {
   const nc = await connectNats(server.url, 'test-store');
-  const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000 });
+  const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, leaseTtlMs: 1_000 });
   return { nc, storage, store: new SnapshotStore(storage.running, storage.ended, SHARDS) };
 }
