@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ActorRegistry } from '../../actors/actor-registry.js';
+import { ActorRegistry } from '../../actors/index.js';
 import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, respondError, respondOk } from '../api/reply.js';
@@ -309,10 +309,6 @@ export class ActiveflowNode {
   /** The connection's close, for processes that exit with it. */
   closed(): Promise<void | Error> {
     return this.nc.closed();
-  }
-
-  get storageHandles(): Storage {
-    return this.storage;
   }
 }
 

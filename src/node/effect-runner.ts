@@ -1,8 +1,6 @@
 /** Performs the effects the engine asks for, over NATS and HTTP (DESIGN.md sections 5 and 6). */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { EffectRunner } from '../../actors/activeflow-actor.js';
-import { performHttp, type HttpLimits } from '../../actors/effects/http-request.js';
-import { performService } from '../../actors/effects/service-request.js';
+import { performHttp, performService, type EffectRunner, type HttpLimits } from '../../actors/index.js';
 import type { Effect, EffectResult } from '../../machines/index.js';
 import type { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';

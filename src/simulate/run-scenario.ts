@@ -4,7 +4,7 @@
  */
 import { LocalHost, type HostReply } from '../../actors/index.js';
 import {
-  DEFAULT_LIMITS, describeIssues, FINISH, idSource, Limits, NIL, prepareActions, START,
+  DEFAULT_LIMITS, FINISH, idSource, Limits, NIL, prepareActions, START,
   type Action, type EngineError, type Flow, type StreamEvent, type Verb,
 } from '../../machines/index.js';
 import { fixedClock, formatTimestamp, normalizeTimestamp } from '../clock.js';
@@ -137,4 +137,3 @@ function variablesOnly(r: HostReply): HostReply {
   return r.ok ? { ok: true, result: (r.result as { variables: unknown }).variables } : r;
 }
 
-export { describeIssues };
