@@ -31,6 +31,8 @@ export const NodeConfig = z.object({
     .describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500).default(3_000)
     .describe('TTL of the membership (and, with the cluster issue, shard) leases in af_leases: a dead node is noticed within it. Renewed every third of it; a few seconds rides out a GC pause without flapping.'),
+  SHARD_LEASES: z.enum(['0', '1']).default('0')
+    .describe('1: nodes split the shards with leases in af_leases (rendezvous over the live nodes; takeover fences the former owner). 0: this node serves every shard (one node per cluster). Early: see the cluster issue.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .describe('pino log level. Variable values are never logged at info.'),
 });

@@ -3,7 +3,7 @@
  * framework's error headers (`Nats-Service-Error`, `Nats-Service-Error-Code`); `decodeReply` maps
  * them back, so a client sees the same ActiveflowError the node raised.
  */
-import type { Msg } from '@nats-io/transport-node';
+import { headers, type Msg } from '@nats-io/transport-node';
 import type { ServiceMsg } from '@nats-io/services';
 import type { z } from 'zod';
 import { describeIssues } from '../../machines/index.js';
@@ -36,7 +36,7 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
  */
 const encoded = new WeakMap<object, Uint8Array>();
 
-export function respondOk(msg: ServiceMsg, value: unknown): void {
+export function respondOk(msg: ServiceMsg | Msg, value: unknown): void {
   if (value === null || typeof value !== 'object') {
     msg.respond(encodeJson(value));
     return;
@@ -55,8 +55,16 @@ function headerSafe(text: string): string {
   return line.length > 512 ? `${line.slice(0, 509)}...` : line;
 }
 
-export function respondError(msg: ServiceMsg, error: ActiveflowError): void {
-  msg.respondError(STATUS_BY_CODE[error.code], headerSafe(error.message), encodeJson(error.toJSON()));
+/** Answers an error with the service-error headers, on an endpoint or on a plain subscription. */
+export function respondError(msg: ServiceMsg | Msg, error: ActiveflowError): void {
+  if ('respondError' in msg) {
+    msg.respondError(STATUS_BY_CODE[error.code], headerSafe(error.message), encodeJson(error.toJSON()));
+    return;
+  }
+  const h = headers();
+  h.set('Nats-Service-Error', headerSafe(error.message));
+  h.set('Nats-Service-Error-Code', String(STATUS_BY_CODE[error.code]));
+  msg.respond(encodeJson(error.toJSON()), { headers: h });
 }
 
 /** A reply's value, or the ActiveflowError it carries. */

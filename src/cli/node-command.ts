@@ -14,7 +14,8 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       servers: parseServers(config.NATS_URL), nodeId, shardCount: config.SHARD_COUNT, replicas: config.NATS_REPLICAS,
       passivateAfterMs: config.PASSIVATE_AFTER_MS, endedRetentionMs: config.ENDED_RETENTION_DAYS * DAY_MS,
       eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
-      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS, log,
+      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
+      shardLeases: config.SHARD_LEASES === '1', log,
     });
   } catch (e) {
     io.err(`activeflow node: ${(e as Error).message}`);

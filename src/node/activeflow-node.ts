@@ -31,6 +31,7 @@ import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
+import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
@@ -47,6 +48,8 @@ export interface NodeOptions {
   serviceTimeoutMs: number;
   /** TTL of this node's membership lease. */
   leaseTtlMs?: number;
+  /** Split the shards with the other nodes by leases, instead of serving them all. */
+  shardLeases?: boolean;
   limits?: Limits;
   clock?: HostClock;
   log: Logger;
@@ -61,6 +64,7 @@ export class ActiveflowNode {
   private stopping = false;
   private webhooks: WebhookDispatcher | null = null;
   private membership: NodeMembership | null = null;
+  private ownership: ShardOwnership | null = null;
   private readonly forwarder: ActiveflowClient;
   readonly ownedShards: ReadonlySet<number>;
 
@@ -132,22 +136,32 @@ export class ActiveflowNode {
     svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
     svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
     svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async () => ({ nodes: await NodeMembership.live(this.storage.leases) })) });
-    // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
-    const shards = svc.addGroup('activeflow.shard', '');
-    for (const shard of this.ownedShards) {
-      shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
+    this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
+    this.membership.join();
+    if (this.options.shardLeases === true) {
+      // Shards come and go with leases: plain subscriptions, one per owned shard.
+      this.ownership = new ShardOwnership({
+        nc: this.nc, leases: this.storage.leases, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
+        nodeId: this.options.nodeId, shardCount: this.options.shardCount, leaseTtlMs: this.options.leaseTtlMs ?? 3_000, log: this.log,
+        serve: (msg) => this.track(this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m))),
+      });
+      this.ownership.start();
+    } else {
+      // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
+      const shards = svc.addGroup('activeflow.shard', '');
+      for (const shard of this.ownedShards) {
+        shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
+      }
     }
     this.passivationTimer = setInterval(() => {
       const n = this.registry.passivateIdle(Date.now());
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
-    this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
-    this.membership.join();
     this.webhooks = new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, attempts: 4, maxDeliver: 10 }, this.log);
     await this.webhooks.start();
     this.log.info({ event: 'node_serving', shards: this.ownedShards.size }, `node ${this.options.nodeId} serving ${this.ownedShards.size} shards`);
-    this.track(this.recover());
+    if (this.ownership === null) this.track(this.recover()); // with leases, each takeover recovers its shard
   }
 
   /** Loads every running activeflow of the owned shards, republishing events a crash left out. */
@@ -199,6 +213,7 @@ export class ActiveflowNode {
       throw new ActiveflowError('invalid_argument', `unknown verb "${verb}"; the verbs are ${ACTIVEFLOW_VERBS.join(', ')}`);
     }
     if (Number(shardText) !== shardOf(id, this.options.shardCount)) throw new ActiveflowError('internal', `activeflow ${id} arrived on shard ${shardText}, expected ${shardOf(id, this.options.shardCount)}`);
+    if (this.ownership !== null && !this.ownership.owns(Number(shardText))) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
     const v = verb as ActiveflowVerb;
     const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
     const { customer_id: customerId, ...rest } = body;
@@ -288,6 +303,16 @@ export class ActiveflowNode {
 
   // lifecycle ------------------------------------------------------------------------------------
 
+  /** Shards this node serves now (every shard without leases). */
+  get servedShards(): number {
+    return this.ownership?.ownedCount ?? this.ownedShards.size;
+  }
+
+  /** Shards acquired or handed off so far (with leases). */
+  get shardMoves(): number {
+    return this.ownership?.moves ?? 0;
+  }
+
   get residentActors(): number {
     return this.registry.residentCount;
   }
@@ -297,6 +322,7 @@ export class ActiveflowNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.passivationTimer) clearInterval(this.passivationTimer);
+    await this.ownership?.stop(); // hands every shard over: the others take them at once
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await this.webhooks?.stop();

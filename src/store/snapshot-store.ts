@@ -101,6 +101,21 @@ export class SnapshotStore {
     }
   }
 
+  /**
+   * Takes an activeflow over: its running snapshot is rewritten unchanged with a revision-checked
+   * update, so the revision any former owner holds is stale and its next write is refused.
+   */
+  async fence(id: string): Promise<void> {
+    const key = this.runningKey(id);
+    const e = await this.running.get(key);
+    if (e === null || e.operation !== 'PUT') return;
+    try {
+      await this.running.update(key, e.value, e.revision);
+    } catch (err) {
+      if (!isRevisionConflict(err)) throw err; // a concurrent write: the writer's revision moved on anyway
+    }
+  }
+
   /** Ids of the running activeflows of the given shards (one key listing). */
   async runningIds(shards: ReadonlySet<number>): Promise<string[]> {
     const ids: string[] = [];

@@ -1,0 +1,84 @@
+/**
+ * Nodes splitting the shards with leases (SHARD_LEASES=1): two nodes share the 256 shards; one
+ * dies mid-flow (its connection drops without releasing anything) and the other takes its shards
+ * over after the lease TTL; a third joins and takes about a third. Every call keeps exactly the
+ * moves it was acknowledged, and every event stream stays contiguous.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Action } from '../../machines/index.js';
+import { ActiveflowClient } from '../../src/api/client.js';
+import { connectNats } from '../../src/nats/connect.js';
+import type { NatsServer } from '../../src/nats/server-process.js';
+import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { CUSTOMER } from '../helpers/engine.js';
+import { startNats, startNode } from '../helpers/nats.js';
+
+const FINISH = '00000000-0000-0000-0000-000000000002';
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+});
+
+async function until(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !check()) await new Promise((r) => setTimeout(r, 50));
+  return check();
+}
+
+describe('nodes splitting the shards with leases', () => {
+  it('share the shards, survive a node dying, and rebalance when one joins, losing no acknowledged move', async () => {
+    const server: NatsServer = await startNats();
+    cleanups.push(() => server.stop());
+    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const a = await startNode(server, { ...leased, nodeId: 'node-a' });
+    const b = await startNode(server, { ...leased, nodeId: 'node-b' });
+    cleanups.push(() => a.stop(), () => b.stop());
+    expect(await until(() => a.servedShards + b.servedShards === 256 && a.servedShards > 70 && b.servedShards > 70, 10_000)).toBe(true);
+
+    const nc = await connectNats(server.url, 'lease-test-client');
+    cleanups.push(() => nc.close());
+    const client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 30_000 });
+    const STEPS = 15;
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+    const calls = await Promise.all(Array.from({ length: 30 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
+    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
+    const { assignment } = await import('../../src/cluster/shard-map.js');
+    const { shardOf } = await import('../../src/nats/shard-mapping.js');
+    const before = assignment(256, ['node-a', 'node-b']);
+    const onB = calls.filter((call) => before[shardOf(call.id, 256)] === 'node-b');
+    expect(onB.length).toBeGreaterThan(3); // calls that lose their node mid-flow
+    const aMovesBefore = a.shardMoves;
+
+    let moves = 0;
+    let c: ActiveflowNode | null = null;
+    const events: Promise<void>[] = [];
+    await Promise.all(calls.map(async (call) => {
+      let current = call.current_action.id;
+      for (;;) {
+        const action: Action = await client.next(call.id, current);
+        acked.get(call.id)!.push(action.id);
+        if (action.id === FINISH) return;
+        current = action.id;
+        moves++;
+        if (moves === 100) events.push(b.nc.close().then(() => undefined)); // node-b dies: nothing released
+        if (moves === 250) {
+          events.push(startNode(server, { ...leased, nodeId: 'node-c' }).then((n) => {
+            c = n;
+            cleanups.push(() => n.stop());
+          }));
+        }
+      }
+    }));
+    await Promise.all(events);
+
+    expect(a.shardMoves - aMovesBefore).toBeGreaterThan(70); // node-a took node-b's shards over
+    const expected = [...flow.actions.map((x) => x.id), FINISH];
+    for (const call of calls) expect(acked.get(call.id)).toEqual(expected);
+    expect(await until(() => c !== null && a.servedShards + c.servedShards === 256 && c.servedShards > 50, 10_000)).toBe(true);
+    for (const call of calls) {
+      expect(await client.get(call.id)).toMatchObject({ status: 'ended', execute_count: STEPS + 1 });
+      const { events: history } = await client.history(call.id);
+      expect(history.map((e) => e.seq)).toEqual(history.map((_, i) => i + 1));
+    }
+  }, 90_000);
+});
