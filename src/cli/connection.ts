@@ -15,7 +15,8 @@ export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: Activ
     return 1;
   }
   try {
-    return await fn(new ActiveflowClient(nc, { retryForMs: 5_000 }), nc);
+    // Short attempts inside a longer window: a request that reached a node just killed is retried.
+    return await fn(new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 10_000 }), nc);
   } catch (e) {
     if (e instanceof ActiveflowError) {
       io.err(`activeflow: ${e.code}: ${e.message}`);
