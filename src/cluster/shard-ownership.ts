@@ -39,6 +39,15 @@ interface Owned {
   sub: Subscription;
 }
 
+/** A key listing can hang (a consumer creation that never answers): reconcile gives up on it. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private timer: NodeJS.Timeout | null = null;
@@ -71,7 +80,8 @@ export class ShardOwnership {
   /** One step towards the target: hand off what is no longer ours, then take what is. */
   async reconcile(): Promise<void> {
     if (!this.deps.membership.joined) return;
-    const live = (await Membership.live(this.deps.leases)).map((n) => n.node_id);
+    const bound = Math.max(2_000, this.deps.leaseTtlMs * 2);
+    const live = (await withTimeout(Membership.live(this.deps.leases), bound, 'listing the live nodes')).map((n) => n.node_id);
     if (!live.includes(this.deps.nodeId)) live.push(this.deps.nodeId);
     const target = assignment(this.deps.shardCount, live);
     await Promise.all([...this.owned.keys()].filter((s) => target[s] !== this.deps.nodeId).map((s) => this.handOff(s)));
@@ -92,8 +102,14 @@ export class ShardOwnership {
     if (lease === null) return; // still held: its owner hands it over, or its lease expires
     lease.keep();
     // Fence any former owner: rewrite every running snapshot of the shard with our revision.
-    const ids = await this.deps.snapshots.runningIds(new Set([shard]));
-    for (const id of ids) await this.deps.snapshots.fence(id);
+    let ids: string[];
+    try {
+      ids = await withTimeout(this.deps.snapshots.runningIds(new Set([shard])), Math.max(2_000, this.deps.leaseTtlMs * 2), `listing shard ${shard}`);
+      for (const id of ids) await this.deps.snapshots.fence(id);
+    } catch (e) {
+      await lease.release(); // not taken over: let the next reconcile try again
+      throw e;
+    }
     if (lease.isFenced || this.stopped) {
       await lease.release();
       return;

@@ -82,3 +82,52 @@ describe('nodes splitting the shards with leases', () => {
     }
   }, 90_000);
 });
+
+describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
+  it('loses its shards to the others, and its late writes are refused: no activeflow diverges', async () => {
+    const { spawnNode, exited, clientFor } = await import('../helpers/nats.js');
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const env = { SHARD_LEASES: '1', LEASE_TTL_MS: '1000' };
+    const a = await spawnNode(server, { ...env, NODE_ID: 'paused-a' });
+    let aLog = '';
+    a.stdout!.on('data', (chunk: Buffer) => (aLog += chunk.toString()));
+    const b = await spawnNode(server, { ...env, NODE_ID: 'paused-b' });
+    cleanups.push(async () => { a.kill('SIGCONT'); a.kill('SIGKILL'); await exited(a); }, async () => { b.kill('SIGKILL'); await exited(b); });
+    const { nc, client } = await clientFor(server, 30_000);
+    cleanups.push(() => nc.close());
+    const STEPS = 12;
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+    // Both nodes must be serving before the calls start: every shard answers.
+    const { shardOf } = await import('../../src/nats/shard-mapping.js');
+    const probe = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', actions: [] });
+    expect(shardOf(probe.id, 256)).toBeGreaterThanOrEqual(0);
+    const calls = await Promise.all(Array.from({ length: 20 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
+    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
+    let moves = 0;
+    let paused: Promise<void> | null = null;
+    await Promise.all(calls.map(async (call) => {
+      let current = call.current_action.id;
+      for (;;) {
+        const action = await client.next(call.id, current);
+        acked.get(call.id)!.push(action.id);
+        if (action.id === '00000000-0000-0000-0000-000000000002') return;
+        current = action.id;
+        if (++moves === 60) {
+          a.kill('SIGSTOP'); // longer than the lease TTL: node-b takes its shards over meanwhile
+          paused = new Promise((r) => setTimeout(r, 3_000)).then(() => { a.kill('SIGCONT'); });
+        }
+      }
+    }));
+    await paused;
+    await new Promise((r) => setTimeout(r, 1_500)); // node-a runs again: whatever it tries now must be refused
+    expect(aLog).toMatch(/"event":"shard_fenced"/); // it noticed it had lost its leases, and stopped serving
+    const expected = [...flow.actions.map((x) => x.id), '00000000-0000-0000-0000-000000000002'];
+    for (const call of calls) {
+      expect(acked.get(call.id)).toEqual(expected);
+      expect(await client.get(call.id)).toMatchObject({ status: 'ended', execute_count: STEPS + 1 });
+      const { events } = await client.history(call.id);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    }
+  }, 90_000);
+});
