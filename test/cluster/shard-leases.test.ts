@@ -5,13 +5,12 @@
  * moves it was acknowledged, and every event stream stays contiguous.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Action } from '../../machines/index.js';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { startNats, startNode } from '../helpers/nats.js';
+import { driveCalls, startNats, startNode } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -41,7 +40,6 @@ describe('nodes splitting the shards with leases', () => {
     const STEPS = 15;
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
     const calls = await Promise.all(Array.from({ length: 30 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
-    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
     const { assignment } = await import('../../src/cluster/shard-map.js');
     const { shardOf } = await import('../../src/nats/shard-mapping.js');
     const before = assignment(256, ['node-a', 'node-b']);
@@ -49,26 +47,17 @@ describe('nodes splitting the shards with leases', () => {
     expect(onB.length).toBeGreaterThan(3); // calls that lose their node mid-flow
     const aMovesBefore = a.shardMoves;
 
-    let moves = 0;
     let c: ActiveflowNode | null = null;
     const events: Promise<void>[] = [];
-    await Promise.all(calls.map(async (call) => {
-      let current = call.current_action.id;
-      for (;;) {
-        const action: Action = await client.next(call.id, current);
-        acked.get(call.id)!.push(action.id);
-        if (action.id === FINISH) return;
-        current = action.id;
-        moves++;
-        if (moves === 100) events.push(b.nc.close().then(() => undefined)); // node-b dies: nothing released
-        if (moves === 250) {
-          events.push(startNode(server, { ...leased, nodeId: 'node-c' }).then((n) => {
-            c = n;
-            cleanups.push(() => n.stop());
-          }));
-        }
+    const acked = await driveCalls(client, calls, (moves) => {
+      if (moves === 100) events.push(b.nc.close().then(() => undefined)); // node-b dies: nothing released
+      if (moves === 250) {
+        events.push(startNode(server, { ...leased, nodeId: 'node-c' }).then((n) => {
+          c = n;
+          cleanups.push(() => n.stop());
+        }));
       }
-    }));
+    });
     await Promise.all(events);
 
     expect(a.shardMoves - aMovesBefore).toBeGreaterThan(70); // node-a took node-b's shards over
@@ -103,22 +92,13 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
     const probe = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', actions: [] });
     expect(shardOf(probe.id, 256)).toBeGreaterThanOrEqual(0);
     const calls = await Promise.all(Array.from({ length: 20 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
-    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
-    let moves = 0;
     let paused: Promise<void> | null = null;
-    await Promise.all(calls.map(async (call) => {
-      let current = call.current_action.id;
-      for (;;) {
-        const action = await client.next(call.id, current);
-        acked.get(call.id)!.push(action.id);
-        if (action.id === '00000000-0000-0000-0000-000000000002') return;
-        current = action.id;
-        if (++moves === 60) {
-          a.kill('SIGSTOP'); // longer than the lease TTL: node-b takes its shards over meanwhile
-          paused = new Promise((r) => setTimeout(r, 3_000)).then(() => { a.kill('SIGCONT'); });
-        }
+    const acked = await driveCalls(client, calls, (moves) => {
+      if (moves === 60) {
+        a.kill('SIGSTOP'); // longer than the lease TTL: node-b takes its shards over meanwhile
+        paused = new Promise((r) => setTimeout(r, 3_000)).then(() => { a.kill('SIGCONT'); });
       }
-    }));
+    });
     await paused;
     await new Promise((r) => setTimeout(r, 1_500)); // node-a runs again: whatever it tries now must be refused
     expect(aLog).toMatch(/"event":"shard_fenced"/); // it noticed it had lost its leases, and stopped serving

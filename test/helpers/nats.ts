@@ -98,3 +98,28 @@ export async function openStoresFor(server: NatsServer): Promise<{ nc: NatsConne
   const storage = await openStorage(nc, { replicas: 1, endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, leaseTtlMs: 1_000 });
   return { nc, storage, store: new SnapshotStore(storage.running, storage.ended, SHARDS) };
 }
+
+/**
+ * Drives calls with `next` until each gets FINISH, all at once, as a call service would; records
+ * every action each call was acknowledged, and tells `onMove` the running count of moves (to kill,
+ * pause or add something mid-flight).
+ */
+export async function driveCalls(
+  client: ActiveflowClient,
+  calls: readonly { id: string; current_action: { id: string } }[],
+  onMove: (moves: number) => void = () => undefined,
+): Promise<Map<string, string[]>> {
+  const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
+  let moves = 0;
+  await Promise.all(calls.map(async (call) => {
+    let current = call.current_action.id;
+    for (;;) {
+      const action = await client.next(call.id, current);
+      acked.get(call.id)!.push(action.id);
+      if (action.id === '00000000-0000-0000-0000-000000000002') return;
+      current = action.id;
+      onMove(++moves);
+    }
+  }));
+  return acked;
+}

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { createActor } from 'xstate';
 import { afterEach, describe, expect, it } from 'vitest';
-import { activeflowMachine, reduce, type Action, type StreamEvent } from '../../machines/index.js';
+import { activeflowMachine, reduce, type StreamEvent } from '../../machines/index.js';
 import type { ActiveflowClient } from '../../src/api/client.js';
 import { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
@@ -16,7 +16,7 @@ import { encodeJson } from '../../src/store/codec.js';
 import { EventLog } from '../../src/store/event-log.js';
 import type { Revision } from '../../src/store/snapshot-store.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { clientFor, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, driveCalls, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -46,9 +46,6 @@ describe('a node killed with SIGKILL mid-flow', () => {
     const STEPS = 25;
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: i % 2 ? 'play' : 'talk', option: { text: `step ${i}` } })) });
     const calls = await Promise.all(Array.from({ length: 20 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
-    const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
-
-    let moves = 0;
     let killed = false;
     const killAndRestart = async () => {
       child.kill('SIGKILL');
@@ -56,19 +53,12 @@ describe('a node killed with SIGKILL mid-flow', () => {
       child = await spawnNode(server);
     };
     let restart: Promise<void> | null = null;
-    await Promise.all(calls.map(async (call) => {
-      let current = call.current_action.id;
-      for (;;) {
-        const action: Action = await client.next(call.id, current);
-        acked.get(call.id)!.push(action.id);
-        if (action.id === FINISH) return;
-        current = action.id;
-        if (++moves === 150 && !killed) {
-          killed = true;
-          restart = killAndRestart(); // mid-flight: other calls have requests in the air
-        }
+    const acked = await driveCalls(client, calls, (moves) => {
+      if (moves === 150 && !killed) {
+        killed = true;
+        restart = killAndRestart(); // mid-flight: other calls have requests in the air
       }
-    }));
+    });
     await restart;
     expect(killed).toBe(true);
 
