@@ -194,8 +194,4 @@ export function toPublicWithoutHistory(af: Activeflow): Omit<PublicActiveflow, '
   return rest;
 }
 
-export function toPublic(af: Activeflow): PublicActiveflow {
-  return { ...toPublicWithoutHistory(af), executed_actions: af.executed_actions };
-}
-
 export const EMPTY_ACTION: Action = Object.freeze({ id: NIL, next_id: NIL, tm_execute: null }) as Action;

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DEFAULT_SHARD_COUNT } from './nats/shard-mapping.js';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -13,7 +14,7 @@ export const NodeConfig = z.object({
     .describe('NATS servers, comma-separated. Default: the local development server of nats-server.conf.'),
   NODE_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional()
     .describe('This node\'s name in logs, metrics and leases. Default: <hostname>-<random>, unique per process.'),
-  SHARD_COUNT: int(1).max(4096).default(256)
+  SHARD_COUNT: int(1).max(4096).default(DEFAULT_SHARD_COUNT)
     .describe('Shards per cluster. Stored in af_cluster at first start; a node with another count refuses to start. 256 spreads well over tens of nodes.'),
   NATS_REPLICAS: int(1).max(5).default(1)
     .describe('Replicas of the buckets and the stream: 1 for one server, 3 for a 3-node JetStream cluster.'),

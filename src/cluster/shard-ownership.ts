@@ -16,10 +16,9 @@ import type { ActorRegistry } from '../../actors/index.js';
 import type { Logger } from '../log.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import type { SnapshotStore } from '../store/snapshot-store.js';
-import type { NodeMembership } from './membership-registry.js';
-import { NodeMembership as Membership } from './membership-registry.js';
+import { NodeMembership } from './membership-registry.js';
 import { ShardLease } from './shard-lease.js';
-import { assignment } from './shard-map.js';
+import { assignment, Membership } from './shard-map.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -81,9 +80,10 @@ export class ShardOwnership {
   async reconcile(): Promise<void> {
     if (!this.deps.membership.joined) return;
     const bound = Math.max(2_000, this.deps.leaseTtlMs * 2);
-    const live = (await withTimeout(Membership.live(this.deps.leases), bound, 'listing the live nodes')).map((n) => n.node_id);
+    const live = (await withTimeout(NodeMembership.live(this.deps.leases), bound, 'listing the live nodes')).map((n) => n.node_id);
     if (!live.includes(this.deps.nodeId)) live.push(this.deps.nodeId);
-    const target = assignment(this.deps.shardCount, live);
+    const membership = new Membership(live.map((id) => ({ id, draining: false }))); // drain comes with the admin verbs
+    const target = assignment(this.deps.shardCount, membership.eligible);
     await Promise.all([...this.owned.keys()].filter((s) => target[s] !== this.deps.nodeId).map((s) => this.handOff(s)));
     const wanted = target.map((owner, shard) => (owner === this.deps.nodeId && !this.owned.has(shard) ? shard : -1)).filter((s) => s >= 0);
     let next = 0;

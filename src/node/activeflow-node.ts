@@ -66,7 +66,8 @@ export class ActiveflowNode {
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private readonly forwarder: ActiveflowClient;
-  readonly ownedShards: ReadonlySet<number>;
+  /** Every shard: what this node serves without shard leases. */
+  private readonly allShards: ReadonlySet<number>;
 
   private constructor(
     readonly options: NodeOptions,
@@ -80,7 +81,7 @@ export class ActiveflowNode {
     private readonly log: Logger,
     private readonly clock: HostClock,
   ) {
-    this.ownedShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
+    this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
   }
 
@@ -149,7 +150,7 @@ export class ActiveflowNode {
     } else {
       // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
       const shards = svc.addGroup('activeflow.shard', '');
-      for (const shard of this.ownedShards) {
+      for (const shard of this.allShards) {
         shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
       }
     }
@@ -160,13 +161,14 @@ export class ActiveflowNode {
     this.passivationTimer.unref();
     this.webhooks = new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, attempts: 4, maxDeliver: 10 }, this.log);
     await this.webhooks.start();
-    this.log.info({ event: 'node_serving', shards: this.ownedShards.size }, `node ${this.options.nodeId} serving ${this.ownedShards.size} shards`);
+    const serving = this.ownership === null ? `all ${this.allShards.size} shards` : 'the shards its leases give it';
+    this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);
     if (this.ownership === null) this.track(this.recover()); // with leases, each takeover recovers its shard
   }
 
   /** Loads every running activeflow of the owned shards, republishing events a crash left out. */
   private async recover(): Promise<void> {
-    const ids = await this.snapshots.runningIds(this.ownedShards);
+    const ids = await this.snapshots.runningIds(this.allShards);
     if (ids.length === 0) return;
     this.log.info({ event: 'recovery_started', activeflows: ids.length });
     let next = 0;
@@ -305,7 +307,7 @@ export class ActiveflowNode {
 
   /** Shards this node serves now (every shard without leases). */
   get servedShards(): number {
-    return this.ownership?.ownedCount ?? this.ownedShards.size;
+    return this.ownership?.ownedCount ?? this.allShards.size;
   }
 
   /** Shards acquired or handed off so far (with leases). */
@@ -330,11 +332,6 @@ export class ActiveflowNode {
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });
-  }
-
-  /** The connection's close, for processes that exit with it. */
-  closed(): Promise<void | Error> {
-    return this.nc.closed();
   }
 }
 
