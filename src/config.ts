@@ -31,9 +31,9 @@ export const NodeConfig = z.object({
   SERVICE_TIMEOUT_MS: int(100).default(5_000)
     .describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500).default(3_000)
-    .describe('TTL of the membership (and, with the cluster issue, shard) leases in af_leases: a dead node is noticed within it. Renewed every third of it; a few seconds rides out a GC pause without flapping.'),
-  SHARD_LEASES: z.enum(['0', '1']).default('0')
-    .describe('1: nodes split the shards with leases in af_leases (rendezvous over the live nodes; takeover fences the former owner). 0: this node serves every shard (one node per cluster). Early: see the cluster issue.'),
+    .describe('TTL of the membership and shard leases in af_leases: the shards of a dead node are taken over within it. Renewed every third of it; a node that cannot renew stops serving a quarter of it before expiry. Lower means faster failover, higher rides out longer pauses (GC, a NATS leader election) without moving shards.'),
+  SHARD_LEASES: z.enum(['0', '1']).default('1')
+    .describe('1: nodes split the shards with leases in af_leases (rendezvous over the live, non-drained nodes; a takeover fences the former owner). 0: this node serves every shard alone, without leases (it refuses to start beside other nodes); for a single node that must serve the moment it starts.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .describe('pino log level. Variable values are never logged at info.'),
 });

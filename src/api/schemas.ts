@@ -68,3 +68,17 @@ export const FlowRequests = {
   }),
   delete: z.strictObject({ ...customer }),
 } as const;
+
+/** Node ids, as NODE_ID accepts them. */
+export const NodeId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a node id: letters, digits, _ and - only');
+
+/** Operators' verbs (`activeflow.admin.v1.<verb>`). */
+export const AdminRequests = {
+  nodes: z.strictObject({}),
+  shards: z.strictObject({}),
+  /** `force` drains even the last node that could serve the shards (they go unserved). */
+  drain: z.strictObject({ node_id: NodeId, force: z.boolean().optional() }),
+  undrain: z.strictObject({ node_id: NodeId }),
+  rebalance: z.strictObject({}),
+  status: z.strictObject({}),
+};

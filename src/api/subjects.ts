@@ -10,8 +10,16 @@ export const SUBJECTS = {
   flowCreate: 'flow.v1.create',
   flowList: 'flow.v1.list',
   flowVerb: (id: string, verb: string) => `flow.v1.${id}.${verb}`,
-  /** Operators: the live nodes (the cluster issue adds shards, drain, undrain, rebalance). */
+  /** Operators: any node answers these. */
   adminNodes: 'activeflow.admin.v1.nodes',
+  adminShards: 'activeflow.admin.v1.shards',
+  adminDrain: 'activeflow.admin.v1.drain',
+  adminUndrain: 'activeflow.admin.v1.undrain',
+  adminRebalance: 'activeflow.admin.v1.rebalance',
+  /** Operators: one node's own view (its shards, its resident actors). */
+  adminNodeStatus: (nodeId: string) => `activeflow.admin.v1.node.${nodeId}.status`,
+  /** Between nodes: reconcile the shard ownership now (after a drain, an undrain, a rebalance). */
+  clusterReconcile: 'activeflow.cluster.v1.reconcile',
   /** Outbound: the reference's service is asked to move now (`forward_now`). */
   referenceActionNext: 'activeflow.service.action_next',
 } as const;

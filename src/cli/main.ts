@@ -1,6 +1,7 @@
 /** The `activeflow` command line: one table of commands, help generated from it. */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
+import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
 import { simulateCallsCommand } from './simulate-calls-command.js';
@@ -9,7 +10,7 @@ import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, nodesCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {
@@ -32,7 +33,7 @@ function overview(): string {
 }
 
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
-const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers']);
+const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),

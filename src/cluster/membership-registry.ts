@@ -7,13 +7,20 @@
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../log.js';
 import { decodeJson } from '../store/codec.js';
+import { DrainMarks } from './drain-marks.js';
 import { ShardLease } from './shard-lease.js';
+import { Membership } from './shard-map.js';
 
 export interface NodeInfo {
   node_id: string;
-  acquired_at: string;
+  /** False for a drained node whose lease is gone (stopped, or never came back). */
+  live: boolean;
+  /** Drained by an operator: owns no shard until undrained. */
+  draining: boolean;
+  acquired_at: string | null;
   /** The lease's fencing epoch. */
-  epoch: number;
+  epoch: number | null;
+  drained_at?: string;
 }
 
 export class NodeMembership {
@@ -74,14 +81,36 @@ export class NodeMembership {
     this.lease = null;
   }
 
+  /** The live nodes as the leases show them, and drained ones (live or not) as the marks do. */
+  static async list(leases: KV, cluster: KV): Promise<NodeInfo[]> {
+    const [live, marks] = await Promise.all([NodeMembership.live(leases), new DrainMarks(cluster).list()]);
+    const nodes = live.map((n) => {
+      const mark = marks.get(n.node_id);
+      return mark === undefined ? n : { ...n, draining: true, drained_at: mark.drained_at };
+    });
+    for (const mark of marks.values()) {
+      if (!live.some((n) => n.node_id === mark.node_id)) {
+        nodes.push({ node_id: mark.node_id, live: false, draining: true, acquired_at: null, epoch: null, drained_at: mark.drained_at });
+      }
+    }
+    return nodes.sort((a, b) => a.node_id.localeCompare(b.node_id));
+  }
+
+  /** The members that count for the shard assignment: live nodes, drained ones marked. */
+  static async current(leases: KV, cluster: KV): Promise<Membership> {
+    const nodes = await NodeMembership.list(leases, cluster);
+    return new Membership(nodes.filter((n) => n.live).map((n) => ({ id: n.node_id, draining: n.draining })));
+  }
+
   /** The live nodes, as the leases show them. */
   static async live(kv: KV): Promise<NodeInfo[]> {
     const nodes: NodeInfo[] = [];
     for await (const key of await kv.keys('node.*')) {
       const e = await kv.get(key);
       if (e === null || e.operation !== 'PUT') continue;
-      const value = decodeJson(e.value) as { node_id: string; acquired_at: string };
-      nodes.push({ node_id: value.node_id, acquired_at: value.acquired_at, epoch: e.revision });
+      const value = decodeJson(e.value) as { node_id: string; acquired_at: string; released_at?: string };
+      if (value.released_at !== undefined) continue;
+      nodes.push({ node_id: value.node_id, live: true, draining: false, acquired_at: value.acquired_at, epoch: e.revision });
     }
     return nodes.sort((a, b) => a.node_id.localeCompare(b.node_id));
   }

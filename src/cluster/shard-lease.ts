@@ -7,6 +7,11 @@
  *                 │ renewal refused, or not confirmed before the safety deadline
  *                 ▼
  *               fenced (onFence runs: stop serving *before* the lease can expire anywhere)
+ *
+ * A holder that hands a shard over on purpose leaves a *released* marker instead of deleting the
+ * key: it has stopped serving and flushed, so the next holder (who takes the marker with a
+ * revision-checked update) can serve at once, without fencing every activeflow first. A key that
+ * vanished through the TTL says nothing of the kind, and its next holder fences before serving.
  */
 import type { KV } from '@nats-io/kv';
 import { decodeJson, encodeJson } from '../store/codec.js';
@@ -14,6 +19,8 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 export interface LeaseValue {
   node_id: string;
   acquired_at: string;
+  /** Set by a holder that handed the lease over; the lease is free. */
+  released_at?: string;
 }
 
 export interface LeaseOptions {
@@ -46,24 +53,43 @@ export class ShardLease {
     this.epoch = revision;
   }
 
+  /**
+   * True when the lease was taken from a holder's released marker: that holder stopped and
+   * flushed before releasing, so there is nobody left to fence.
+   */
+  handedOver = false;
+
   /** Takes the lease if nobody holds it; null when someone does. */
   static async acquire(kv: KV, key: string, nodeId: string, options: LeaseOptions): Promise<ShardLease | null> {
     const value: LeaseValue = { node_id: nodeId, acquired_at: new Date().toISOString() };
     const t0 = (options.now ?? Date.now)();
+    let revision: number;
+    let handedOver = false;
     try {
-      const revision = await kv.create(key, encodeJson(value));
-      const lease = new ShardLease(kv, key, value, revision, options);
-      lease.confirmedAt = t0; // the TTL started no later than the request
-      return lease;
+      revision = await kv.create(key, encodeJson(value));
     } catch {
-      return null;
+      // Held, or released with a marker: only the marker can be taken (revision-checked).
+      try {
+        const e = await kv.get(key);
+        if (e === null || e.operation !== 'PUT' || (decodeJson(e.value) as LeaseValue).released_at === undefined) return null;
+        revision = await kv.update(key, encodeJson(value), e.revision);
+        handedOver = true;
+      } catch {
+        return null;
+      }
     }
+    const lease = new ShardLease(kv, key, value, revision, options);
+    lease.confirmedAt = t0; // the TTL started no later than the request
+    lease.handedOver = handedOver;
+    return lease;
   }
 
-  /** Who holds a key now, if anyone. */
+  /** Who holds a key now, if anyone (a released marker is nobody). */
   static async holder(kv: KV, key: string): Promise<LeaseValue | null> {
     const e = await kv.get(key);
-    return e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as LeaseValue) : null;
+    if (e === null || e.operation !== 'PUT') return null;
+    const value = decodeJson(e.value) as LeaseValue;
+    return value.released_at === undefined ? value : null;
   }
 
   get isFenced(): boolean {
@@ -119,11 +145,20 @@ export class ShardLease {
     this.options.onFence(reason);
   }
 
-  /** Gives the lease up at once (a graceful handoff), if it is still ours. */
-  async release(): Promise<void> {
+  /**
+   * Gives the lease up at once, if it is still ours. `handOver` leaves a released marker: only
+   * for a holder that stopped writing and flushed, so that the next one may skip fencing.
+   */
+  async release(options: { handOver?: boolean } = {}): Promise<void> {
     const wasFenced = this.fenced;
     this.fenced = true;
     if (this.timer) clearInterval(this.timer);
-    if (!wasFenced) await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+    if (wasFenced) return;
+    if (options.handOver === true) {
+      const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString() };
+      await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => undefined);
+    } else {
+      await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+    }
   }
 }

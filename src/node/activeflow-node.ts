@@ -15,7 +15,7 @@ import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machi
 import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, respondError, respondOk } from '../api/reply.js';
 import {
-  ActiveflowRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest,
+  ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest,
 } from '../api/schemas.js';
 import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
 import { systemClock, type HostClock } from '../clock.js';
@@ -30,7 +30,10 @@ import { EventLog } from '../store/event-log.js';
 import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
+import { ClusterAdmin } from '../cluster/cluster-admin.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
+import { DrainMarks } from '../cluster/drain-marks.js';
+import { ShardLease } from '../cluster/shard-lease.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
@@ -136,18 +139,33 @@ export class ActiveflowNode {
     svc.addEndpoint('flow_create', { subject: SUBJECTS.flowCreate, handler: handle((m) => this.flowCreate(m)) });
     svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
     svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
-    svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async () => ({ nodes: await NodeMembership.live(this.storage.leases) })) });
+    const admin = new ClusterAdmin(this.nc, this.storage.leases, this.storage.cluster, this.options.shardCount);
+    svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async (m) => (parseRequest(m, AdminRequests.nodes), { nodes: await admin.nodes() })) });
+    svc.addEndpoint('admin_shards', { subject: SUBJECTS.adminShards, handler: handle(async (m) => (parseRequest(m, AdminRequests.shards), admin.shards())) });
+    svc.addEndpoint('admin_drain', { subject: SUBJECTS.adminDrain, handler: handle(async (m) => {
+      const r = parseRequest(m, AdminRequests.drain);
+      return admin.drain(r.node_id, r.force ?? false);
+    }) });
+    svc.addEndpoint('admin_undrain', { subject: SUBJECTS.adminUndrain, handler: handle(async (m) => admin.undrain(parseRequest(m, AdminRequests.undrain).node_id)) });
+    svc.addEndpoint('admin_rebalance', { subject: SUBJECTS.adminRebalance, handler: handle(async (m) => (parseRequest(m, AdminRequests.rebalance), admin.rebalance())) });
+    svc.addEndpoint('admin_node_status', { subject: SUBJECTS.adminNodeStatus(this.options.nodeId), handler: handle(async (m) => (parseRequest(m, AdminRequests.status), this.status())) });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
-    this.membership.join();
     if (this.options.shardLeases === true) {
       // Shards come and go with leases: plain subscriptions, one per owned shard.
-      this.ownership = new ShardOwnership({
-        nc: this.nc, leases: this.storage.leases, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
+      const ownership = new ShardOwnership({
+        nc: this.nc, leases: this.storage.leases, cluster: this.storage.cluster, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
         nodeId: this.options.nodeId, shardCount: this.options.shardCount, leaseTtlMs: this.options.leaseTtlMs ?? 3_000, log: this.log,
         serve: (msg) => this.track(this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m))),
       });
-      this.ownership.start();
+      this.ownership = ownership;
+      this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
+      const mark = await new DrainMarks(this.storage.cluster).get(this.options.nodeId);
+      if (mark !== null) this.log.warn({ event: 'node_drained', drained_at: mark.drained_at }, `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``);
+      this.membership.join();
+      ownership.start();
     } else {
+      await refuseBesideLeasedNodes(this.storage, this.options.nodeId);
+      this.membership.join();
       // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
       const shards = svc.addGroup('activeflow.shard', '');
       for (const shard of this.allShards) {
@@ -305,6 +323,18 @@ export class ActiveflowNode {
 
   // lifecycle ------------------------------------------------------------------------------------
 
+  /** This node's own view, for `activeflow.admin.v1.node.<id>.status` (drain --wait polls it). */
+  status(): { node_id: string; shard_leases: boolean; shards: number[]; resident_actors: number; shard_moves: number; in_flight: number } {
+    return {
+      node_id: this.options.nodeId,
+      shard_leases: this.ownership !== null,
+      shards: this.ownership?.ownedShards ?? [...this.allShards],
+      resident_actors: this.registry.residentCount,
+      shard_moves: this.shardMoves,
+      in_flight: this.inFlight.size,
+    };
+  }
+
   /** Shards this node serves now (every shard without leases). */
   get servedShards(): number {
     return this.ownership?.ownedCount ?? this.allShards.size;
@@ -324,15 +354,39 @@ export class ActiveflowNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.passivationTimer) clearInterval(this.passivationTimer);
-    await this.ownership?.stop(); // hands every shard over: the others take them at once
+    // Leave first, so the others count this node out, then hand every shard over: each one is
+    // taken by its new owner the moment its released marker is written.
+    await this.membership?.leave();
+    await this.ownership?.stop();
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await this.webhooks?.stop();
-    await this.membership?.leave();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });
   }
+}
+
+/**
+ * A node without shard leases serves every shard: beside nodes that split them, both would answer
+ * the same requests. Refused at start, saying what to change.
+ */
+async function refuseBesideLeasedNodes(storage: Storage, nodeId: string): Promise<void> {
+  const others = (await NodeMembership.live(storage.leases)).filter((n) => n.node_id !== nodeId);
+  const leased = others.length > 0 ? [] : await shardLeaseHolders(storage);
+  if (others.length > 0 || leased.length > 0) {
+    const who = [...new Set([...others.map((n) => n.node_id), ...leased])].join(', ');
+    throw new Error(`other nodes are running (${who}); a node with SHARD_LEASES=0 serves every shard alone. Start this node with SHARD_LEASES=1 to share the shards with them, or stop them first`);
+  }
+}
+
+async function shardLeaseHolders(storage: Storage): Promise<string[]> {
+  const holders: string[] = [];
+  for await (const key of await storage.leases.keys('shard.*')) {
+    const holder = await ShardLease.holder(storage.leases, key);
+    if (holder !== null) holders.push(holder.node_id);
+  }
+  return holders;
 }
 
 /** A reply must stay under NATS's payload limit (1 MiB by default): long histories come in pages. */

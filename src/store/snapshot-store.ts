@@ -116,6 +116,13 @@ export class SnapshotStore {
     }
   }
 
+  /** Ids of the running activeflows of one shard (a listing filtered by the server). */
+  async runningIdsOfShard(shard: number): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const key of await this.running.keys(`${shard}.*`)) ids.push(key.slice(key.indexOf('.') + 1));
+    return ids;
+  }
+
   /** Ids of the running activeflows of the given shards (one key listing). */
   async runningIds(shards: ReadonlySet<number>): Promise<string[]> {
     const ids: string[] = [];

@@ -39,10 +39,11 @@ export async function clientFor(server: NatsServer, retryForMs = 10_000): Promis
 
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 
-/** `activeflow node` as a child process; resolves once it serves. */
-export async function spawnNode(server: NatsServer, env: Record<string, string> = {}): Promise<ChildProcess> {
+/** `activeflow node` as a child process (one server, or a cluster's URLs); resolves once it serves. */
+export async function spawnNode(server: NatsServer | readonly string[], env: Record<string, string> = {}): Promise<ChildProcess> {
+  const url = Array.isArray(server) ? server.join(',') : (server as NatsServer).url;
   const child = spawn(process.execPath, [BIN, 'node'], {
-    env: { ...process.env, NATS_URL: server.url, NODE_ID: 'proc-node', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, NATS_URL: url, NODE_ID: 'proc-node', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
