@@ -12,6 +12,10 @@ const int = (min: number) => z.coerce.number().int().min(min);
 export const NodeConfig = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222')
     .describe('NATS servers, comma-separated. Default: the local development server of nats-server.conf.'),
+  NATS_SYSTEM_USER: z.string().min(1).optional()
+    .describe('A user of the NATS system account. When set (with NATS_SYSTEM_PASSWORD), the node listens to the servers\' disconnect events: the shards of a node whose connection dropped are taken the moment its leases run out, instead of at the next reconcile. deploy/cluster configs have one.'),
+  NATS_SYSTEM_PASSWORD: z.string().min(1).optional()
+    .describe('Password of NATS_SYSTEM_USER.'),
   NODE_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional()
     .describe('This node\'s name in logs, metrics and leases. Default: <hostname>-<random>, unique per process.'),
   SHARD_COUNT: int(1).max(4096).default(DEFAULT_SHARD_COUNT)
@@ -45,7 +49,11 @@ export function defaultNodeId(): string {
 
 export function readNodeConfig(env: Record<string, string | undefined> = process.env): NodeConfig {
   const known = Object.fromEntries(Object.keys(NodeConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
-  return NodeConfig.parse(known);
+  const config = NodeConfig.parse(known);
+  if ((config.NATS_SYSTEM_USER === undefined) !== (config.NATS_SYSTEM_PASSWORD === undefined)) {
+    throw new Error('NATS_SYSTEM_USER and NATS_SYSTEM_PASSWORD go together: set both (to listen to disconnect events) or neither');
+  }
+  return config;
 }
 
 /** `--help` text for the environment variables. */

@@ -9,12 +9,13 @@ export function parseServers(text: string): string[] {
  * Connects with reconnection that never gives up: a node outlives restarts of its servers.
  * The name shows up in the server's connection list and its disconnect events.
  */
-export async function connectNats(servers: string[] | string, name: string): Promise<NatsConnection> {
+export async function connectNats(servers: string[] | string, name: string, credentials?: { user: string; pass: string }): Promise<NatsConnection> {
   const list = Array.isArray(servers) ? servers : parseServers(servers);
   if (list.length === 0) throw new Error('no NATS server given; set NATS_URL (for example nats://127.0.0.1:4222)');
   return connect({
     servers: list,
     name,
+    ...(credentials ?? {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 5_000,

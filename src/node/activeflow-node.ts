@@ -32,6 +32,7 @@ import { HistoryChunks } from '../store/history-chunks.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { ClusterAdmin } from '../cluster/cluster-admin.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
+import { DisconnectHints, nodeConnectionName } from '../cluster/disconnect-hints.js';
 import { DrainMarks } from '../cluster/drain-marks.js';
 import { ShardLease } from '../cluster/shard-lease.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
@@ -53,6 +54,8 @@ export interface NodeOptions {
   leaseTtlMs?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
   shardLeases?: boolean;
+  /** A system-account user: disconnect events hint at dead nodes (see DisconnectHints). */
+  systemCredentials?: { user: string; pass: string };
   limits?: Limits;
   clock?: HostClock;
   log: Logger;
@@ -68,6 +71,7 @@ export class ActiveflowNode {
   private webhooks: WebhookDispatcher | null = null;
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
+  private hints: DisconnectHints | null = null;
   private readonly forwarder: ActiveflowClient;
   /** Every shard: what this node serves without shard leases. */
   private readonly allShards: ReadonlySet<number>;
@@ -91,7 +95,7 @@ export class ActiveflowNode {
   static async start(options: NodeOptions): Promise<ActiveflowNode> {
     const log = options.log.child({ node_id: options.nodeId });
     const clock = options.clock ?? systemClock;
-    const nc = await connectNats(options.servers, `activeflow-node-${options.nodeId}`);
+    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId));
     try {
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
@@ -161,6 +165,13 @@ export class ActiveflowNode {
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
       const mark = await new DrainMarks(this.storage.cluster).get(this.options.nodeId);
       if (mark !== null) this.log.warn({ event: 'node_drained', drained_at: mark.drained_at }, `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``);
+      if (this.options.systemCredentials !== undefined) {
+        try {
+          this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id) => ownership.suspect(id), this.log);
+        } catch (e) {
+          throw new Error(`cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`, { cause: e });
+        }
+      }
       this.membership.join();
       ownership.start();
     } else {
@@ -356,6 +367,7 @@ export class ActiveflowNode {
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     // Leave first, so the others count this node out, then hand every shard over: each one is
     // taken by its new owner the moment its released marker is written.
+    await this.hints?.stop();
     await this.membership?.leave();
     await this.ownership?.stop();
     await this.service?.stop().catch(() => undefined);

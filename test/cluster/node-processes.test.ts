@@ -35,7 +35,9 @@ const nodes = new Map<string, { child: ChildProcess; log: string[] }>();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startNode(id: string): Promise<void> {
-  const child = await spawnNode(cluster.urls, { NODE_ID: id, NATS_REPLICAS: '3', LEASE_TTL_MS: '1000', SHARD_LEASES: '1' });
+  const child = await spawnNode(cluster.urls, {
+    NODE_ID: id, NATS_REPLICAS: '3', LEASE_TTL_MS: '1000', SHARD_LEASES: '1', NATS_SYSTEM_USER: 'system', NATS_SYSTEM_PASSWORD: 'system-dev-only',
+  });
   const log: string[] = [];
   child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
   nodes.set(id, { child, log });
@@ -120,9 +122,11 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     await checkAgainstStreams(report);
     const after = await settled(['node-2', 'node-3']);
     expect(after.shards.filter((s) => s.owner === 'node-1')).toEqual([]);
+    // The survivors heard of the dead node from the servers' disconnect events, before its lease ran out.
+    for (const id of ['node-2', 'node-3']) expect(nodes.get(id)!.log.join('')).toMatch(/"event":"node_suspected","suspect":"node-1"/);
   }, 90_000);
 
-  it('2. SIGSTOP a node past its lease, then SIGCONT: it gave its shards up, its late writes were refused, nothing diverged', async () => {
+  it('2. SIGSTOP a node past its lease, then SIGCONT: it fenced itself off each of its shards, and nothing diverged', async () => {
     const paused = nodes.get('node-2')!;
     const held = (await shards()).shards.filter((s) => s.owner === 'node-2').length;
     const report = await simulate(async () => {
