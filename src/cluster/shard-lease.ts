@@ -21,6 +21,8 @@ export interface LeaseValue {
   acquired_at: string;
   /** Set by a holder that handed the lease over; the lease is free. */
   released_at?: string;
+  /** When that holder stopped taking requests for it: the start of the move's pause. */
+  stopped_at?: string;
 }
 
 export interface LeaseOptions {
@@ -58,30 +60,53 @@ export class ShardLease {
    * flushed before releasing, so there is nobody left to fence.
    */
   handedOver = false;
+  /** The released marker it was taken from, if any. */
+  previous: LeaseValue | null = null;
 
   /** Takes the lease if nobody holds it; null when someone does. */
   static async acquire(kv: KV, key: string, nodeId: string, options: LeaseOptions): Promise<ShardLease | null> {
     const value: LeaseValue = { node_id: nodeId, acquired_at: new Date().toISOString() };
     const t0 = (options.now ?? Date.now)();
     let revision: number;
-    let handedOver = false;
+    let previous: LeaseValue | null = null;
     try {
       revision = await kv.create(key, encodeJson(value));
     } catch {
       // Held, or released with a marker: only the marker can be taken (revision-checked).
       try {
         const e = await kv.get(key);
-        if (e === null || e.operation !== 'PUT' || (decodeJson(e.value) as LeaseValue).released_at === undefined) return null;
+        if (e === null || e.operation !== 'PUT') return null;
+        const marker = decodeJson(e.value) as LeaseValue;
+        if (marker.released_at === undefined) return null;
         revision = await kv.update(key, encodeJson(value), e.revision);
-        handedOver = true;
+        previous = marker;
       } catch {
         return null;
       }
     }
     const lease = new ShardLease(kv, key, value, revision, options);
     lease.confirmedAt = t0; // the TTL started no later than the request
-    lease.handedOver = handedOver;
+    lease.handedOver = previous !== null;
+    lease.previous = previous;
     return lease;
+  }
+
+  /**
+   * Takes a released marker seen at `revision` (from a watch): one revision-checked write, the
+   * fastest handover. Null when it changed since (someone else took it).
+   */
+  static async takeReleased(kv: KV, key: string, nodeId: string, revision: number, marker: LeaseValue, options: LeaseOptions): Promise<ShardLease | null> {
+    const value: LeaseValue = { node_id: nodeId, acquired_at: new Date().toISOString() };
+    const t0 = (options.now ?? Date.now)();
+    try {
+      const lease = new ShardLease(kv, key, value, await kv.update(key, encodeJson(value), revision), options);
+      lease.confirmedAt = t0;
+      lease.handedOver = true;
+      lease.previous = marker;
+      return lease;
+    } catch {
+      return null;
+    }
   }
 
   /** Who holds a key now, if anyone (a released marker is nobody). */
@@ -149,13 +174,13 @@ export class ShardLease {
    * Gives the lease up at once, if it is still ours. `handOver` leaves a released marker: only
    * for a holder that stopped writing and flushed, so that the next one may skip fencing.
    */
-  async release(options: { handOver?: boolean } = {}): Promise<void> {
+  async release(options: { handOver?: boolean; stoppedAt?: Date } = {}): Promise<void> {
     const wasFenced = this.fenced;
     this.fenced = true;
     if (this.timer) clearInterval(this.timer);
     if (wasFenced) return;
     if (options.handOver === true) {
-      const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString() };
+      const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString(), ...(options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {}) };
       await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => undefined);
     } else {
       await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);

@@ -54,6 +54,9 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A handed-over shard is warmed this long after the move, off its critical path. */
+const WARM_DELAY_MS = 2_000;
+
 async function inPool<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
@@ -64,11 +67,16 @@ async function inPool<T>(items: readonly T[], width: number, fn: (item: T) => Pr
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private readonly taking = new Set<number>();
+  /** Released markers seen by the watch for shards this node should take. */
+  private readonly markers = new Map<number, { revision: number; marker: LeaseValue }>();
   private readonly watches: QueuedIterator<KvWatchEntry>[] = [];
   private target: readonly (string | null)[] = [];
+  /** The membership as last listed, kept current by the watch between listings. */
+  private readonly live = new Set<string>();
+  private readonly drained = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
-  private again = false;
+  private again: 'none' | 'fast' | 'full' = 'none';
   private stopped = false;
   /** Nodes the server reported disconnected: treated as gone, though their leases decide. */
   private readonly suspects = new Map<string, number>();
@@ -80,29 +88,36 @@ export class ShardOwnership {
     return Math.max(2_000, this.deps.leaseTtlMs * 2);
   }
 
-  start(): void {
-    this.timer = setInterval(() => this.trigger(), Math.max(100, Math.floor(this.deps.leaseTtlMs / 3)));
+  /**
+   * Watches, lists the members, then reconciles on a timer. Call it before this node joins: when
+   * the others see it join and hand it shards, it already knows the membership and takes each one
+   * the moment it is released.
+   */
+  async start(): Promise<void> {
+    const watching = [this.watch(this.deps.leases, '>'), this.watch(this.deps.cluster, 'drain.>')];
+    await Promise.race([Promise.all(watching.map((w) => w.ready)), new Promise((r) => setTimeout(r, this.listingBoundMs))]);
+    await this.reconcile(true).catch((e: unknown) => this.deps.log.warn({ event: 'reconcile_failed', err: e }));
+    this.timer = setInterval(() => this.trigger('full'), Math.max(100, Math.floor(this.deps.leaseTtlMs / 3)));
     this.timer.unref();
-    void this.watch(this.deps.leases, '>');
-    void this.watch(this.deps.cluster, 'drain.>');
-    this.trigger();
   }
 
-  /** Runs a reconcile now, or right after the one in progress. */
-  trigger(): void {
+  /**
+   * Runs a reconcile now, or right after the one in progress. `full` lists the members first (the
+   * periodic one: only a listing sees a lease that expired); `fast` uses the view the watch keeps.
+   */
+  trigger(kind: 'fast' | 'full' = 'full'): void {
     if (this.stopped) return;
     if (this.running !== null) {
-      this.again = true;
+      if (this.again !== 'full') this.again = kind;
       return;
     }
-    this.running = this.reconcile()
+    this.running = this.reconcile(kind === 'full')
       .catch((e: unknown) => this.deps.log.error({ event: 'reconcile_failed', err: e }))
       .finally(() => {
         this.running = null;
-        if (this.again) {
-          this.again = false;
-          this.trigger();
-        }
+        const again = this.again;
+        this.again = 'none';
+        if (again !== 'none') this.trigger(again);
       });
   }
 
@@ -110,44 +125,61 @@ export class ShardOwnership {
    * Changes to leases and drain marks, as they happen. A watch that ends (a server restart) is
    * opened again; meanwhile the periodic reconcile still runs, so nothing depends on it.
    */
-  private async watch(kv: KV, key: string): Promise<void> {
-    while (!this.stopped) {
-      try {
-        const iter = await withTimeout(kv.watch({ key, include: 'updates' }), this.listingBoundMs, `watching ${key}`);
-        this.watches.push(iter);
-        for await (const e of iter) {
-          if (this.stopped) break;
-          this.onChange(e);
+  private watch(kv: KV, key: string): { ready: Promise<void> } {
+    let ready!: () => void;
+    const readyP = new Promise<void>((r) => (ready = r));
+    void (async () => {
+      while (!this.stopped) {
+        try {
+          const iter = await withTimeout(kv.watch({ key, include: 'updates' }), this.listingBoundMs, `watching ${key}`);
+          this.watches.push(iter);
+          ready();
+          for await (const e of iter) {
+            if (this.stopped) break;
+            this.onChange(e);
+          }
+        } catch (e) {
+          if (!this.stopped) this.deps.log.debug({ event: 'watch_restarting', key, err: (e as Error).message });
         }
-      } catch (e) {
-        if (!this.stopped) this.deps.log.debug({ event: 'watch_restarting', key, err: (e as Error).message });
+        if (!this.stopped) await new Promise((r) => setTimeout(r, 200));
       }
-      if (!this.stopped) await new Promise((r) => setTimeout(r, 200));
-    }
+    })();
+    return { ready: readyP };
   }
 
   private onChange(e: KvWatchEntry): void {
     if (e.key.startsWith('shard.')) {
-      if (e.operation !== 'PUT') return this.trigger();
+      if (e.operation !== 'PUT') {
+        if (this.target[Number(e.key.slice('shard.'.length))] === this.deps.nodeId) this.trigger('fast');
+        return;
+      }
       const value = decodeJson(e.value) as LeaseValue;
       if (value.released_at === undefined) return; // a renewal or an acquisition: nothing to do
       const shard = Number(e.key.slice('shard.'.length));
-      // A handed-over shard: take it at once if it is ours, else the target may have changed.
-      if (this.target[shard] === this.deps.nodeId) void this.takeOver(shard).catch((err: unknown) => this.deps.log.warn({ event: 'takeover_failed', shard, err }));
-      else this.trigger();
+      // Handed over, and ours: take it at once, with the marker's revision (one write). If an
+      // attempt is in progress (it saw the lease still held), it takes the marker when it ends.
+      if (this.target[shard] === this.deps.nodeId) {
+        this.markers.set(shard, { revision: e.revision, marker: value });
+        this.takeMarked(shard);
+      }
       return;
     }
     if (e.key.startsWith('node.')) {
       const id = e.key.slice('node.'.length);
-      if (e.operation === 'PUT') {
+      if (e.operation === 'PUT' && (decodeJson(e.value) as LeaseValue).released_at === undefined) {
         this.suspects.delete(id); // it renews: alive after all
-        if (!this.target.includes(id)) this.trigger(); // a node we do not count yet joined
+        if (this.live.has(id)) return;
+        this.live.add(id); // a node joined
       } else {
-        this.trigger(); // a node left
+        this.live.delete(id); // a node left
       }
-      return;
+    } else if (e.key.startsWith('drain.')) {
+      const id = e.key.slice('drain.'.length);
+      if (e.operation === 'PUT') this.drained.add(id);
+      else this.drained.delete(id);
     }
-    this.trigger(); // a drain mark
+    this.recomputeTarget(); // now: markers that follow in the watch are judged by the new target
+    this.trigger('fast');
   }
 
   /**
@@ -158,6 +190,7 @@ export class ShardOwnership {
     if (nodeId === this.deps.nodeId || this.stopped) return;
     const until = Date.now() + this.deps.leaseTtlMs + 1_000;
     this.suspects.set(nodeId, until);
+    this.trigger('fast');
     this.deps.log.info({ event: 'node_suspected', suspect: nodeId }, `the server reports node ${nodeId} disconnected; taking its shards as soon as its leases run out`);
     const poll = setInterval(() => {
       if (!this.suspects.has(nodeId) || Date.now() > until || this.stopped) {
@@ -165,7 +198,7 @@ export class ShardOwnership {
         this.suspects.delete(nodeId);
         return;
       }
-      this.trigger();
+      this.trigger('fast'); // tries its shards again: taken the moment each lease runs out
     }, 50);
     poll.unref();
   }
@@ -184,21 +217,37 @@ export class ShardOwnership {
   }
 
   /** One step towards the target: hand off what is no longer ours, then take what is. */
-  async reconcile(): Promise<void> {
+  async reconcile(full = true): Promise<void> {
     if (this.stopped) return;
-    const membership = await withTimeout(NodeMembership.current(this.deps.leases, this.deps.cluster), this.listingBoundMs, 'listing the live nodes');
-    const eligible = membership.eligible.filter((id) => !this.suspects.has(id));
-    const drained = membership.members.some((m) => m.id === this.deps.nodeId && m.draining);
-    // This node counts itself while it is joined, even if the listing missed its lease.
-    if (this.deps.membership.joined && !drained && !eligible.includes(this.deps.nodeId)) eligible.push(this.deps.nodeId);
-    if (!this.deps.membership.joined && !eligible.includes(this.deps.nodeId)) {
-      this.target = assignment(this.deps.shardCount, eligible.sort());
-      return; // not a member yet (or any more): take nothing; keep what we have until we join
+    if (full) {
+      const membership = await withTimeout(NodeMembership.current(this.deps.leases, this.deps.cluster), this.listingBoundMs, 'listing the live nodes');
+      this.live.clear();
+      this.drained.clear();
+      for (const m of membership.members) {
+        this.live.add(m.id);
+        if (m.draining) this.drained.add(m.id);
+      }
     }
-    this.target = assignment(this.deps.shardCount, eligible.sort());
+    this.recomputeTarget();
+    // Not a member yet (or any more), as this node and the others see it: take nothing.
+    if (!this.deps.membership.joined && !this.live.has(this.deps.nodeId)) return;
     await Promise.all([...this.owned.keys()].filter((s) => this.target[s] !== this.deps.nodeId).map((s) => this.handOff(s)));
     const wanted = this.target.flatMap((owner, shard) => (owner === this.deps.nodeId && !this.owned.has(shard) && !this.taking.has(shard) ? [shard] : []));
     if (wanted.length > 0) await this.takeOverMany(wanted);
+  }
+
+  private recomputeTarget(): void {
+    const eligible = [...this.live].filter((id) => !this.drained.has(id) && !this.suspects.has(id));
+    // This node counts itself while it is joined, even if the listing missed its lease.
+    if (this.deps.membership.joined && !this.drained.has(this.deps.nodeId) && !eligible.includes(this.deps.nodeId)) eligible.push(this.deps.nodeId);
+    this.target = assignment(this.deps.shardCount, eligible.sort());
+  }
+
+  private takeMarked(shard: number): void {
+    const seen = this.markers.get(shard);
+    if (seen === undefined || this.taking.has(shard) || this.owned.has(shard)) return;
+    this.markers.delete(shard);
+    void this.takeOverMany([shard], new Map([[shard, seen]])).catch((err: unknown) => this.deps.log.warn({ event: 'takeover_failed', shard, err }));
   }
 
   /** A single shard (one handed over to us just now). */
@@ -210,57 +259,73 @@ export class ShardOwnership {
    * Acquires the leases it can, fences the activeflows of the shards nobody handed over (one key
    * listing for many shards at once, as at a cluster's start or after a crash), then serves.
    */
-  private async takeOverMany(shards: readonly number[]): Promise<void> {
+  private async takeOverMany(shards: readonly number[], markers?: Map<number, { revision: number; marker: LeaseValue }>): Promise<void> {
     const mine = shards.filter((s) => !this.taking.has(s) && !this.owned.has(s));
     for (const s of mine) this.taking.add(s);
-    const acquired = new Map<number, ShardLease>();
+    const unclean = new Map<number, ShardLease>();
     try {
       await inPool(mine, 16, async (shard) => {
         if (this.stopped) return;
-        const lease = await ShardLease.acquire(this.deps.leases, `shard.${shard}`, this.deps.nodeId, {
-          ttlMs: this.deps.leaseTtlMs,
-          safetyMs: Math.floor(this.deps.leaseTtlMs / 4),
-          onFence: (reason) => this.drop(shard, reason),
-        });
-        if (lease === null) return; // still held: its owner hands it over, or its lease expires
+        const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
+        const seen = markers?.get(shard);
+        const lease = seen !== undefined
+          ? await ShardLease.takeReleased(this.deps.leases, `shard.${shard}`, this.deps.nodeId, seen.revision, seen.marker, options)
+          : await ShardLease.acquire(this.deps.leases, `shard.${shard}`, this.deps.nodeId, options);
+        if (lease === null) {
+          // Still held: its owner hands it over (the watch brings the marker), or its lease expires.
+          this.taking.delete(shard);
+          this.takeMarked(shard);
+          return;
+        }
         lease.keep();
-        acquired.set(shard, lease);
+        if (lease.handedOver) await this.serveShard(shard, lease, null); // nothing to fence: serve now
+        else unclean.set(shard, lease);
       });
-      // Nobody handed these over (their holder crashed or paused): fence every running activeflow.
-      const unclean = [...acquired].filter(([, l]) => !l.handedOver).map(([s]) => s);
-      const fenced = new Map<number, string[]>();
-      if (unclean.length > 0) {
-        try {
-          const listing = unclean.length <= 4
-            ? Promise.all(unclean.map(async (s) => (await this.deps.snapshots.runningIdsOfShard(s)).map((id) => [s, id] as const))).then((l) => l.flat())
-            : this.deps.snapshots.runningIds(new Set(unclean)).then((l) => l.map((id) => [shardOf(id, this.deps.shardCount), id] as const));
-          const ids = await withTimeout(listing, this.listingBoundMs, `listing ${unclean.length} shards`);
-          await withTimeout(inPool(ids, 32, ([, id]) => this.deps.snapshots.fence(id)), this.listingBoundMs * 4, 'fencing');
-          for (const s of unclean) fenced.set(s, []);
-          for (const [s, id] of ids) fenced.get(s)!.push(id);
-        } catch (e) {
-          // Not taken over: release without a marker, so the next try fences again.
-          await Promise.all(unclean.map((s) => acquired.get(s)!.release()));
-          for (const s of unclean) acquired.delete(s);
-          this.deps.log.warn({ event: 'takeover_failed', shards: unclean.length, err: e });
-        }
+      if (unclean.size === 0) return;
+      // Nobody handed these over (their holder crashed or paused): fence every running activeflow,
+      // with one key listing for many shards at once (a cluster's start, a crash).
+      const fenced = new Map<number, string[]>([...unclean.keys()].map((s) => [s, []]));
+      try {
+        const list = [...unclean.keys()];
+        const listing = list.length <= 4
+          ? Promise.all(list.map(async (s) => (await this.deps.snapshots.runningIdsOfShard(s)).map((id) => [s, id] as const))).then((l) => l.flat())
+          : this.deps.snapshots.runningIds(new Set(list)).then((l) => l.map((id) => [shardOf(id, this.deps.shardCount), id] as const));
+        const ids = await withTimeout(listing, this.listingBoundMs, `listing ${list.length} shards`);
+        await withTimeout(inPool(ids, 32, ([, id]) => this.deps.snapshots.fence(id)), this.listingBoundMs * 4, 'fencing');
+        for (const [s, id] of ids) fenced.get(s)!.push(id);
+      } catch (e) {
+        // Not taken over: release without a marker, so the next try fences again.
+        await Promise.all([...unclean.values()].map((l) => l.release()));
+        this.deps.log.warn({ event: 'takeover_failed', shards: unclean.size, err: e });
+        return;
       }
-      for (const [shard, lease] of acquired) {
-        if (lease.isFenced || this.stopped) {
-          await lease.release({ handOver: true }); // fenced, or handed to us: nobody else can write
-          continue;
-        }
-        const sub = this.deps.nc.subscribe(`activeflow.shard.${shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
-        this.owned.set(shard, { lease, sub });
-        this.moves++;
-        const ids = fenced.get(shard) ?? null;
-        this.deps.log.info({ event: 'shard_acquired', shard, handed_over: lease.handedOver, fenced: ids?.length ?? 0, epoch: lease.epoch });
-        // Load each one now: republishes events a crash left out, resumes cycles that were waiting.
-        void this.warm(shard, ids);
-      }
+      for (const [shard, lease] of unclean) await this.serveShard(shard, lease, fenced.get(shard)!);
     } finally {
       for (const s of mine) this.taking.delete(s);
     }
+  }
+
+  /** Subscribes to a shard whose lease is ours and whose activeflows nobody else can write. */
+  private async serveShard(shard: number, lease: ShardLease, fencedIds: string[] | null): Promise<void> {
+    if (lease.isFenced || this.stopped) {
+      await lease.release({ handOver: true }); // fenced, or handed to us: nobody else can write
+      return;
+    }
+    const sub = this.deps.nc.subscribe(`activeflow.shard.${shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
+    this.owned.set(shard, { lease, sub });
+    this.markers.delete(shard);
+    this.moves++;
+    // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
+    const stopped = lease.previous?.stopped_at;
+    const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
+    this.deps.log.info({
+      event: 'shard_acquired', shard, handed_over: lease.handedOver, fenced: fencedIds?.length ?? 0, epoch: lease.epoch,
+      ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: lease.previous!.node_id }),
+    });
+    // Load each one: republishes events a crash left out, resumes cycles that were waiting. A
+    // handed-over shard has nothing to repair: it warms later, not to slow the move down.
+    if (lease.handedOver) setTimeout(() => void this.warm(shard, null), WARM_DELAY_MS).unref();
+    else void this.warm(shard, fencedIds);
   }
 
   private async warm(shard: number, known: string[] | null): Promise<void> {
@@ -281,12 +346,15 @@ export class ShardOwnership {
   private async handOff(shard: number): Promise<void> {
     const o = this.owned.get(shard);
     if (o === undefined) return;
+    const stoppedAt = new Date();
     await o.sub.drain().catch(() => o.sub.unsubscribe());
+    const drainedAt = Date.now();
     this.owned.delete(shard);
     await this.deps.registry.release((id) => shardOf(id, this.deps.shardCount) === shard);
-    await o.lease.release({ handOver: true });
+    const settledAt = Date.now();
+    await o.lease.release({ handOver: true, stoppedAt });
     this.moves++;
-    this.deps.log.info({ event: 'shard_released', shard });
+    this.deps.log.info({ event: 'shard_released', shard, drain_ms: drainedAt - stoppedAt.getTime(), settle_ms: settledAt - drainedAt, release_ms: Date.now() - settledAt });
   }
 
   /** Fenced: the lease may be someone else's already, so stop at once. */

@@ -35,12 +35,21 @@ cluster {
 ${c.routes.map((r) => `    nats-route://${r}`).join('\n')}
   ]
 }
-accounts {
+${accountsConfig(c.shardCount)}`;
+}
+
+/**
+ * The accounts: APP (the nodes and their clients; JetStream, the shard mapping) and SYS, whose user
+ * lets nodes hear the servers' disconnect events (NATS_SYSTEM_USER). The passwords are for
+ * development; a deployment replaces them (see docs/operations.md).
+ */
+export function accountsConfig(shardCount: number): string {
+  return `accounts {
   SYS: { users: [ { user: "system", password: "system-dev-only" } ] }
   APP: {
     jetstream: enabled
     users: [ { user: "activeflow", password: "activeflow-dev-only" } ]
-${shardMappingConfig(c.shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
+${shardMappingConfig(shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
   }
 }
 system_account: SYS

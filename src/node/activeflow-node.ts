@@ -172,8 +172,8 @@ export class ActiveflowNode {
           throw new Error(`cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`, { cause: e });
         }
       }
+      await ownership.start(); // knows the members before they see it join
       this.membership.join();
-      ownership.start();
     } else {
       await refuseBesideLeasedNodes(this.storage, this.options.nodeId);
       this.membership.join();

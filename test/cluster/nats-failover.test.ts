@@ -11,7 +11,7 @@ import { ActiveflowClient } from '../../src/api/client.js';
 import { connectNats } from '../../src/nats/connect.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { NatsCluster } from '../helpers/nats-cluster.js';
+import { NatsCluster } from '../../src/nats/nats-cluster.js';
 import { startNode } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';

@@ -18,7 +18,7 @@ import { simulateCalls, type SimulationReport } from '../../src/simulator/call-s
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CUSTOMER } from '../helpers/engine.js';
 import { exited, spawnNode } from '../helpers/nats.js';
-import { NatsCluster } from '../helpers/nats-cluster.js';
+import { NatsCluster } from '../../src/nats/nats-cluster.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;

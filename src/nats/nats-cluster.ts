@@ -8,8 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { clusterServerConfig } from '../../src/nats/cluster-config.js';
-import { NatsServer } from '../../src/nats/server-process.js';
+import { clusterServerConfig } from './cluster-config.js';
+import { NatsServer } from './server-process.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,325 @@
+/**
+ * Cluster benchmarks (`npm run bench:cluster`): node processes splitting the shards with leases, on
+ * real nats-servers started here (free loopback ports). Each figure beside its baseline or goal:
+ *
+ * 1. Failover, single NATS server: kill -9 a node, then time to the first successful `get` of each
+ *    activeflow it owned (p50, max). Goal <= 1 s. LEASE_TTL_MS=1000, disconnect hints on.
+ * 2. The same on a 3-server cluster with R3 buckets, beside NATS's own time to elect a new leader
+ *    for af_running after kill -9 of the server leading it (time to the first accepted KV write).
+ * 3. Shard move pause during a join and a drain (p50, p99; goal p99 < 50 ms): from the former
+ *    owner's stop to the new owner serving (from the nodes' logs), and the longest wait a caller
+ *    saw on a moved shard, beside the same on shards that did not move; failed requests (goal 0).
+ * 4. Throughput (durable `next` moves/s, call simulator) with 1, 2 and 3 nodes on one server.
+ *
+ * Every process shares this machine's cores: on 2 cores the figures show overhead, not scale-out.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ActiveflowClient } from '../src/api/client.js';
+import { SUBJECTS } from '../src/api/subjects.js';
+import type { ShardsReply } from '../src/cluster/cluster-admin.js';
+import { connectNats } from '../src/nats/connect.js';
+import { accountsConfig } from '../src/nats/cluster-config.js';
+import { NatsCluster } from '../src/nats/nats-cluster.js';
+import { NatsServer } from '../src/nats/server-process.js';
+import { shardOf } from '../src/nats/shard-mapping.js';
+import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
+
+const CUSTOMER = '11111111-1111-4111-8111-111111111111';
+const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
+const SHARDS = 256;
+const TTL_MS = 1_000;
+const quick = process.argv.includes('--quick');
+/** Each activeflow's caller sends a get this often during the move measurements (512 callers). */
+const LOAD_INTERVAL_MS = 100;
+
+const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(60)} ${value}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface NodeProc {
+  id: string;
+  child: ChildProcess;
+  /** Parsed log lines. */
+  log: Record<string, unknown>[];
+}
+
+async function startNode(urls: readonly string[], id: string, env: Record<string, string> = {}): Promise<NodeProc> {
+  const child = spawn(process.execPath, [BIN, 'node'], {
+    env: {
+      ...process.env, NATS_URL: urls.join(','), NODE_ID: id, LEASE_TTL_MS: String(TTL_MS), SHARD_LEASES: '1', LOG_LEVEL: 'info',
+      NATS_SYSTEM_USER: 'system', NATS_SYSTEM_PASSWORD: 'system-dev-only', ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const node: NodeProc = { id, child, log: [] };
+  let partial = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    const lines = (partial + b.toString()).split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) {
+      try {
+        node.log.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  child.stderr!.resume();
+  const deadline = Date.now() + 20_000;
+  while (!node.log.some((l) => l['event'] === 'node_serving')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`node ${id} did not start`);
+    await sleep(20);
+  }
+  return node;
+}
+
+async function kill(node: NodeProc, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return;
+  const exited = new Promise((r) => node.child.once('exit', r));
+  node.child.kill(signal);
+  await exited;
+}
+
+async function shards(client: ActiveflowClient): Promise<ShardsReply> {
+  return client.call<ShardsReply>(SUBJECTS.adminShards);
+}
+
+async function settled(client: ActiveflowClient, nodes: readonly string[], ms = 30_000): Promise<ShardsReply> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = await shards(client).catch(() => null);
+    if (s !== null && s.moving === 0 && nodes.every((n) => s.shards.some((x) => x.owner === n)) && s.shards.every((x) => x.owner !== null && nodes.includes(x.owner))) return s;
+    if (Date.now() > deadline) throw new Error(`shards did not settle on ${nodes.join(',')}`);
+    await sleep(50);
+  }
+}
+
+/** Running activeflows (calls that have not moved yet), `n` of them. */
+async function makeActiveflows(client: ActiveflowClient, n: number): Promise<string[]> {
+  const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+  const ids: string[] = [];
+  for (let i = 0; i < n; i += 64) {
+    const batch = await Promise.all(Array.from({ length: Math.min(64, n - i) }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
+    ids.push(...batch.map((a) => a.id));
+  }
+  return ids;
+}
+
+/** Kill -9 `victim`; ms from the kill to the first successful get of each activeflow it owned. */
+async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim: NodeProc, ids: readonly string[]): Promise<number[]> {
+  const owners = (await shards(client)).shards;
+  const affected = ids.filter((id) => owners[shardOf(id, SHARDS)]!.owner === victim.id);
+  const quickClient = new ActiveflowClient(nc, { requestTimeoutMs: 250, retryForMs: 0 });
+  const t0 = performance.now();
+  victim.child.kill('SIGKILL');
+  return Promise.all(affected.map(async (id) => {
+    for (;;) {
+      try {
+        await quickClient.get(id);
+        return performance.now() - t0;
+      } catch {
+        if (performance.now() - t0 > 30_000) return Number.POSITIVE_INFINITY;
+        await sleep(5);
+      }
+    }
+  }));
+}
+
+async function failover(label: string, urls: readonly string[], env: Record<string, string>, rounds: number): Promise<void> {
+  const ids = ['bench-a', 'bench-b', 'bench-c'];
+  const nodes = new Map<string, NodeProc>();
+  for (const id of ids) nodes.set(id, await startNode(urls, id, env));
+  const nc = await connectNats([...urls], 'bench-client');
+  const client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 30_000 });
+  await settled(client, ids);
+  const afs = await makeActiveflows(client, quick ? 256 : 768);
+  const times: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const victim = nodes.get(ids[r % 3]!)!;
+    const t = await failoverOnce(nc, client, victim, afs);
+    times.push(...t);
+    await kill(victim);
+    nodes.set(victim.id, await startNode(urls, victim.id, env));
+    await settled(client, ids);
+  }
+  times.sort((a, b) => a - b);
+  line(`${label}: first get after kill -9, p50 / max (${times.length} afs)`, `${fmt(percentile(times, 50))} / ${fmt(times[times.length - 1]!)} ms (goal <= 1,000 ms; lease TTL ${fmt(TTL_MS)} ms)`);
+  await nc.close();
+  for (const n of nodes.values()) await kill(n);
+}
+
+/** NATS's own failover: kill -9 the server leading af_running, time until a KV write is accepted. */
+async function election(cluster: NatsCluster): Promise<number> {
+  const nc = await connectNats(cluster.urls, 'bench-election');
+  const info = await (await jetstreamManager(nc)).streams.info('KV_af_running');
+  const leader = info.cluster?.leader;
+  if (leader === undefined) throw new Error('af_running has no leader');
+  const kv = await new Kvm(nc).open('af_running');
+  const t0 = performance.now();
+  cluster.byName(leader).signal('SIGKILL');
+  for (;;) {
+    try {
+      await kv.put('bench.election', 'x', { timeout: 500 } as never);
+      break;
+    } catch {
+      await sleep(10);
+    }
+  }
+  const ms = performance.now() - t0;
+  await cluster.byName(leader).restart();
+  await nc.close();
+  return ms;
+}
+
+interface Sample {
+  shard: number;
+  startedAt: number;
+  waitedMs: number;
+}
+
+/** Steady `get` load over all `ids`, each caller retrying at once through a move; returns samples. */
+function steadyLoad(nc: NatsConnection, ids: readonly string[]): { stop: () => Promise<{ samples: Sample[]; failed: number }> } {
+  const c = new ActiveflowClient(nc, { requestTimeoutMs: 1_000, retryForMs: 0 });
+  const samples: Sample[] = [];
+  let failed = 0;
+  let running = true;
+  const loops = ids.map(async (id) => {
+    const shard = shardOf(id, SHARDS);
+    while (running) {
+      const t = performance.now();
+      for (;;) {
+        try {
+          await c.get(id);
+          break;
+        } catch {
+          if (performance.now() - t > 5_000) {
+            failed++;
+            break;
+          }
+          await sleep(1);
+        }
+      }
+      samples.push({ shard, startedAt: t, waitedMs: performance.now() - t });
+      await sleep(LOAD_INTERVAL_MS);
+    }
+  });
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return { samples, failed };
+    },
+  };
+}
+
+async function movePause(urls: readonly string[]): Promise<void> {
+  const ids = ['move-a', 'move-b', 'move-c'];
+  const nodes = new Map<string, NodeProc>();
+  for (const id of ids) nodes.set(id, await startNode(urls, id));
+  const nc = await connectNats([...urls], 'bench-move');
+  const client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 30_000 });
+  await settled(client, ids);
+  const afs = await makeActiveflows(client, 512);
+
+  const measure = async (label: string, act: () => Promise<void>, after: readonly string[]) => {
+    const before = (await shards(client)).shards;
+    const logMarks = new Map([...nodes.values()].map((n) => [n.id, n.log.length]));
+    const load = steadyLoad(nc, afs);
+    await sleep(500);
+    const t0 = performance.now();
+    await act();
+    const end = await settled(client, after);
+    const t1 = performance.now();
+    await sleep(300);
+    const { samples, failed } = await load.stop();
+    const moved = new Set(end.shards.filter((s, i) => s.owner !== before[i]!.owner).map((s) => s.shard));
+    const pauses = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0))
+      .filter((l) => l['event'] === 'shard_acquired' && typeof l['pause_ms'] === 'number').map((l) => l['pause_ms'] as number).sort((a, b) => a - b);
+    const worst = (inMoved: boolean) => {
+      const byShard = new Map<number, number>();
+      for (const s of samples) {
+        if (s.startedAt < t0 - 50 || s.startedAt > t1 || moved.has(s.shard) !== inMoved) continue;
+        byShard.set(s.shard, Math.max(byShard.get(s.shard) ?? 0, s.waitedMs));
+      }
+      return [...byShard.values()].sort((a, b) => a - b);
+    };
+    const movedWaits = worst(true);
+    const stillWaits = worst(false);
+    line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; load ${fmt(samples.length / ((performance.now() - t0 + 800) / 1000))} gets/s)`);
+    line(`${label}: pause, former owner stops -> new owner serves, p50 / p99`, `${fmt(percentile(pauses, 50), 1)} / ${fmt(percentile(pauses, 99), 1)} ms (goal p99 < 50 ms)`);
+    line(`${label}: longest caller wait per moved shard, p50 / p99`, `${fmt(percentile(movedWaits, 50), 1)} / ${fmt(percentile(movedWaits, 99), 1)} ms`);
+    line(`${label}:   same on shards that did not move (baseline), p50 / p99`, `${fmt(percentile(stillWaits, 50), 1)} / ${fmt(percentile(stillWaits, 99), 1)} ms`);
+    line(`${label}: requests failed (gave up after 5 s)`, `${failed} of ${samples.length} (goal 0)`);
+    if (process.env['BENCH_DEBUG']) {
+      const rel = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_released');
+      const acq = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_acquired');
+      process.stdout.write(JSON.stringify(rel.slice(0, 3)) + '\n' + JSON.stringify(acq.slice(0, 3)) + '\n');
+      const d = nodes.get('move-d');
+      if (d) for (const l of d.log.slice(0, 400)) process.stdout.write(`${l['time']} ${l['event']} ${JSON.stringify({ ...l, time: undefined, level: undefined, pid: undefined, node_id: undefined, msg: undefined, event: undefined })}\n`);
+    }
+  };
+
+  await measure('join (3 -> 4 nodes)', async () => {
+    nodes.set('move-d', await startNode(urls, 'move-d'));
+  }, [...ids, 'move-d']);
+  await measure('drain (4 -> 3 nodes)', async () => {
+    await client.call(SUBJECTS.adminDrain, { node_id: 'move-d' });
+  }, ids);
+  await client.call(SUBJECTS.adminUndrain, { node_id: 'move-d' });
+  await nc.close();
+  for (const n of nodes.values()) await kill(n);
+}
+
+async function throughput(urls: readonly string[]): Promise<void> {
+  let one = 0;
+  for (const count of [1, 2, 3]) {
+    const ids = Array.from({ length: count }, (_, i) => `tp-${count}-${i}`);
+    const nodes: NodeProc[] = [];
+    for (const id of ids) nodes.push(await startNode(urls, id));
+    const nc = await connectNats([...urls], 'bench-tp');
+    const client = new ActiveflowClient(nc, { requestTimeoutMs: 5_000, retryForMs: 30_000 });
+    await settled(client, ids);
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 10 }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+    const calls = quick ? 300 : 1_000;
+    await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: 100, concurrency: 100, digits: [], mediaMs: 0, maxMovesPerCall: 20 }); // warm-up
+    const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls, concurrency: 250, digits: [], mediaMs: 0, maxMovesPerCall: 20 });
+    const rate = report.moves / (report.durationMs / 1000);
+    if (count === 1) one = rate;
+    line(`throughput with ${count} node(s): durable moves/s (next p50 / p99)`, `${fmt(rate)} (${fmt(rate / one, 2)}x one node; ${fmt(report.p50Ms, 1)} / ${fmt(report.p99Ms, 1)} ms; ${report.errors} errors)`);
+    await nc.close();
+    for (const n of nodes) await kill(n, 'SIGTERM');
+    await sleep(TTL_MS); // the next round starts with no lease left over
+  }
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, LEASE_TTL_MS=${TTL_MS}, disconnect hints on)\n`);
+  const single = await NatsServer.start({ extraConfig: `ping_interval: "1s"\nping_max: 2\n${accountsConfig(SHARDS)}` });
+  try {
+    process.stdout.write('single NATS server:\n');
+    if (process.argv.includes('--moves-only')) {
+      await movePause([single.url]);
+      return;
+    }
+    await failover('failover, 1 NATS server', [single.url], {}, quick ? 2 : 3);
+    await movePause([single.url]);
+    await throughput([single.url]);
+  } finally {
+    await single.stop();
+  }
+  process.stdout.write('3-server NATS cluster, R3 buckets:\n');
+  const cluster = await NatsCluster.start(SHARDS);
+  try {
+    await failover('failover, R3', cluster.urls, { NATS_REPLICAS: '3' }, quick ? 1 : 2);
+    const e = await election(cluster);
+    line('NATS: kill -9 of the af_running leader -> first accepted write', `${fmt(e)} ms (NATS's own election; nodes ride through it)`);
+  } finally {
+    await cluster.stop();
+  }
+}
+
+await main();
+process.exit(0);
