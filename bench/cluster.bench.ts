@@ -33,7 +33,7 @@ const SHARDS = 256;
 const TTL_MS = 1_000;
 const quick = process.argv.includes('--quick');
 /** Each activeflow's caller sends a get this often during the move measurements (512 callers). */
-const LOAD_INTERVAL_MS = 100;
+const LOAD_INTERVAL_MS = Number(process.env['BENCH_LOAD_INTERVAL_MS'] ?? 100);
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(60)} ${value}\n`);
@@ -257,8 +257,8 @@ async function movePause(urls: readonly string[]): Promise<void> {
       const rel = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_released');
       const acq = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_acquired');
       process.stdout.write(JSON.stringify(rel.slice(0, 3)) + '\n' + JSON.stringify(acq.slice(0, 3)) + '\n');
-      const d = nodes.get('move-d');
-      if (d) for (const l of d.log.slice(0, 400)) process.stdout.write(`${l['time']} ${l['event']} ${JSON.stringify({ ...l, time: undefined, level: undefined, pid: undefined, node_id: undefined, msg: undefined, event: undefined })}\n`);
+      const d = nodes.get(label.startsWith('drain') ? 'move-a' : 'move-d');
+      if (d) for (const l of [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => String(l['event']).startsWith('DBG') || [0, 8, 38].includes(l['shard'] as number)).sort((a, b) => String(a['time']).localeCompare(String(b['time'])))) process.stdout.write(`${l['time']} ${l['node_id']} ${l['event']} ${JSON.stringify({ ...l, time: undefined, level: undefined, pid: undefined, node_id: undefined, msg: undefined, event: undefined })}\n`);
     }
   };
 

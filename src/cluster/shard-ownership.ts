@@ -54,6 +54,27 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+const HANDOFFS_AT_ONCE = 4;
+
+/** At most `size` tasks run at once; the others wait in order. */
+class Slots {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.size) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
 /** A handed-over shard is warmed this long after the move, off its critical path. */
 const WARM_DELAY_MS = 2_000;
 
@@ -67,8 +88,15 @@ async function inPool<T>(items: readonly T[], width: number, fn: (item: T) => Pr
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private readonly taking = new Set<number>();
-  /** Released markers seen by the watch for shards this node should take. */
+  /** Released markers the watch brought, whoever should take them: a target change may make them ours. */
   private readonly markers = new Map<number, { revision: number; marker: LeaseValue }>();
+  /** Shards being handed off. */
+  private readonly leaving = new Map<number, Promise<void>>();
+  /**
+   * A few handoffs at a time: each shard's pause is its own stop, release, and the new owner's
+   * claim; dozens at once queue behind each other at the server and every pause grows.
+   */
+  private readonly handOffSlots = new Slots(HANDOFFS_AT_ONCE);
   private readonly watches: QueuedIterator<KvWatchEntry>[] = [];
   private target: readonly (string | null)[] = [];
   /** The membership as last listed, kept current by the watch between listings. */
@@ -149,19 +177,21 @@ export class ShardOwnership {
 
   private onChange(e: KvWatchEntry): void {
     if (e.key.startsWith('shard.')) {
+      const shard = Number(e.key.slice('shard.'.length));
       if (e.operation !== 'PUT') {
-        if (this.target[Number(e.key.slice('shard.'.length))] === this.deps.nodeId) this.trigger('fast');
+        this.markers.delete(shard);
+        if (this.target[shard] === this.deps.nodeId) this.trigger('fast');
         return;
       }
       const value = decodeJson(e.value) as LeaseValue;
-      if (value.released_at === undefined) return; // a renewal or an acquisition: nothing to do
-      const shard = Number(e.key.slice('shard.'.length));
-      // Handed over, and ours: take it at once, with the marker's revision (one write). If an
-      // attempt is in progress (it saw the lease still held), it takes the marker when it ends.
-      if (this.target[shard] === this.deps.nodeId) {
-        this.markers.set(shard, { revision: e.revision, marker: value });
-        this.takeMarked(shard);
+      if (value.released_at === undefined) {
+        this.markers.delete(shard); // a renewal or an acquisition
+        return;
       }
+      // Handed over: if ours, take it at once with the marker's revision (one write). If an
+      // attempt is in progress (it saw the lease still held), it takes the marker when it ends.
+      this.markers.set(shard, { revision: e.revision, marker: value });
+      if (this.target[shard] === this.deps.nodeId) this.takeMarked(shard);
       return;
     }
     if (e.key.startsWith('node.')) {
@@ -178,8 +208,16 @@ export class ShardOwnership {
       if (e.operation === 'PUT') this.drained.add(id);
       else this.drained.delete(id);
     }
-    this.recomputeTarget(); // now: markers that follow in the watch are judged by the new target
+    // At once, not after a reconcile: hand off what is no longer ours, take what was handed over.
+    this.recomputeTarget();
+    this.applyTarget();
     this.trigger('fast');
+  }
+
+  private applyTarget(): void {
+    if (this.stopped) return;
+    for (const shard of this.owned.keys()) if (this.target[shard] !== this.deps.nodeId) void this.handOff(shard);
+    for (const shard of this.markers.keys()) if (this.target[shard] === this.deps.nodeId) this.takeMarked(shard);
   }
 
   /**
@@ -343,9 +381,17 @@ export class ShardOwnership {
    * Graceful: stop taking requests (drain the subscription, so messages already on their way are
    * still answered), let in-flight ones finish, then release with a marker for the next owner.
    */
-  private async handOff(shard: number): Promise<void> {
+  private handOff(shard: number): Promise<void> {
+    const inProgress = this.leaving.get(shard);
+    if (inProgress !== undefined) return inProgress;
     const o = this.owned.get(shard);
-    if (o === undefined) return;
+    if (o === undefined) return Promise.resolve();
+    const p = this.handOffSlots.run(() => this.release(shard, o)).catch((e: unknown) => this.deps.log.warn({ event: 'handoff_failed', shard, err: e })).finally(() => this.leaving.delete(shard));
+    this.leaving.set(shard, p);
+    return p;
+  }
+
+  private async release(shard: number, o: Owned): Promise<void> {
     const stoppedAt = new Date();
     await o.sub.drain().catch(() => o.sub.unsubscribe());
     const drainedAt = Date.now();
@@ -375,5 +421,6 @@ export class ShardOwnership {
     await this.running;
     while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));
+    await Promise.all([...this.leaving.values()]);
   }
 }
