@@ -12,6 +12,10 @@ const int = (min: number) => z.coerce.number().int().min(min);
 export const NodeConfig = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222')
     .describe('NATS servers, comma-separated. Default: the local development server of nats-server.conf.'),
+  NATS_USER: z.string().min(1).optional()
+    .describe('User to connect as (with NATS_PASSWORD), when the servers require one; the CLI reads them too. Default: none (the server\'s no_auth_user, as in the development configs).'),
+  NATS_PASSWORD: z.string().min(1).optional()
+    .describe('Password of NATS_USER.'),
   NATS_SYSTEM_USER: z.string().min(1).optional()
     .describe('A user of the NATS system account. When set (with NATS_SYSTEM_PASSWORD), the node listens to the servers\' disconnect events: the shards of a node whose connection dropped are taken the moment its leases run out, instead of at the next reconcile. deploy/cluster configs have one.'),
   NATS_SYSTEM_PASSWORD: z.string().min(1).optional()
@@ -50,6 +54,9 @@ export function defaultNodeId(): string {
 export function readNodeConfig(env: Record<string, string | undefined> = process.env): NodeConfig {
   const known = Object.fromEntries(Object.keys(NodeConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
   const config = NodeConfig.parse(known);
+  if ((config.NATS_USER === undefined) !== (config.NATS_PASSWORD === undefined)) {
+    throw new Error('NATS_USER and NATS_PASSWORD go together: set both or neither');
+  }
   if ((config.NATS_SYSTEM_USER === undefined) !== (config.NATS_SYSTEM_PASSWORD === undefined)) {
     throw new Error('NATS_SYSTEM_USER and NATS_SYSTEM_PASSWORD go together: set both (to listen to disconnect events) or neither');
   }

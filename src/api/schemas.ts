@@ -76,8 +76,11 @@ export const NodeId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a node id: lett
 export const AdminRequests = {
   nodes: z.strictObject({}),
   shards: z.strictObject({}),
-  /** `force` drains even the last node that could serve the shards (they go unserved). */
-  drain: z.strictObject({ node_id: NodeId, force: z.boolean().optional() }),
+  /**
+   * `force` drains even the last node that could serve the shards (they go unserved);
+   * `until_stop` lasts only until the node stops (a pod's preStop hook).
+   */
+  drain: z.strictObject({ node_id: NodeId, force: z.boolean().optional(), until_stop: z.boolean().optional() }),
   undrain: z.strictObject({ node_id: NodeId }),
   rebalance: z.strictObject({}),
   status: z.strictObject({}),

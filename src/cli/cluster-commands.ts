@@ -61,7 +61,7 @@ interface NodeStatus {
 
 export const drainCommand: Command = {
   name: 'drain',
-  usage: 'activeflow drain <node> [--wait] [--timeout <s>] [--force]',
+  usage: 'activeflow drain <node> [--wait] [--timeout <s>] [--until-stop] [--force]',
   summary: 'Move every shard off a node (it stays drained until undrain).',
   help: `Marks the node drained: it hands each of its shards to the node the assignment picks (it
 finishes the requests in flight first), and takes none until \`activeflow undrain <node>\`, even
@@ -70,6 +70,8 @@ Refused when no other node could take the shards (start one first), unless --for
 Options:
   --wait            show progress until the node holds no shard and no actor, then exit
   --timeout <s>     give up waiting after this many seconds (default 120; exit 1)
+  --until-stop      the drain lasts only until the node stops (for a pod's preStop hook: the
+                    pod's name never comes back, so its mark must not outlive it)
   --force           drain even the last node (its shards go unserved)
 ${SERVERS}`,
   run(args, io) {
@@ -84,7 +86,7 @@ ${SERVERS}`,
       return 2;
     }
     return withClient(args, io, async (client) => {
-      const r = await client.call<{ moving: number }>(SUBJECTS.adminDrain, { node_id: node, ...(args.flags.has('force') ? { force: true } : {}) });
+      const r = await client.call<{ moving: number }>(SUBJECTS.adminDrain, { node_id: node, ...(args.flags.has('force') ? { force: true } : {}), ...(args.flags.has('until-stop') ? { until_stop: true } : {}) });
       io.out(`node ${node} drained; ${r.moving} shard(s) to move`);
       if (!args.flags.has('wait')) return 0;
       const bar = progressBar(`draining ${node}`);

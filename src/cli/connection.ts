@@ -9,7 +9,9 @@ export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: Activ
   const servers = parseServers(args.options.get('servers') ?? process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222');
   let nc: NatsConnection;
   try {
-    nc = await connectNats(servers, 'activeflow-cli');
+    const user = process.env['NATS_USER'];
+    const pass = process.env['NATS_PASSWORD'];
+    nc = await connectNats(servers, 'activeflow-cli', user !== undefined && user !== '' && pass !== undefined ? { user, pass } : undefined);
   } catch (e) {
     io.err(`activeflow: cannot reach NATS at ${servers.join(',')}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
     return 1;

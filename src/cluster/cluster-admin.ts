@@ -74,7 +74,7 @@ export class ClusterAdmin {
    * Marks a node drained: every node reconciles at once, and the drained one hands its shards over.
    * Refused when no other node could take them, unless forced.
    */
-  async drain(nodeId: string, force: boolean): Promise<{ node_id: string; draining: true; drained_at: string; moving: number }> {
+  async drain(nodeId: string, force: boolean, untilStop = false): Promise<{ node_id: string; draining: true; drained_at: string; until_stop: boolean; moving: number }> {
     const membership = await NodeMembership.current(this.leases, this.cluster);
     if (!membership.members.some((m) => m.id === nodeId) && (await this.marks.get(nodeId)) === null) {
       throw new ActiveflowError('not_found', `no live node "${nodeId}"; \`activeflow nodes\` lists them`);
@@ -83,11 +83,11 @@ export class ClusterAdmin {
     if (others.length === 0 && !force) {
       throw new ActiveflowError('conflict', `draining "${nodeId}" would leave no node to serve the shards; start another node first, or drain with force (the shards go unserved)`);
     }
-    const mark = await this.marks.drain(nodeId, new Date());
+    const mark = await this.marks.drain(nodeId, new Date(), untilStop);
     this.nc.publish(SUBJECTS.clusterReconcile);
     const target = assignment(this.shardCount, others);
     const moving = (await this.owners()).filter((o, shard) => o !== null && o.owner !== target[shard]).length;
-    return { node_id: nodeId, draining: true, drained_at: mark.drained_at, moving };
+    return { node_id: nodeId, draining: true, drained_at: mark.drained_at, until_stop: mark.until_stop === true, moving };
   }
 
   async undrain(nodeId: string): Promise<{ node_id: string; draining: false; was_draining: boolean }> {

@@ -3,6 +3,9 @@
  * until `undrain`, across restarts of that node (like a cordon): a node taken out for maintenance
  * does not take shards back the moment it starts again. A drained node stays a member, owns no
  * shard, and keeps answering the admin API.
+ *
+ * `until_stop` marks last only until the node stops (the node removes its own mark then, or at
+ * its next start after a crash): for a pod's preStop hook, whose name never comes back.
  */
 import type { KV } from '@nats-io/kv';
 import { decodeJson, encodeJson } from '../store/codec.js';
@@ -10,6 +13,7 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 export interface DrainMark {
   node_id: string;
   drained_at: string;
+  until_stop?: boolean;
 }
 
 const PREFIX = 'drain.';
@@ -21,10 +25,10 @@ export class DrainMarks {
     return `${PREFIX}${nodeId}`;
   }
 
-  async drain(nodeId: string, now: Date): Promise<DrainMark> {
+  async drain(nodeId: string, now: Date, untilStop = false): Promise<DrainMark> {
     const existing = await this.get(nodeId);
-    if (existing !== null) return existing;
-    const mark: DrainMark = { node_id: nodeId, drained_at: now.toISOString() };
+    if (existing !== null && (existing.until_stop === true) === untilStop) return existing;
+    const mark: DrainMark = { node_id: nodeId, drained_at: existing?.drained_at ?? now.toISOString(), ...(untilStop ? { until_stop: true } : {}) };
     await this.kv.put(DrainMarks.key(nodeId), encodeJson(mark));
     return mark;
   }
@@ -33,6 +37,14 @@ export class DrainMarks {
   async undrain(nodeId: string): Promise<boolean> {
     if ((await this.get(nodeId)) === null) return false;
     await this.kv.delete(DrainMarks.key(nodeId));
+    return true;
+  }
+
+  /** Removes the node's own mark if it was only until it stopped. */
+  async clearUntilStop(nodeId: string): Promise<boolean> {
+    const e = await this.kv.get(DrainMarks.key(nodeId));
+    if (e === null || e.operation !== 'PUT' || (decodeJson(e.value) as DrainMark).until_stop !== true) return false;
+    await this.kv.delete(DrainMarks.key(nodeId), { previousSeq: e.revision }).catch(() => undefined);
     return true;
   }
 

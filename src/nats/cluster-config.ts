@@ -17,7 +17,18 @@ export interface ClusterServerConfig {
   routes: string[];
   shardCount: number;
   clusterName?: string;
+  /** Passwords, or `$VAR` references nats-server resolves from its environment. Default: dev ones. */
+  passwords?: AccountPasswords;
+  /** Let clients without credentials in as the app user (development). Default true. */
+  noAuthUser?: boolean;
 }
+
+export interface AccountPasswords {
+  system: string;
+  app: string;
+}
+
+const DEV_PASSWORDS: AccountPasswords = { system: '"system-dev-only"', app: '"activeflow-dev-only"' };
 
 export function clusterServerConfig(c: ClusterServerConfig): string {
   return `# activeflow: one of three NATS servers of a JetStream cluster (R3 buckets and stream)
@@ -35,7 +46,7 @@ cluster {
 ${c.routes.map((r) => `    nats-route://${r}`).join('\n')}
   ]
 }
-${accountsConfig(c.shardCount)}`;
+${accountsConfig(c.shardCount, c.passwords, c.noAuthUser ?? true)}`;
 }
 
 /**
@@ -43,16 +54,15 @@ ${accountsConfig(c.shardCount)}`;
  * lets nodes hear the servers' disconnect events (NATS_SYSTEM_USER). The passwords are for
  * development; a deployment replaces them (see docs/operations.md).
  */
-export function accountsConfig(shardCount: number): string {
+export function accountsConfig(shardCount: number, passwords: AccountPasswords = DEV_PASSWORDS, noAuthUser = true): string {
   return `accounts {
-  SYS: { users: [ { user: "system", password: "system-dev-only" } ] }
+  SYS: { users: [ { user: "system", password: ${passwords.system} } ] }
   APP: {
     jetstream: enabled
-    users: [ { user: "activeflow", password: "activeflow-dev-only" } ]
+    users: [ { user: "activeflow", password: ${passwords.app} } ]
 ${shardMappingConfig(shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
   }
 }
 system_account: SYS
-no_auth_user: activeflow
-`;
+${noAuthUser ? 'no_auth_user: activeflow\n' : ''}`;
 }

@@ -54,6 +54,8 @@ export interface NodeOptions {
   leaseTtlMs?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
   shardLeases?: boolean;
+  /** The app user, when the servers require one. */
+  credentials?: { user: string; pass: string };
   /** A system-account user: disconnect events hint at dead nodes (see DisconnectHints). */
   systemCredentials?: { user: string; pass: string };
   limits?: Limits;
@@ -95,7 +97,7 @@ export class ActiveflowNode {
   static async start(options: NodeOptions): Promise<ActiveflowNode> {
     const log = options.log.child({ node_id: options.nodeId });
     const clock = options.clock ?? systemClock;
-    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId));
+    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials);
     try {
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
@@ -148,7 +150,7 @@ export class ActiveflowNode {
     svc.addEndpoint('admin_shards', { subject: SUBJECTS.adminShards, handler: handle(async (m) => (parseRequest(m, AdminRequests.shards), admin.shards())) });
     svc.addEndpoint('admin_drain', { subject: SUBJECTS.adminDrain, handler: handle(async (m) => {
       const r = parseRequest(m, AdminRequests.drain);
-      return admin.drain(r.node_id, r.force ?? false);
+      return admin.drain(r.node_id, r.force ?? false, r.until_stop ?? false);
     }) });
     svc.addEndpoint('admin_undrain', { subject: SUBJECTS.adminUndrain, handler: handle(async (m) => admin.undrain(parseRequest(m, AdminRequests.undrain).node_id)) });
     svc.addEndpoint('admin_rebalance', { subject: SUBJECTS.adminRebalance, handler: handle(async (m) => (parseRequest(m, AdminRequests.rebalance), admin.rebalance())) });
@@ -163,7 +165,9 @@ export class ActiveflowNode {
       });
       this.ownership = ownership;
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
-      const mark = await new DrainMarks(this.storage.cluster).get(this.options.nodeId);
+      const marks = new DrainMarks(this.storage.cluster);
+      if (await marks.clearUntilStop(this.options.nodeId)) this.log.info({ event: 'drain_cleared' }, 'removed this node\'s drain mark, which lasted until it stopped');
+      const mark = await marks.get(this.options.nodeId);
       if (mark !== null) this.log.warn({ event: 'node_drained', drained_at: mark.drained_at }, `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``);
       if (this.options.systemCredentials !== undefined) {
         try {
@@ -370,6 +374,7 @@ export class ActiveflowNode {
     await this.hints?.stop();
     await this.membership?.leave();
     await this.ownership?.stop();
+    if (this.ownership !== null) await new DrainMarks(this.storage.cluster).clearUntilStop(this.options.nodeId).catch(() => undefined);
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await this.webhooks?.stop();

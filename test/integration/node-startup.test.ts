@@ -30,4 +30,26 @@ describe('node start-up checks', () => {
     const server2Mapping = server; // same server and storage: the cluster already says 128
     await expect(startNode(server2Mapping, { shardCount: 256 })).rejects.toThrow(/this cluster has 128 shards .* SHARD_COUNT=256; start it with SHARD_COUNT=128/);
   }, 30_000);
+
+  it('refuses a standalone node (SHARD_LEASES=0) beside nodes that split the shards', async () => {
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const leased = await startNode(server, { nodeId: 'leased', shardLeases: true });
+    cleanups.push(() => leased.stop());
+    for (let i = 0; i < 50 && leased.servedShards === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await expect(startNode(server, { nodeId: 'alone' })).rejects.toThrow(/other nodes are running \(leased\).*Start this node with SHARD_LEASES=1/);
+  }, 30_000);
+
+  it('connects as NATS_USER to servers that require a password, and listens to disconnect events as NATS_SYSTEM_USER', async () => {
+    const { accountsConfig } = await import('../../src/nats/cluster-config.js');
+    const server = await NatsServer.start({ extraConfig: accountsConfig(256, { system: '"sys-pw"', app: '"app-pw"' }, false) });
+    cleanups.push(() => server.stop());
+    await expect(startNode(server, { nodeId: 'anonymous' })).rejects.toThrow(/Authorization|authorization|auth/i);
+    await expect(startNode(server, { nodeId: 'bad-system', shardLeases: true, credentials: { user: 'activeflow', pass: 'app-pw' }, systemCredentials: { user: 'system', pass: 'wrong' } }))
+      .rejects.toThrow(/cannot listen to disconnect events as NATS_SYSTEM_USER "system".*check the user and password/);
+    const node = await startNode(server, { nodeId: 'authed', shardLeases: true, credentials: { user: 'activeflow', pass: 'app-pw' }, systemCredentials: { user: 'system', pass: 'sys-pw' } });
+    cleanups.push(() => node.stop());
+    for (let i = 0; i < 100 && node.servedShards < 256; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(node.servedShards).toBe(256);
+  }, 30_000);
 });

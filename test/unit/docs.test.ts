@@ -39,4 +39,46 @@ describe('deploy/ stays true', () => {
     writeFileSync(bad, 'listen: 127.0.0.1:-1\nmappings = { "a.*": "b.{{wildcard(9)}}" }\njetstream { bogus_key: 1 }\n');
     expect(spawnSync('nats-server', ['-t', '-c', bad], { encoding: 'utf8' }).status).not.toBe(0);
   });
+
+  it('deploy/k8s/nats.yaml is generated, and nats-server accepts the configuration inside it', async () => {
+    const { k8sNatsManifest, k8sNatsConfig } = await import('../../src/nats/deploy-configs.js');
+    expect(readFileSync(new URL('../../deploy/k8s/nats.yaml', import.meta.url), 'utf8')).toBe(k8sNatsManifest());
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const file = `${mkdtempSync('/tmp/af-k8s-')}/nats.conf`;
+    writeFileSync(file, k8sNatsConfig());
+    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: 's', NATS_APP_PASSWORD: 'a' };
+    const r = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8', env });
+    expect([r.status, `${r.stdout}${r.stderr}`]).toEqual([0, expect.stringMatching(/is valid/)]);
+    expect(k8sNatsConfig()).not.toMatch(/no_auth_user|dev-only/); // a deployment requires passwords
+  });
+
+  it('the node manifests and units use only options the node knows, and CLI commands that exist', async () => {
+    const { NodeConfig } = await import('../../src/config.js');
+    const known = new Set(Object.keys(NodeConfig.shape));
+    const k8s = readFileSync(new URL('../../deploy/k8s/activeflow.yaml', import.meta.url), 'utf8');
+    const configMap = /kind: ConfigMap[\s\S]*?\ndata:\n((?: {2}\w+: .*\n)+)/.exec(k8s)![1]!;
+    const names = [...configMap.matchAll(/^ {2}(\w+):/gm), ...k8s.matchAll(/- name: ([A-Z_]+)\n/g)].map((m) => m[1]!);
+    expect(names.length).toBeGreaterThan(8);
+    for (const name of names) expect(known.has(name), name).toBe(true);
+    const envFile = readFileSync(new URL('../../deploy/systemd/node.env.example', import.meta.url), 'utf8');
+    const envNames = [...envFile.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]!);
+    expect(envNames).not.toContain('NODE_ID'); // the unit's instance name; the file would override it
+    for (const name of envNames) expect(known.has(name), name).toBe(true);
+    const { main } = await import('../../src/cli/main.js');
+    const help = async (cmd: string) => {
+      let out = '';
+      expect(await main([cmd, '--help'], { out: (t) => (out += t), err: (t) => (out += t) })).toBe(0);
+      return out;
+    };
+    const preStop = /command: \[("node", "bin\/activeflow.mjs", "drain".*)\]/.exec(k8s)![1]!;
+    const flags = [...preStop.matchAll(/"(--[a-z-]+)"/g)].map((m) => m[1]!);
+    expect(flags).toEqual(['--wait', '--until-stop', '--timeout']);
+    const drainHelp = await help('drain');
+    for (const f of flags) expect(drainHelp).toContain(f);
+    const unit = readFileSync(new URL('../../deploy/systemd/activeflow-node@.service', import.meta.url), 'utf8');
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/activeflow\/bin\/activeflow.mjs node$/m);
+    expect(unit).toMatch(/^KillSignal=SIGTERM$/m);
+    expect(await help('node')).toMatch(/SIGTERM/);
+  });
 });
