@@ -91,7 +91,7 @@ ${SERVERS}`,
       if (!args.flags.has('wait')) return 0;
       const bar = progressBar(`draining ${node}`);
       const deadline = Date.now() + timeoutS * 1000;
-      let total = 0;
+      let total = r.moving;
       for (;;) {
         let status: NodeStatus | null = null;
         try {

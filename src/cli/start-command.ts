@@ -46,10 +46,9 @@ Options:
       'Press Ctrl-C to stop.',
       '',
     ].join('\n'));
-    await stopOnSignals(async () => {
+    return stopOnSignals(async () => {
       await node.stop();
       await server.stop({ clean: false });
-    });
-    return 0;
+    }, config.STOP_TIMEOUT_MS + 10_000);
   },
 };

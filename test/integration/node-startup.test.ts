@@ -52,4 +52,20 @@ describe('node start-up checks', () => {
     for (let i = 0; i < 100 && node.servedShards < 256; i++) await new Promise((r) => setTimeout(r, 50));
     expect(node.servedShards).toBe(256);
   }, 30_000);
+
+  it('on SIGTERM with its NATS server gone, a node gives up after STOP_TIMEOUT_MS and exits 1 instead of hanging', async () => {
+    const { spawnNode, exited } = await import('../helpers/nats.js');
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const child = await spawnNode(server, { NODE_ID: 'orphan', STOP_TIMEOUT_MS: '1500', LEASE_TTL_MS: '1000' });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    await new Promise((r) => setTimeout(r, 500)); // it holds shards
+    server.signal('SIGKILL');
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited(child)).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(err).toMatch(/the stop did not finish within 1500 ms \(STOP_TIMEOUT_MS; is NATS reachable\?\)/);
+  }, 30_000);
 });
