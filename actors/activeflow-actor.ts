@@ -55,6 +55,12 @@ export interface ActorDeps {
   findFlow(flowId: string, customerId: string): Promise<Flow | null>;
   /** The variables of another activeflow (for `reference_activeflow_id`), null when unknown. */
   findVariables(activeflowId: string): Promise<Record<string, string> | null>;
+  /**
+   * True when this node took the activeflow's shard from a holder that did not hand it over (a
+   * crash, a pause): the snapshot is rewritten (revision-checked) before its first use here, so
+   * that holder, if it still runs, can never write it again.
+   */
+  mustFence?(activeflowId: string): boolean;
 }
 
 type Mode =
@@ -356,6 +362,7 @@ export class ActiveflowActor {
    * that did not finish is finished, and a cycle that was waiting on an effect is resumed.
    */
   private async load(): Promise<void> {
+    if (this.deps.mustFence?.(this.id) === true) await this.deps.store.fence(this.id);
     const stored = await this.deps.store.load(this.id);
     if (stored === null) {
       this.mode = { kind: 'missing' };

@@ -9,11 +9,13 @@
  * 3. Shard move pause during a join and a drain (p50, p99; goal p99 < 50 ms): from the former
  *    owner's stop to the new owner serving (from the nodes' logs), and the longest wait a caller
  *    saw on a moved shard, beside the same on shards that did not move; failed requests (goal 0).
+ *    Under light load (the mechanism) and under load (512 callers sharing the cores).
  * 4. Throughput (durable `next` moves/s, call simulator) with 1, 2 and 3 nodes on one server.
  *
  * Every process shares this machine's cores: on 2 cores the figures show overhead, not scale-out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -32,8 +34,6 @@ const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
 const SHARDS = 256;
 const TTL_MS = 1_000;
 const quick = process.argv.includes('--quick');
-/** Each activeflow's caller sends a get this often during the move measurements (512 callers). */
-const LOAD_INTERVAL_MS = Number(process.env['BENCH_LOAD_INTERVAL_MS'] ?? 100);
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(60)} ${value}\n`);
@@ -109,13 +109,19 @@ async function makeActiveflows(client: ActiveflowClient, n: number): Promise<str
 }
 
 /** Kill -9 `victim`; ms from the kill to the first successful get of each activeflow it owned. */
-async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim: NodeProc, ids: readonly string[]): Promise<number[]> {
+/**
+ * Kill -9 `victim`; ms from the kill to the first successful get of each activeflow it owned, and
+ * to each of its shards being taken (the survivors' logs).
+ */
+async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim: NodeProc, ids: readonly string[], survivors: NodeProc[]): Promise<{ gets: number[]; takes: number[] }> {
   const owners = (await shards(client)).shards;
   const affected = ids.filter((id) => owners[shardOf(id, SHARDS)]!.owner === victim.id);
   const quickClient = new ActiveflowClient(nc, { requestTimeoutMs: 250, retryForMs: 0 });
+  const marks = survivors.map((n) => n.log.length);
   const t0 = performance.now();
+  const wall0 = Date.now();
   victim.child.kill('SIGKILL');
-  return Promise.all(affected.map(async (id) => {
+  const gets = await Promise.all(affected.map(async (id) => {
     for (;;) {
       try {
         await quickClient.get(id);
@@ -126,9 +132,14 @@ async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim
       }
     }
   }));
+  const takes = survivors.flatMap((n, i) => n.log.slice(marks[i])).filter((l) => l['event'] === 'shard_acquired' && l['handed_over'] === false)
+    .map((l) => Date.parse(String(l['time'])) - wall0);
+  return { gets, takes };
 }
 
-async function failover(label: string, urls: readonly string[], env: Record<string, string>, rounds: number): Promise<void> {
+async function failover(label: string, urls: readonly string[], env: Record<string, string>, rounds: number, ttlMs = TTL_MS): Promise<void> {
+  env = { ...env, LEASE_TTL_MS: String(ttlMs) };
+  label = `${label}, TTL ${fmt(ttlMs)} ms`;
   const ids = ['bench-a', 'bench-b', 'bench-c'];
   const nodes = new Map<string, NodeProc>();
   for (const id of ids) nodes.set(id, await startNode(urls, id, env));
@@ -137,16 +148,20 @@ async function failover(label: string, urls: readonly string[], env: Record<stri
   await settled(client, ids);
   const afs = await makeActiveflows(client, quick ? 256 : 768);
   const times: number[] = [];
+  const takes: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const victim = nodes.get(ids[r % 3]!)!;
-    const t = await failoverOnce(nc, client, victim, afs);
-    times.push(...t);
+    const t = await failoverOnce(nc, client, victim, afs, [...nodes.values()].filter((n) => n !== victim));
+    times.push(...t.gets);
+    takes.push(...t.takes);
     await kill(victim);
     nodes.set(victim.id, await startNode(urls, victim.id, env));
     await settled(client, ids);
   }
   times.sort((a, b) => a - b);
-  line(`${label}: first get after kill -9, p50 / max (${times.length} afs)`, `${fmt(percentile(times, 50))} / ${fmt(times[times.length - 1]!)} ms (goal <= 1,000 ms; lease TTL ${fmt(TTL_MS)} ms)`);
+  takes.sort((a, b) => a - b);
+  line(`${label}: its shards taken (lease expired + claim), p50 / max`, `${fmt(percentile(takes, 50))} / ${fmt(takes[takes.length - 1] ?? 0)} ms (${takes.length} shards; a lease lasts ${fmt(ttlMs * 2 / 3)}-${fmt(ttlMs)} ms after a kill)`);
+  line(`${label}: first get after kill -9, p50 / max (${times.length} afs)`, `${fmt(percentile(times, 50))} / ${fmt(times[times.length - 1]!)} ms (goal <= 1,000 ms)`);
   await nc.close();
   for (const n of nodes.values()) await kill(n);
 }
@@ -181,7 +196,7 @@ interface Sample {
 }
 
 /** Steady `get` load over all `ids`, each caller retrying at once through a move; returns samples. */
-function steadyLoad(nc: NatsConnection, ids: readonly string[]): { stop: () => Promise<{ samples: Sample[]; failed: number }> } {
+function steadyLoad(nc: NatsConnection, ids: readonly string[], intervalMs: number): { stop: () => Promise<{ samples: Sample[]; failed: number }> } {
   const c = new ActiveflowClient(nc, { requestTimeoutMs: 1_000, retryForMs: 0 });
   const samples: Sample[] = [];
   let failed = 0;
@@ -203,7 +218,7 @@ function steadyLoad(nc: NatsConnection, ids: readonly string[]): { stop: () => P
         }
       }
       samples.push({ shard, startedAt: t, waitedMs: performance.now() - t });
-      await sleep(LOAD_INTERVAL_MS);
+      await sleep(intervalMs);
     }
   });
   return {
@@ -215,7 +230,7 @@ function steadyLoad(nc: NatsConnection, ids: readonly string[]): { stop: () => P
   };
 }
 
-async function movePause(urls: readonly string[]): Promise<void> {
+async function movePause(urls: readonly string[], intervalMs: number): Promise<void> {
   const ids = ['move-a', 'move-b', 'move-c'];
   const nodes = new Map<string, NodeProc>();
   for (const id of ids) nodes.set(id, await startNode(urls, id));
@@ -227,7 +242,7 @@ async function movePause(urls: readonly string[]): Promise<void> {
   const measure = async (label: string, act: () => Promise<void>, after: readonly string[]) => {
     const before = (await shards(client)).shards;
     const logMarks = new Map([...nodes.values()].map((n) => [n.id, n.log.length]));
-    const load = steadyLoad(nc, afs);
+    const load = steadyLoad(nc, afs, intervalMs);
     await sleep(500);
     const t0 = performance.now();
     await act();
@@ -248,24 +263,18 @@ async function movePause(urls: readonly string[]): Promise<void> {
     };
     const movedWaits = worst(true);
     const stillWaits = worst(false);
-    line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; load ${fmt(samples.length / ((performance.now() - t0 + 800) / 1000))} gets/s)`);
+    line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; 512 callers, a get every ${intervalMs} ms each)`);
     line(`${label}: pause, former owner stops -> new owner serves, p50 / p99`, `${fmt(percentile(pauses, 50), 1)} / ${fmt(percentile(pauses, 99), 1)} ms (goal p99 < 50 ms)`);
     line(`${label}: longest caller wait per moved shard, p50 / p99`, `${fmt(percentile(movedWaits, 50), 1)} / ${fmt(percentile(movedWaits, 99), 1)} ms`);
     line(`${label}:   same on shards that did not move (baseline), p50 / p99`, `${fmt(percentile(stillWaits, 50), 1)} / ${fmt(percentile(stillWaits, 99), 1)} ms`);
     line(`${label}: requests failed (gave up after 5 s)`, `${failed} of ${samples.length} (goal 0)`);
-    if (process.env['BENCH_DEBUG']) {
-      const rel = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_released');
-      const acq = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_acquired');
-      process.stdout.write(JSON.stringify(rel.slice(0, 3)) + '\n' + JSON.stringify(acq.slice(0, 3)) + '\n');
-      const d = nodes.get(label.startsWith('drain') ? 'move-a' : 'move-d');
-      if (d) for (const l of [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => String(l['event']).startsWith('DBG') || [0, 8, 38].includes(l['shard'] as number)).sort((a, b) => String(a['time']).localeCompare(String(b['time'])))) process.stdout.write(`${l['time']} ${l['node_id']} ${l['event']} ${JSON.stringify({ ...l, time: undefined, level: undefined, pid: undefined, node_id: undefined, msg: undefined, event: undefined })}\n`);
-    }
   };
 
-  await measure('join (3 -> 4 nodes)', async () => {
+  const load = intervalMs <= 200 ? 'loaded' : 'light load';
+  await measure(`join (3 -> 4 nodes), ${load}`, async () => {
     nodes.set('move-d', await startNode(urls, 'move-d'));
   }, [...ids, 'move-d']);
-  await measure('drain (4 -> 3 nodes)', async () => {
+  await measure(`drain (4 -> 3 nodes), ${load}`, async () => {
     await client.call(SUBJECTS.adminDrain, { node_id: 'move-d' });
   }, ids);
   await client.call(SUBJECTS.adminUndrain, { node_id: 'move-d' });
@@ -273,7 +282,13 @@ async function movePause(urls: readonly string[]): Promise<void> {
   for (const n of nodes.values()) await kill(n);
 }
 
-async function throughput(urls: readonly string[]): Promise<void> {
+/** CPU time (user + system) a process has used, in ms (Linux /proc). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (100/s)
+}
+
+async function throughput(urls: readonly string[], natsPid: number): Promise<void> {
   let one = 0;
   for (const count of [1, 2, 3]) {
     const ids = Array.from({ length: count }, (_, i) => `tp-${count}-${i}`);
@@ -285,35 +300,52 @@ async function throughput(urls: readonly string[]): Promise<void> {
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 10 }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
     const calls = quick ? 300 : 1_000;
     await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: 100, concurrency: 100, digits: [], mediaMs: 0, maxMovesPerCall: 20 }); // warm-up
+    const cpu0 = { nodes: nodes.reduce((a, n) => a + cpuMs(n.child.pid!), 0), nats: cpuMs(natsPid), bench: process.cpuUsage() };
     const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls, concurrency: 250, digits: [], mediaMs: 0, maxMovesPerCall: 20 });
+    const nodeCpu = nodes.reduce((a, n) => a + cpuMs(n.child.pid!), 0) - cpu0.nodes;
+    const natsCpu = cpuMs(natsPid) - cpu0.nats;
+    const benchUsage = process.cpuUsage(cpu0.bench);
+    const benchCpu = (benchUsage.user + benchUsage.system) / 1000;
     const rate = report.moves / (report.durationMs / 1000);
     if (count === 1) one = rate;
     line(`throughput with ${count} node(s): durable moves/s (next p50 / p99)`, `${fmt(rate)} (${fmt(rate / one, 2)}x one node; ${fmt(report.p50Ms, 1)} / ${fmt(report.p99Ms, 1)} ms; ${report.errors} errors)`);
+    const per = (ms: number) => fmt((ms * 1000) / report.moves);
+    line(`  CPU per move: nodes / nats-server / simulator`, `${per(nodeCpu)} / ${per(natsCpu)} / ${per(benchCpu)} us`);
     await nc.close();
     for (const n of nodes) await kill(n, 'SIGTERM');
     await sleep(TTL_MS); // the next round starts with no lease left over
   }
 }
 
-async function main(): Promise<void> {
-  process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, LEASE_TTL_MS=${TTL_MS}, disconnect hints on)\n`);
-  const single = await NatsServer.start({ extraConfig: `ping_interval: "1s"\nping_max: 2\n${accountsConfig(SHARDS)}` });
+/** A fresh single server per section: earlier sections' activeflows and leases do not weigh on the next. */
+async function withSingleServer(fn: (server: NatsServer) => Promise<void>): Promise<void> {
+  const server = await NatsServer.start({ extraConfig: `ping_interval: "1s"\nping_max: 2\n${accountsConfig(SHARDS)}` });
   try {
-    process.stdout.write('single NATS server:\n');
-    if (process.argv.includes('--moves-only')) {
-      await movePause([single.url]);
-      return;
-    }
-    await failover('failover, 1 NATS server', [single.url], {}, quick ? 2 : 3);
-    await movePause([single.url]);
-    await throughput([single.url]);
+    await fn(server);
   } finally {
-    await single.stop();
+    await server.stop();
   }
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, disconnect hints on)\n`);
+  process.stdout.write('single NATS server:\n');
+  // The lease decides when a dead node's shards move: failover is the rest of its lease plus a claim.
+  if (only === undefined || only === 'failover') {
+    await withSingleServer((s) => failover('failover, 1 NATS server', [s.url], {}, quick ? 2 : 3, 1_000));
+    await withSingleServer((s) => failover('failover, 1 NATS server', [s.url], {}, quick ? 2 : 3, 750));
+  }
+  if (only === undefined || only === 'moves') {
+    await withSingleServer((s) => movePause([s.url], 1_000)); // the mechanism
+    await withSingleServer((s) => movePause([s.url], 100)); // and under load, on the same 2 cores
+  }
+  if (only === undefined || only === 'throughput') await withSingleServer((s) => throughput([s.url], s.pid!));
+  if (only !== undefined && only !== 'r3') return;
   process.stdout.write('3-server NATS cluster, R3 buckets:\n');
   const cluster = await NatsCluster.start(SHARDS);
   try {
-    await failover('failover, R3', cluster.urls, { NATS_REPLICAS: '3' }, quick ? 1 : 2);
+    await failover('failover, R3', cluster.urls, { NATS_REPLICAS: '3' }, quick ? 1 : 2, 1_000);
     const e = await election(cluster);
     line('NATS: kill -9 of the af_running leader -> first accepted write', `${fmt(e)} ms (NATS's own election; nodes ride through it)`);
   } finally {

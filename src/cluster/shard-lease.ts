@@ -36,6 +36,10 @@ export interface LeaseOptions {
 export class ShardLease {
   private timer: NodeJS.Timeout | null = null;
   private fenced = false;
+  /** A renewal on its way: a release waits for it, or its write would race the release's. */
+  private renewing: Promise<number> | null = null;
+  /** A renewal was refused: the key is not ours any more. */
+  private lost = false;
   private confirmedAt: number;
 
   /**
@@ -130,13 +134,18 @@ export class ShardLease {
   async renew(): Promise<boolean> {
     if (this.fenced) return false;
     const t0 = (this.options.now ?? Date.now)();
+    const attempt = this.kv.update(this.key, encodeJson(this.value), this.revision);
+    this.renewing = attempt;
     try {
-      this.revision = await this.kv.update(this.key, encodeJson(this.value), this.revision);
+      this.revision = await attempt;
       if (!this.fenced) this.confirmedAt = t0;
       return !this.fenced;
     } catch (e) {
+      this.lost = true;
       this.fence(`renewal refused: ${(e as Error).message}`);
       return false;
+    } finally {
+      if (this.renewing === attempt) this.renewing = null;
     }
   }
 
@@ -179,6 +188,10 @@ export class ShardLease {
     this.fenced = true;
     if (this.timer) clearInterval(this.timer);
     if (wasFenced) return;
+    // A renewal still on its way would move the revision under the release (which would then be
+    // refused, leaving the key held until it expires): wait for it, and write after it.
+    await this.renewing?.catch(() => undefined);
+    if (this.lost) return;
     if (options.handOver === true) {
       const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString(), ...(options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {}) };
       await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => undefined);

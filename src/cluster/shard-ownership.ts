@@ -10,9 +10,11 @@
  *   serving ──lease fenced (renewal failed)──▶ dropped at once (unsubscribe, forget the actors)
  *
  * Taking a shard from a released marker serves at once: its former holder stopped and flushed.
- * Taking one whose lease expired (a crashed or paused holder) first rewrites each running snapshot
- * of the shard with a revision-checked update, so a holder that still runs fails its next write
- * and drops its actor: at most one node ever writes an activeflow.
+ * Taking one whose lease expired (a crashed or paused holder) also serves at once, but each of its
+ * running activeflows is rewritten with a revision-checked update before its first use here (on
+ * load, through its mailbox), and a sweep loads them all: a holder that still runs fails its next
+ * write and drops its actor, so at most one node ever writes an activeflow. Fencing per activeflow
+ * instead of the whole shard up front keeps a crash's failover to the lease TTL plus one write.
  */
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Msg, NatsConnection, QueuedIterator, Subscription } from '@nats-io/transport-node';
@@ -90,6 +92,13 @@ export class ShardOwnership {
   private readonly taking = new Set<number>();
   /** Released markers the watch brought, whoever should take them: a target change may make them ours. */
   private readonly markers = new Map<number, { revision: number; marker: LeaseValue }>();
+  /**
+   * Who holds each shard's lease, as the watch saw it (listed once at start). A fast reconcile does
+   * not try to take a shard a live node holds: its released marker will come through the watch.
+   */
+  private readonly holders = new Map<number, string>();
+  /** Shards taken from a holder that did not hand them over, whose sweep has not finished. */
+  private readonly unfenced = new Set<number>();
   /** Shards being handed off. */
   private readonly leaving = new Map<number, Promise<void>>();
   /**
@@ -124,9 +133,19 @@ export class ShardOwnership {
   async start(): Promise<void> {
     const watching = [this.watch(this.deps.leases, '>'), this.watch(this.deps.cluster, 'drain.>')];
     await Promise.race([Promise.all(watching.map((w) => w.ready)), new Promise((r) => setTimeout(r, this.listingBoundMs))]);
+    await withTimeout(this.listHolders(), this.listingBoundMs, 'listing the shard leases').catch((e: unknown) => this.deps.log.warn({ event: 'holders_unlisted', err: e }));
     await this.reconcile(true).catch((e: unknown) => this.deps.log.warn({ event: 'reconcile_failed', err: e }));
     this.timer = setInterval(() => this.trigger('full'), Math.max(100, Math.floor(this.deps.leaseTtlMs / 3)));
     this.timer.unref();
+  }
+
+  private async listHolders(): Promise<void> {
+    const keys: string[] = [];
+    for await (const key of await this.deps.leases.keys('shard.*')) keys.push(key);
+    await inPool(keys, 32, async (key) => {
+      const holder = await ShardLease.holder(this.deps.leases, key);
+      if (holder !== null) this.holders.set(Number(key.slice('shard.'.length)), holder.node_id);
+    });
   }
 
   /**
@@ -180,14 +199,17 @@ export class ShardOwnership {
       const shard = Number(e.key.slice('shard.'.length));
       if (e.operation !== 'PUT') {
         this.markers.delete(shard);
+        this.holders.delete(shard);
         if (this.target[shard] === this.deps.nodeId) this.trigger('fast');
         return;
       }
       const value = decodeJson(e.value) as LeaseValue;
       if (value.released_at === undefined) {
         this.markers.delete(shard); // a renewal or an acquisition
+        this.holders.set(shard, value.node_id);
         return;
       }
+      this.holders.delete(shard);
       // Handed over: if ours, take it at once with the marker's revision (one write). If an
       // attempt is in progress (it saw the lease still held), it takes the marker when it ends.
       this.markers.set(shard, { revision: e.revision, marker: value });
@@ -271,7 +293,13 @@ export class ShardOwnership {
     if (!this.deps.membership.joined && !this.live.has(this.deps.nodeId)) return;
     await Promise.all([...this.owned.keys()].filter((s) => this.target[s] !== this.deps.nodeId).map((s) => this.handOff(s)));
     const wanted = this.target.flatMap((owner, shard) => (owner === this.deps.nodeId && !this.owned.has(shard) && !this.taking.has(shard) ? [shard] : []));
-    if (wanted.length > 0) await this.takeOverMany(wanted);
+    // A fast reconcile leaves alone what a live node holds (its marker comes through the watch); a
+    // full one tries everything (only a failed create tells that a lease expired).
+    const worth = full ? wanted : wanted.filter((shard) => {
+      const holder = this.holders.get(shard);
+      return holder === undefined || holder === this.deps.nodeId || !this.live.has(holder) || this.suspects.has(holder);
+    });
+    if (worth.length > 0) await this.takeOverMany(worth);
   }
 
   private recomputeTarget(): void {
@@ -300,9 +328,8 @@ export class ShardOwnership {
   private async takeOverMany(shards: readonly number[], markers?: Map<number, { revision: number; marker: LeaseValue }>): Promise<void> {
     const mine = shards.filter((s) => !this.taking.has(s) && !this.owned.has(s));
     for (const s of mine) this.taking.add(s);
-    const unclean = new Map<number, ShardLease>();
     try {
-      await inPool(mine, 16, async (shard) => {
+      await inPool(mine, 64, async (shard) => {
         if (this.stopped) return;
         const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
         const seen = markers?.get(shard);
@@ -316,39 +343,25 @@ export class ShardOwnership {
           return;
         }
         lease.keep();
-        if (lease.handedOver) await this.serveShard(shard, lease, null); // nothing to fence: serve now
-        else unclean.set(shard, lease);
+        await this.serveShard(shard, lease);
       });
-      if (unclean.size === 0) return;
-      // Nobody handed these over (their holder crashed or paused): fence every running activeflow,
-      // with one key listing for many shards at once (a cluster's start, a crash).
-      const fenced = new Map<number, string[]>([...unclean.keys()].map((s) => [s, []]));
-      try {
-        const list = [...unclean.keys()];
-        const listing = list.length <= 4
-          ? Promise.all(list.map(async (s) => (await this.deps.snapshots.runningIdsOfShard(s)).map((id) => [s, id] as const))).then((l) => l.flat())
-          : this.deps.snapshots.runningIds(new Set(list)).then((l) => l.map((id) => [shardOf(id, this.deps.shardCount), id] as const));
-        const ids = await withTimeout(listing, this.listingBoundMs, `listing ${list.length} shards`);
-        await withTimeout(inPool(ids, 32, ([, id]) => this.deps.snapshots.fence(id)), this.listingBoundMs * 4, 'fencing');
-        for (const [s, id] of ids) fenced.get(s)!.push(id);
-      } catch (e) {
-        // Not taken over: release without a marker, so the next try fences again.
-        await Promise.all([...unclean.values()].map((l) => l.release()));
-        this.deps.log.warn({ event: 'takeover_failed', shards: unclean.size, err: e });
-        return;
-      }
-      for (const [shard, lease] of unclean) await this.serveShard(shard, lease, fenced.get(shard)!);
     } finally {
       for (const s of mine) this.taking.delete(s);
     }
   }
 
-  /** Subscribes to a shard whose lease is ours and whose activeflows nobody else can write. */
-  private async serveShard(shard: number, lease: ShardLease, fencedIds: string[] | null): Promise<void> {
+  /** Whether an activeflow must be fenced before its first use here (see the top of this file). */
+  mustFence(activeflowId: string): boolean {
+    return this.unfenced.size > 0 && this.unfenced.has(shardOf(activeflowId, this.deps.shardCount));
+  }
+
+  /** Subscribes to a shard whose lease is ours. */
+  private async serveShard(shard: number, lease: ShardLease): Promise<void> {
     if (lease.isFenced || this.stopped) {
-      await lease.release({ handOver: true }); // fenced, or handed to us: nobody else can write
+      await lease.release({ handOver: lease.handedOver }); // not served: as clean as we found it
       return;
     }
+    if (!lease.handedOver) this.unfenced.add(shard);
     const sub = this.deps.nc.subscribe(`activeflow.shard.${shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
     this.owned.set(shard, { lease, sub });
     this.markers.delete(shard);
@@ -357,23 +370,31 @@ export class ShardOwnership {
     const stopped = lease.previous?.stopped_at;
     const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
     this.deps.log.info({
-      event: 'shard_acquired', shard, handed_over: lease.handedOver, fenced: fencedIds?.length ?? 0, epoch: lease.epoch,
+      event: 'shard_acquired', shard, handed_over: lease.handedOver, epoch: lease.epoch,
       ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: lease.previous!.node_id }),
     });
-    // Load each one: republishes events a crash left out, resumes cycles that were waiting. A
-    // handed-over shard has nothing to repair: it warms later, not to slow the move down.
-    if (lease.handedOver) setTimeout(() => void this.warm(shard, null), WARM_DELAY_MS).unref();
-    else void this.warm(shard, fencedIds);
+    // Load each one: fences it, republishes events a crash left out, resumes cycles that were
+    // waiting. A handed-over shard has nothing to repair: it warms later, off the move's path.
+    if (lease.handedOver) setTimeout(() => void this.warm(shard), WARM_DELAY_MS).unref();
+    else void this.warm(shard);
   }
 
-  private async warm(shard: number, known: string[] | null): Promise<void> {
+  private async warm(shard: number): Promise<void> {
     try {
-      const ids = known ?? await withTimeout(this.deps.snapshots.runningIdsOfShard(shard), this.listingBoundMs, `listing shard ${shard}`);
+      const ids = await withTimeout(this.deps.snapshots.runningIdsOfShard(shard), this.listingBoundMs, `listing shard ${shard}`);
+      let failed = 0;
       await inPool(ids, 4, async (id) => {
-        if (this.owns(shard)) await this.deps.registry.get(id).warm().catch((e: unknown) => this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e }));
+        if (this.owns(shard)) {
+          await this.deps.registry.get(id).warm().catch((e: unknown) => {
+            failed++;
+            this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e });
+          });
+        }
       });
+      // Every running activeflow of the shard is fenced now (or fences on its next load).
+      if (failed === 0 && this.owns(shard)) this.unfenced.delete(shard);
     } catch (e) {
-      this.deps.log.warn({ event: 'warm_failed', shard, err: e }, 'shard not warmed; its activeflows load on their next request');
+      this.deps.log.warn({ event: 'warm_failed', shard, err: e }, 'shard not warmed; its activeflows load (and fence) on their next request');
     }
   }
 
@@ -397,6 +418,7 @@ export class ShardOwnership {
     const drainedAt = Date.now();
     this.owned.delete(shard);
     await this.deps.registry.release((id) => shardOf(id, this.deps.shardCount) === shard);
+    this.unfenced.delete(shard);
     const settledAt = Date.now();
     await o.lease.release({ handOver: true, stoppedAt });
     this.moves++;
@@ -408,6 +430,7 @@ export class ShardOwnership {
     const o = this.owned.get(shard);
     if (o === undefined) return;
     this.owned.delete(shard);
+    this.unfenced.delete(shard);
     o.sub.unsubscribe();
     void this.deps.registry.release((id) => shardOf(id, this.deps.shardCount) === shard);
     this.deps.log.warn({ event: 'shard_fenced', shard, reason });

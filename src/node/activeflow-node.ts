@@ -111,12 +111,15 @@ export class ActiveflowNode {
       const flows = new FlowStore(storage.flows);
       const client = new ActiveflowClient(nc);
       const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
+      let nodeRef: ActiveflowNode | null = null;
       const registry = new ActorRegistry({
         store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
+        mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
       const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, log, clock);
+      nodeRef = node;
       await node.serve();
       return node;
     } catch (e) {

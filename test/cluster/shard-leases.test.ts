@@ -111,3 +111,46 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
     }
   }, 90_000);
 });
+
+describe('a shard taken from a holder that did not hand it over', () => {
+  it('is served at once, and every running activeflow of it is fenced (rewritten) before or soon after its first use', async () => {
+    const { openStoresFor } = await import('../helpers/nats.js');
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const a = await startNode(server, { ...leased, nodeId: 'crashing-a' });
+    expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
+    const nc = await connectNats(server.url, 'fence-test-client');
+    cleanups.push(() => nc.close());
+    const client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 30_000 });
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 5 }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+    const calls = await Promise.all(Array.from({ length: 40 }, () => client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
+    for (const c of calls) await client.next(c.id, c.current_action.id);
+    const stores = await openStoresFor(server);
+    cleanups.push(() => stores.nc.close());
+    const { shardOf } = await import('../../src/nats/shard-mapping.js');
+    const key = (id: string) => `${shardOf(id, 256)}.${id}`;
+    const before = new Map<string, number>();
+    for (const c of calls) before.set(c.id, (await stores.storage.running.get(key(c.id)))!.revision);
+
+    await a.nc.close(); // crashing-a dies holding every lease: nothing handed over
+    const b = await startNode(server, { ...leased, nodeId: 'taking-b' });
+    cleanups.push(() => b.stop());
+    const first = calls[0]!;
+    const moved = await client.next(first.id, (await client.get(first.id)).current_action.id); // served as soon as b holds the shard
+    expect(moved.type).toBe('talk');
+    expect(await until(() => b.servedShards === 256, 10_000)).toBe(true);
+    // The sweep fences the rest: each snapshot's revision moves although nothing was asked of it.
+    let fenced = 0;
+    for (let i = 0; i < 50 && fenced < calls.length; i++) {
+      fenced = 0;
+      for (const c of calls) if ((await stores.storage.running.get(key(c.id)))!.revision > before.get(c.id)!) fenced++;
+      if (fenced < calls.length) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(fenced).toBe(calls.length);
+    // A write by the former holder, at the revision it knew, is refused.
+    const stale = calls[1]!;
+    const e = (await stores.storage.running.get(key(stale.id)))!;
+    await expect(stores.storage.running.update(key(stale.id), e.value, before.get(stale.id)!)).rejects.toThrow(/wrong last sequence/);
+  }, 60_000);
+});

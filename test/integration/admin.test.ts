@@ -49,7 +49,8 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 const shards = () => client.call<ShardsReply>('activeflow.admin.v1.shards');
-const split = (a: ActiveflowNode, b: ActiveflowNode) => a.servedShards + b.servedShards === 256 && a.servedShards > 70 && b.servedShards > 70;
+/** Both nodes serve their share, and no shard is still on its way. */
+const split = async (a: ActiveflowNode, b: ActiveflowNode) => a.servedShards + b.servedShards === 256 && a.servedShards > 70 && b.servedShards > 70 && (await shards()).moving === 0;
 
 beforeAll(async () => {
   server = await startNats();

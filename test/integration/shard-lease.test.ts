@@ -52,6 +52,18 @@ describe('ShardLease', () => {
     await b!.release();
   });
 
+  it('a hand-over released while a renewal is on its way still leaves its marker (it waits for the renewal)', async () => {
+    const a = await ShardLease.acquire(kv, 'shard.9', 'node-a', options());
+    const renewal = a!.renew(); // not awaited: on its way when the release starts
+    await a!.release({ handOver: true });
+    await renewal; // it landed first: the release wrote after it, at its revision
+    expect(await ShardLease.holder(kv, 'shard.9')).toBeNull(); // released, not held until it expires
+    const b = await ShardLease.acquire(kv, 'shard.9', 'node-b', options());
+    expect(b!.handedOver).toBe(true);
+    expect(b!.previous).toMatchObject({ node_id: 'node-a', released_at: expect.any(String) });
+    await b!.release();
+  });
+
   it('kept, it stays held well past the TTL', async () => {
     const a = await ShardLease.acquire(kv, 'shard.3', 'node-a', options());
     a!.keep();
