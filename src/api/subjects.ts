@@ -20,6 +20,8 @@ export const SUBJECTS = {
   adminNodeStatus: (nodeId: string) => `activeflow.admin.v1.node.${nodeId}.status`,
   /** Between nodes: reconcile the shard ownership now (after a drain, an undrain, a rebalance). */
   clusterReconcile: 'activeflow.cluster.v1.reconcile',
+  /** Between nodes: a shard was handed over (its released marker and revision), for its next owner. */
+  clusterReleased: 'activeflow.cluster.v1.released',
   /** Outbound: the reference's service is asked to move now (`forward_now`). */
   referenceActionNext: 'activeflow.service.action_next',
 } as const;

@@ -183,20 +183,21 @@ export class ShardLease {
    * Gives the lease up at once, if it is still ours. `handOver` leaves a released marker: only
    * for a holder that stopped writing and flushed, so that the next one may skip fencing.
    */
-  async release(options: { handOver?: boolean; stoppedAt?: Date } = {}): Promise<void> {
+  async release(options: { handOver?: boolean; stoppedAt?: Date } = {}): Promise<{ revision: number; marker: LeaseValue } | null> {
     const wasFenced = this.fenced;
     this.fenced = true;
     if (this.timer) clearInterval(this.timer);
-    if (wasFenced) return;
+    if (wasFenced) return null;
     // A renewal still on its way would move the revision under the release (which would then be
     // refused, leaving the key held until it expires): wait for it, and write after it.
     await this.renewing?.catch(() => undefined);
-    if (this.lost) return;
+    if (this.lost) return null;
     if (options.handOver === true) {
       const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString(), ...(options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {}) };
-      await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => undefined);
-    } else {
-      await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+      const revision = await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => null);
+      return revision === null ? null : { revision, marker };
     }
+    await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+    return null;
   }
 }

@@ -1,8 +1,11 @@
 /**
  * Which shards this node serves when nodes split them with leases. A reconcile compares the shards
  * it holds with the target owners (ShardMap over the live, non-drained nodes) and moves towards
- * them; it runs every third of the lease TTL, and at once when the leases bucket or a drain mark
- * changes (a watch), so a move does not wait for the next tick.
+ * them; it runs every third of the lease TTL, and at once when a member joins or leaves or a drain
+ * mark changes (watches on `node.*` and `drain.*`), so a move does not wait for the next tick. A
+ * node that hands a shard over also announces it (`activeflow.cluster.v1.released`): the next
+ * owner takes it the moment it hears. (Watching `shard.*` instead would deliver every renewal of
+ * every shard lease to every node.) An announcement missed is found by the next reconcile.
  *
  *   not owned ──target is me, lease acquired──▶ taking over ──▶ serving
  *   serving ──target is another node──▶ handing off (drain the subscription, finish in-flight,
@@ -25,7 +28,8 @@ import type { SnapshotStore } from '../store/snapshot-store.js';
 import { NodeMembership } from './membership-registry.js';
 import { ShardLease, type LeaseValue } from './shard-lease.js';
 import { assignment } from './shard-map.js';
-import { decodeJson } from '../store/codec.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
+import { SUBJECTS } from '../api/subjects.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -97,6 +101,7 @@ export class ShardOwnership {
    * not try to take a shard a live node holds: its released marker will come through the watch.
    */
   private readonly holders = new Map<number, string>();
+  private announcements: Subscription | null = null;
   /** Shards taken from a holder that did not hand them over, whose sweep has not finished. */
   private readonly unfenced = new Set<number>();
   /** Shards being handed off. */
@@ -131,7 +136,17 @@ export class ShardOwnership {
    * the moment it is released.
    */
   async start(): Promise<void> {
-    const watching = [this.watch(this.deps.leases, '>'), this.watch(this.deps.cluster, 'drain.>')];
+    this.announcements = this.deps.nc.subscribe(SUBJECTS.clusterReleased, {
+      callback: (_e, msg) => {
+        try {
+          const r = decodeJson(msg.data) as { shard: number; revision: number; marker: LeaseValue };
+          this.onReleased(r.shard, r.revision, r.marker);
+        } catch (e) {
+          this.deps.log.debug({ event: 'announcement_unreadable', err: e });
+        }
+      },
+    });
+    const watching = [this.watch(this.deps.leases, 'node.*'), this.watch(this.deps.cluster, 'drain.>')];
     await Promise.race([Promise.all(watching.map((w) => w.ready)), new Promise((r) => setTimeout(r, this.listingBoundMs))]);
     await withTimeout(this.listHolders(), this.listingBoundMs, 'listing the shard leases').catch((e: unknown) => this.deps.log.warn({ event: 'holders_unlisted', err: e }));
     await this.reconcile(true).catch((e: unknown) => this.deps.log.warn({ event: 'reconcile_failed', err: e }));
@@ -195,27 +210,6 @@ export class ShardOwnership {
   }
 
   private onChange(e: KvWatchEntry): void {
-    if (e.key.startsWith('shard.')) {
-      const shard = Number(e.key.slice('shard.'.length));
-      if (e.operation !== 'PUT') {
-        this.markers.delete(shard);
-        this.holders.delete(shard);
-        if (this.target[shard] === this.deps.nodeId) this.trigger('fast');
-        return;
-      }
-      const value = decodeJson(e.value) as LeaseValue;
-      if (value.released_at === undefined) {
-        this.markers.delete(shard); // a renewal or an acquisition
-        this.holders.set(shard, value.node_id);
-        return;
-      }
-      this.holders.delete(shard);
-      // Handed over: if ours, take it at once with the marker's revision (one write). If an
-      // attempt is in progress (it saw the lease still held), it takes the marker when it ends.
-      this.markers.set(shard, { revision: e.revision, marker: value });
-      if (this.target[shard] === this.deps.nodeId) this.takeMarked(shard);
-      return;
-    }
     if (e.key.startsWith('node.')) {
       const id = e.key.slice('node.'.length);
       if (e.operation === 'PUT' && (decodeJson(e.value) as LeaseValue).released_at === undefined) {
@@ -234,6 +228,15 @@ export class ShardOwnership {
     this.recomputeTarget();
     this.applyTarget();
     this.trigger('fast');
+  }
+
+  /** A shard handed over (announced by its former owner): if ours, take it with one write. */
+  private onReleased(shard: number, revision: number, marker: LeaseValue): void {
+    if (this.stopped || this.owned.has(shard)) return;
+    this.holders.delete(shard);
+    this.markers.set(shard, { revision, marker });
+    // If an attempt is in progress (it saw the lease still held), it takes the marker when it ends.
+    if (this.target[shard] === this.deps.nodeId) this.takeMarked(shard);
   }
 
   private applyTarget(): void {
@@ -364,6 +367,7 @@ export class ShardOwnership {
     if (!lease.handedOver) this.unfenced.add(shard);
     const sub = this.deps.nc.subscribe(`activeflow.shard.${shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
     this.owned.set(shard, { lease, sub });
+    this.holders.set(shard, this.deps.nodeId);
     this.markers.delete(shard);
     this.moves++;
     // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
@@ -420,7 +424,8 @@ export class ShardOwnership {
     await this.deps.registry.release((id) => shardOf(id, this.deps.shardCount) === shard);
     this.unfenced.delete(shard);
     const settledAt = Date.now();
-    await o.lease.release({ handOver: true, stoppedAt });
+    const released = await o.lease.release({ handOver: true, stoppedAt });
+    if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
     this.moves++;
     this.deps.log.info({ event: 'shard_released', shard, drain_ms: drainedAt - stoppedAt.getTime(), settle_ms: settledAt - drainedAt, release_ms: Date.now() - settledAt });
   }
@@ -441,6 +446,7 @@ export class ShardOwnership {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     for (const w of this.watches) w.stop();
+    this.announcements?.unsubscribe();
     await this.running;
     while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));

@@ -50,8 +50,10 @@ export async function spawnNode(server: NatsServer | readonly string[], env: Rec
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the node did not start within 15 s:\n${out}`)), 15_000);
     const onData = (b: Buffer) => {
-      out = (out + b.toString()).slice(-8000);
-      if (out.includes('"node_serving"')) {
+      const text = b.toString();
+      const serving = (out.slice(-100) + text).includes('"node_serving"'); // before trimming: a chunk can be long
+      out = (out + text).slice(-8000);
+      if (serving) {
         clearTimeout(timer);
         resolve();
       }
