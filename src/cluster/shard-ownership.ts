@@ -28,8 +28,9 @@ import type { SnapshotStore } from '../store/snapshot-store.js';
 import { NodeMembership } from './membership-registry.js';
 import { ShardLease, type LeaseValue } from './shard-lease.js';
 import { assignment } from './shard-map.js';
-import { decodeJson, encodeJson } from '../store/codec.js';
 import { SUBJECTS } from '../api/subjects.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
+import { inPool, Slots, withTimeout } from './async-limits.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -51,54 +52,21 @@ interface Owned {
   sub: Subscription;
 }
 
-/** A key listing can hang (a consumer creation that never answers): reconcile gives up on it. */
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
+/** Handoffs one node runs at once (see ShardOwnership.handOffSlots). */
 const HANDOFFS_AT_ONCE = 4;
-
-/** At most `size` tasks run at once; the others wait in order. */
-class Slots {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly size: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.size) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-}
 
 /** A handed-over shard is warmed this long after the move, off its critical path. */
 const WARM_DELAY_MS = 2_000;
 
-async function inPool<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private readonly taking = new Set<number>();
-  /** Released markers the watch brought, whoever should take them: a target change may make them ours. */
+  /** Released markers announced, whoever should take them: a target change may make them ours. */
   private readonly markers = new Map<number, { revision: number; marker: LeaseValue }>();
   /**
-   * Who holds each shard's lease, as the watch saw it (listed once at start). A fast reconcile does
-   * not try to take a shard a live node holds: its released marker will come through the watch.
+   * Who holds each shard's lease, as far as this node knows (listed once at start, then kept from
+   * announcements and its own moves). A fast reconcile does not try to take a shard a live node
+   * holds: its release will be announced.
    */
   private readonly holders = new Map<number, string>();
   private announcements: Subscription | null = null;

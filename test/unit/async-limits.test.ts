@@ -1,0 +1,45 @@
+/** The bounds on asynchronous work the cluster code relies on. */
+import { describe, expect, it } from 'vitest';
+import { inPool, Slots, withTimeout } from '../../src/cluster/async-limits.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('async limits', () => {
+  it('Slots runs at most `size` tasks at once, in order, and passes results and errors through', async () => {
+    const slots = new Slots(2);
+    let active = 0;
+    let most = 0;
+    const started: number[] = [];
+    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => slots.run(async () => {
+      started.push(i);
+      most = Math.max(most, ++active);
+      await sleep(5);
+      active--;
+      if (i === 3) throw new Error('task 3');
+      return i;
+    })));
+    expect(most).toBe(2);
+    expect(started).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([0, 1, 2, 'task 3', 4, 5]);
+  });
+
+  it('inPool visits every item once with at most `width` workers', async () => {
+    let active = 0;
+    let most = 0;
+    const seen: number[] = [];
+    await inPool([1, 2, 3, 4, 5, 6, 7], 3, async (n) => {
+      most = Math.max(most, ++active);
+      await sleep(2);
+      seen.push(n);
+      active--;
+    });
+    expect(most).toBe(3);
+    expect(seen.sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    await inPool([], 4, async () => { throw new Error('never'); });
+  });
+
+  it('withTimeout rejects, naming what took too long, and keeps a result that comes in time', async () => {
+    await expect(withTimeout(new Promise(() => undefined), 20, 'listing shard 3')).rejects.toThrow('listing shard 3 took longer than 20 ms');
+    await expect(withTimeout(Promise.resolve(7), 20, 'x')).resolves.toBe(7);
+  });
+});
