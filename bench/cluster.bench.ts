@@ -267,8 +267,9 @@ async function movePause(urls: readonly string[], intervalMs: number): Promise<v
     const stillWaits = worst(false);
     line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; 512 callers, a get every ${intervalMs} ms each)`);
     line(`${label}: pause, former owner stops -> new owner serves, p50 / p99`, `${fmt(percentile(pauses, 50), 1)} / ${fmt(percentile(pauses, 99), 1)} ms (goal p99 < 50 ms)`);
-    line(`${label}: longest caller wait per moved shard, p50 / p99`, `${fmt(percentile(movedWaits, 50), 1)} / ${fmt(percentile(movedWaits, 99), 1)} ms`);
-    line(`${label}:   same on shards that did not move (baseline), p50 / p99`, `${fmt(percentile(stillWaits, 50), 1)} / ${fmt(percentile(stillWaits, 99), 1)} ms`);
+    const waits = (xs: number[]) => (xs.length === 0 ? 'no caller asked during the move' : `${fmt(percentile(xs, 50), 1)} / ${fmt(percentile(xs, 99), 1)} ms (${xs.length} shards)`);
+    line(`${label}: longest caller wait per moved shard, p50 / p99`, waits(movedWaits));
+    line(`${label}:   same on shards that did not move (baseline), p50 / p99`, waits(stillWaits));
     line(`${label}: requests failed (gave up after 5 s)`, `${failed} of ${samples.length} (goal 0)`);
   };
 

@@ -45,6 +45,8 @@ export function isTransient(e: unknown): boolean {
   const err = e as { name?: string; message?: string; code?: unknown };
   if (err === null || typeof err !== 'object') return false;
   if (TRANSIENT_NAMES.has(err.name ?? '')) return true;
+  // JetStream answers 503 while a stream has no leader (an election, a server restarting).
+  if ((err as { status?: unknown }).status === 503) return true;
   return /timeout|no responders|jetstream not enabled|not enabled for account|insufficient resources|closed|disconnect|no suitable peers|leader/i.test(err.message ?? '');
 }
 

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { pino } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { connectNats } from '../../src/nats/connect.js';
@@ -18,11 +19,13 @@ const FINISH = '00000000-0000-0000-0000-000000000002';
 let cluster: NatsCluster;
 let node: ActiveflowNode;
 let nc: NatsConnection;
+/** The node's error log: shown if a request fails as `internal`, which must not happen here. */
+const errors: string[] = [];
 let client: ActiveflowClient;
 
 beforeAll(async () => {
   cluster = await NatsCluster.start();
-  node = await startNode(cluster.servers[0]!, { servers: cluster.urls, replicas: 3 });
+  node = await startNode(cluster.servers[0]!, { servers: cluster.urls, replicas: 3, log: pino({ level: 'error' }, { write: (line: string) => void errors.push(line) }) });
   nc = await connectNats(cluster.urls, 'cluster-test');
   client = new ActiveflowClient(nc, { requestTimeoutMs: 3_000, retryForMs: 45_000 });
 }, 60_000);
@@ -47,7 +50,9 @@ describe('on a 3-server JetStream cluster', () => {
     await Promise.all(calls.map(async (call) => {
       let current = call.current_action.id;
       for (;;) {
-        const action = await client.next(call.id, current);
+        const action = await client.next(call.id, current).catch((e: unknown) => {
+          throw new Error(`${(e as Error).message}; the node logged:\n${errors.filter((l) => l.includes('request_failed')).join('')}`, { cause: e });
+        });
         acked.get(call.id)!.push(action.id);
         if (action.id === FINISH) return;
         current = action.id;

@@ -6,7 +6,7 @@
  * move lost, none applied twice), sequence numbers are contiguous, and every call finished.
  *
  * The disruptions run in turn on one cluster: kill -9 a node; SIGSTOP one past its lease; a node
- * joins; a node is drained and then stopped.
+ * joins; a node is drained and then stopped; the NATS server leading the snapshot bucket is killed.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -173,4 +173,15 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     const { stdout } = await run(process.execPath, [BIN, 'undrain', 'node-4'], { env: { ...process.env, NATS_URL: cluster.urls.join(',') } });
     expect(stdout).toMatch(/undrained/);
   }, 90_000);
+
+  it('5. kill -9 the NATS server leading the snapshot bucket: the nodes ride through the election, no acknowledged move lost', async () => {
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager(nc);
+    const leader = (await jsm.streams.info('KV_af_running')).cluster!.leader!;
+    const report = await simulate(async () => {
+      cluster.byName(leader).signal('SIGKILL'); // writes fail until the others elect a new leader (seconds)
+    });
+    await checkAgainstStreams(report);
+    await cluster.byName(leader).restart();
+  }, 120_000);
 });
