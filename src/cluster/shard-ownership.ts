@@ -55,6 +55,9 @@ interface Owned {
 /** Handoffs one node runs at once (see ShardOwnership.handOffSlots). */
 const HANDOFFS_AT_ONCE = 4;
 
+/** How often the shards of a node the server reported disconnected are tried while its leases run out. */
+const SUSPECT_POLL_MS = 50;
+
 /** A handed-over shard is warmed this long after the move, off its critical path. */
 const WARM_DELAY_MS = 2_000;
 
@@ -230,7 +233,7 @@ export class ShardOwnership {
         return;
       }
       this.trigger('fast'); // tries its shards again: taken the moment each lease runs out
-    }, 50);
+    }, SUSPECT_POLL_MS);
     poll.unref();
   }
 
