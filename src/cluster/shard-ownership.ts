@@ -61,6 +61,12 @@ const SUSPECT_POLL_MS = 50;
 /** A handed-over shard is warmed this long after the move, off its critical path. */
 const WARM_DELAY_MS = 2_000;
 
+/**
+ * A shard taken after a crash is swept (each activeflow loaded and fenced) this long after it is
+ * served: the callers' first requests, which fence what they load anyway, go first.
+ */
+const SWEEP_DELAY_MS = 250;
+
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private readonly taking = new Set<number>();
@@ -349,16 +355,16 @@ export class ShardOwnership {
       ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: lease.previous!.node_id }),
     });
     // Load each one: fences it, republishes events a crash left out, resumes cycles that were
-    // waiting. A handed-over shard has nothing to repair: it warms later, off the move's path.
-    if (lease.handedOver) setTimeout(() => void this.warm(shard), WARM_DELAY_MS).unref();
-    else void this.warm(shard);
+    // waiting. Off the critical path: a handed-over shard has nothing to repair, and after a crash
+    // the callers' own requests come first.
+    setTimeout(() => void this.warm(shard), lease.handedOver ? WARM_DELAY_MS : SWEEP_DELAY_MS).unref();
   }
 
   private async warm(shard: number): Promise<void> {
     try {
       const ids = await withTimeout(this.deps.snapshots.runningIdsOfShard(shard), this.listingBoundMs, `listing shard ${shard}`);
       let failed = 0;
-      await inPool(ids, 4, async (id) => {
+      await inPool(ids, 2, async (id) => {
         if (this.owns(shard)) {
           await this.deps.registry.get(id).warm().catch((e: unknown) => {
             failed++;

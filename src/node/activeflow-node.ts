@@ -164,7 +164,7 @@ export class ActiveflowNode {
       const ownership = new ShardOwnership({
         nc: this.nc, leases: this.storage.leases, cluster: this.storage.cluster, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
         nodeId: this.options.nodeId, shardCount: this.options.shardCount, leaseTtlMs: this.options.leaseTtlMs ?? 3_000, log: this.log,
-        serve: (msg) => this.track(this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m))),
+        serve: (msg) => this.track(this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m), true)),
       });
       this.ownership = ownership;
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
@@ -224,9 +224,14 @@ export class ActiveflowNode {
     void p.finally(() => this.inFlight.delete(p));
   }
 
-  private async answer(msg: ServiceMsg, fn: (msg: ServiceMsg) => Promise<unknown>): Promise<void> {
+  /**
+   * `whileStopping`: a shard's requests are still served while a stopping node hands its shards
+   * over one by one (each shard stops when its own handoff starts), not refused from the first
+   * moment of the stop.
+   */
+  private async answer(msg: ServiceMsg, fn: (msg: ServiceMsg) => Promise<unknown>, whileStopping = false): Promise<void> {
     try {
-      if (this.stopping) throw new ActiveflowError('unavailable', 'the node is stopping; retry');
+      if (this.stopping && !whileStopping) throw new ActiveflowError('unavailable', 'the node is stopping; retry');
       respondOk(msg, await fn(msg));
     } catch (e) {
       const error = ensureError(e);
