@@ -133,6 +133,13 @@ export class ShardLease {
   /** Renews once; false (and fenced) when the renewal is refused. */
   async renew(): Promise<boolean> {
     if (this.fenced) return false;
+    // One at a time: a second renewal sent while the first is on its way would carry the revision
+    // the first replaces, be refused, and fence a lease that is still ours (a slow server, a busy
+    // process: renewals that take longer than TTL/3).
+    if (this.renewing !== null) {
+      await this.renewing.catch(() => undefined);
+      return !this.fenced;
+    }
     const t0 = (this.options.now ?? Date.now)();
     const attempt = this.kv.update(this.key, encodeJson(this.value), this.revision);
     this.renewing = attempt;

@@ -64,6 +64,16 @@ describe('ShardLease', () => {
     await b!.release();
   });
 
+  it('renewals never overlap: one asked for while another is on its way waits for it, and nothing is fenced', async () => {
+    const reasons: string[] = [];
+    const a = await ShardLease.acquire(kv, 'shard.10', 'node-a', options((r) => reasons.push(r)));
+    expect(await Promise.all([a!.renew(), a!.renew(), a!.renew()])).toEqual([true, true, true]);
+    expect(a!.isFenced).toBe(false);
+    expect(reasons).toEqual([]);
+    expect(await a!.renew()).toBe(true);
+    await a!.release();
+  });
+
   it('kept, it stays held well past the TTL', async () => {
     const a = await ShardLease.acquire(kv, 'shard.3', 'node-a', options());
     a!.keep();
