@@ -230,7 +230,7 @@ export class ShardOwnership {
     if (nodeId === this.deps.nodeId || this.stopped) return;
     const until = Date.now() + this.deps.leaseTtlMs + 1_000;
     this.suspects.set(nodeId, until);
-    this.trigger('fast');
+    this.claimSuspects();
     this.deps.log.info({ event: 'node_suspected', suspect: nodeId }, `the server reports node ${nodeId} disconnected; taking its shards as soon as its leases run out`);
     const poll = setInterval(() => {
       if (!this.suspects.has(nodeId) || Date.now() > until || this.stopped) {
@@ -238,7 +238,7 @@ export class ShardOwnership {
         this.suspects.delete(nodeId);
         return;
       }
-      this.trigger('fast'); // tries its shards again: taken the moment each lease runs out
+      this.claimSuspects(); // tries its shards again: taken the moment each lease runs out
     }, SUSPECT_POLL_MS);
     poll.unref();
   }
@@ -272,14 +272,31 @@ export class ShardOwnership {
     // Not a member yet (or any more), as this node and the others see it: take nothing.
     if (!this.deps.membership.joined && !this.live.has(this.deps.nodeId)) return;
     await Promise.all([...this.owned.keys()].filter((s) => this.target[s] !== this.deps.nodeId).map((s) => this.handOff(s)));
-    const wanted = this.target.flatMap((owner, shard) => (owner === this.deps.nodeId && !this.owned.has(shard) && !this.taking.has(shard) ? [shard] : []));
-    // A fast reconcile leaves alone what a live node holds (its marker comes through the watch); a
-    // full one tries everything (only a failed create tells that a lease expired).
-    const worth = full ? wanted : wanted.filter((shard) => {
-      const holder = this.holders.get(shard);
-      return holder === undefined || holder === this.deps.nodeId || !this.live.has(holder) || this.suspects.has(holder);
-    });
+    // A fast reconcile leaves alone what a live node holds (its release will be announced); a full
+    // one tries everything (only a failed create tells that a lease expired).
+    const worth = this.wanted(!full);
     if (worth.length > 0) await this.takeOverMany(worth);
+  }
+
+  /** Shards the target gives this node that it does not hold (nor is taking), minus, if `skipHeld`, those a live node holds. */
+  private wanted(skipHeld: boolean): number[] {
+    return this.target.flatMap((owner, shard) => {
+      if (owner !== this.deps.nodeId || this.owned.has(shard) || this.taking.has(shard)) return [];
+      const holder = this.holders.get(shard);
+      const held = holder !== undefined && holder !== this.deps.nodeId && this.live.has(holder) && !this.suspects.has(holder);
+      return skipHeld && held ? [] : [shard];
+    });
+  }
+
+  /**
+   * Tries the shards of suspected nodes now, beside any reconcile in progress (one can wait up to
+   * its listing's deadline): a failover must not queue behind a slow listing.
+   */
+  private claimSuspects(): void {
+    if (this.stopped || (!this.deps.membership.joined && !this.live.has(this.deps.nodeId))) return;
+    this.recomputeTarget();
+    const shards = this.wanted(true);
+    if (shards.length > 0) void this.takeOverMany(shards).catch((e: unknown) => this.deps.log.warn({ event: 'takeover_failed', err: e }));
   }
 
   private recomputeTarget(): void {
