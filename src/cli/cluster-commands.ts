@@ -2,9 +2,16 @@
 import { SUBJECTS } from '../api/subjects.js';
 import type { ShardsReply } from '../cluster/cluster-admin.js';
 import type { Move } from '../cluster/shard-map.js';
-import type { Command } from './command.js';
+import type { CliIo, Command, ParsedArgs } from './command.js';
 import { table, withClient } from './connection.js';
 import { progressBar } from './progress.js';
+
+/** The `<node>` of `drain` and `undrain`; null (after saying why) when it is missing. */
+function nodeArgument(args: ParsedArgs, io: CliIo, command: string): string | null {
+  const node = args.positionals[0];
+  if (node === undefined) io.err(`activeflow: which node? \`activeflow ${command} <node>\`; \`activeflow nodes\` lists them`);
+  return node ?? null;
+}
 
 const SERVERS = '  --servers <urls>  NATS servers (default NATS_URL, else nats://127.0.0.1:4222)';
 
@@ -75,11 +82,8 @@ Options:
   --force           drain even the last node (its shards go unserved)
 ${SERVERS}`,
   run(args, io) {
-    const node = args.positionals[0];
-    if (node === undefined) {
-      io.err('activeflow: which node? `activeflow drain <node>`; `activeflow nodes` lists them');
-      return 2;
-    }
+    const node = nodeArgument(args, io, 'drain');
+    if (node === null) return 2;
     const timeoutS = Number(args.options.get('timeout') ?? '120');
     if (!Number.isFinite(timeoutS) || timeoutS <= 0) {
       io.err('activeflow: --timeout must be a number of seconds above 0');
@@ -127,11 +131,8 @@ that no longer runs.
 Options:
 ${SERVERS}`,
   run(args, io) {
-    const node = args.positionals[0];
-    if (node === undefined) {
-      io.err('activeflow: which node? `activeflow undrain <node>`');
-      return 2;
-    }
+    const node = nodeArgument(args, io, 'undrain');
+    if (node === null) return 2;
     return withClient(args, io, async (client) => {
       const r = await client.call<{ was_draining: boolean }>(SUBJECTS.adminUndrain, { node_id: node });
       io.out(r.was_draining ? `node ${node} undrained; it takes its shards back` : `node ${node} was not drained`);

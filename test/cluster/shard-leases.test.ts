@@ -10,19 +10,13 @@ import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { driveCalls, startNats, startNode } from '../helpers/nats.js';
+import { driveCalls, startNats, startNode, until } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
-
-async function until(check: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && !check()) await new Promise((r) => setTimeout(r, 50));
-  return check();
-}
 
 describe('nodes splitting the shards with leases', () => {
   it('share the shards, survive a node dying, and rebalance when one joins, losing no acknowledged move', async () => {

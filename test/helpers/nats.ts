@@ -126,3 +126,13 @@ export async function driveCalls(
   }));
   return acked;
 }
+
+/** Polls `check` until it holds or `ms` pass; the last answer. */
+export async function until(check: () => boolean | Promise<boolean>, ms = 10_000, everyMs = 50): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return check();
+}

@@ -13,7 +13,7 @@ import { ActiveflowError } from '../../src/errors.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { clientFor, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, startNats, startNode, until } from '../helpers/nats.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
@@ -27,15 +27,6 @@ async function start(id: string): Promise<ActiveflowNode> {
   const node = await startNode(server, { nodeId: id, shardLeases: true, leaseTtlMs: 1_000 });
   nodes.set(id, node);
   return node;
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return check();
 }
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../../src/cluster/membership-registry.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
-import { clientFor, exited, spawnNode, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, exited, spawnNode, startNats, startNode, until } from '../helpers/nats.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
@@ -19,15 +19,6 @@ afterAll(async () => {
 async function liveNodes(): Promise<string[]> {
   const { stdout } = await run(process.execPath, [BIN, 'nodes', '--json'], { env: { ...process.env, NATS_URL: server.url } });
   return (JSON.parse(stdout) as NodeInfo[]).map((n) => n.node_id);
-}
-
-async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return check();
 }
 
 describe('activeflow nodes', () => {
