@@ -53,7 +53,7 @@ interface Owned {
 }
 
 /** Handoffs one node runs at once (see ShardOwnership.handOffSlots). */
-const HANDOFFS_AT_ONCE = 4;
+const HANDOFFS_AT_ONCE = 2;
 
 /** How often the shards of a node the server reported disconnected are tried while its leases run out. */
 const SUSPECT_POLL_MS = 50;
