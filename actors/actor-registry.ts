@@ -29,6 +29,7 @@ export class ActorRegistry {
       if (actor.busy) continue;
       if (!actor.usable || nowMs - actor.lastUsedMs >= this.passivateAfterMs) {
         this.actors.delete(id);
+        this.deps.store.forget(id);
         if (actor.resident) n++;
       }
     }
@@ -39,7 +40,10 @@ export class ActorRegistry {
   async release(belongs: (id: string) => boolean): Promise<void> {
     const leaving = [...this.actors.entries()].filter(([id]) => belongs(id));
     await Promise.all(leaving.map(([, a]) => a.settle()));
-    for (const [id] of leaving) this.actors.delete(id);
+    for (const [id] of leaving) {
+      this.actors.delete(id);
+      this.deps.store.forget(id);
+    }
   }
 
   get residentCount(): number {

@@ -73,9 +73,14 @@ export class HistoryChunks {
     return out as unknown as Snapshot<unknown>;
   }
 
-  /** Forgets what this node wrote (the activeflow ended or moved away). */
+  /** Forgets what this node wrote (the activeflow ended, moved away or left memory; a load learns it again). */
   forget(id: string): void {
     this.written.delete(id);
+  }
+
+  /** Activeflows whose written chunks this node remembers. */
+  get tracked(): number {
+    return this.written.size;
   }
 
   /** Deletes the chunks of an ended activeflow (its final record holds the whole history). */

@@ -84,6 +84,19 @@ export class SnapshotStore {
     }
   }
 
+  /**
+   * This node no longer holds the activeflow in memory (passivated, handed over): what it knew of
+   * its history chunks goes too; the next load reads the chunk keys from the snapshot again.
+   */
+  forget(id: string): void {
+    this.history?.forget(id);
+  }
+
+  /** Activeflows whose history chunks this node remembers (memory that must follow the actors). */
+  get trackedHistories(): number {
+    return this.history?.tracked ?? 0;
+  }
+
   /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
   async deleteRunning(id: string, revision: Revision): Promise<void> {
     try {
