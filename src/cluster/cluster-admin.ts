@@ -9,7 +9,7 @@ import { ActiveflowError } from '../errors.js';
 import { decodeJson } from '../store/codec.js';
 import { DrainMarks } from './drain-marks.js';
 import { NodeMembership, type NodeInfo } from './membership-registry.js';
-import type { LeaseValue } from './shard-lease.js';
+import { ShardLease, type LeaseValue } from './shard-lease.js';
 import { assignment, planMoves, type Move } from './shard-map.js';
 
 export interface ShardInfo {
@@ -76,7 +76,9 @@ export class ClusterAdmin {
    */
   async drain(nodeId: string, force: boolean, untilStop = false): Promise<{ node_id: string; draining: true; drained_at: string; until_stop: boolean; moving: number }> {
     const membership = await NodeMembership.current(this.leases, this.cluster);
-    if (!membership.members.some((m) => m.id === nodeId) && (await this.marks.get(nodeId)) === null) {
+    // The node's own lease, read directly: a key listing can miss a key renewed while it runs.
+    const exists = (await ShardLease.holder(this.leases, `node.${nodeId}`)) !== null || (await this.marks.get(nodeId)) !== null;
+    if (!exists) {
       throw new ActiveflowError('not_found', `no live node "${nodeId}"; \`activeflow nodes\` lists them`);
     }
     const others = membership.eligible.filter((id) => id !== nodeId);

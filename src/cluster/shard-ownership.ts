@@ -90,6 +90,10 @@ export class ShardOwnership {
   private readonly handOffSlots = new Slots(HANDOFFS_AT_ONCE);
   private readonly watches: QueuedIterator<KvWatchEntry>[] = [];
   private target: readonly (string | null)[] = [];
+  /** When the watch last saw each node renew its membership lease. */
+  private readonly renewedAt = new Map<string, number>();
+  /** Changes the watch made to the membership view (a listing that overlaps one is discarded). */
+  private viewChanges = 0;
   /** The membership as last listed, kept current by the watch between listings. */
   private readonly live = new Set<string>();
   private readonly drained = new Set<string>();
@@ -191,9 +195,11 @@ export class ShardOwnership {
       const id = e.key.slice('node.'.length);
       if (e.operation === 'PUT' && (decodeJson(e.value) as LeaseValue).released_at === undefined) {
         this.suspects.delete(id); // it renews: alive after all
+        this.renewedAt.set(id, Date.now());
         if (this.live.has(id)) return;
         this.live.add(id); // a node joined
       } else {
+        this.renewedAt.delete(id);
         this.live.delete(id); // a node left
       }
     } else if (e.key.startsWith('drain.')) {
@@ -201,6 +207,7 @@ export class ShardOwnership {
       if (e.operation === 'PUT') this.drained.add(id);
       else this.drained.delete(id);
     }
+    this.viewChanges++;
     // At once, not after a reconcile: hand off what is no longer ours, take what was handed over.
     this.recomputeTarget();
     this.applyTarget();
@@ -260,12 +267,26 @@ export class ShardOwnership {
   async reconcile(full = true): Promise<void> {
     if (this.stopped) return;
     if (full) {
+      const changesBefore = this.viewChanges;
       const membership = await withTimeout(NodeMembership.current(this.deps.leases, this.deps.cluster), this.listingBoundMs, 'listing the live nodes');
-      this.live.clear();
-      this.drained.clear();
-      for (const m of membership.members) {
-        this.live.add(m.id);
-        if (m.draining) this.drained.add(m.id);
+      if (this.viewChanges !== changesBefore) {
+        // The watch changed the view while the listing ran: the listing may predate that change
+        // (a drain mark written meanwhile), and must not undo it. List again right after.
+        this.again = 'full';
+      } else {
+        this.live.clear();
+        this.drained.clear();
+        for (const m of membership.members) {
+          this.live.add(m.id);
+          if (m.draining) this.drained.add(m.id);
+        }
+        // A key listing can miss a key renewed while it runs: a node the watch saw renew within
+        // the TTL is alive whatever the listing says (its expiry is what the listing is for).
+        const fresh = Date.now() - this.deps.leaseTtlMs;
+        for (const [id, at] of this.renewedAt) {
+          if (at >= fresh) this.live.add(id);
+          else this.renewedAt.delete(id);
+        }
       }
     }
     this.recomputeTarget();
