@@ -334,11 +334,6 @@ export class ShardOwnership {
     void this.takeOverMany([shard], new Map([[shard, seen]])).catch((err: unknown) => this.deps.log.warn({ event: 'takeover_failed', shard, err }));
   }
 
-  /** A single shard (one handed over to us just now). */
-  private takeOver(shard: number): Promise<void> {
-    return this.takeOverMany([shard]);
-  }
-
   /**
    * Acquires the leases it can, fences the activeflows of the shards nobody handed over (one key
    * listing for many shards at once, as at a cluster's start or after a crash), then serves.

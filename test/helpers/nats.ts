@@ -8,6 +8,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { openStorage, type Storage } from '../../src/store/buckets.js';
 import { SnapshotStore } from '../../src/store/snapshot-store.js';
 import { ActiveflowClient } from '../../src/api/client.js';
+import { ActiveflowError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { connectNats } from '../../src/nats/connect.js';
 import { NatsServer } from '../../src/nats/server-process.js';
@@ -135,4 +136,15 @@ export async function until(check: () => boolean | Promise<boolean>, ms = 10_000
     await new Promise((r) => setTimeout(r, everyMs));
   }
   return check();
+}
+
+/** The ActiveflowError a request fails with; throws if it succeeds. */
+export async function rejects(p: Promise<unknown>): Promise<ActiveflowError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ActiveflowError) return e;
+    throw e;
+  }
+  throw new Error('expected the request to fail');
 }

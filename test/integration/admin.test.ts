@@ -9,11 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActiveflowClient } from '../../src/api/client.js';
 import type { ShardsReply } from '../../src/cluster/cluster-admin.js';
 import type { NodeInfo } from '../../src/cluster/membership-registry.js';
-import { ActiveflowError } from '../../src/errors.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { clientFor, startNats, startNode, until } from '../helpers/nats.js';
+import { clientFor, rejects, startNats, startNode, until } from '../helpers/nats.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
@@ -57,16 +56,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function refusal(subject: string, body: Record<string, unknown>): Promise<ActiveflowError> {
-  try {
-    await client.call(subject, body);
-  } catch (e) {
-    if (e instanceof ActiveflowError) return e;
-    throw e;
-  }
-  throw new Error('accepted');
-}
-
 describe('admin verbs', () => {
   it('shards: every shard has an owner, where the assignment wants it', async () => {
     const s = await shards();
@@ -80,9 +69,9 @@ describe('admin verbs', () => {
   });
 
   it('refuses bad drains and changes nothing', async () => {
-    expect((await refusal('activeflow.admin.v1.drain', { node_id: 'bad id!' })).code).toBe('invalid_argument');
-    expect((await refusal('activeflow.admin.v1.drain', { node_id: 'node-a', extra: 1 })).code).toBe('invalid_argument');
-    expect((await refusal('activeflow.admin.v1.drain', { node_id: 'node-zz' })).message).toMatch(/no live node "node-zz"/);
+    expect((await rejects(client.call('activeflow.admin.v1.drain', { node_id: 'bad id!' }))).code).toBe('invalid_argument');
+    expect((await rejects(client.call('activeflow.admin.v1.drain', { node_id: 'node-a', extra: 1 }))).code).toBe('invalid_argument');
+    expect((await rejects(client.call('activeflow.admin.v1.drain', { node_id: 'node-zz' }))).message).toMatch(/no live node "node-zz"/);
     expect((await cli('drain')).code).toBe(2);
     expect((await shards()).moving).toBe(0);
     const listed = await client.call<{ nodes: NodeInfo[] }>('activeflow.admin.v1.nodes');
@@ -99,7 +88,7 @@ describe('admin verbs', () => {
     expect(a.servedShards).toBe(256);
     expect((await client.call<{ nodes: NodeInfo[] }>('activeflow.admin.v1.nodes')).nodes.find((n) => n.node_id === 'node-b')).toMatchObject({ live: true, draining: true });
     // The last node that could serve the shards cannot be drained without force.
-    const last = await refusal('activeflow.admin.v1.drain', { node_id: 'node-a' });
+    const last = await rejects(client.call('activeflow.admin.v1.drain', { node_id: 'node-a' }));
     expect(last.code).toBe('conflict');
     expect(last.message).toMatch(/would leave no node to serve the shards/);
     expect((await cli('undrain', 'node-b')).stdout).toMatch(/node-b undrained/);

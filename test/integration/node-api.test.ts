@@ -1,23 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Svcm } from '@nats-io/services';
 import { describe, expect, it } from 'vitest';
-import { ActiveflowError } from '../../src/errors.js';
 import { shardMappingConfig, shardOf } from '../../src/nats/shard-mapping.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
-import { SHARDS, useNode } from '../helpers/nats.js';
+import { SHARDS, rejects, useNode } from '../helpers/nats.js';
 
 const env = useNode();
-
-async function rejects(p: Promise<unknown>): Promise<ActiveflowError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ActiveflowError) return e;
-    throw e;
-  }
-  throw new Error('expected the request to fail');
-}
 
 describe('routing', () => {
   it('the node\'s shardOf equals the server\'s partition for every id (a real server\'s mapping)', async () => {
