@@ -263,10 +263,16 @@ async function movePause(urls: readonly string[], intervalMs: number): Promise<v
       }
       return [...byShard.values()].sort((a, b) => a - b);
     };
+    const released = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_released');
+    const part = (key: string) => released.map((l) => l[key]).filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
     const movedWaits = worst(true);
     const stillWaits = worst(false);
     line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; 512 callers, a get every ${intervalMs} ms each)`);
     line(`${label}: pause, former owner stops -> new owner serves, p50 / p99`, `${fmt(percentile(pauses, 50), 1)} / ${fmt(percentile(pauses, 99), 1)} ms (goal p99 < 50 ms)`);
+    const settle = part('settle_ms');
+    const write = part('release_ms');
+    line(`${label}:   of which: in-flight requests finish, p50 / p99`, `${fmt(percentile(settle, 50), 1)} / ${fmt(percentile(settle, 99), 1)} ms`);
+    line(`${label}:   of which: the release write, p50 / p99`, `${fmt(percentile(write, 50), 1)} / ${fmt(percentile(write, 99), 1)} ms`);
     const waits = (xs: number[]) => (xs.length === 0 ? 'no caller asked during the move' : `${fmt(percentile(xs, 50), 1)} / ${fmt(percentile(xs, 99), 1)} ms (${xs.length} shards)`);
     line(`${label}: longest caller wait per moved shard, p50 / p99`, waits(movedWaits));
     line(`${label}:   same on shards that did not move (baseline), p50 / p99`, waits(stillWaits));

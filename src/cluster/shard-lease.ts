@@ -12,6 +12,13 @@
  * key: it has stopped serving and flushed, so the next holder (who takes the marker with a
  * revision-checked update) can serve at once, without fencing every activeflow first. A key that
  * vanished through the TTL says nothing of the kind, and its next holder fences before serving.
+ *
+ * When the holder knows who is next, it *transfers* instead: the same write puts the lease in the
+ * next holder's name (`transferred_from` set), and the announcement alone lets that node serve,
+ * without a claim's round trip on the move's critical path. The next holder renews at once, which
+ * both confirms the lease and starts its own clock on it. A next holder that never hears of it
+ * (it crashed) leaves the lease to expire, and its shard is then taken over with fencing, as after
+ * any crash. A node that finds a transfer in its name while listing takes it over the same way.
  */
 import type { KV } from '@nats-io/kv';
 import { decodeJson, encodeJson } from '../store/codec.js';
@@ -23,6 +30,8 @@ export interface LeaseValue {
   released_at?: string;
   /** When that holder stopped taking requests for it: the start of the move's pause. */
   stopped_at?: string;
+  /** Set by a holder that transferred the lease to `node_id`, who has not confirmed it yet. */
+  transferred_from?: string;
 }
 
 export interface LeaseOptions {
@@ -81,7 +90,8 @@ export class ShardLease {
         const e = await kv.get(key);
         if (e === null || e.operation !== 'PUT') return null;
         const marker = decodeJson(e.value) as LeaseValue;
-        if (marker.released_at === undefined) return null;
+        const transferredHere = marker.node_id === nodeId && marker.transferred_from !== undefined;
+        if (marker.released_at === undefined && !transferredHere) return null;
         revision = await kv.update(key, encodeJson(value), e.revision);
         previous = marker;
       } catch {
@@ -111,6 +121,19 @@ export class ShardLease {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * Takes a lease transferred to this node (seen at `revision` in the announcement), serving at
+   * once: its clock starts when the announcement arrived, and the renewal sent right away confirms
+   * it (a refused one fences, as always). Not null: the write was the former holder's.
+   */
+  static adopt(kv: KV, key: string, nodeId: string, revision: number, transferred: LeaseValue, options: LeaseOptions): ShardLease {
+    const value: LeaseValue = { node_id: nodeId, acquired_at: new Date().toISOString() };
+    const lease = new ShardLease(kv, key, value, revision, options);
+    lease.handedOver = true;
+    lease.previous = transferred;
+    return lease;
   }
 
   /** Who holds a key now, if anyone (a released marker is nobody). */
@@ -187,10 +210,11 @@ export class ShardLease {
   }
 
   /**
-   * Gives the lease up at once, if it is still ours. `handOver` leaves a released marker: only
-   * for a holder that stopped writing and flushed, so that the next one may skip fencing.
+   * Gives the lease up at once, if it is still ours. `handOver` leaves a released marker (or, with
+   * `to`, transfers the lease to that node): only for a holder that stopped writing and flushed,
+   * so that the next one may skip fencing.
    */
-  async release(options: { handOver?: boolean; stoppedAt?: Date } = {}): Promise<{ revision: number; marker: LeaseValue } | null> {
+  async release(options: { handOver?: boolean; stoppedAt?: Date; to?: string } = {}): Promise<{ revision: number; marker: LeaseValue } | null> {
     const wasFenced = this.fenced;
     this.fenced = true;
     if (this.timer) clearInterval(this.timer);
@@ -200,7 +224,10 @@ export class ShardLease {
     await this.renewing?.catch(() => undefined);
     if (this.lost) return null;
     if (options.handOver === true) {
-      const marker: LeaseValue = { ...this.value, released_at: new Date().toISOString(), ...(options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {}) };
+      const stopped = options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {};
+      const marker: LeaseValue = options.to === undefined
+        ? { ...this.value, released_at: new Date().toISOString(), ...stopped }
+        : { node_id: options.to, acquired_at: new Date().toISOString(), transferred_from: this.value.node_id, ...stopped };
       const revision = await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => null);
       return revision === null ? null : { revision, marker };
     }

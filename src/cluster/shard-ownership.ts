@@ -9,10 +9,12 @@
  *
  *   not owned ──target is me, lease acquired──▶ taking over ──▶ serving
  *   serving ──target is another node──▶ handing off (drain the subscription, finish in-flight,
- *                                        release with a marker)
+ *                                        transfer the lease to that node, or leave a marker)
+ *   not owned ──a lease transferred here is announced──▶ serving (renews at once to confirm)
  *   serving ──lease fenced (renewal failed)──▶ dropped at once (unsubscribe, forget the actors)
  *
- * Taking a shard from a released marker serves at once: its former holder stopped and flushed.
+ * Taking a shard by transfer or from a released marker serves at once: its former holder stopped
+ * and flushed.
  * Taking one whose lease expired (a crashed or paused holder) also serves at once, but each of its
  * running activeflows is rewritten with a revision-checked update before its first use here (on
  * load, through its mailbox), and a sweep loads them all: a holder that still runs fails its next
@@ -214,8 +216,16 @@ export class ShardOwnership {
     this.trigger('fast');
   }
 
-  /** A shard handed over (announced by its former owner): if ours, take it with one write. */
+  /**
+   * A shard handed over (announced by its former owner). Transferred to this node: serve it now.
+   * Released with a marker: if ours, take it with one write.
+   */
   private onReleased(shard: number, revision: number, marker: LeaseValue): void {
+    if (marker.transferred_from !== undefined) {
+      if (marker.node_id === this.deps.nodeId) this.adopt(shard, revision, marker);
+      else if (!this.owned.has(shard)) this.holders.set(shard, marker.node_id);
+      return;
+    }
     if (this.stopped || this.owned.has(shard)) return;
     this.holders.delete(shard);
     this.markers.set(shard, { revision, marker });
@@ -331,6 +341,10 @@ export class ShardOwnership {
     const seen = this.markers.get(shard);
     if (seen === undefined || this.taking.has(shard) || this.owned.has(shard)) return;
     this.markers.delete(shard);
+    if (this.stopped && seen.marker.transferred_from !== undefined && seen.marker.node_id === this.deps.nodeId) {
+      this.adopt(shard, seen.revision, seen.marker); // passes it on
+      return;
+    }
     void this.takeOverMany([shard], new Map([[shard, seen]])).catch((err: unknown) => this.deps.log.warn({ event: 'takeover_failed', shard, err }));
   }
 
@@ -361,6 +375,32 @@ export class ShardOwnership {
     } finally {
       for (const s of mine) this.taking.delete(s);
     }
+  }
+
+  /**
+   * Serves a shard whose lease was transferred to this node, with no write first (the former
+   * owner's was the claim). A node that is stopping passes it on as a released marker instead,
+   * so it does not wait out a TTL.
+   */
+  private adopt(shard: number, revision: number, transferred: LeaseValue): void {
+    if (this.owned.has(shard)) return;
+    if (this.taking.has(shard)) {
+      // An attempt of our own is on its way; when it fails (it saw the former holder) it takes
+      // this transfer as a marker, with one revision-checked write.
+      this.markers.set(shard, { revision, marker: transferred });
+      return;
+    }
+    const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
+    const lease = ShardLease.adopt(this.deps.leases, `shard.${shard}`, this.deps.nodeId, revision, transferred, options);
+    if (this.stopped) {
+      void lease.release({ handOver: true }).then((released) => {
+        if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
+      });
+      return;
+    }
+    lease.keep();
+    void lease.renew(); // confirms it, and puts it in this node's name
+    void this.serveShard(shard, lease);
   }
 
   /** Whether an activeflow must be fenced before its first use here (see the top of this file). */
@@ -437,10 +477,14 @@ export class ShardOwnership {
     await this.deps.registry.release((id) => shardOf(id, this.deps.shardCount) === shard);
     this.unfenced.delete(shard);
     const settledAt = Date.now();
-    const released = await o.lease.release({ handOver: true, stoppedAt });
+    // Straight to the next owner when there is one; a marker for whoever the target names later.
+    const next = this.target[shard];
+    const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
+    const released = await o.lease.release({ handOver: true, stoppedAt, ...(to === undefined ? {} : { to }) });
+    if (released !== null && to !== undefined) this.holders.set(shard, to);
     if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
     this.moves++;
-    this.deps.log.info({ event: 'shard_released', shard, settle_ms: settledAt - stoppedAt.getTime(), release_ms: Date.now() - settledAt });
+    this.deps.log.info({ event: 'shard_released', shard, ...(to === undefined ? {} : { to }), settle_ms: settledAt - stoppedAt.getTime(), release_ms: Date.now() - settledAt });
     await drained;
   }
 
@@ -460,10 +504,11 @@ export class ShardOwnership {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     for (const w of this.watches) w.stop();
-    this.announcements?.unsubscribe();
     await this.running;
     while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));
     await Promise.all([...this.leaving.values()]);
+    // Heard until now: a shard transferred here meanwhile is passed on, not left to expire.
+    this.announcements?.unsubscribe();
   }
 }

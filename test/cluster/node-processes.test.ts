@@ -178,10 +178,33 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     const { jetstreamManager } = await import('@nats-io/jetstream');
     const jsm = await jetstreamManager(nc);
     const leader = (await jsm.streams.info('KV_af_running')).cluster!.leader!;
+    // What the servers say while they elect, printed if the test fails: an election that outlasts
+    // the callers' 30 s retry budget is NATS's, not the runtime's (see NATS-FACTS: 4-13 s).
+    const timeline: string[] = [];
+    let probing = true;
+    const t0 = Date.now();
+    const probe = (async () => {
+      while (probing) {
+        const at = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+        await jsm.streams.info('KV_af_running').then(
+          (i) => timeline.push(`${at}: leader ${i.cluster?.leader ?? '(none)'}, replicas ${JSON.stringify(i.cluster?.replicas?.map((r) => [r.name, r.current, r.lag]))}`),
+          (e: unknown) => timeline.push(`${at}: ${(e as Error).message}`),
+        );
+        await sleep(1_000);
+      }
+    })();
     const report = await simulate(async () => {
       cluster.byName(leader).signal('SIGKILL'); // writes fail until the others elect a new leader (seconds)
     });
-    await checkAgainstStreams(report);
+    probing = false;
+    await probe;
+    try {
+      await checkAgainstStreams(report);
+    } catch (e) {
+      process.stderr.write(`killed ${leader}; KV_af_running meanwhile:\n${timeline.join('\n')}\n`);
+      for (const [id, n] of nodes) process.stderr.write(`${id}:\n${n.log.join('').split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-15).join('\n')}\n`);
+      throw e;
+    }
     await cluster.byName(leader).restart();
   }, 120_000);
 });

@@ -4,7 +4,9 @@
  * over after the lease TTL; a third joins and takes about a third. Every call keeps exactly the
  * moves it was acknowledged, and every event stream stays contiguous.
  */
+import { Kvm } from '@nats-io/kv';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { LeaseValue } from '../../src/cluster/shard-lease.js';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
@@ -64,6 +66,47 @@ describe('nodes splitting the shards with leases', () => {
       expect(history.map((e) => e.seq)).toEqual(history.map((_, i) => i + 1));
     }
   }, 90_000);
+});
+
+describe('a graceful move', () => {
+  it('transfers each lease straight to its next owner (one write), on join and on stop', async () => {
+    const server: NatsServer = await startNats();
+    cleanups.push(() => server.stop());
+    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const a = await startNode(server, { ...leased, nodeId: 'node-a' });
+    cleanups.push(() => a.stop());
+    expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
+    const watcher = await connectNats(server.url, 'transfer-watch');
+    cleanups.push(() => watcher.close());
+    const leases = await new Kvm(watcher).open('af_leases');
+    const transfers: { key: string; value: LeaseValue }[] = [];
+    const iter = await leases.watch({ key: 'shard.*', include: 'updates' });
+    void (async () => {
+      for await (const e of iter) {
+        if (e.operation !== 'PUT') continue;
+        const value = JSON.parse(e.string()) as LeaseValue;
+        if (value.transferred_from !== undefined || value.released_at !== undefined) transfers.push({ key: e.key, value });
+      }
+    })();
+
+    const b = await startNode(server, { ...leased, nodeId: 'node-b' });
+    cleanups.push(() => b.stop());
+    expect(await until(() => a.servedShards + b.servedShards === 256 && b.servedShards > 100, 10_000)).toBe(true);
+    // Every shard b took came as a transfer from a, not as a released marker b had to claim.
+    expect(transfers.length).toBe(b.servedShards);
+    expect(transfers.every((t) => t.value.node_id === 'node-b' && t.value.transferred_from === 'node-a' && t.value.stopped_at !== undefined)).toBe(true);
+
+    transfers.length = 0;
+    await b.stop();
+    expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
+    expect(transfers.length).toBeGreaterThan(100);
+    expect(transfers.every((t) => t.value.node_id === 'node-a' && t.value.transferred_from === 'node-b')).toBe(true);
+    iter.stop();
+    // And a confirmed each one: the leases are in its own plain name now.
+    for await (const key of await leases.keys('shard.*')) {
+      expect(JSON.parse((await leases.get(key))!.string())).toEqual({ node_id: 'node-a', acquired_at: expect.any(String) });
+    }
+  }, 60_000);
 });
 
 describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {

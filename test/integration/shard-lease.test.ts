@@ -64,6 +64,36 @@ describe('ShardLease', () => {
     await b!.release();
   });
 
+  it('a transfer puts the lease in the next holder\'s name: held by it, taken by nobody else, served by it without a claim', async () => {
+    const a = await ShardLease.acquire(kv, 'shard.11', 'node-a', options());
+    const stoppedAt = new Date();
+    const t = await a!.release({ handOver: true, stoppedAt, to: 'node-b' });
+    expect(t!.marker).toMatchObject({ node_id: 'node-b', transferred_from: 'node-a', stopped_at: stoppedAt.toISOString() });
+    expect(await ShardLease.holder(kv, 'shard.11')).toMatchObject({ node_id: 'node-b' });
+    expect(await ShardLease.acquire(kv, 'shard.11', 'node-c', options())).toBeNull(); // not a free marker
+    const b = ShardLease.adopt(kv, 'shard.11', 'node-b', t!.revision, t!.marker, options());
+    expect(b.handedOver).toBe(true);
+    expect(await b.renew()).toBe(true); // confirmed, and now in b's own (plain) value
+    expect(await ShardLease.holder(kv, 'shard.11')).toEqual({ node_id: 'node-b', acquired_at: expect.any(String) });
+    await b.release();
+  });
+
+  it('a transfer whose announcement was missed is taken by its node when it tries the shard; adopting a stale one is fenced', async () => {
+    const a = await ShardLease.acquire(kv, 'shard.12', 'node-a', options());
+    const t = await a!.release({ handOver: true, to: 'node-b' });
+    const b = await ShardLease.acquire(kv, 'shard.12', 'node-b', options());
+    expect(b).not.toBeNull();
+    expect(b!.handedOver).toBe(true);
+    expect(b!.previous).toMatchObject({ transferred_from: 'node-a' });
+    // The announcement arrives late, after b took it another way: adopting it fences at once.
+    const reasons: string[] = [];
+    const late = ShardLease.adopt(kv, 'shard.12', 'node-b', t!.revision, t!.marker, options((r) => reasons.push(r)));
+    expect(await late.renew()).toBe(false);
+    expect(reasons[0]).toMatch(/renewal refused/);
+    expect(await b!.renew()).toBe(true);
+    await b!.release();
+  });
+
   it('renewals never overlap: one asked for while another is on its way waits for it, and nothing is fenced', async () => {
     const reasons: string[] = [];
     const a = await ShardLease.acquire(kv, 'shard.10', 'node-a', options((r) => reasons.push(r)));
