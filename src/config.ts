@@ -46,8 +46,28 @@ export const NodeConfig = z.object({
     .describe('Longest a stop (SIGTERM, Ctrl-C) may take: the node leaves, hands every shard over and finishes in-flight requests, then exits 0. If that needs longer (NATS unreachable), it exits 1 and its leases expire on their own. Keep it below the supervisor\'s kill timeout (systemd TimeoutStopSec, Kubernetes terminationGracePeriodSeconds).'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .describe('pino log level. Variable values are never logged at info.'),
+  HTTP_HOST: z.string().min(1).default('127.0.0.1')
+    .describe('Address the REST gateway listens on (`activeflow gateway`, or `activeflow node --http <port>`). 0.0.0.0 listens on every interface (a container); the default keeps a development machine private.'),
+  HTTP_MAX_BODY_BYTES: int(1024).max(16 * 1024 * 1024).default(1024 * 1024)
+    .describe('Largest REST request body; a larger one is refused with 413 before it is read. 1 MiB holds a flow of a few thousand actions.'),
 });
 export type NodeConfig = z.infer<typeof NodeConfig>;
+
+/** `activeflow gateway`: the NATS connection, the HTTP listener, and nothing of a node's. */
+export const GatewayConfig = NodeConfig.pick({ NATS_URL: true, NATS_USER: true, NATS_PASSWORD: true, LOG_LEVEL: true, HTTP_HOST: true, HTTP_MAX_BODY_BYTES: true }).extend({
+  HTTP_PORT: int(0).max(65_535).default(8080)
+    .describe('Port of the REST gateway (`activeflow gateway`).'),
+  GATEWAY_RETRY_MS: int(0).default(10_000)
+    .describe('How long the gateway retries a request the runtime cannot answer yet (a shard moving, NATS electing a leader) before it answers 503.'),
+});
+export type GatewayConfig = z.infer<typeof GatewayConfig>;
+
+export function readGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
+  const known = Object.fromEntries(Object.keys(GatewayConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
+  const config = GatewayConfig.parse(known);
+  if ((config.NATS_USER === undefined) !== (config.NATS_PASSWORD === undefined)) throw new Error('NATS_USER and NATS_PASSWORD go together: set both or neither');
+  return config;
+}
 
 export function defaultNodeId(): string {
   return `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40)}-${randomBytes(3).toString('hex')}`;
@@ -66,8 +86,8 @@ export function readNodeConfig(env: Record<string, string | undefined> = process
 }
 
 /** `--help` text for the environment variables. */
-export function describeConfig(): string {
-  return Object.entries(NodeConfig.shape)
+export function describeConfig(shape: Record<string, z.ZodType> = NodeConfig.shape): string {
+  return Object.entries(shape)
     .map(([key, schema]) => {
       const def = (schema as z.ZodType & { _zod: { def: { defaultValue?: unknown } } })._zod.def.defaultValue;
       return `  ${key}${def !== undefined ? ` (default ${JSON.stringify(def)})` : ''}\n      ${schema.description ?? ''}`;

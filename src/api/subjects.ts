@@ -16,6 +16,8 @@ export const SUBJECTS = {
   adminDrain: 'activeflow.admin.v1.drain',
   adminUndrain: 'activeflow.admin.v1.undrain',
   adminRebalance: 'activeflow.admin.v1.rebalance',
+  /** Operators: the REST gateway's access keys (create, list, delete). */
+  adminAccessKeys: (verb: 'create' | 'list' | 'delete') => `activeflow.admin.v1.accesskeys.${verb}`,
   /** Operators: one node's own view (its shards, its resident actors). */
   adminNodeStatus: (nodeId: string) => `activeflow.admin.v1.node.${nodeId}.status`,
   /** Between nodes: reconcile the shard ownership now (after a drain, an undrain, a rebalance). */

@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
 import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
+import { accessKeysCommand } from './accesskeys-command.js';
+import { gatewayCommand } from './gateway-command.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
 import { simulateCallsCommand } from './simulate-calls-command.js';
@@ -10,7 +12,7 @@ import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {
@@ -33,7 +35,7 @@ function overview(): string {
 }
 
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
-const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout']);
+const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),

@@ -3,6 +3,8 @@ import { createLogger } from '../log.js';
 import { parseServers } from '../nats/connect.js';
 import { ActiveflowNode } from '../node/activeflow-node.js';
 import type { Command, CliIo } from './command.js';
+import { startGateway } from './gateway-command.js';
+import { stopOnSignals } from './signals.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -26,47 +28,30 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
   }
 }
 
-/**
- * Stops on SIGINT/SIGTERM: the node hands its shards over and in-flight requests finish, then the
- * process exits 0. Handing shards over needs NATS: if that does not finish within `deadlineMs`,
- * the process exits 1 instead of hanging until it is killed (its leases expire on their own).
- */
-export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number): Promise<number> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = () => {
-      if (stopping) process.exit(130); // a second Ctrl-C: leave now
-      stopping = true;
-      const timer = setTimeout(() => {
-        process.stderr.write(`activeflow: the stop did not finish within ${deadlineMs} ms (STOP_TIMEOUT_MS; is NATS reachable?); exiting: this node's leases expire on their own\n`);
-        process.exit(1);
-      }, deadlineMs);
-      void stop().then(() => resolve(0), (e: unknown) => {
-        process.stderr.write(`activeflow: the stop failed: ${(e as Error).message}\n`);
-        resolve(1);
-      }).finally(() => clearTimeout(timer));
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
-}
-
 export const nodeCommand: Command = {
   name: 'node',
-  usage: 'activeflow node',
+  usage: 'activeflow node [--http <port>]',
   summary: 'Run a node against the NATS servers in NATS_URL (for operators and tests).',
   help: `Runs one node: it hosts the activeflows of the shards it owns and serves the control API
 (activeflow.v1.*, flow.v1.*) over NATS. Logs are JSON lines on stdout (pino).
 Ctrl-C or SIGTERM stops it cleanly: in-flight requests finish first.
+--http <port> also serves the REST gateway (as \`activeflow gateway\` does) in this process,
+on HTTP_HOST.
 
 Configuration, from the environment:
 ${describeConfig()}`,
-  async run(_args, io) {
+  async run(args, io) {
     let config: NodeConfig;
     try {
       config = readNodeConfig();
     } catch (e) {
       io.err(`activeflow node: bad configuration: ${(e as Error).message}`);
+      return 2;
+    }
+    const http = args.options.get('http');
+    const port = http === undefined ? undefined : Number(http);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65_535)) {
+      io.err(`activeflow node: --http takes a port number (0-65535), not "${http}"`);
       return 2;
     }
     let node: ActiveflowNode;
@@ -75,6 +60,19 @@ ${describeConfig()}`,
     } catch {
       return 1;
     }
-    return stopOnSignals(() => node.stop(), config.STOP_TIMEOUT_MS);
+    let gateway: { stop: () => Promise<void> } | null = null;
+    if (port !== undefined) {
+      try {
+        gateway = await startGateway(node.nc, { port, host: config.HTTP_HOST, maxBodyBytes: config.HTTP_MAX_BODY_BYTES, log: createLogger({ component: 'gateway' }) });
+      } catch (e) {
+        io.err(`activeflow node: the REST gateway did not start: ${(e as Error).message}`);
+        await node.stop();
+        return 1;
+      }
+    }
+    return stopOnSignals(async () => {
+      await gateway?.stop(); // no new REST requests, then the node hands its shards over
+      await node.stop();
+    }, config.STOP_TIMEOUT_MS);
   },
 };

@@ -6,7 +6,8 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readNodeConfig } from '../config.js';
 import { NatsServer } from '../nats/server-process.js';
-import { startNode, stopOnSignals } from './node-command.js';
+import { startNode } from './node-command.js';
+import { stopOnSignals } from './signals.js';
 import type { Command } from './command.js';
 
 export const startCommand: Command = {

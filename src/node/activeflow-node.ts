@@ -22,6 +22,7 @@ import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { connectNats } from '../nats/connect.js';
+import { AccessKeyRequests, AccessKeyStore } from '../gateway/access-keys.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
 import { openStorage, type Storage } from '../store/buckets.js';
@@ -63,7 +64,8 @@ export interface NodeOptions {
   log: Logger;
 }
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../version.js';
+import { VERSION } from '../version.js';
 
 export class ActiveflowNode {
   private service: Service | null = null;
@@ -157,6 +159,13 @@ export class ActiveflowNode {
     }) });
     svc.addEndpoint('admin_undrain', { subject: SUBJECTS.adminUndrain, handler: handle(async (m) => admin.undrain(parseRequest(m, AdminRequests.undrain).node_id)) });
     svc.addEndpoint('admin_rebalance', { subject: SUBJECTS.adminRebalance, handler: handle(async (m) => (parseRequest(m, AdminRequests.rebalance), admin.rebalance())) });
+    const keys = new AccessKeyStore(this.storage.accessKeys);
+    svc.addEndpoint('admin_accesskeys_create', { subject: SUBJECTS.adminAccessKeys('create'), handler: handle(async (m) => {
+      const r = parseRequest(m, AccessKeyRequests.create);
+      return keys.create(r.customer_id, r.name ?? '', this.clock.now());
+    }) });
+    svc.addEndpoint('admin_accesskeys_list', { subject: SUBJECTS.adminAccessKeys('list'), handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })) });
+    svc.addEndpoint('admin_accesskeys_delete', { subject: SUBJECTS.adminAccessKeys('delete'), handler: handle(async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id)) });
     svc.addEndpoint('admin_node_status', { subject: SUBJECTS.adminNodeStatus(this.options.nodeId), handler: handle(async (m) => (parseRequest(m, AdminRequests.status), this.status())) });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
     if (this.options.shardLeases === true) {

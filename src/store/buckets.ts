@@ -15,6 +15,7 @@ export const BUCKETS = {
   index: 'af_index',
   history: 'af_history',
   leases: 'af_leases',
+  accessKeys: 'af_accesskeys',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
 
@@ -38,6 +39,8 @@ export interface Storage {
   index: KV;
   history: KV;
   leases: KV;
+  /** The REST gateway's access keys (hashes only). */
+  accessKeys: KV;
 }
 
 async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Promise<KV> {
@@ -50,7 +53,7 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
   const kvm = new Kvm(js);
   const common = { replicas: o.replicas, history: 1 };
-  const [cluster, flows, running, ended, index, history, leases] = await Promise.all([
+  const [cluster, flows, running, ended, index, history, leases, accessKeys] = await Promise.all([
     bucket(kvm, BUCKETS.cluster, { ...common }),
     bucket(kvm, BUCKETS.flows, { ...common, history: 5 }),
     bucket(kvm, BUCKETS.running, { ...common }),
@@ -58,6 +61,7 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     bucket(kvm, BUCKETS.index, { ...common, ttl: o.endedRetentionMs }),
     bucket(kvm, BUCKETS.history, { ...common }),
     bucket(kvm, BUCKETS.leases, { ...common, ttl: o.leaseTtlMs }),
+    bucket(kvm, BUCKETS.accessKeys, { ...common }),
   ]);
   const stream = {
     name: EVENTS_STREAM,
@@ -72,5 +76,5 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   } catch {
     await jsm.streams.add(stream);
   }
-  return { js, jsm, cluster, flows, running, ended, index, history, leases };
+  return { js, jsm, cluster, flows, running, ended, index, history, leases, accessKeys };
 }

@@ -198,6 +198,11 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     });
     probing = false;
     await probe;
+    if (process.env['SHOW_ELECTION'] === '1') {
+      process.stderr.write(`killed ${leader} at ${new Date(t0).toISOString()}; calls done after ${Date.now() - t0} ms; KV_af_running meanwhile:\n${timeline.join('\n')}\n`);
+      const { writeFileSync } = await import('node:fs');
+      for (const [id, n] of nodes) writeFileSync(`/tmp/election-${id}.log`, n.log.join(''));
+    }
     try {
       await checkAgainstStreams(report);
     } catch (e) {

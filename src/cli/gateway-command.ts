@@ -1,0 +1,74 @@
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeConfig, GatewayConfig, readGatewayConfig } from '../config.js';
+import { AccessKeyCache } from '../gateway/access-keys.js';
+import { HttpGateway } from '../gateway/http-gateway.js';
+import type { Logger } from '../log.js';
+import { createLogger } from '../log.js';
+import { connectNats, parseServers } from '../nats/connect.js';
+import { BUCKETS } from '../store/buckets.js';
+import type { Command } from './command.js';
+import { stopOnSignals } from './signals.js';
+
+/** The gateway on a connection: the access keys' watch, then the HTTP listener. */
+export async function startGateway(nc: NatsConnection, o: { port: number; host: string; maxBodyBytes: number; retryForMs?: number; log: Logger }): Promise<{ gateway: HttpGateway; stop: () => Promise<void> }> {
+  let kv;
+  try {
+    kv = await new Kvm(nc).open(BUCKETS.accessKeys);
+  } catch (e) {
+    throw new Error(`cannot open the ${BUCKETS.accessKeys} bucket (${(e as Error).message}): start a node first, it creates the buckets`, { cause: e });
+  }
+  const keys = await AccessKeyCache.start(kv);
+  const gateway = await HttpGateway.start({ nc, keys, log: o.log, port: o.port, host: o.host, maxBodyBytes: o.maxBodyBytes, ...(o.retryForMs === undefined ? {} : { retryForMs: o.retryForMs }) });
+  o.log.info({ event: 'gateway_listening', url: gateway.url }, `REST gateway on ${gateway.url}/v1.0 (OpenAPI at ${gateway.url}/openapi.json)`);
+  return {
+    gateway,
+    stop: async () => {
+      await gateway.stop();
+      keys.stop();
+    },
+  };
+}
+
+export const gatewayCommand: Command = {
+  name: 'gateway',
+  usage: 'activeflow gateway',
+  summary: 'Run a REST gateway (VoIPBIN\'s /v1.0 activeflow and flow API) in front of the nodes.',
+  help: `Serves VoIPBIN's public REST API for activeflows and flows under /v1.0, backed by the nodes'
+NATS API, and its OpenAPI document at /openapi.json. Stateless: run as many as you like.
+Requests need an access key (\`activeflow accesskeys create --customer <id>\`), sent as
+"Authorization: Bearer <key>" or ?accesskey=<key>; each key sees only its customer's data.
+Ctrl-C or SIGTERM stops it: requests in progress finish first. The API is described in docs/rest.md.
+
+Configuration, from the environment:
+${describeConfig(GatewayConfig.shape)}`,
+  async run(_args, io) {
+    let config: GatewayConfig;
+    try {
+      config = readGatewayConfig();
+    } catch (e) {
+      io.err(`activeflow gateway: bad configuration: ${(e as Error).message}`);
+      return 2;
+    }
+    const log = createLogger({ component: 'gateway' });
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats(parseServers(config.NATS_URL), 'activeflow-gateway', config.NATS_USER !== undefined && config.NATS_PASSWORD !== undefined ? { user: config.NATS_USER, pass: config.NATS_PASSWORD } : undefined);
+    } catch (e) {
+      io.err(`activeflow gateway: cannot reach NATS at ${config.NATS_URL}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
+      return 1;
+    }
+    let running: { stop: () => Promise<void> };
+    try {
+      running = await startGateway(nc, { port: config.HTTP_PORT, host: config.HTTP_HOST, maxBodyBytes: config.HTTP_MAX_BODY_BYTES, retryForMs: config.GATEWAY_RETRY_MS, log });
+    } catch (e) {
+      io.err(`activeflow gateway: ${(e as Error).message}`);
+      await nc.close().catch(() => undefined);
+      return 1;
+    }
+    return stopOnSignals(async () => {
+      await running.stop();
+      await nc.drain();
+    }, 30_000);
+  },
+};

@@ -1,0 +1,151 @@
+/**
+ * Access keys of the REST gateway: each one bound to one customer, stored in `af_accesskeys`.
+ * Only a key's SHA-256 is stored: the token itself is shown once, when it is created, so a copy
+ * of the bucket (a backup, a replica) does not give anyone access.
+ *
+ * Operators manage keys through the nodes (`activeflow.admin.v1.accesskeys.*`, CLI `accesskeys`);
+ * gateways only read them, from a watch that keeps every key in memory: a request is checked
+ * without a round trip, and a deleted key stops working as soon as the watch delivers it.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { QueuedIterator } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { Timestamp, Uuid } from '../../machines/index.js';
+import { ActiveflowError } from '../errors.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
+
+/** Tokens look like `afk_<43 characters>`: recognizable in logs and secret scanners. */
+const TOKEN_PREFIX = 'afk_';
+
+export const StoredAccessKey = z.object({
+  id: Uuid,
+  customer_id: Uuid,
+  name: z.string(),
+  /** hex SHA-256 of the token */
+  token_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The token's first characters, to tell keys apart in a list. */
+  token_hint: z.string(),
+  tm_create: Timestamp,
+});
+export type StoredAccessKey = z.infer<typeof StoredAccessKey>;
+
+/** What a list shows: never the hash. */
+export type AccessKeyInfo = Omit<StoredAccessKey, 'token_sha256'>;
+
+export const AccessKeyRequests = {
+  create: z.strictObject({ customer_id: Uuid, name: z.string().max(255).optional() }),
+  list: z.strictObject({ customer_id: Uuid.optional() }),
+  delete: z.strictObject({ id: Uuid }),
+};
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+function info(k: StoredAccessKey): AccessKeyInfo {
+  const { token_sha256: _h, ...rest } = k;
+  return rest;
+}
+
+/** Create, list and delete (the nodes' side). */
+export class AccessKeyStore {
+  constructor(private readonly kv: KV) {}
+
+  async create(customerId: string, name: string, now: string): Promise<AccessKeyInfo & { token: string }> {
+    const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const key: StoredAccessKey = {
+      id: randomUUID(), customer_id: customerId, name, token_sha256: hashToken(token), token_hint: `${token.slice(0, 8)}...`, tm_create: now,
+    };
+    await this.kv.create(`key.${key.id}`, encodeJson(key));
+    return { ...info(key), token };
+  }
+
+  async list(customerId?: string): Promise<AccessKeyInfo[]> {
+    const out: AccessKeyInfo[] = [];
+    for await (const k of await this.kv.keys('key.*')) {
+      const e = await this.kv.get(k);
+      if (e === null || e.operation !== 'PUT') continue;
+      const parsed = StoredAccessKey.safeParse(decodeJson(e.value));
+      if (parsed.success && (customerId === undefined || parsed.data.customer_id === customerId)) out.push(info(parsed.data));
+    }
+    return out.sort((a, b) => a.tm_create.localeCompare(b.tm_create) || a.id.localeCompare(b.id));
+  }
+
+  async delete(id: string): Promise<AccessKeyInfo> {
+    const e = await this.kv.get(`key.${id}`);
+    if (e === null || e.operation !== 'PUT') throw new ActiveflowError('not_found', `access key ${id} not found`);
+    const key = StoredAccessKey.parse(decodeJson(e.value));
+    await this.kv.delete(`key.${id}`, { previousSeq: e.revision });
+    return info(key);
+  }
+}
+
+/** Every key, by hash, kept current by a watch (the gateways' side). */
+export class AccessKeyCache {
+  private readonly byHash = new Map<string, StoredAccessKey>();
+  private readonly hashById = new Map<string, string>();
+  private iter: QueuedIterator<KvWatchEntry> | null = null;
+  private stopped = false;
+
+  private constructor(private readonly kv: KV) {}
+
+  /** Resolves once the watch has replayed every stored key. */
+  static async start(kv: KV): Promise<AccessKeyCache> {
+    const cache = new AccessKeyCache(kv);
+    await cache.follow();
+    return cache;
+  }
+
+  private async follow(): Promise<void> {
+    let ready!: () => void;
+    const replayed = new Promise<void>((r) => (ready = r));
+    const run = async (): Promise<void> => {
+      while (!this.stopped) {
+        try {
+          // The replay's last entry is the first marked as an update; an empty bucket replays none.
+          const empty = (await this.kv.status()).values === 0;
+          const iter = await this.kv.watch({ key: 'key.*' });
+          this.iter = iter;
+          if (empty) ready();
+          const fallback = setTimeout(ready, 5_000); // keys deleted between status and watch
+          for await (const e of iter) {
+            this.apply(e);
+            if (e.isUpdate) {
+              clearTimeout(fallback);
+              ready();
+            }
+          }
+          clearTimeout(fallback);
+        } catch {
+          // a server restart ends the watch: open it again (it replays everything)
+        }
+        if (!this.stopped) await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    void run();
+    await replayed;
+  }
+
+  private apply(e: KvWatchEntry): void {
+    const id = e.key.slice('key.'.length);
+    const old = this.hashById.get(id);
+    if (old !== undefined) this.byHash.delete(old);
+    this.hashById.delete(id);
+    if (e.operation !== 'PUT') return;
+    const parsed = StoredAccessKey.safeParse(decodeJson(e.value));
+    if (!parsed.success) return;
+    this.byHash.set(parsed.data.token_sha256, parsed.data);
+    this.hashById.set(id, parsed.data.token_sha256);
+  }
+
+  /** The key a token belongs to, or null. */
+  lookup(token: string): StoredAccessKey | null {
+    return this.byHash.get(hashToken(token)) ?? null;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.iter?.stop();
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * The REST gateway: VoIPBIN's public activeflow and flow API under `/v1.0`, backed by the NATS
+ * control API. Stateless: any number of gateways can run, each with its own NATS connection and a
+ * watched copy of the access keys. Every request is scoped to its key's customer: another
+ * customer's activeflow or flow answers 404, exactly like one that does not exist.
+ *
+ * The bundled client retries through shard moves and NATS restarts, so a caller sees an error
+ * only when the runtime stays unavailable past the retry window (503, retryable).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { z } from 'zod';
+import { describeIssues, Uuid, type Activeflow, type Flow } from '../../machines/index.js';
+import { ActiveflowClient } from '../api/client.js';
+import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
+import { openApiDocument } from './openapi.js';
+import {
+  ActiveflowCreateBody, ActiveflowListQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, VariablesBody,
+} from './rest-schemas.js';
+
+export interface GatewayOptions {
+  nc: NatsConnection;
+  keys: AccessKeyCache;
+  log: Logger;
+  port: number;
+  host?: string;
+  /** Largest request body read; larger ones are refused with 413 before they are read. */
+  maxBodyBytes?: number;
+  /** How long the gateway retries a request the runtime cannot answer yet (a shard moving). */
+  retryForMs?: number;
+}
+
+/** An HTTP-level refusal: status, a code for clients to switch on, a message for people. */
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+interface Ctx {
+  key: StoredAccessKey;
+  params: string[];
+  query: Record<string, unknown>;
+  body: () => Promise<unknown>;
+  client: ActiveflowClient;
+}
+
+interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: RegExp;
+  /** The query string it takes (besides `accesskey`); none when absent. */
+  query?: z.ZodType;
+  handle: (ctx: Ctx) => Promise<{ status?: number; body: unknown }>;
+}
+
+const ID = '([^/]+)';
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ActiveflowError('invalid_argument', `${where}: ${describeIssues(r.error.issues)}`);
+  return r.data;
+}
+
+function pathId(raw: string, what: string): string {
+  const id = decodeURIComponent(raw);
+  if (!Uuid.safeParse(id).success) throw new ActiveflowError('invalid_argument', `"${id}" is not ${what} id (a UUID)`);
+  return id.toLowerCase();
+}
+
+function queryOf(q: URLSearchParams): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of q) if (k !== 'accesskey') out[k] = v;
+  return out;
+}
+
+const ROUTES: readonly Route[] = [
+  {
+    method: 'POST', path: /^\/v1\.0\/activeflows$/, handle: async (c) => {
+      const b = parse(ActiveflowCreateBody, await c.body(), 'body');
+      const af = await c.client.createActiveflow({ ...b, customer_id: c.key.customer_id, reference_type: 'api', execute: true });
+      return { body: restActiveflow(af) };
+    },
+  },
+  {
+    method: 'GET', path: /^\/v1\.0\/activeflows$/, query: ActiveflowListQuery, handle: async (c) => {
+      const q = c.query as z.output<typeof ActiveflowListQuery>;
+      const page = await c.client.listActiveflows({ ...q, page_size: q.page_size ?? 100, customer_id: c.key.customer_id });
+      return { body: { result: page.result.map(restActiveflow), next_page_token: page.next_page_token } };
+    },
+  },
+  {
+    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
+      return { body: restActiveflow(await c.client.get(pathId(c.params[0]!, 'an activeflow'), c.key.customer_id)) };
+    },
+  },
+  {
+    method: 'DELETE', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
+      // VoIPBIN's spec says 204; its api-manager answers 200 with the activeflow, which clients use.
+      return { body: restActiveflow(await c.client.delete(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.key.customer_id })) };
+    },
+  },
+  {
+    method: 'POST', path: new RegExp(`^/v1\\.0/activeflows/${ID}/stop$`), handle: async (c) => {
+      return { body: restActiveflow(await c.client.stop(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.key.customer_id })) };
+    },
+  },
+  {
+    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/history$`), query: HistoryQuery, handle: async (c) => {
+      const q = c.query as z.output<typeof HistoryQuery>;
+      const id = pathId(c.params[0]!, 'an activeflow');
+      const page = await c.client.call<{ events: unknown[]; next_from_seq?: number }>(`activeflow.v1.${id}.history`, {
+        customer_id: c.key.customer_id, ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }), limit: q.limit ?? 100,
+      });
+      return { body: page };
+    },
+  },
+  {
+    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
+      const id = pathId(c.params[0]!, 'an activeflow');
+      return { body: await c.client.call(`activeflow.v1.${id}.variables_get`, { customer_id: c.key.customer_id }) };
+    },
+  },
+  {
+    method: 'PUT', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
+      const id = pathId(c.params[0]!, 'an activeflow');
+      const b = parse(VariablesBody, await c.body(), 'body');
+      return { body: await c.client.call(`activeflow.v1.${id}.variables_set`, { customer_id: c.key.customer_id, variables: b.variables }) };
+    },
+  },
+  {
+    method: 'GET', path: /^\/v1\.0\/flows$/, query: FlowListQuery, handle: async (c) => {
+      const q = c.query as z.output<typeof FlowListQuery>;
+      const page = await c.client.listFlows({ ...q, page_size: q.page_size ?? 100, customer_id: c.key.customer_id });
+      return { body: { result: page.result.map(restFlow), next_page_token: page.next_page_token } };
+    },
+  },
+  {
+    method: 'POST', path: /^\/v1\.0\/flows$/, handle: async (c) => {
+      const b = parse(FlowBody, await c.body(), 'body');
+      return { body: restFlow(await c.client.createFlow({ ...b, type: 'flow', customer_id: c.key.customer_id })) };
+    },
+  },
+  {
+    method: 'GET', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+      return { body: restFlow(await c.client.getFlow(pathId(c.params[0]!, 'a flow'), c.key.customer_id)) };
+    },
+  },
+  {
+    method: 'PUT', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+      const id = pathId(c.params[0]!, 'a flow');
+      const b = parse(FlowBody, await c.body(), 'body');
+      return { body: restFlow(await c.client.updateFlow(id, { ...b, customer_id: c.key.customer_id })) };
+    },
+  },
+  {
+    method: 'DELETE', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+      return { body: restFlow(await c.client.deleteFlow(pathId(c.params[0]!, 'a flow'), c.key.customer_id)) };
+    },
+  },
+];
+
+/** HTTP statuses for the API's error codes (the NATS API's own mapping). */
+function statusOf(e: ActiveflowError): number {
+  return STATUS_BY_CODE[e.code];
+}
+
+export class HttpGateway {
+  private constructor(
+    private readonly server: Server,
+    private readonly options: GatewayOptions,
+  ) {}
+
+  static async start(options: GatewayOptions): Promise<HttpGateway> {
+    const client = new ActiveflowClient(options.nc, { requestTimeoutMs: 2_000, retryForMs: options.retryForMs ?? 10_000 });
+    const server = createServer((req, res) => void handle(req, res, client, options));
+    server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
+    server.headersTimeout = 66_000;
+    server.requestTimeout = 60_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+    });
+    return new HttpGateway(server, options);
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://${this.options.host ?? '127.0.0.1'}:${this.port}`;
+  }
+
+  /** Stops listening, lets requests in progress finish, and closes idle keep-alive connections. */
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.server.closeIdleConnections();
+    await closed;
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  send(res, status, { error: { code, message } }, headers);
+}
+
+/** The access key: `Authorization: Bearer <key>` or `?accesskey=<key>`, as VoIPBIN takes it. */
+function tokenOf(req: IncomingMessage, url: URL): string | null {
+  const auth = req.headers.authorization;
+  if (auth !== undefined) {
+    const m = /^Bearer\s+(\S+)$/i.exec(auth);
+    if (m === null) throw new HttpError(401, 'unauthenticated', 'the Authorization header must be "Bearer <access key>"');
+    return m[1]!;
+  }
+  return url.searchParams.get('accesskey');
+}
+
+function readBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > maxBytes) return Promise.reject(new HttpError(413, 'payload_too_large', `the body is ${declared} bytes; the limit is ${maxBytes}`, { connection: 'close' }));
+  const type = req.headers['content-type'];
+  if (type !== undefined && !/^application\/json\b/i.test(type)) {
+    return Promise.reject(new HttpError(415, 'unsupported_media_type', `send the body as application/json, not ${type}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (size > maxBytes) return; // refused already: the rest is discarded, the connection closes
+      size += chunk.length;
+      if (size > maxBytes) {
+        reject(new HttpError(413, 'payload_too_large', `the body is larger than the limit of ${maxBytes} bytes`, { connection: 'close' }));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (size > maxBytes) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') {
+        reject(new ActiveflowError('invalid_argument', 'body: a JSON object is required'));
+        return;
+      }
+      try {
+        resolve(JSON.parse(text));
+      } catch (e) {
+        reject(new ActiveflowError('invalid_argument', `body: not valid JSON (${(e as Error).message})`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, client: ActiveflowClient, o: GatewayOptions): Promise<void> {
+  const started = performance.now();
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://gateway');
+  } catch {
+    sendError(res, 400, 'invalid_argument', 'the request target is not a valid URL');
+    return;
+  }
+  const method = req.method ?? 'GET';
+  const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+  try {
+    if (method === 'GET' && (path === '/openapi.json' || path === '/v1.0/openapi.json')) {
+      send(res, 200, openApiDocument());
+      return;
+    }
+    const candidates = ROUTES.filter((r) => r.path.test(path));
+    if (candidates.length === 0) throw new HttpError(404, 'not_found', `no such endpoint: ${path} (the API is under /v1.0; see /openapi.json)`);
+    const route = candidates.find((r) => r.method === method);
+    if (route === undefined) {
+      const allow = candidates.map((r) => r.method).join(', ');
+      throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`, { allow });
+    }
+    const token = tokenOf(req, url);
+    if (token === null || token === '') throw new HttpError(401, 'unauthenticated', 'an access key is required: send "Authorization: Bearer <key>" or ?accesskey=<key>');
+    const key = o.keys.lookup(token);
+    if (key === null) throw new HttpError(401, 'unauthenticated', 'the access key is not valid (unknown or deleted)');
+    const params = route.path.exec(path)!.slice(1);
+    const query = parse(route.query ?? NoQuery, queryOf(url.searchParams), 'query') as Record<string, unknown>;
+    const result = await route.handle({ key, params, query, body: () => readBody(req, o.maxBodyBytes ?? 1024 * 1024), client });
+    send(res, result.status ?? 200, result.body);
+    o.log.debug({ event: 'http_request', method, path, status: result.status ?? 200, customer_id: key.customer_id, ms: Math.round(performance.now() - started) });
+  } catch (e) {
+    if (e instanceof HttpError) {
+      sendError(res, e.status, e.code, e.message, e.headers);
+    } else if (e instanceof ActiveflowError) {
+      sendError(res, statusOf(e), e.code, e.message, e.code === 'unavailable' ? { 'retry-after': '1' } : {});
+      if (e.code === 'internal') o.log.error({ event: 'http_internal', method, path, err: e });
+    } else {
+      o.log.error({ event: 'http_failed', method, path, err: e });
+      sendError(res, 500, 'internal', 'internal error; the details are in the gateway\'s log');
+    }
+  }
+}
+
+export type { Activeflow, Flow };
