@@ -7,7 +7,7 @@
  * The bundled client retries through shard moves and NATS restarts, so a caller sees an error
  * only when the runtime stays unavailable past the retry window (503, retryable).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
@@ -15,7 +15,9 @@ import { describeIssues, Uuid, type Activeflow, type Flow } from '../../machines
 import { ActiveflowClient } from '../api/client.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
 import type { Logger } from '../log.js';
+import { WebSocketServer } from 'ws';
 import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
+import { EventSocket } from './event-socket.js';
 import { openApiDocument } from './openapi.js';
 import {
   ActiveflowCreateBody, ActiveflowListQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, VariablesBody,
@@ -170,12 +172,30 @@ function statusOf(e: ActiveflowError): number {
 export class HttpGateway {
   private constructor(
     private readonly server: Server,
+    private readonly sockets: WebSocketServer,
     private readonly options: GatewayOptions,
   ) {}
 
   static async start(options: GatewayOptions): Promise<HttpGateway> {
     const client = new ActiveflowClient(options.nc, { requestTimeoutMs: 2_000, retryForMs: options.retryForMs ?? 10_000 });
     const server = createServer((req, res) => void handle(req, res, client, options));
+    const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+    server.on('upgrade', (req, socket, head) => {
+      const refuse = (status: number, message: string) => {
+        socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: status === 401 ? 'unauthenticated' : 'not_found', message } })}`);
+      };
+      const url = new URL(req.url ?? '/', 'http://gateway');
+      if (url.pathname !== '/v1.0/ws') return refuse(404, 'the WebSocket is at /v1.0/ws');
+      let token: string | null;
+      try {
+        token = url.searchParams.get('token') ?? tokenOf(req, url);
+      } catch (e) {
+        return refuse(401, (e as Error).message);
+      }
+      const key = token === null ? null : options.keys.lookup(token);
+      if (key === null) return refuse(401, 'an access key is required: /v1.0/ws?token=<access key>');
+      sockets.handleUpgrade(req, socket, head, (ws) => new EventSocket(ws, options.nc, key, options.log));
+    });
     server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
     server.headersTimeout = 66_000;
     server.requestTimeout = 60_000;
@@ -183,7 +203,7 @@ export class HttpGateway {
       server.once('error', reject);
       server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
     });
-    return new HttpGateway(server, options);
+    return new HttpGateway(server, sockets, options);
   }
 
   get port(): number {
@@ -197,6 +217,8 @@ export class HttpGateway {
   /** Stops listening, lets requests in progress finish, and closes idle keep-alive connections. */
   async stop(): Promise<void> {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
+    // WebSocket clients are told to come back (1012, service restart) and resume with from_seq.
+    for (const ws of this.sockets.clients) ws.close(1012, 'gateway restarting: reconnect and resume');
     this.server.closeIdleConnections();
     await closed;
   }
