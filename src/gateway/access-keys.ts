@@ -11,15 +11,23 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { Timestamp, Uuid } from '../../machines/index.js';
+import { NIL, Timestamp, Uuid } from '../../machines/index.js';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 
 /** Tokens look like `afk_<43 characters>`: recognizable in logs and secret scanners. */
 const TOKEN_PREFIX = 'afk_';
 
+/**
+ * `customer`: everything is scoped to its customer. `operator`: any customer's data (named with
+ * `?customer_id=`), the cluster's nodes and shards, and the dashboard's full view.
+ */
+export const KeyRole = z.enum(['customer', 'operator']);
+
 export const StoredAccessKey = z.object({
   id: Uuid,
+  role: KeyRole.default('customer'),
+  /** The nil UUID for an operator key. */
   customer_id: Uuid,
   name: z.string(),
   /** hex SHA-256 of the token */
@@ -34,7 +42,8 @@ export type StoredAccessKey = z.infer<typeof StoredAccessKey>;
 export type AccessKeyInfo = Omit<StoredAccessKey, 'token_sha256'>;
 
 export const AccessKeyRequests = {
-  create: z.strictObject({ customer_id: Uuid, name: z.string().max(255).optional() }),
+  create: z.strictObject({ customer_id: Uuid.optional(), operator: z.boolean().optional(), name: z.string().max(255).optional() })
+    .refine((r) => (r.customer_id !== undefined) !== (r.operator === true), { message: 'give customer_id (a customer\'s key) or operator: true (an operator\'s key), not both', path: ['customer_id'] }),
   list: z.strictObject({ customer_id: Uuid.optional() }),
   delete: z.strictObject({ id: Uuid }),
 };
@@ -52,10 +61,11 @@ function info(k: StoredAccessKey): AccessKeyInfo {
 export class AccessKeyStore {
   constructor(private readonly kv: KV) {}
 
-  async create(customerId: string, name: string, now: string): Promise<AccessKeyInfo & { token: string }> {
+  /** A customer's key, or with `customerId` null an operator's. */
+  async create(customerId: string | null, name: string, now: string): Promise<AccessKeyInfo & { token: string }> {
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const key: StoredAccessKey = {
-      id: randomUUID(), customer_id: customerId, name, token_sha256: hashToken(token), token_hint: `${token.slice(0, 8)}...`, tm_create: now,
+      id: randomUUID(), role: customerId === null ? 'operator' : 'customer', customer_id: customerId ?? NIL, name, token_sha256: hashToken(token), token_hint: `${token.slice(0, 8)}...`, tm_create: now,
     };
     await this.kv.create(`key.${key.id}`, encodeJson(key));
     return { ...info(key), token };

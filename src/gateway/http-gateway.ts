@@ -7,12 +7,14 @@
  * The bundled client retries through shard moves and NATS restarts, so a caller sees an error
  * only when the runtime stays unavailable past the retry window (503, retryable).
  */
+import { readFileSync } from 'node:fs';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { describeIssues, Uuid, type Activeflow, type Flow } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
+import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
 import type { Logger } from '../log.js';
 import { WebSocketServer } from 'ws';
@@ -44,6 +46,8 @@ class HttpError extends Error {
 
 interface Ctx {
   key: StoredAccessKey;
+  /** Whose data: the key's customer, or for an operator's key the `?customer_id=` it names (if any). */
+  customer: string | undefined;
   params: string[];
   query: Record<string, unknown>;
   body: () => Promise<unknown>;
@@ -78,35 +82,69 @@ function queryOf(q: URLSearchParams): Record<string, string> {
   return out;
 }
 
+/** The customer a list or a create is for: an operator's key must name one. */
+function customerOf(c: Ctx): string {
+  if (c.customer === undefined) throw new ActiveflowError('invalid_argument', 'an operator\'s key names the customer: add ?customer_id=<customer id>');
+  return c.customer;
+}
+
+function operatorOnly(c: Ctx): void {
+  if (c.key.role !== 'operator') throw new HttpError(403, 'permission_denied', 'the cluster\'s state needs an operator\'s access key (activeflow accesskeys create --operator)');
+}
+
 const ROUTES: readonly Route[] = [
+  {
+    method: 'GET', path: /^\/v1\.0\/cluster\/nodes$/, handle: async (c) => {
+      operatorOnly(c);
+      return { body: await c.client.call(SUBJECTS.adminNodes) };
+    },
+  },
+  {
+    method: 'GET', path: /^\/v1\.0\/cluster\/shards$/, handle: async (c) => {
+      operatorOnly(c);
+      return { body: await c.client.call(SUBJECTS.adminShards) };
+    },
+  },
+  {
+    // Ours, for the dashboard: what VoIPBIN's public form hides (stacks, cursor) and the variables.
+    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/inspect$`), handle: async (c) => {
+      const id = pathId(c.params[0]!, 'an activeflow');
+      const scope = c.customer === undefined ? {} : { customer_id: c.customer };
+      const [af, vars] = await Promise.all([
+        c.client.get(id, c.customer),
+        c.client.call<{ variables: Record<string, string> }>(`activeflow.v1.${id}.variables_get`, scope),
+      ]);
+      return { body: { ...restActiveflow(af), stack_map: af.stack_map, current_stack_id: af.current_stack_id, forward_stack_id: af.forward_stack_id, execute_count: af.execute_count, variables: vars.variables } };
+    },
+  },
   {
     method: 'POST', path: /^\/v1\.0\/activeflows$/, handle: async (c) => {
       const b = parse(ActiveflowCreateBody, await c.body(), 'body');
-      const af = await c.client.createActiveflow({ ...b, customer_id: c.key.customer_id, reference_type: 'api', execute: true });
+      const af = await c.client.createActiveflow({ ...b, customer_id: customerOf(c), reference_type: 'api', execute: true });
       return { body: restActiveflow(af) };
     },
   },
   {
     method: 'GET', path: /^\/v1\.0\/activeflows$/, query: ActiveflowListQuery, handle: async (c) => {
       const q = c.query as z.output<typeof ActiveflowListQuery>;
-      const page = await c.client.listActiveflows({ ...q, page_size: q.page_size ?? 100, customer_id: c.key.customer_id });
+      const page = await c.client.listActiveflows({ ...q, page_size: q.page_size ?? 100, customer_id: customerOf(c) });
       return { body: { result: page.result.map(restActiveflow), next_page_token: page.next_page_token } };
     },
   },
   {
     method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
-      return { body: restActiveflow(await c.client.get(pathId(c.params[0]!, 'an activeflow'), c.key.customer_id)) };
+      return { body: restActiveflow(await c.client.get(pathId(c.params[0]!, 'an activeflow'), c.customer)) };
     },
   },
   {
     method: 'DELETE', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
       // VoIPBIN's spec says 204; its api-manager answers 200 with the activeflow, which clients use.
-      return { body: restActiveflow(await c.client.delete(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.key.customer_id })) };
+      return { body: restActiveflow(await c.client.delete(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.customer })) };
     },
   },
   {
     method: 'POST', path: new RegExp(`^/v1\\.0/activeflows/${ID}/stop$`), handle: async (c) => {
-      return { body: restActiveflow(await c.client.stop(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.key.customer_id })) };
+      return { body: restActiveflow(await c.client.stop(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.customer })) };
     },
   },
   {
@@ -114,7 +152,7 @@ const ROUTES: readonly Route[] = [
       const q = c.query as z.output<typeof HistoryQuery>;
       const id = pathId(c.params[0]!, 'an activeflow');
       const page = await c.client.call<{ events: unknown[]; next_from_seq?: number }>(`activeflow.v1.${id}.history`, {
-        customer_id: c.key.customer_id, ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }), limit: q.limit ?? 100,
+        customer_id: c.customer, ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }), limit: q.limit ?? 100,
       });
       return { body: page };
     },
@@ -122,47 +160,55 @@ const ROUTES: readonly Route[] = [
   {
     method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
       const id = pathId(c.params[0]!, 'an activeflow');
-      return { body: await c.client.call(`activeflow.v1.${id}.variables_get`, { customer_id: c.key.customer_id }) };
+      return { body: await c.client.call(`activeflow.v1.${id}.variables_get`, { customer_id: c.customer }) };
     },
   },
   {
     method: 'PUT', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
       const id = pathId(c.params[0]!, 'an activeflow');
       const b = parse(VariablesBody, await c.body(), 'body');
-      return { body: await c.client.call(`activeflow.v1.${id}.variables_set`, { customer_id: c.key.customer_id, variables: b.variables }) };
+      return { body: await c.client.call(`activeflow.v1.${id}.variables_set`, { customer_id: c.customer, variables: b.variables }) };
     },
   },
   {
     method: 'GET', path: /^\/v1\.0\/flows$/, query: FlowListQuery, handle: async (c) => {
       const q = c.query as z.output<typeof FlowListQuery>;
-      const page = await c.client.listFlows({ ...q, page_size: q.page_size ?? 100, customer_id: c.key.customer_id });
+      const page = await c.client.listFlows({ ...q, page_size: q.page_size ?? 100, customer_id: customerOf(c) });
       return { body: { result: page.result.map(restFlow), next_page_token: page.next_page_token } };
     },
   },
   {
     method: 'POST', path: /^\/v1\.0\/flows$/, handle: async (c) => {
       const b = parse(FlowBody, await c.body(), 'body');
-      return { body: restFlow(await c.client.createFlow({ ...b, type: 'flow', customer_id: c.key.customer_id })) };
+      return { body: restFlow(await c.client.createFlow({ ...b, type: 'flow', customer_id: customerOf(c) })) };
     },
   },
   {
     method: 'GET', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
-      return { body: restFlow(await c.client.getFlow(pathId(c.params[0]!, 'a flow'), c.key.customer_id)) };
+      return { body: restFlow(await c.client.getFlow(pathId(c.params[0]!, 'a flow'), c.customer)) };
     },
   },
   {
     method: 'PUT', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
       const id = pathId(c.params[0]!, 'a flow');
       const b = parse(FlowBody, await c.body(), 'body');
-      return { body: restFlow(await c.client.updateFlow(id, { ...b, customer_id: c.key.customer_id })) };
+      return { body: restFlow(await c.client.updateFlow(id, { ...b, customer_id: c.customer })) };
     },
   },
   {
     method: 'DELETE', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
-      return { body: restFlow(await c.client.deleteFlow(pathId(c.params[0]!, 'a flow'), c.key.customer_id)) };
+      return { body: restFlow(await c.client.deleteFlow(pathId(c.params[0]!, 'a flow'), c.customer)) };
     },
   },
 ];
+
+const asset = (file: string, type: string) => ({ body: readFileSync(new URL(`./dashboard/${file}`, import.meta.url)), type });
+/** The dashboard's files, read once. */
+const DASHBOARD: Record<string, { body: Buffer; type: string }> = {
+  '/': asset('index.html', 'text/html; charset=utf-8'),
+  '/dashboard.js': asset('dashboard.js', 'text/javascript; charset=utf-8'),
+  '/dashboard.css': asset('dashboard.css', 'text/css; charset=utf-8'),
+};
 
 /** HTTP statuses for the API's error codes (the NATS API's own mapping). */
 function statusOf(e: ActiveflowError): number {
@@ -297,6 +343,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
       send(res, 200, openApiDocument());
       return;
     }
+    const asset = method === 'GET' ? DASHBOARD[path] : undefined;
+    if (asset !== undefined) {
+      // The dashboard is static; it asks for the key itself and talks to this gateway only.
+      res.writeHead(200, {
+        'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': 'no-cache',
+        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'", 'x-content-type-options': 'nosniff',
+      });
+      res.end(asset.body);
+      return;
+    }
     const candidates = ROUTES.filter((r) => r.path.test(path));
     if (candidates.length === 0) throw new HttpError(404, 'not_found', `no such endpoint: ${path} (the API is under /v1.0; see /openapi.json)`);
     const route = candidates.find((r) => r.method === method);
@@ -309,8 +365,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
     const key = o.keys.lookup(token);
     if (key === null) throw new HttpError(401, 'unauthenticated', 'the access key is not valid (unknown or deleted)');
     const params = route.path.exec(path)!.slice(1);
-    const query = parse(route.query ?? NoQuery, queryOf(url.searchParams), 'query') as Record<string, unknown>;
-    const result = await route.handle({ key, params, query, body: () => readBody(req, o.maxBodyBytes ?? 1024 * 1024), client });
+    const search = new URLSearchParams(url.searchParams);
+    let customer: string | undefined = key.customer_id;
+    if (key.role === 'operator') {
+      const named = search.get('customer_id');
+      search.delete('customer_id');
+      customer = named === null ? undefined : pathId(named, 'a customer');
+    }
+    const query = parse(route.query ?? NoQuery, queryOf(search), 'query') as Record<string, unknown>;
+    const result = await route.handle({ key, customer, params, query, body: () => readBody(req, o.maxBodyBytes ?? 1024 * 1024), client });
     send(res, result.status ?? 200, result.body);
     o.log.debug({ event: 'http_request', method, path, status: result.status ?? 200, customer_id: key.customer_id, ms: Math.round(performance.now() - started) });
   } catch (e) {

@@ -162,7 +162,7 @@ export class ActiveflowNode {
     const keys = new AccessKeyStore(this.storage.accessKeys);
     svc.addEndpoint('admin_accesskeys_create', { subject: SUBJECTS.adminAccessKeys('create'), handler: handle(async (m) => {
       const r = parseRequest(m, AccessKeyRequests.create);
-      return keys.create(r.customer_id, r.name ?? '', this.clock.now());
+      return keys.create(r.customer_id ?? null, r.name ?? '', this.clock.now());
     }) });
     svc.addEndpoint('admin_accesskeys_list', { subject: SUBJECTS.adminAccessKeys('list'), handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })) });
     svc.addEndpoint('admin_accesskeys_delete', { subject: SUBJECTS.adminAccessKeys('delete'), handler: handle(async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id)) });

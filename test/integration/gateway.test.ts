@@ -208,6 +208,30 @@ describe('REST gateway: tenants and access keys', () => {
   });
 });
 
+describe('REST gateway: operator keys', () => {
+  it('read any customer\'s data when they name it, and the cluster; customer keys get neither', async () => {
+    const op = (await env.client.call<{ token: string; role: string }>(SUBJECTS.adminAccessKeys('create'), { operator: true }));
+    expect(op.role).toBe('operator');
+    const af = await json(await api('/v1.0/activeflows', { method: 'POST', body: JSON.stringify({ actions: WAIT }) }));
+    const as = { key: op.token };
+    expect((await api('/v1.0/activeflows', as)).status).toBe(400); // which customer?
+    const listed = await json(await api(`/v1.0/activeflows?customer_id=${CUSTOMER}&status=running`, as));
+    expect((listed['result'] as { id: string }[]).map((r) => r.id)).toContain(af['id']);
+    expect(await json(await api(`/v1.0/activeflows/${af['id']}`, as))).toMatchObject({ id: af['id'], customer_id: CUSTOMER });
+    const inspected = await json(await api(`/v1.0/activeflows/${af['id']}/inspect`, as));
+    expect(Object.keys(inspected)).toEqual(expect.arrayContaining(['stack_map', 'current_stack_id', 'variables', 'executed_actions']));
+    const shards = await json(await api('/v1.0/cluster/shards', as));
+    expect(shards['shard_count']).toBe(256);
+    expect((await api('/v1.0/cluster/nodes', as)).status).toBe(200);
+
+    expect((await api('/v1.0/cluster/shards')).status).toBe(403);
+    expect((await api(`/v1.0/activeflows?customer_id=${OTHER_CUSTOMER}`)).status).toBe(400); // a customer key cannot name another
+    const other = await api(`/v1.0/activeflows/${af['id']}/inspect`, { key: otherKey });
+    expect(other.status).toBe(404);
+    await expect(env.client.call(SUBJECTS.adminAccessKeys('create'), { operator: true, customer_id: CUSTOMER })).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+});
+
 describe('REST gateway: bad input is a clear 4xx and changes nothing', () => {
   async function count(): Promise<number> {
     return ((await json(await api('/v1.0/activeflows')))['result'] as unknown[]).length + ((await json(await api('/v1.0/flows')))['result'] as unknown[]).length;

@@ -1,0 +1,153 @@
+// The dashboard: plain browser JavaScript against the gateway's own API (no build step).
+const $ = (id) => document.getElementById(id);
+const NIL = '00000000-0000-0000-0000-000000000000';
+const PALETTE = ['#2563eb', '#16a34a', '#dc2626', '#9333ea', '#0891b2', '#ea580c', '#4d7c0f', '#be185d'];
+const colourOf = new Map();
+const colour = (node) => {
+  if (!colourOf.has(node)) colourOf.set(node, PALETTE[colourOf.size % PALETTE.length]);
+  return colourOf.get(node);
+};
+
+let key = new URLSearchParams(location.search).get('accesskey') ?? sessionStorage.getItem('activeflow-key') ?? '';
+let customer = sessionStorage.getItem('activeflow-customer') ?? '';
+let timers = [];
+let socket = null;
+let live = null; // { id, customer, events }
+
+async function api(path) {
+  const sep = path.includes('?') ? '&' : '?';
+  const scoped = customer !== '' && !path.startsWith('/v1.0/cluster') ? `${path}${sep}customer_id=${encodeURIComponent(customer)}` : path;
+  const res = await fetch(scoped, { headers: { authorization: `Bearer ${key}` } });
+  const body = await res.json();
+  if (!res.ok) throw Object.assign(new Error(body.error?.message ?? res.statusText), { status: res.status });
+  return body;
+}
+
+function row(cells) {
+  const tr = document.createElement('tr');
+  for (const c of cells) {
+    const td = document.createElement('td');
+    td.textContent = c;
+    tr.append(td);
+  }
+  return tr;
+}
+
+async function refreshCluster() {
+  try {
+    const s = await api('/v1.0/cluster/shards');
+    $('cluster-note').textContent = `${s.shard_count} shards`;
+    $('nodes').tBodies[0].replaceChildren(...s.nodes.map((n) => {
+      const tr = row([n.node_id, n.draining ? 'draining' : 'live', String(n.shards), String(n.target_shards)]);
+      tr.firstChild.style.color = colour(n.node_id);
+      tr.dataset.node = n.node_id;
+      return tr;
+    }));
+    const grid = $('shards');
+    if (grid.childElementCount !== s.shards.length) grid.replaceChildren(...s.shards.map(() => Object.assign(document.createElement('div'), { className: 'shard' })));
+    s.shards.forEach((sh, i) => {
+      const cell = grid.children[i];
+      cell.style.background = sh.owner === null ? '#d1d5db' : colour(sh.owner);
+      cell.classList.toggle('moving', sh.owner !== sh.target);
+      cell.title = `shard ${sh.shard}: ${sh.owner ?? 'unowned'}${sh.owner !== sh.target ? ` -> ${sh.target}` : ''}`;
+      cell.dataset.owner = sh.owner ?? '';
+    });
+    $('moving').textContent = s.moving === 0 ? 'every shard is where it should be' : `${s.moving} shards moving`;
+  } catch (e) {
+    $('cluster-note').textContent = e.status === 403 ? '(an operator\'s key shows the cluster)' : `(${e.message})`;
+  }
+}
+
+async function refreshFlows() {
+  try {
+    const page = await api('/v1.0/activeflows?status=running');
+    $('flow-count').textContent = `${page.result.length}${page.next_page_token ? '+' : ''}`;
+    $('activeflows').tBodies[0].replaceChildren(...page.result.map((af) => {
+      const tr = row([af.id, `${af.reference_type} ${af.reference_id === NIL ? '' : af.reference_id}`, af.current_action.type ?? af.current_action.id, af.tm_update ?? af.tm_create ?? '']);
+      tr.dataset.id = af.id;
+      tr.addEventListener('click', () => follow(af.id, af.customer_id));
+      return tr;
+    }));
+    $('status').textContent = 'connected';
+  } catch (e) {
+    $('status').textContent = e.message;
+  }
+}
+
+function renderLive(af) {
+  $('live-status').textContent = af.status === 'ended' ? `ended (${af.end_reason})` : af.status;
+  $('live-stack').textContent = af.current_stack_id;
+  $('live-action').textContent = `${af.current_action.type ?? 'pseudo'} ${af.current_action.id}`;
+  $('live-stacks').replaceChildren(...Object.entries(af.stack_map).map(([id, st]) => {
+    const div = Object.assign(document.createElement('div'), { className: 'stack' });
+    div.append(Object.assign(document.createElement('code'), { textContent: id === '00000000-0000-0000-0000-000000000001' ? 'main' : id }));
+    const ol = document.createElement('ol');
+    for (const a of st.actions) {
+      const li = Object.assign(document.createElement('li'), { textContent: `${a.type} ${a.id.slice(0, 8)}` });
+      if (id === af.current_stack_id && a.id === af.current_action.id) li.className = 'current';
+      ol.append(li);
+    }
+    div.append(ol);
+    return div;
+  }));
+  $('live-variables').tBodies[0].replaceChildren(...Object.entries(af.variables).sort().map(([k, v]) => row([k, v])));
+  $('live-executed').replaceChildren(...af.executed_actions.map((a) => Object.assign(document.createElement('li'), { textContent: `${a.type ?? 'start'} ${a.id.slice(0, 8)}` })));
+}
+
+async function inspect() {
+  if (live === null) return;
+  renderLive(await api(`/v1.0/activeflows/${live.id}/inspect`));
+}
+
+function follow(id, customerId) {
+  live = { id, customer: customerId, events: 0 };
+  $('live').hidden = false;
+  $('live-id').textContent = id;
+  $('live-events').textContent = '0';
+  void inspect();
+  if (socket === null) return;
+  for (const t of socket.topics) socket.ws.send(JSON.stringify({ type: 'unsubscribe', topics: [t] }));
+  const topic = `customer_id:${customerId}:activeflow:${id}`;
+  socket.topics = [topic];
+  socket.ws.send(JSON.stringify({ type: 'subscribe', topics: [topic], from_seq: 1 }));
+}
+
+function openSocket() {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1.0/ws?token=${encodeURIComponent(key)}`);
+  socket = { ws, topics: [] };
+  ws.addEventListener('message', (m) => {
+    const msg = JSON.parse(m.data);
+    if (live !== null && msg.topic === `customer_id:${live.customer}:activeflow:${live.id}`) {
+      live.events++;
+      $('live-events').textContent = String(live.events);
+      void inspect();
+    }
+  });
+  ws.addEventListener('close', () => {
+    if (socket?.ws === ws) setTimeout(() => { if (socket?.ws === ws) { openSocket(); if (live) follow(live.id, live.customer); } }, 1000);
+  });
+  ws.addEventListener('open', () => { if (live) follow(live.id, live.customer); });
+}
+
+function start() {
+  for (const t of timers) clearInterval(t);
+  sessionStorage.setItem('activeflow-key', key);
+  sessionStorage.setItem('activeflow-customer', customer);
+  socket?.ws.close();
+  socket = null;
+  openSocket();
+  void refreshCluster();
+  void refreshFlows();
+  // Events bring moves at once; variables change without an event, so the live view also polls.
+  timers = [setInterval(refreshCluster, 1000), setInterval(refreshFlows, 2000), setInterval(() => void inspect().catch(() => {}), 2000)];
+}
+
+$('key').value = key;
+$('customer').value = customer;
+$('login').addEventListener('submit', (e) => {
+  e.preventDefault();
+  key = $('key').value.trim();
+  customer = $('customer').value.trim();
+  start();
+});
+if (key !== '') start();

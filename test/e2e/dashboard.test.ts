@@ -1,0 +1,113 @@
+/**
+ * The dashboard end to end, in Debian's headless Chromium driven by playwright-core, against a
+ * real gateway, real nodes and a real nats-server: the shard map follows a node joining, the
+ * running activeflows are listed, and one activeflow's live view (cursor, stacks, variables,
+ * executed actions) follows its moves. Screenshots go to test/artifacts/.
+ */
+import { mkdirSync } from 'node:fs';
+import { Kvm } from '@nats-io/kv';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActiveflowClient } from '../../src/api/client.js';
+import { SUBJECTS } from '../../src/api/subjects.js';
+import { AccessKeyCache } from '../../src/gateway/access-keys.js';
+import { HttpGateway } from '../../src/gateway/http-gateway.js';
+import { silentLogger } from '../../src/log.js';
+import { connectNats } from '../../src/nats/connect.js';
+import type { NatsServer } from '../../src/nats/server-process.js';
+import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { CUSTOMER } from '../helpers/engine.js';
+import { startNats, startNode, until } from '../helpers/nats.js';
+
+const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname;
+let server: NatsServer;
+const nodes: ActiveflowNode[] = [];
+let nc: NatsConnection;
+let client: ActiveflowClient;
+let keys: AccessKeyCache;
+let gateway: HttpGateway;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  server = await startNats();
+  const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+  nodes.push(await startNode(server, { ...leased, nodeId: 'node-a' }), await startNode(server, { ...leased, nodeId: 'node-b' }));
+  nc = await connectNats(server.url, 'dashboard-test');
+  client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 10_000 });
+  expect(await until(() => nodes[0]!.servedShards + nodes[1]!.servedShards === 256, 10_000)).toBe(true);
+  keys = await AccessKeyCache.start(await new Kvm(nc).open('af_accesskeys'));
+  gateway = await HttpGateway.start({ nc, keys, log: silentLogger, port: 0 });
+  // The flags this machine's closed network needs (see the library's env notes).
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await gateway?.stop();
+  keys?.stop();
+  await nc?.close();
+  for (const n of nodes) await n.stop().catch(() => undefined);
+  await server?.stop();
+});
+
+const owners = () => page.$$eval('#shards .shard', (cells) => cells.map((c) => (c as unknown as { dataset: Record<string, string> }).dataset['owner'] ?? ''));
+
+describe('the dashboard in headless Chromium', () => {
+  it('shows the nodes and a shard map that follows a node joining, then one activeflow live', async () => {
+    const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { operator: true, name: 'dashboard' });
+    await page.goto(`${gateway.url}/`);
+    await page.getByTestId('key').fill(token);
+    await page.getByTestId('customer').fill(CUSTOMER);
+    await page.getByTestId('connect').click();
+
+    await expect.poll(async () => (await page.$$eval('#nodes tbody tr', (rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset['node']))).sort(), { timeout: 10_000 }).toEqual(['node-a', 'node-b']);
+    await expect.poll(async () => new Set(await owners()), { timeout: 10_000 }).toEqual(new Set(['node-a', 'node-b']));
+    expect(await owners()).toHaveLength(256);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-two-nodes.png`, fullPage: true });
+
+    // A third node joins: the map shows it taking about a third of the shards, without a reload.
+    nodes.push(await startNode(server, { shardLeases: true, leaseTtlMs: 1_000, nodeId: 'node-c' }));
+    await expect.poll(async () => (await owners()).filter((o) => o === 'node-c').length, { timeout: 15_000 }).toBeGreaterThan(60);
+    await expect.poll(() => page.getByTestId('moving').textContent(), { timeout: 15_000 }).toMatch(/every shard is where it should be/);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-three-nodes.png`, fullPage: true });
+
+    // A call in progress: listed, then followed live as it moves and its variables change.
+    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hello' } }, { type: 'digits_receive', option: { duration: 5000, length: 1 } }] });
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call', variables: { caller: 'alice' } });
+    const row = page.locator(`#activeflows tbody tr[data-id="${af.id}"]`);
+    await row.waitFor({ timeout: 10_000 });
+    await row.click();
+    await expect.poll(() => page.getByTestId('live-id').textContent()).toBe(af.id);
+    await expect.poll(() => page.getByTestId('live-variables').textContent()).toContain('alice');
+
+    let current = (await client.get(af.id)).current_action.id;
+    for (const expected of flow.actions.slice(0, 2)) {
+      const action = await client.next(af.id, current);
+      expect(action.id).toBe(expected.id);
+      current = action.id;
+      await expect.poll(() => page.getByTestId('live-action').textContent(), { timeout: 5_000 }).toContain(expected.id);
+    }
+    await client.setVariables(af.id, { mood: 'curious' });
+    await expect.poll(() => page.getByTestId('live-variables').textContent(), { timeout: 5_000 }).toContain('curious');
+    expect(Number(await page.getByTestId('live-events').textContent())).toBe(3); // created and 2 moves (variables are not events)
+    expect(await page.locator('#live-stacks li.current').textContent()).toContain(flow.actions[1]!.id.slice(0, 8));
+    expect(await page.locator('#live-executed li').count()).toBe(2); // start, answer
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-live-activeflow.png`, fullPage: true });
+  }, 90_000);
+
+  it('with a customer\'s key: its own activeflows, and no cluster view', async () => {
+    const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });
+    const p = await browser.newPage();
+    await p.goto(`${gateway.url}/?accesskey=${encodeURIComponent(token)}`);
+    await expect.poll(() => p.locator('#cluster-note').textContent(), { timeout: 10_000 }).toMatch(/operator/);
+    await expect.poll(() => p.getByTestId('status').textContent(), { timeout: 10_000 }).toBe('connected');
+    expect(await p.$$eval('#shards .shard', (c) => c.length)).toBe(0);
+    await p.close();
+  }, 30_000);
+});
