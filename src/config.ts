@@ -36,6 +36,8 @@ export const NodeConfig = z.object({
     .describe('Timeout of a fetch or webhook_send HTTP request; a call is waiting meanwhile.'),
   HTTP_MAX_RESPONSE_BYTES: int(1024).default(1024 * 1024)
     .describe('Largest HTTP response read by fetch or webhook_send.'),
+  WEBHOOK_GIVE_UP_MS: int(1_000).default(15 * 60_000)
+    .describe('How long an event for an activeflow\'s webhook_uri is retried (with backoff up to 30 s) before it is given up and logged. Later events of that activeflow wait behind it, so they arrive in order; other activeflows\' events do not wait.'),
   SERVICE_TIMEOUT_MS: int(100).default(5_000)
     .describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500).default(3_000)

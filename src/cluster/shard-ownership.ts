@@ -379,8 +379,8 @@ export class ShardOwnership {
 
   /**
    * Serves a shard whose lease was transferred to this node, with no write first (the former
-   * owner's was the claim). A node that is stopping passes it on as a released marker instead,
-   * so it does not wait out a TTL.
+   * owner's was the claim). A node that is stopping, or whose target for the shard is another
+   * node, passes it on instead (so it neither serves what it should not nor waits out a TTL).
    */
   private adopt(shard: number, revision: number, transferred: LeaseValue): void {
     if (this.owned.has(shard)) return;
@@ -392,9 +392,16 @@ export class ShardOwnership {
     }
     const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
     const lease = ShardLease.adopt(this.deps.leases, `shard.${shard}`, this.deps.nodeId, revision, transferred, options);
-    if (this.stopped) {
-      void lease.release({ handOver: true }).then((released) => {
-        if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
+    if (this.stopped || this.target[shard] !== this.deps.nodeId) {
+      // Sent here on a view this node no longer shares (it is stopping, drained, or the target
+      // moved on): pass it straight on, to the shard's target if there is one, without serving.
+      const next = this.stopped ? undefined : this.target[shard];
+      const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
+      void lease.release({ handOver: true, ...(transferred.stopped_at === undefined ? {} : { stoppedAt: new Date(transferred.stopped_at) }), ...(to === undefined ? {} : { to }) }).then((released) => {
+        if (released === null) return;
+        if (to !== undefined) this.holders.set(shard, to);
+        this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
+        this.deps.log.info({ event: 'shard_passed_on', shard, to: to ?? null });
       });
       return;
     }

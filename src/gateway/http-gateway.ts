@@ -208,6 +208,8 @@ const DASHBOARD: Record<string, { body: Buffer; type: string }> = {
   '/': asset('index.html', 'text/html; charset=utf-8'),
   '/dashboard.js': asset('dashboard.js', 'text/javascript; charset=utf-8'),
   '/dashboard.css': asset('dashboard.css', 'text/css; charset=utf-8'),
+  '/docs': asset('docs.html', 'text/html; charset=utf-8'),
+  '/docs.js': asset('docs.js', 'text/javascript; charset=utf-8'),
 };
 
 /** HTTP statuses for the API's error codes (the NATS API's own mapping). */

@@ -31,7 +31,7 @@ const page = (item: string): Json => ({
 });
 
 const ERROR_TEXT: Record<number, string> = {
-  400: 'Bad input: the message names the field.', 401: 'No access key, or not a valid one.', 404: 'No such resource for this customer.',
+  400: 'Bad input: the message names the field.', 401: 'No access key, or not a valid one.', 403: 'This needs an operator\'s access key.', 404: 'No such resource for this customer.',
   405: 'Method not allowed on this path.', 409: 'Conflict: the id exists, or the activeflow has ended.', 413: 'Body too large.',
   415: 'The body is not application/json.', 429: 'A limit was reached.', 503: 'The runtime cannot answer right now: retry (see Retry-After).',
 };
@@ -46,7 +46,7 @@ export function openApiDocument(): Json {
     info: {
       title: 'activeflow REST API',
       version: VERSION,
-      description: 'VoIPBIN-compatible activeflow and flow endpoints, plus history and variables. Authenticate with "Authorization: Bearer <access key>" or ?accesskey=<access key>.',
+      description: 'VoIPBIN-compatible activeflow and flow endpoints, plus history, variables and (operator keys) the cluster. Authenticate with "Authorization: Bearer <access key>" or ?accesskey=<access key>. An operator key names the customer with ?customer_id= on lists and creates. Live events: WebSocket /v1.0/ws?token=<access key> (docs/rest.md).',
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }, { accesskey: [] }],
@@ -71,6 +71,18 @@ export function openApiDocument(): Json {
       '/v1.0/activeflows/{id}/variables': {
         get: { summary: 'Variables of an activeflow', parameters: [idParam('activeflow')], responses: { 200: ok(ref('Variables')), ...common } },
         put: { summary: 'Set variables (merged into the existing ones)', parameters: [idParam('activeflow')], requestBody: { required: true, ...json(schema(VariablesBody, 'input')) }, responses: { 200: ok(ref('Variables')), ...common, ...errors(409, 413, 415) } },
+      },
+      '/v1.0/activeflows/{id}/inspect': {
+        get: {
+          summary: 'An activeflow with what the public form hides: stacks, cursor, execute count, variables (for the dashboard)', parameters: [idParam('activeflow')],
+          responses: { 200: ok({ allOf: [ref('Activeflow'), { type: 'object', properties: { stack_map: { type: 'object' }, current_stack_id: { type: 'string' }, forward_stack_id: { type: 'string' }, execute_count: { type: 'integer' }, variables: { type: 'object', additionalProperties: { type: 'string' } } } }] }), ...common },
+        },
+      },
+      '/v1.0/cluster/nodes': {
+        get: { summary: 'The nodes (operator keys only)', responses: { 200: ok({ type: 'object', properties: { nodes: { type: 'array', items: { type: 'object' } } } }), ...errors(401, 403, 503) } },
+      },
+      '/v1.0/cluster/shards': {
+        get: { summary: 'Who holds each shard and where it is going (operator keys only)', responses: { 200: ok({ type: 'object', properties: { shard_count: { type: 'integer' }, shards: { type: 'array', items: { type: 'object' } }, nodes: { type: 'array', items: { type: 'object' } }, moving: { type: 'integer' } } }), ...errors(401, 403, 503) } },
       },
       '/v1.0/flows': {
         get: { summary: 'List flows', parameters: queryParams(FlowListQuery), responses: { 200: ok(page('Flow')), ...common } },

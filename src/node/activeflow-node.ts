@@ -39,6 +39,7 @@ import { ShardLease } from '../cluster/shard-lease.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
+import { WebhookLeadership } from './webhook-leadership.js';
 
 export interface NodeOptions {
   servers: string[];
@@ -53,6 +54,8 @@ export interface NodeOptions {
   serviceTimeoutMs: number;
   /** TTL of this node's membership lease. */
   leaseTtlMs?: number;
+  /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
+  webhookGiveUpMs?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
   shardLeases?: boolean;
   /** The app user, when the servers require one. */
@@ -72,7 +75,7 @@ export class ActiveflowNode {
   private passivationTimer: NodeJS.Timeout | null = null;
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
-  private webhooks: WebhookDispatcher | null = null;
+  private webhooks: WebhookLeadership | null = null;
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
@@ -204,7 +207,8 @@ export class ActiveflowNode {
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
-    this.webhooks = new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, attempts: 4, maxDeliver: 10 }, this.log);
+    this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
+      () => new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000 }, this.log), this.log);
     await this.webhooks.start();
     const serving = this.ownership === null ? `all ${this.allShards.size} shards` : 'the shards its leases give it';
     this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);

@@ -71,10 +71,26 @@ describe('the dashboard in headless Chromium', () => {
     expect(await owners()).toHaveLength(256);
     await page.screenshot({ path: `${ARTIFACTS}dashboard-two-nodes.png`, fullPage: true });
 
-    // A third node joins: the map shows it taking about a third of the shards, without a reload.
+    // A third node joins: the map shows it taking about a third of the shards, without a reload;
+    // REST callers meanwhile never see the moves (the gateway retries through them).
+    const probes = await Promise.all(Array.from({ length: 20 }, () => client.createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'block' }], reference_type: 'api', execute: true })));
+    const statuses: number[] = [];
+    let polling = true;
+    const poller = (async () => {
+      for (let i = 0; polling; i++) {
+        const r = await fetch(`${gateway.url}/v1.0/activeflows/${probes[i % probes.length]!.id}`, { headers: { authorization: `Bearer ${token}` } });
+        statuses.push(r.status);
+        await r.arrayBuffer();
+      }
+    })();
     nodes.push(await startNode(server, { shardLeases: true, leaseTtlMs: 1_000, nodeId: 'node-c' }));
     await expect.poll(async () => (await owners()).filter((o) => o === 'node-c').length, { timeout: 15_000 }).toBeGreaterThan(60);
     await expect.poll(() => page.getByTestId('moving').textContent(), { timeout: 15_000 }).toMatch(/every shard is where it should be/);
+    polling = false;
+    await poller;
+    expect(statuses.length).toBeGreaterThan(20);
+    expect(statuses.filter((st) => st !== 200)).toEqual([]);
+    for (const p of probes) await client.stop(p.id);
     await page.screenshot({ path: `${ARTIFACTS}dashboard-three-nodes.png`, fullPage: true });
 
     // A call in progress: listed, then followed live as it moves and its variables change.
@@ -100,6 +116,19 @@ describe('the dashboard in headless Chromium', () => {
     expect(await page.locator('#live-executed li').count()).toBe(2); // start, answer
     await page.screenshot({ path: `${ARTIFACTS}dashboard-live-activeflow.png`, fullPage: true });
   }, 90_000);
+
+  it('/docs renders the OpenAPI document: every endpoint, with its body and answers', async () => {
+    const p = await browser.newPage();
+    await p.goto(`${gateway.url}/docs`);
+    await p.locator('section.endpoint').first().waitFor({ timeout: 10_000 });
+    const endpoints = await p.$$eval('section.endpoint', (s) => s.map((e) => (e as unknown as { dataset: Record<string, string> }).dataset['endpoint']));
+    const spec = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    expect(endpoints).toEqual(Object.entries(spec.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));
+    const create = p.locator('section.endpoint[data-endpoint="POST /v1.0/activeflows"]');
+    expect(await create.textContent()).toMatch(/flow_id[\s\S]*actions[\s\S]*webhook_uri[\s\S]*200[\s\S]*401/);
+    await p.screenshot({ path: `${ARTIFACTS}docs.png`, fullPage: false });
+    await p.close();
+  }, 30_000);
 
   it('with a customer\'s key: its own activeflows, and no cluster view', async () => {
     const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });

@@ -146,4 +146,33 @@ describe('WebSocket /v1.0/ws', () => {
     expect(again.got.filter((m) => m.topic?.endsWith(':activeflow')).map((m) => m.stream_seq)).toEqual(pushed.slice(1).map((m) => m.stream_seq));
     again.ws.close();
   });
+
+  it('rides through a nats-server restart: REST requests succeed (retried inside), the WebSocket keeps pushing', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flowId, reference_type: 'call' });
+    const topic = `customer_id:${CUSTOMER}:activeflow:${af.id}`;
+    const c = await connect(gateway);
+    c.ws.send(JSON.stringify({ type: 'subscribe', topics: [topic], from_seq: 1 }));
+    await expect.poll(() => c.got.filter((m) => m.topic === topic).length).toBe(1);
+    const statuses: number[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const r = await fetch(`${gateway.url}/v1.0/activeflows/${af.id}`, { headers: { authorization: `Bearer ${token}` } });
+        statuses.push(r.status);
+        await r.arrayBuffer();
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    await env.server.restart(); // same port and store: clients reconnect
+    await new Promise((r) => setTimeout(r, 500));
+    await move(af.id, 2);
+    polling = false;
+    await poller;
+    expect(statuses.length).toBeGreaterThan(10);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]); // no caller saw the restart
+    await expect.poll(() => c.got.filter((m) => m.topic === topic).map((m) => m.seq), { timeout: 10_000 }).toEqual([1, 2, 3]);
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    c.ws.close();
+  }, 30_000);
 });

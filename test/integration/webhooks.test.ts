@@ -1,0 +1,113 @@
+/**
+ * webhook_uri delivery: in order per activeflow through failures, without one failing endpoint
+ * holding up other activeflows' webhooks; an event that cannot be delivered is given up after
+ * WEBHOOK_GIVE_UP_MS and the next one goes; one node delivers at a time, and when it dies another
+ * takes over without losing or reordering an event.
+ */
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ActiveflowClient } from '../../src/api/client.js';
+import type { NatsServer } from '../../src/nats/server-process.js';
+import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { CUSTOMER } from '../helpers/engine.js';
+import { clientFor, startNats, startNode } from '../helpers/nats.js';
+
+interface Hit { path: string; at: number; type: string; seq: number; id: string; ok: boolean }
+let http: Server;
+let base: string;
+const hits: Hit[] = [];
+/** Per path: how many requests to refuse with 503 before answering 200 (Infinity: always). */
+const failFirst = new Map<string, number>();
+/** Per path: event types always refused. */
+const refuseType = new Map<string, string>();
+
+let server: NatsServer;
+const nodes: ActiveflowNode[] = [];
+let client: ActiveflowClient;
+let nc: NatsConnection;
+
+beforeAll(async () => {
+  http = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const b = JSON.parse(body) as { type: string; data: { id: string } };
+      const left = failFirst.get(req.url!) ?? 0;
+      const ok = left <= 0 && refuseType.get(req.url!) !== b.type;
+      if (left > 0) failFirst.set(req.url!, left - 1);
+      // seq: the position of this event among the activeflow's events, read from the history length
+      hits.push({ path: req.url!, at: Date.now(), type: b.type, seq: 0, id: b.data.id, ok });
+      res.writeHead(ok ? 200 : 503).end();
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+  server = await startNats();
+  nodes.push(await startNode(server, { nodeId: 'hooks-a', shardLeases: true, webhookGiveUpMs: 1_500, httpTimeoutMs: 1_000 }));
+  ({ client, nc } = await clientFor(server));
+});
+afterAll(async () => {
+  await nc?.close();
+  for (const n of nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
+  await server?.stop();
+  await new Promise((r) => http.close(r));
+});
+
+const delivered = (path: string) => hits.filter((h) => h.path === path && h.ok);
+
+async function run(path: string, moves: number): Promise<string> {
+  const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', webhook_uri: `${base}${path}`, actions: Array.from({ length: moves }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+  let current = af.current_action.id;
+  for (let i = 0; i <= moves; i++) current = (await client.next(af.id, current)).id; // the last one finishes it
+  return af.id;
+}
+
+/** The activeflow's events as the stream has them: what its webhook must receive, in this order. */
+const typesOf = async (id: string) => (await client.history(id)).events.map((e) => e.type);
+
+describe('webhook delivery', () => {
+  it('keeps each activeflow\'s order through failures, and a failing endpoint does not hold up the others', async () => {
+    failFirst.set('/slow', 4);
+    const slow = await run('/slow', 3);
+    const fast = await run('/fast', 3);
+    const want = await typesOf(slow);
+    expect(want.at(-1)).toBe('activeflow_ended');
+    await expect.poll(() => delivered('/slow').length, { timeout: 10_000 }).toBe(want.length);
+    await expect.poll(() => delivered('/fast').length, { timeout: 10_000 }).toBe(want.length);
+    expect(delivered('/slow').map((h) => h.type)).toEqual(want);
+    expect(delivered('/fast').map((h) => h.type)).toEqual(await typesOf(fast));
+    expect(new Set(delivered('/slow').map((h) => h.id))).toEqual(new Set([slow]));
+    // /fast was served while /slow was still being retried: its last event came before /slow's first success.
+    expect(delivered('/fast').at(-1)!.at).toBeLessThan(delivered('/slow')[0]!.at);
+    expect(fast).not.toBe(slow);
+  }, 30_000);
+
+  it('gives an undeliverable event up after WEBHOOK_GIVE_UP_MS, and delivers the ones after it in order', async () => {
+    refuseType.set('/picky', 'activeflow_created');
+    const want = (await typesOf(await run('/picky', 2))).slice(1);
+    await expect.poll(() => delivered('/picky').length, { timeout: 10_000 }).toBe(want.length);
+    expect(delivered('/picky').map((h) => h.type)).toEqual(want);
+    const refused = hits.filter((h) => h.path === '/picky' && !h.ok);
+    expect(refused.length).toBeGreaterThan(1); // retried before it was given up
+    expect(refused.at(-1)!.at - refused[0]!.at).toBeGreaterThanOrEqual(1_000);
+  }, 30_000);
+
+  it('one node delivers at a time; when it dies, another takes over and nothing is lost or reordered', async () => {
+    nodes.push(await startNode(server, { nodeId: 'hooks-b', shardLeases: true, webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000 }));
+    failFirst.set('/handover', 3); // the first deliveries are being retried when the leader dies
+    const id = await run('/handover', 4);
+    await expect.poll(() => hits.filter((h) => h.path === '/handover').length, { timeout: 5_000 }).toBeGreaterThan(0);
+    await nodes[0]!.nc.close(); // the leader's connection drops: it cannot ack, renew or release
+    const want = await typesOf(id);
+    // the lease moves within its TTL; the dead node's unacknowledged events come back after the ack wait (10 s)
+    await expect.poll(() => delivered('/handover').at(-1)?.type, { timeout: 30_000, interval: 200 }).toBe('activeflow_ended');
+    // At least once: the new deliverer may repeat what the dead one delivered but had not acked,
+    // from that point on, in order; nothing is skipped.
+    const types = delivered('/handover').map((h) => h.type);
+    expect(types.length).toBeGreaterThanOrEqual(want.length);
+    expect(types.slice(-want.length)).toEqual(want.slice(-want.length));
+    expect(types.slice(0, types.length - want.length)).toEqual(want.slice(0, types.length - want.length));
+    expect(delivered('/handover').every((h) => h.id === id)).toBe(true);
+  }, 45_000);
+});
