@@ -54,6 +54,8 @@ export interface NodeOptions {
   serviceTimeoutMs: number;
   /** TTL of this node's membership lease. */
   leaseTtlMs?: number;
+  /** Flows one customer may keep (VoIPBIN's cap is 10,000). */
+  maxFlowsPerCustomer?: number;
   /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
   webhookGiveUpMs?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
@@ -113,7 +115,7 @@ export class ActiveflowNode {
       const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount, new HistoryChunks(storage.history));
       const events = new EventLog(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
-      const flows = new FlowStore(storage.flows);
+      const flows = new FlowStore(storage.flows, options.maxFlowsPerCustomer);
       const client = new ActiveflowClient(nc);
       const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
       let nodeRef: ActiveflowNode | null = null;

@@ -16,9 +16,9 @@ import { AccessKeyCache } from '../../src/gateway/access-keys.js';
 import { HttpGateway } from '../../src/gateway/http-gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
-import { useNode } from '../helpers/nats.js';
+import { startNats, useNode } from '../helpers/nats.js';
 
-const env = useNode();
+const env = useNode({ maxFlowsPerCustomer: 30 });
 let gateway: HttpGateway;
 let keys: AccessKeyCache;
 let key: string;
@@ -229,6 +229,40 @@ describe('REST gateway: operator keys', () => {
     const other = await api(`/v1.0/activeflows/${af['id']}/inspect`, { key: otherKey });
     expect(other.status).toBe(404);
     await expect(env.client.call(SUBJECTS.adminAccessKeys('create'), { operator: true, customer_id: CUSTOMER })).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+});
+
+describe('REST gateway: the runtime\'s refusals as HTTP statuses', () => {
+  it('a limit is a 429 that names it, and creates nothing', async () => {
+    const THIRD = '33333333-3333-4333-8333-333333333399';
+    const third = (await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: THIRD })).token;
+    for (let i = 0; i < 30; i++) await env.client.createFlow({ customer_id: THIRD, actions: TALK });
+    const res = await api('/v1.0/flows', { method: 'POST', key: third, body: JSON.stringify({ name: 'one too many', detail: '', actions: TALK }) });
+    expect(res.status).toBe(429);
+    expect(await json(res)).toMatchObject({ error: { code: 'limit_exceeded', message: expect.stringMatching(/at most 30/) } });
+    expect(((await json(await api('/v1.0/flows', { key: third })))['result'] as unknown[]).length).toBe(30);
+  });
+
+  it('with no node to answer, a 503 with Retry-After once the retry window is over', async () => {
+    const lonely = await startNats();
+    const { connectNats } = await import('../../src/nats/connect.js');
+    const nc = await connectNats(lonely.url, 'lonely-gateway');
+    try {
+      const kv = await new Kvm(nc).create('af_accesskeys', { history: 1 });
+      const { AccessKeyStore } = await import('../../src/gateway/access-keys.js');
+      const { token: t } = await new AccessKeyStore(kv).create(CUSTOMER, 'x', '2026-11-27T10:00:00.000000Z');
+      const cache = await AccessKeyCache.start(await new Kvm(nc).open('af_accesskeys'));
+      const g = await HttpGateway.start({ nc, keys: cache, log: silentLogger, port: 0, retryForMs: 300 });
+      const res = await fetch(`${g.url}/v1.0/activeflows/44444444-4444-4444-8444-444444444444`, { headers: { authorization: `Bearer ${t}` } });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(await json(res)).toMatchObject({ error: { code: 'unavailable' } });
+      await g.stop();
+      cache.stop();
+    } finally {
+      await nc.close();
+      await lonely.stop();
+    }
   });
 });
 
