@@ -61,6 +61,16 @@ export interface ActorDeps {
    * that holder, if it still runs, can never write it again.
    */
   mustFence?(activeflowId: string): boolean;
+  /** Where moves, snapshot writes and conflicts are counted (the node's /metrics). */
+  metrics?: ActorMetrics;
+}
+
+export interface ActorMetrics {
+  /** One snapshot write took this long (seconds). */
+  kvWrite(seconds: number): void;
+  revisionConflict(): void;
+  /** Actions just executed (a cursor move each), by type. */
+  moved(types: readonly string[]): void;
 }
 
 type Mode =
@@ -279,9 +289,14 @@ export class ActiveflowActor {
       return next;
     }
     if (mode.kind !== 'running') throw new ActiveflowError('unavailable', `activeflow ${this.id} is not loaded; retry`);
+    const executedBefore = mode.actor.getSnapshot().context.activeflow.executed_actions.length;
     mode.actor.send(event);
     const snap = mode.actor.getSnapshot();
     const state = snap.context;
+    const executed = state.activeflow.executed_actions;
+    if (this.deps.metrics !== undefined && executed.length > executedBefore) {
+      this.deps.metrics.moved(executed.slice(executedBefore).map((a) => a.type ?? 'pseudo'));
+    }
     if (snap.status === 'done') {
       mode.actor.stop();
       const revision = await this.guard(() => this.deps.store.writeEnded(this.id, state, null));
@@ -327,13 +342,17 @@ export class ActiveflowActor {
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
-      return await write();
+      const written = await write();
+      this.deps.metrics?.kvWrite((performance.now() - started) / 1000);
+      return written;
     } catch (e) {
       const previous = this.mode;
       if (previous.kind === 'running') previous.actor.stop();
       this.mode = { kind: 'dropped' };
       if (e instanceof RevisionConflict) {
+        this.deps.metrics?.revisionConflict();
         this.log.warn({ event: 'revision_conflict' }, 'another node owns this activeflow now; dropping the actor');
         throw new ActiveflowError('unavailable', `activeflow ${this.id} has moved to another owner; retry`, { cause: e });
       }

@@ -5,6 +5,7 @@ import { ActiveflowNode } from '../node/activeflow-node.js';
 import type { Command, CliIo } from './command.js';
 import { startGateway } from './gateway-command.js';
 import { stopOnSignals } from './signals.js';
+import { serveMetrics } from '../metrics/node-metrics.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -30,13 +31,14 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
 
 export const nodeCommand: Command = {
   name: 'node',
-  usage: 'activeflow node [--http <port>]',
+  usage: 'activeflow node [--http <port>] [--metrics <port>]',
   summary: 'Run a node against the NATS servers in NATS_URL (for operators and tests).',
   help: `Runs one node: it hosts the activeflows of the shards it owns and serves the control API
 (activeflow.v1.*, flow.v1.*) over NATS. Logs are JSON lines on stdout (pino).
 Ctrl-C or SIGTERM stops it cleanly: in-flight requests finish first.
 --http <port> also serves the REST gateway (as \`activeflow gateway\` does) in this process,
-on HTTP_HOST.
+on HTTP_HOST. --metrics <port> serves Prometheus metrics at http://<HTTP_HOST>:<port>/metrics
+(docs/operations.md lists them; deploy/prometheus.yml scrapes them).
 
 Configuration, from the environment:
 ${describeConfig()}`,
@@ -48,12 +50,17 @@ ${describeConfig()}`,
       io.err(`activeflow node: bad configuration: ${(e as Error).message}`);
       return 2;
     }
-    const http = args.options.get('http');
-    const port = http === undefined ? undefined : Number(http);
-    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65_535)) {
-      io.err(`activeflow node: --http takes a port number (0-65535), not "${http}"`);
-      return 2;
-    }
+    const portOption = (name: string): number | undefined | null => {
+      const text = args.options.get(name);
+      if (text === undefined) return undefined;
+      const n = Number(text);
+      if (Number.isInteger(n) && n >= 0 && n <= 65_535) return n;
+      io.err(`activeflow node: --${name} takes a port number (0-65535), not "${text}"`);
+      return null;
+    };
+    const port = portOption('http');
+    const metricsPort = portOption('metrics');
+    if (port === null || metricsPort === null) return 2;
     let node: ActiveflowNode;
     try {
       node = await startNode(config, io);
@@ -70,9 +77,24 @@ ${describeConfig()}`,
         return 1;
       }
     }
+    let metrics: { stop: () => Promise<void> } | null = null;
+    if (metricsPort !== undefined) {
+      try {
+        const served = await serveMetrics(node.metrics, metricsPort, config.HTTP_HOST);
+        metrics = served;
+        const url = `http://${config.HTTP_HOST}:${served.port}/metrics`;
+        createLogger({ component: 'metrics' }).info({ event: 'metrics_listening', url }, `Prometheus metrics at ${url}`);
+      } catch (e) {
+        io.err(`activeflow node: the metrics endpoint did not start: ${(e as Error).message}`);
+        await gateway?.stop();
+        await node.stop();
+        return 1;
+      }
+    }
     return stopOnSignals(async () => {
       await gateway?.stop(); // no new REST requests, then the node hands its shards over
       await node.stop();
+      await metrics?.stop();
     }, config.STOP_TIMEOUT_MS);
   },
 };

@@ -144,6 +144,11 @@ export class ShardLease {
     return value.released_at === undefined ? value : null;
   }
 
+  /** When the last renewal was confirmed (ms, this host's clock). */
+  get confirmedAtMs(): number {
+    return this.confirmedAt;
+  }
+
   get isFenced(): boolean {
     return this.fenced;
   }

@@ -265,6 +265,13 @@ export class ShardOwnership {
     return o !== undefined && !o.lease.isFenced;
   }
 
+  /** Seconds since the least recently confirmed of this node's shard leases (0 with none). */
+  get renewalLagSeconds(): number {
+    let oldest = Infinity;
+    for (const o of this.owned.values()) oldest = Math.min(oldest, o.lease.confirmedAtMs);
+    return oldest === Infinity ? 0 : Math.max(0, (Date.now() - oldest) / 1000);
+  }
+
   get ownedCount(): number {
     return this.owned.size;
   }

@@ -40,6 +40,7 @@ import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
+import { NodeMetrics } from '../metrics/node-metrics.js';
 
 export interface NodeOptions {
   servers: string[];
@@ -96,6 +97,8 @@ export class ActiveflowNode {
     private readonly flows: FlowStore,
     private readonly log: Logger,
     private readonly clock: HostClock,
+    /** What `/metrics` shows (`activeflow node --metrics <port>`). */
+    readonly metrics: NodeMetrics,
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
@@ -119,13 +122,27 @@ export class ActiveflowNode {
       const client = new ActiveflowClient(nc);
       const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
       let nodeRef: ActiveflowNode | null = null;
+      const metrics = new NodeMetrics({
+        residentActors: () => nodeRef?.registry.residentCount ?? 0,
+        ownedShards: () => nodeRef?.servedShards ?? 0,
+        shardMoves: () => nodeRef?.shardMoves ?? 0,
+        leaseRenewalLag: () => nodeRef?.ownership?.renewalLagSeconds ?? 0,
+        inFlight: () => nodeRef?.inFlightCount ?? 0,
+      });
       const registry = new ActorRegistry({
+        metrics: {
+          kvWrite: (seconds) => metrics.kvWriteSeconds.observe(seconds),
+          revisionConflict: () => metrics.revisionConflicts.inc(),
+          moved: (types) => {
+            for (const t of types) metrics.moves.inc({ action_type: t });
+          },
+        },
         store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
         mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, log, clock);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, log, clock, metrics);
       nodeRef = node;
       await node.serve();
       return node;
@@ -206,11 +223,15 @@ export class ActiveflowNode {
     }
     this.passivationTimer = setInterval(() => {
       const n = this.registry.passivateIdle(Date.now());
+      if (n > 0) this.metrics.passivated.inc({}, n);
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
-      () => new WebhookDispatcher(this.storage.js, this.storage.jsm, { timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000 }, this.log), this.log);
+      () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
+        timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
+        onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
+      }, this.log), this.log);
     await this.webhooks.start();
     const serving = this.ownership === null ? `all ${this.allShards.size} shards` : 'the shards its leases give it';
     this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);
@@ -245,14 +266,21 @@ export class ActiveflowNode {
    * moment of the stop.
    */
   private async answer(msg: ServiceMsg, fn: (msg: ServiceMsg) => Promise<unknown>, whileStopping = false): Promise<void> {
+    const started = performance.now();
+    const verb = verbOf(msg.subject);
+    let code = 'ok';
     try {
       if (this.stopping && !whileStopping) throw new ActiveflowError('unavailable', 'the node is stopping; retry');
       respondOk(msg, await fn(msg));
     } catch (e) {
       const error = ensureError(e);
+      code = error.code;
       if (error.code === 'internal') this.log.error({ event: 'request_failed', subject: msg.subject, err: e });
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: customerOf(msg) });
       respondError(msg, error);
     }
+    this.metrics.requests.inc({ verb, code });
+    this.metrics.requestSeconds.observe((performance.now() - started) / 1000, { verb });
   }
 
   // activeflows ----------------------------------------------------------------------------------
@@ -371,6 +399,10 @@ export class ActiveflowNode {
       shard_moves: this.shardMoves,
       in_flight: this.inFlight.size,
     };
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
   }
 
   /** Shards this node serves now (every shard without leases). */
@@ -504,5 +536,27 @@ async function verifyShardMapping(nc: NatsConnection, shardCount: number): Promi
   const wrong = probes.find((id) => seen.has(id) && seen.get(id) !== shardOf(id, shardCount));
   if (wrong !== undefined || seen.size < probes.length) {
     throw new Error(`the NATS server maps activeflows to other shards than SHARD_COUNT=${shardCount} gives (its mapping uses another shard count than SHARD_COUNT=${shardCount}); use:\n${shardMappingConfig(shardCount)}`);
+  }
+}
+
+const KNOWN_VERBS = new Set<string>(ACTIVEFLOW_VERBS);
+
+/** A bounded label for a request's subject: the verb, never an id. */
+function verbOf(subject: string): string {
+  const t = subject.split('.');
+  if (t[0] === 'activeflow' && t[1] === 'shard') return KNOWN_VERBS.has(t[4] ?? '') ? t[4]! : 'other';
+  if (t[0] === 'activeflow' && t[1] === 'v1') return t[2] === 'create' ? 'create_routed' : t[2] === 'list' ? 'list' : 'other';
+  if (t[0] === 'flow' && t[1] === 'v1') return t.length === 3 ? `flow_${t[2]}` : `flow_${['get', 'update', 'delete'].includes(t[3] ?? '') ? t[3] : 'other'}`;
+  if (t[0] === 'activeflow' && t[1] === 'admin') return 'admin';
+  return 'other';
+}
+
+/** The customer a refused request named, for the per-customer rejection count. */
+function customerOf(msg: ServiceMsg): string {
+  try {
+    const c = (JSON.parse(new TextDecoder().decode(msg.data)) as { customer_id?: unknown }).customer_id;
+    return typeof c === 'string' && /^[0-9a-f-]{36}$/i.test(c) ? c.toLowerCase() : 'unknown';
+  } catch {
+    return 'unknown';
   }
 }

@@ -31,6 +31,9 @@ export interface WebhookOptions {
   maxBackoffMs?: number;
   /** Events in flight at once (across activeflows; each activeflow has one). */
   concurrency?: number;
+  /** Delivery lag (seconds from the event) and events given up, for /metrics. */
+  onDelivered?: (lagSeconds: number) => void;
+  onGivenUp?: () => void;
 }
 
 /**
@@ -117,9 +120,11 @@ export class WebhookDispatcher {
       const outcome = await this.deliver(event);
       if (outcome === 'delivered') {
         this.delivered++;
+        this.options.onDelivered?.(Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
         m.ack();
       } else if (outcome === 'given_up') {
         this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
+        this.options.onGivenUp?.();
         m.term();
       } else {
         return; // stopping: unacknowledged, redelivered to whoever delivers next

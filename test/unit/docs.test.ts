@@ -76,6 +76,9 @@ describe('deploy/ stays true', () => {
     expect(flags).toEqual(['--wait', '--until-stop', '--timeout']);
     const drainHelp = await help('drain');
     for (const f of flags) expect(drainHelp).toContain(f);
+    const args = /args: \[(.*)\]/.exec(k8s)![1]!;
+    expect(args).toBe('"node", "--metrics", "9464"');
+    expect(await help('node')).toContain('--metrics <port>');
     const unit = readFileSync(new URL('../../deploy/systemd/activeflow-node@.service', import.meta.url), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/activeflow\/bin\/activeflow.mjs node$/m);
     expect(unit).toMatch(/^KillSignal=SIGTERM$/m);

@@ -1,0 +1,115 @@
+/**
+ * `/metrics` on a real node: Prometheus text whose names are all there and whose values move when
+ * activeflows move (requests, moves by action type, snapshot writes, actors, shards).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveMetrics } from '../../src/metrics/node-metrics.js';
+import { Counter, Histogram, MetricRegistry } from '../../src/metrics/metric-registry.js';
+import { CUSTOMER } from '../helpers/engine.js';
+import { useNode } from '../helpers/nats.js';
+
+const env = useNode({ shardLeases: true, nodeId: 'metrics-node', maxFlowsPerCustomer: 1 });
+let endpoint: { port: number; stop: () => Promise<void> };
+
+beforeAll(async () => {
+  endpoint = await serveMetrics(env.node.metrics, 0, '127.0.0.1');
+});
+afterAll(async () => {
+  await endpoint?.stop();
+});
+
+async function scrape(): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${endpoint.port}/metrics`);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+describe('/metrics', () => {
+  it('has every metric, and the values move as activeflows move', async () => {
+    await expect.poll(() => env.node.servedShards, { timeout: 10_000 }).toBe(256);
+    const before = await scrape();
+    expect(before.get('activeflow_owned_shards')).toBe(256);
+    expect(before.get('activeflow_shard_moves')).toBeGreaterThanOrEqual(256);
+    expect(before.get('activeflow_lease_renewal_lag_seconds')).toBeLessThan(1); // TTL 1 s, renewed every third
+
+    const flow = await env.client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi' } }, { type: 'talk', option: { text: 'bye' } }] });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+    let current = af.current_action.id;
+    for (let i = 0; i < 4; i++) current = (await env.client.next(af.id, current)).id;
+    await expect(env.client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }] })).rejects.toMatchObject({ code: 'limit_exceeded' });
+    const after = await scrape();
+
+    expect(after.get('activeflow_moves_total{action_type="answer"}')).toBe(1);
+    expect(after.get('activeflow_moves_total{action_type="talk"}')).toBe(2);
+    expect(after.get('activeflow_requests_total{code="ok",verb="next"}')).toBe(4);
+    expect(after.get('activeflow_requests_total{code="ok",verb="create"}')).toBe(1);
+    expect(after.get('activeflow_request_duration_seconds_count{verb="next"}')).toBe(4);
+    expect(after.get('activeflow_request_duration_seconds_bucket{verb="next",le="+Inf"}')).toBe(4);
+    expect(after.get('activeflow_kv_write_duration_seconds_count')).toBe(4); // three moves and the end; the create is not a revision-checked update
+    expect(after.get('activeflow_limit_rejections_total{customer_id="' + CUSTOMER + '"}')).toBe(1);
+    expect(after.get('activeflow_requests_total{code="limit_exceeded",verb="flow_create"}')).toBe(1);
+    expect(after.get('activeflow_resident_actors')).toBeGreaterThanOrEqual(1);
+    // Another writer rewrites a resident activeflow's snapshot: the node's next write is refused.
+    const { openStoresFor } = await import('../helpers/nats.js');
+    const { shardOf } = await import('../../src/nats/shard-mapping.js');
+    const stores = await openStoresFor(env.server);
+    const other = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+    const step = await env.client.next(other.id, other.current_action.id);
+    const key = `${shardOf(other.id, 256)}.${other.id}`;
+    const e = (await stores.storage.running.get(key))!;
+    await stores.storage.running.update(key, e.value, e.revision);
+    await env.client.next(other.id, step.id); // refused once (conflict), retried by the client after a reload
+    await stores.nc.close();
+    expect((await scrape()).get('activeflow_revision_conflicts_total')).toBe(1);
+
+    const text = await (await fetch(`http://127.0.0.1:${endpoint.port}/metrics`)).text();
+    const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(names).toEqual(expect.arrayContaining([
+      'activeflow_requests_total counter', 'activeflow_request_duration_seconds histogram', 'activeflow_moves_total counter',
+      'activeflow_kv_write_duration_seconds histogram', 'activeflow_revision_conflicts_total counter', 'activeflow_actors_passivated_total counter',
+      'activeflow_limit_rejections_total counter', 'activeflow_webhook_delivery_lag_seconds histogram', 'activeflow_webhooks_given_up_total counter',
+      'activeflow_resident_actors gauge', 'activeflow_owned_shards gauge', 'activeflow_shard_moves gauge', 'activeflow_lease_renewal_lag_seconds gauge',
+      'activeflow_requests_in_flight gauge',
+    ]));
+  });
+});
+
+describe('deploy/prometheus.yml and deploy/grafana/activeflow.json', () => {
+  it('scrape the ports local-cluster gives the nodes, and chart only metrics the node has', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const prom = parse(readFileSync(new URL('../../deploy/prometheus.yml', import.meta.url), 'utf8')) as { scrape_configs: { job_name: string; static_configs?: { targets: string[] }[] }[] };
+    const local = prom.scrape_configs.find((j) => j.job_name === 'activeflow-local')!;
+    expect(local.static_configs![0]!.targets).toEqual(['127.0.0.1:9464', '127.0.0.1:9465', '127.0.0.1:9466']);
+    expect(readFileSync(new URL('../../deploy/local-cluster', import.meta.url), 'utf8')).toContain('--metrics $((9463 + n))');
+    const text = env.node.metrics.registry.render();
+    const have = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+    const dashboard = readFileSync(new URL('../../deploy/grafana/activeflow.json', import.meta.url), 'utf8');
+    const used = new Set([...dashboard.matchAll(/activeflow_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')));
+    expect(used.size).toBeGreaterThan(8);
+    for (const name of used) expect(have.has(name), name).toBe(true);
+  });
+});
+
+describe('MetricRegistry', () => {
+  it('renders the exposition format and bounds label sets', () => {
+    const r = new MetricRegistry();
+    const c = r.add(new Counter('x_total', 'x.'));
+    const h = r.add(new Histogram('y_seconds', 'y.', [0.1, 1]));
+    for (let i = 0; i < 250; i++) c.inc({ customer_id: `c${i}` });
+    h.observe(0.05);
+    h.observe(0.5);
+    h.observe(5);
+    const text = r.render();
+    expect(text).toContain('# TYPE x_total counter');
+    expect(text).toContain('x_total{customer_id="c0"} 1');
+    expect(text).toContain('x_total{customer_id="other"} 50'); // past 200 series: folded
+    expect(text).toContain('y_seconds_bucket{le="0.1"} 1\ny_seconds_bucket{le="1"} 2\ny_seconds_bucket{le="+Inf"} 3\ny_seconds_sum 5.55\ny_seconds_count 3');
+  });
+});
