@@ -181,6 +181,20 @@ export class ActiveflowActor {
     });
   }
 
+  /**
+   * Ends the activeflow with end_reason `timeout` if it is still running and has not changed for
+   * `maxIdleMs` (checked here, in order with every other request). True when it ended it.
+   */
+  timeOut(maxIdleMs: number): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (await this.ready(undefined)) return false;
+      const af = this.state()!.activeflow;
+      if (af.status !== 'running' || Date.now() - Date.parse(af.tm_update ?? af.tm_create) <= maxIdleMs) return false;
+      const reply = await this.run('stop', { reason: 'timeout' });
+      return reply.ok;
+    });
+  }
+
   /** A read: get, variables_get, substitute. Goes through the mailbox, so it sees every change before it. */
   read<T>(customerId: string | undefined, fn: (state: EngineState) => T): Promise<ActorReply> {
     return this.enqueue(async () => {

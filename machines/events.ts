@@ -23,7 +23,8 @@ const Fields = {
   next: { current_action_id: Uuid },
   execute: {},
   continue: { current_action_id: Uuid },
-  stop: { reason: z.enum(['stopped', 'reference_ended']).optional() },
+  /** `timeout` comes from the node's idle watchdog only; the API takes the other two. */
+  stop: { reason: z.enum(['stopped', 'reference_ended', 'timeout']).optional() },
   delete: {},
   forward: { forward_action_id: Uuid, forward_now: z.boolean().optional() },
   push_actions: { actions: ActionInputList },

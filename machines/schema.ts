@@ -130,13 +130,18 @@ export const Flow = z.object({
   detail: z.string(),
   actions: z.array(Action),
   on_complete_flow_id: Uuid,
+  /**
+   * Ours (not VoIPBIN's): an activeflow of this flow that has not changed for this long is ended
+   * with end_reason `timeout` by the node's watchdog. Absent or 0: only the deployment's ceiling.
+   */
+  max_idle_seconds: z.number().int().min(0).optional(),
   tm_create: Timestamp.nullable(),
   tm_update: Timestamp.nullable(),
   tm_delete: Timestamp.nullable(),
 });
 export type Flow = z.infer<typeof Flow>;
 
-export const END_REASONS = ['finished', 'stop_action', 'stopped', 'reference_ended', 'error', 'limit_exceeded', 'deleted'] as const;
+export const END_REASONS = ['finished', 'stop_action', 'stopped', 'reference_ended', 'error', 'limit_exceeded', 'deleted', 'timeout'] as const;
 export const EndReasonSchema = z.enum(END_REASONS);
 export type EndReason = z.infer<typeof EndReasonSchema>;
 

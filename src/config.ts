@@ -38,6 +38,10 @@ export const NodeConfig = z.object({
     .describe('Largest HTTP response read by fetch or webhook_send.'),
   WEBHOOK_GIVE_UP_MS: int(1_000).default(15 * 60_000)
     .describe('How long an event for an activeflow\'s webhook_uri is retried (with backoff up to 30 s) before it is given up and logged. Later events of that activeflow wait behind it, so they arrive in order; other activeflows\' events do not wait.'),
+  MAX_IDLE_SECONDS: int(0).default(86_400)
+    .describe('Ceiling on how long a running activeflow may go without a change before the watchdog ends it (end_reason timeout; its on_complete flow runs). A flow\'s own max_idle_seconds is capped by it. 0: no ceiling (only flows that set a limit time out).'),
+  WATCHDOG_INTERVAL_MS: int(100).default(300_000)
+    .describe('How often each node sweeps the shards it owns for idle activeflows. A sweep reads every running snapshot it owns (it does not load actors): with 100,000 running per node, every 5 minutes is about 330 reads/s. A limit is enforced within one interval of passing.'),
   SERVICE_TIMEOUT_MS: int(100).default(5_000)
     .describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500).default(3_000)

@@ -19,7 +19,7 @@ const pageSize = z.number().int().min(1).max(100).optional();
 export const ActiveflowRequests = {
   create: CreateRequest,
   get: z.strictObject({ ...customer }),
-  stop: VerbBodies.stop.extend(customer),
+  stop: VerbBodies.stop.extend({ ...customer, reason: z.enum(['stopped', 'reference_ended']).optional() }),
   delete: VerbBodies.delete.extend(customer),
   next: VerbBodies.next.extend(customer),
   execute: VerbBodies.execute.extend(customer),
@@ -52,6 +52,7 @@ export const FlowCreateRequest = z.strictObject({
   detail: z.string().max(4096).optional(),
   actions: ActionInputList,
   on_complete_flow_id: Uuid.optional(),
+  max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional(),
 });
 export type FlowCreateRequest = z.infer<typeof FlowCreateRequest>;
 
@@ -65,6 +66,7 @@ export const FlowRequests = {
     detail: z.string().max(4096).optional(),
     actions: ActionInputList.optional(),
     on_complete_flow_id: Uuid.optional(),
+    max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional(),
   }),
   delete: z.strictObject({ ...customer }),
 } as const;

@@ -35,7 +35,7 @@ function overview(): string {
 }
 
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
-const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http', 'metrics']);
+const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http', 'metrics', 'stuck']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),

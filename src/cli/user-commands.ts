@@ -185,12 +185,19 @@ ${JSON_HELP}`,
 
 export const listCommand: Command = {
   name: 'list',
-  usage: 'activeflow list --customer <id> [--status running|ended] [--reference-type call]',
+  usage: 'activeflow list --customer <id> [--status running|ended] [--reference-type call] [--stuck <duration>]',
   summary: 'List a customer\'s activeflows.',
-  help: `Lists a customer's activeflows (all pages).\nOptions:\n  --customer <id>\n  --status <running|ended>\n  --reference-type <type>\n${JSON_HELP}`,
+  help: `Lists a customer's activeflows (all pages).\nOptions:\n  --customer <id>\n  --status <running|ended>\n  --reference-type <type>\n  --stuck <duration>  only running ones unchanged for longer than this (90s, 15m, 2h, 1d):\n                      what the idle watchdog (MAX_IDLE_SECONDS, a flow's max_idle_seconds) will end\n${JSON_HELP}`,
   run(args, io) {
     const customer = need(args, 'customer', io);
     if (customer === null) return Promise.resolve(2);
+    const stuckText = args.options.get('stuck');
+    const stuckMs = stuckText === undefined ? undefined : parseDuration(stuckText);
+    if (stuckMs === null) {
+      io.err(`activeflow list: --stuck takes a duration such as 90s, 15m, 2h or 1d, not "${stuckText}"`);
+      return Promise.resolve(2);
+    }
+    if (stuckMs !== undefined) args.options.set('status', 'running');
     return withClient(args, io, async (client) => {
       const all: Activeflow[] = [];
       let token = '';
@@ -203,6 +210,10 @@ export const listCommand: Command = {
         all.push(...page.result);
         token = page.next_page_token;
       } while (token !== '');
+      if (stuckMs !== undefined) {
+        const now = Date.now();
+        all.splice(0, all.length, ...all.filter((a) => now - Date.parse(a.tm_update ?? a.tm_create) > stuckMs));
+      }
       print(io, args, all, () => all.length === 0 ? 'no activeflows' : table([['ID', 'STATUS', 'REFERENCE', 'MOVES', 'CURRENT'], ...all.map((a) => [a.id, a.status + (a.end_reason ? `/${a.end_reason}` : ''), a.reference_type, String(a.execute_count), a.current_action.type ?? a.current_action.id])]));
       return 0;
     });
@@ -227,3 +238,11 @@ export const watchCommand = oneActiveflow('watch', 'Follow an activeflow\'s even
     process.off('SIGTERM', stop);
     return 0;
   }), '  --follow          keep following after the activeflow ends\n');
+
+/** `90s`, `15m`, `2h`, `1d` (or plain seconds) in ms; null when it is none of those. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (m === null) return null;
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}

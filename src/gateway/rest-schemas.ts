@@ -25,6 +25,8 @@ export const FlowBody = z.strictObject({
   detail: z.string().max(4096).describe('A description of the flow.'),
   actions: ActionInputList.describe('The ordered actions of the flow.'),
   on_complete_flow_id: Uuid.optional().describe('The flow started when an activeflow of this one ends.'),
+  max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional()
+    .describe('Ours: an activeflow of this flow that has not changed for this long is ended (end_reason timeout). 0 or absent: only the deployment\'s ceiling.'),
 });
 
 export const VariablesBody = z.strictObject({ variables: Variables });
@@ -106,7 +108,7 @@ export const RestActiveflow = PublicActiveflow.omit({ current_action: true, exec
     tm_delete: z.string().optional(),
   });
 export const RestFlow = z.object({
-  id: Uuid, customer_id: Uuid, type: z.string(), name: z.string(), detail: z.string(), actions: z.array(RestAction), on_complete_flow_id: Uuid,
+  id: Uuid, customer_id: Uuid, type: z.string(), name: z.string(), detail: z.string(), actions: z.array(RestAction), on_complete_flow_id: Uuid, max_idle_seconds: z.number().int().optional(),
   tm_create: z.string().optional(), tm_update: z.string().optional(), tm_delete: z.string().optional(),
 });
 export const RestError = z.object({ error: z.object({ code: z.string(), message: z.string() }) });

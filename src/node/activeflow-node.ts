@@ -40,6 +40,7 @@ import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
+import { IdleWatchdog } from './idle-watchdog.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 
 export interface NodeOptions {
@@ -57,6 +58,9 @@ export interface NodeOptions {
   leaseTtlMs?: number;
   /** Flows one customer may keep (VoIPBIN's cap is 10,000). */
   maxFlowsPerCustomer?: number;
+  /** The idle watchdog's ceiling (MAX_IDLE_SECONDS, in ms; 0: none) and its sweep interval. */
+  maxIdleMs?: number;
+  watchdogIntervalMs?: number;
   /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
   webhookGiveUpMs?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
@@ -79,6 +83,7 @@ export class ActiveflowNode {
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
   private webhooks: WebhookLeadership | null = null;
+  private watchdog: IdleWatchdog | null = null;
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
@@ -227,6 +232,13 @@ export class ActiveflowNode {
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
+    this.watchdog = new IdleWatchdog({
+      snapshots: this.snapshots, flows: this.flows, registry: this.registry,
+      ownedShards: () => this.ownership?.ownedShards ?? [...this.allShards],
+      ceilingMs: this.options.maxIdleMs ?? 86_400_000, intervalMs: this.options.watchdogIntervalMs ?? 300_000, log: this.log,
+      onTimeout: () => this.metrics.idleTimeouts.inc(),
+    });
+    this.watchdog.start();
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
       () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
         timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
@@ -424,6 +436,7 @@ export class ActiveflowNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.passivationTimer) clearInterval(this.passivationTimer);
+    await this.watchdog?.stop();
     // Leave first, so the others count this node out, then hand every shard over: each one is
     // taken by its new owner the moment its released marker is written.
     await this.hints?.stop();

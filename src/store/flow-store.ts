@@ -14,6 +14,7 @@ export interface FlowDraft {
   detail?: string;
   actions: ActionInput[];
   on_complete_flow_id?: string;
+  max_idle_seconds?: number;
 }
 
 export interface FlowPatch {
@@ -21,6 +22,7 @@ export interface FlowPatch {
   detail?: string;
   actions?: ActionInput[];
   on_complete_flow_id?: string;
+  max_idle_seconds?: number;
 }
 
 export class FlowLimitExceeded extends Error {
@@ -39,6 +41,7 @@ export class FlowStore {
     const flow: Flow = {
       id, customer_id: draft.customer_id, type: draft.type ?? 'flow', name: draft.name ?? '', detail: draft.detail ?? '',
       actions: prepareActions(draft.actions, idSource(entropy)), on_complete_flow_id: draft.on_complete_flow_id ?? NIL,
+      ...(draft.max_idle_seconds ? { max_idle_seconds: draft.max_idle_seconds } : {}),
       tm_create: now, tm_update: null, tm_delete: null,
     };
     await this.kv.put(`id.${id}`, encodeJson({ customer_id: flow.customer_id }));
@@ -69,6 +72,7 @@ export class FlowStore {
       ...(patch.detail !== undefined ? { detail: patch.detail } : {}),
       ...(patch.actions !== undefined ? { actions: prepareActions(patch.actions, idSource(entropy)) } : {}),
       ...(patch.on_complete_flow_id !== undefined ? { on_complete_flow_id: patch.on_complete_flow_id } : {}),
+      ...(patch.max_idle_seconds !== undefined ? { max_idle_seconds: patch.max_idle_seconds } : {}),
       tm_update: now,
     };
     await this.kv.update(`${flow.customer_id}.${id}`, encodeJson(flow), found.revision);
