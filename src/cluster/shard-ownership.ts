@@ -376,6 +376,10 @@ export class ShardOwnership {
           this.takeMarked(shard);
           return;
         }
+        if (this.target[shard] !== this.deps.nodeId && !this.stopped) {
+          await this.passOn(shard, lease); // the target moved on while this node was taking it
+          return;
+        }
         lease.keep();
         await this.serveShard(shard, lease);
       });
@@ -400,21 +404,32 @@ export class ShardOwnership {
     const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
     const lease = ShardLease.adopt(this.deps.leases, `shard.${shard}`, this.deps.nodeId, revision, transferred, options);
     if (this.stopped || this.target[shard] !== this.deps.nodeId) {
-      // Sent here on a view this node no longer shares (it is stopping, drained, or the target
-      // moved on): pass it straight on, to the shard's target if there is one, without serving.
-      const next = this.stopped ? undefined : this.target[shard];
-      const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
-      void lease.release({ handOver: true, ...(transferred.stopped_at === undefined ? {} : { stoppedAt: new Date(transferred.stopped_at) }), ...(to === undefined ? {} : { to }) }).then((released) => {
-        if (released === null) return;
-        if (to !== undefined) this.holders.set(shard, to);
-        this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
-        this.deps.log.info({ event: 'shard_passed_on', shard, to: to ?? null });
-      });
+      void this.passOn(shard, lease);
       return;
     }
     lease.keep();
     void lease.renew(); // confirms it, and puts it in this node's name
     void this.serveShard(shard, lease);
+  }
+
+  /**
+   * A lease this node got on a view it no longer shares (it is stopping or drained, or the target
+   * moved on while it was taking it): passed straight on, to the shard's target if there is one,
+   * without serving. A handed-over lease stays handed over (its stop time travels with it).
+   */
+  private async passOn(shard: number, lease: ShardLease): Promise<void> {
+    const next = this.stopped ? undefined : this.target[shard];
+    const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
+    if (!lease.handedOver) {
+      await lease.release(); // taken after a crash: nothing to vouch for; the next owner fences
+      return;
+    }
+    const stopped = lease.previous?.stopped_at;
+    const released = await lease.release({ handOver: true, ...(stopped === undefined ? {} : { stoppedAt: new Date(stopped) }), ...(to === undefined ? {} : { to }) });
+    if (released === null) return;
+    if (to !== undefined) this.holders.set(shard, to);
+    this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
+    this.deps.log.info({ event: 'shard_passed_on', shard, to: to ?? null });
   }
 
   /** Whether an activeflow must be fenced before its first use here (see the top of this file). */

@@ -4,6 +4,7 @@
  * in about 3 s instead of 2 minutes), and the shard mapping. deploy/cluster/*.conf are generated
  * from this (`npm run docs`), and the cluster tests use it directly.
  */
+import { DEV_ROLE_PASSWORDS, roleUsers, type RolePasswords } from './roles.js';
 import { shardMappingConfig } from './shard-mapping.js';
 
 export interface ClusterServerConfig {
@@ -21,6 +22,8 @@ export interface ClusterServerConfig {
   passwords?: AccountPasswords;
   /** Let clients without credentials in as the app user (development). Default true. */
   noAuthUser?: boolean;
+  /** The role users' passwords (src/nats/roles.ts). Default: dev ones. */
+  rolePasswords?: RolePasswords;
 }
 
 export interface AccountPasswords {
@@ -46,7 +49,7 @@ cluster {
 ${c.routes.map((r) => `    nats-route://${r}`).join('\n')}
   ]
 }
-${accountsConfig(c.shardCount, c.passwords, c.noAuthUser ?? true)}`;
+${accountsConfig(c.shardCount, c.passwords, c.noAuthUser ?? true, c.rolePasswords ?? DEV_ROLE_PASSWORDS)}`;
 }
 
 /**
@@ -54,12 +57,17 @@ ${accountsConfig(c.shardCount, c.passwords, c.noAuthUser ?? true)}`;
  * lets nodes hear the servers' disconnect events (NATS_SYSTEM_USER). The passwords are for
  * development; a deployment replaces them (see docs/operations.md).
  */
-export function accountsConfig(shardCount: number, passwords: AccountPasswords = DEV_PASSWORDS, noAuthUser = true): string {
+export function accountsConfig(shardCount: number, passwords: AccountPasswords = DEV_PASSWORDS, noAuthUser = true, roles: RolePasswords | null = DEV_ROLE_PASSWORDS): string {
+  const users = [`{ user: "activeflow", password: ${passwords.app} }`, ...(roles === null ? [] : roleUsers(roles))];
   return `accounts {
   SYS: { users: [ { user: "system", password: ${passwords.system} } ] }
   APP: {
     jetstream: enabled
-    users: [ { user: "activeflow", password: ${passwords.app} } ]
+    # "activeflow" may do anything in the account (development, and older setups); the role users
+    # (src/nats/roles.ts) may do only what their job needs.
+    users: [
+${users.map((u) => `      ${u}`).join('\n')}
+    ]
 ${shardMappingConfig(shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
   }
 }

@@ -31,6 +31,7 @@ export function k8sNatsConfig(shardCount = 256): string {
     name: '$POD_NAME', host: '0.0.0.0', clientPort: 4222, clusterPort: 6222, monitorPort: 8222, storeDir: '/data/jetstream',
     routes: [0, 1, 2].map((i) => `nats-${i}.nats:6222`), shardCount,
     passwords: { system: '$NATS_SYSTEM_PASSWORD', app: '$NATS_APP_PASSWORD' }, noAuthUser: false,
+    rolePasswords: { node: '$NATS_NODE_PASSWORD', gateway: '$NATS_GATEWAY_PASSWORD', 'call-service': '$NATS_CALL_SERVICE_PASSWORD', operator: '$NATS_OPERATOR_PASSWORD' },
   });
 }
 
@@ -92,6 +93,14 @@ spec:
               valueFrom: { secretKeyRef: { name: activeflow-nats, key: system-password } }
             - name: NATS_APP_PASSWORD
               valueFrom: { secretKeyRef: { name: activeflow-nats, key: app-password } }
+            - name: NATS_NODE_PASSWORD
+              valueFrom: { secretKeyRef: { name: activeflow-nats, key: node-password } }
+            - name: NATS_GATEWAY_PASSWORD
+              valueFrom: { secretKeyRef: { name: activeflow-nats, key: gateway-password } }
+            - name: NATS_CALL_SERVICE_PASSWORD
+              valueFrom: { secretKeyRef: { name: activeflow-nats, key: call-service-password } }
+            - name: NATS_OPERATOR_PASSWORD
+              valueFrom: { secretKeyRef: { name: activeflow-nats, key: operator-password } }
           ports:
             - { name: client, containerPort: 4222 }
             - { name: cluster, containerPort: 6222 }

@@ -47,7 +47,7 @@ describe('deploy/ stays true', () => {
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const file = `${mkdtempSync('/tmp/af-k8s-')}/nats.conf`;
     writeFileSync(file, k8sNatsConfig());
-    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: 's', NATS_APP_PASSWORD: 'a' };
+    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: 's', NATS_APP_PASSWORD: 'a', NATS_NODE_PASSWORD: 'n', NATS_GATEWAY_PASSWORD: 'g', NATS_CALL_SERVICE_PASSWORD: 'c', NATS_OPERATOR_PASSWORD: 'o' };
     const r = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8', env });
     expect([r.status, `${r.stdout}${r.stderr}`]).toEqual([0, expect.stringMatching(/is valid/)]);
     expect(k8sNatsConfig()).not.toMatch(/no_auth_user|dev-only/); // a deployment requires passwords

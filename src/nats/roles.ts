@@ -1,0 +1,74 @@
+/**
+ * NATS users per role, with least privilege: each may publish and subscribe to what its job needs
+ * and nothing else, enforced by the server (a violation is refused, not just unused). Defined once
+ * here; the server configurations in deploy/ and the tests are generated from it.
+ *
+ * The server checks publish permissions on the subject *after* the account's mapping, so the
+ * per-activeflow verbs are allowed on `activeflow.shard.*.*.<verb>`, which is what
+ * `activeflow.v1.<id>.<verb>` becomes.
+ */
+
+export const ROLES = ['node', 'gateway', 'call-service', 'operator'] as const;
+export type Role = (typeof ROLES)[number];
+
+const verbs = (...vs: string[]) => vs.map((v) => `activeflow.shard.*.*.${v}`);
+
+/** JetStream requests to read one stream with consumers (watch, history, the WebSocket). */
+const readStream = (stream: string) => [
+  `$JS.API.STREAM.INFO.${stream}`,
+  `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.CONSUMER.CREATE.${stream}.>`,
+  `$JS.API.CONSUMER.INFO.${stream}.>`, `$JS.API.CONSUMER.DELETE.${stream}.>`,
+  `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, `$JS.ACK.${stream}.>`,
+];
+
+interface Permissions { publish: string[]; subscribe: string[] }
+
+export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
+  /** Serves the shard and API subjects, writes the buckets and the stream. */
+  node: {
+    publish: ['activeflow.>', '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>', '$SRV.>', '_INBOX.>'],
+    subscribe: ['activeflow.>', 'flow.v1.>', '$SRV.>', '_INBOX.>'],
+  },
+  /** The REST gateway: the verbs its endpoints use, flows, the cluster's state, events and access keys to read. */
+  gateway: {
+    publish: [
+      ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
+      'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards',
+      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), ...readStream('KV_af_accesskeys'), '$JS.FC.>', '_INBOX.>',
+    ],
+    subscribe: ['_INBOX.>'],
+  },
+  /** A reference's service (calls, conversations): drives its activeflows and answers service actions. */
+  'call-service': {
+    publish: [
+      ...verbs('create', 'get', 'next', 'continue', 'execute', 'stop', 'forward', 'push_actions', 'add_actions', 'service_stop', 'variables_get', 'variables_set', 'variables_delete', 'substitute'),
+      'activeflow.v1.create', 'flow.v1.*.get', '_INBOX.>',
+    ],
+    subscribe: ['activeflow.service.>', '_INBOX.>'],
+  },
+  /** Operators and their CLI: the admin verbs, reading activeflows and flows, stopping one, following events. */
+  operator: {
+    publish: [
+      'activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get',
+      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), '$JS.FC.>', '_INBOX.>',
+    ],
+    subscribe: ['_INBOX.>'],
+  },
+};
+
+/** Passwords per role: literal (quoted) for development, `$VAR` for a deployment. */
+export type RolePasswords = Readonly<Record<Role, string>>;
+
+export const DEV_ROLE_PASSWORDS: RolePasswords = {
+  node: '"node-dev-only"', gateway: '"gateway-dev-only"', 'call-service': '"call-service-dev-only"', operator: '"operator-dev-only"',
+};
+
+const list = (xs: readonly string[]) => `[${xs.map((x) => `"${x}"`).join(', ')}]`;
+
+/** The role users, as entries of an account's `users` list. */
+export function roleUsers(passwords: RolePasswords): string[] {
+  return ROLES.map((role) => {
+    const p = ROLE_PERMISSIONS[role];
+    return `{ user: "${role}", password: ${passwords[role]}, permissions: { publish: { allow: ${list(p.publish)} }, subscribe: { allow: ${list(p.subscribe)} }, allow_responses: true } }`;
+  });
+}
