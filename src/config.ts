@@ -16,6 +16,12 @@ export const NodeConfig = z.object({
     .describe('User to connect as (with NATS_PASSWORD), when the servers require one; the CLI reads them too. Default: none (the server\'s no_auth_user, as in the development configs).'),
   NATS_PASSWORD: z.string().min(1).optional()
     .describe('Password of NATS_USER.'),
+  NATS_TLS_CA: z.string().min(1).optional()
+    .describe('CA certificate file that signed the servers\' certificates: set it to connect over TLS (the production configs require TLS; scripts/dev-certs.sh makes a development CA). The CLI reads it too.'),
+  NATS_TLS_CERT: z.string().min(1).optional()
+    .describe('Client certificate file, with NATS_TLS_KEY, when the servers verify clients (mutual TLS).'),
+  NATS_TLS_KEY: z.string().min(1).optional()
+    .describe('Key file of NATS_TLS_CERT.'),
   NATS_SYSTEM_USER: z.string().min(1).optional()
     .describe('A user of the NATS system account. When set (with NATS_SYSTEM_PASSWORD), the node listens to the servers\' disconnect events: the shards of a node whose connection dropped are taken the moment its leases run out, instead of at the next reconcile. deploy/cluster configs have one.'),
   NATS_SYSTEM_PASSWORD: z.string().min(1).optional()
@@ -60,7 +66,7 @@ export const NodeConfig = z.object({
 export type NodeConfig = z.infer<typeof NodeConfig>;
 
 /** `activeflow gateway`: the NATS connection, the HTTP listener, and nothing of a node's. */
-export const GatewayConfig = NodeConfig.pick({ NATS_URL: true, NATS_USER: true, NATS_PASSWORD: true, LOG_LEVEL: true, HTTP_HOST: true, HTTP_MAX_BODY_BYTES: true }).extend({
+export const GatewayConfig = NodeConfig.pick({ NATS_URL: true, NATS_USER: true, NATS_PASSWORD: true, NATS_TLS_CA: true, NATS_TLS_CERT: true, NATS_TLS_KEY: true, LOG_LEVEL: true, HTTP_HOST: true, HTTP_MAX_BODY_BYTES: true }).extend({
   HTTP_PORT: int(0).max(65_535).default(8080)
     .describe('Port of the REST gateway (`activeflow gateway`).'),
   GATEWAY_RETRY_MS: int(0).default(10_000)
@@ -84,6 +90,9 @@ export function readNodeConfig(env: Record<string, string | undefined> = process
   const config = NodeConfig.parse(known);
   if ((config.NATS_USER === undefined) !== (config.NATS_PASSWORD === undefined)) {
     throw new Error('NATS_USER and NATS_PASSWORD go together: set both or neither');
+  }
+  if ((config.NATS_TLS_CERT === undefined) !== (config.NATS_TLS_KEY === undefined)) {
+    throw new Error('NATS_TLS_CERT and NATS_TLS_KEY go together: set both (mutual TLS) or neither');
   }
   if ((config.NATS_SYSTEM_USER === undefined) !== (config.NATS_SYSTEM_PASSWORD === undefined)) {
     throw new Error('NATS_SYSTEM_USER and NATS_SYSTEM_PASSWORD go together: set both (to listen to disconnect events) or neither');

@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActiveflowClient } from '../api/client.js';
 import { ActiveflowError } from '../errors.js';
-import { connectNats, parseServers } from '../nats/connect.js';
+import { connectNats, parseServers, tlsFromEnv } from '../nats/connect.js';
 import type { CliIo, ParsedArgs } from './command.js';
 
 /** Connects to `--servers` or NATS_URL (default the local development server), runs `fn`, closes. */
@@ -11,9 +11,13 @@ export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: Activ
   try {
     const user = process.env['NATS_USER'];
     const pass = process.env['NATS_PASSWORD'];
-    nc = await connectNats(servers, 'activeflow-cli', user !== undefined && user !== '' && pass !== undefined ? { user, pass } : undefined);
+    nc = await connectNats(servers, 'activeflow-cli', user !== undefined && user !== '' && pass !== undefined ? { user, pass } : undefined, tlsFromEnv(process.env));
   } catch (e) {
-    io.err(`activeflow: cannot reach NATS at ${servers.join(',')}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
+    const message = (e as Error).message;
+    const hint = /certificate|tls|ssl/i.test(message)
+      ? 'The servers use TLS: set NATS_TLS_CA to the CA file that signed their certificate (and NATS_TLS_CERT/NATS_TLS_KEY if they verify clients).'
+      : 'Start it with `npm start`, or set NATS_URL.';
+    io.err(`activeflow: cannot reach NATS at ${servers.join(',')}: ${message}. ${hint}`);
     return 1;
   }
   try {

@@ -7,7 +7,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.js';
-import { connectNats } from '../nats/connect.js';
+import { connectNats, type TlsFiles } from '../nats/connect.js';
 import { decodeJson } from '../store/codec.js';
 
 /** The connection name a node uses: `connectNats(servers, nodeConnectionName(id))`. */
@@ -29,8 +29,9 @@ export class DisconnectHints {
     nodeId: string,
     onNodeDisconnected: (nodeId: string, reason: string) => void,
     log: Logger,
+    tls?: TlsFiles,
   ): Promise<DisconnectHints> {
-    const nc = await connectNats(servers, `${nodeConnectionName(nodeId)}-events`, credentials);
+    const nc = await connectNats(servers, `${nodeConnectionName(nodeId)}-events`, credentials, tls);
     const prefix = nodeConnectionName('');
     nc.subscribe('$SYS.ACCOUNT.*.DISCONNECT', {
       callback: (_e, msg) => {

@@ -534,6 +534,9 @@ export class ShardOwnership {
     if (this.timer) clearInterval(this.timer);
     for (const w of this.watches) w.stop();
     await this.running;
+    // It has left the membership: each shard goes straight to its next owner among the others.
+    this.live.delete(this.deps.nodeId);
+    this.recomputeTarget();
     while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));
     await Promise.all([...this.leaving.values()]);

@@ -24,6 +24,13 @@ export interface ClusterServerConfig {
   noAuthUser?: boolean;
   /** The role users' passwords (src/nats/roles.ts). Default: dev ones. */
   rolePasswords?: RolePasswords;
+  /** TLS for clients and for the routes between the servers (production); none by default. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
+/** A nats-server `tls { }` block. */
+export function tlsBlock(t: { certFile: string; keyFile: string; caFile: string }, indent = ''): string {
+  return [`${indent}tls {`, `${indent}  cert_file: "${t.certFile}"`, `${indent}  key_file: "${t.keyFile}"`, `${indent}  ca_file: "${t.caFile}"`, `${indent}  timeout: 2`, `${indent}}`].join('\n');
 }
 
 export interface AccountPasswords {
@@ -42,10 +49,10 @@ ping_max: 2
 jetstream {
   store_dir: "${c.storeDir}"
 }
-cluster {
+${c.tls === undefined ? '' : `${tlsBlock(c.tls)}\n`}cluster {
   name: ${c.clusterName ?? 'activeflow'}
   listen: ${c.host}:${c.clusterPort}
-  routes: [
+${c.tls === undefined ? '' : `${tlsBlock(c.tls, '  ')}\n`}  routes: [
 ${c.routes.map((r) => `    nats-route://${r}`).join('\n')}
   ]
 }

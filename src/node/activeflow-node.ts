@@ -21,7 +21,7 @@ import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowV
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { connectNats } from '../nats/connect.js';
+import { connectNats, type TlsFiles } from '../nats/connect.js';
 import { AccessKeyRequests, AccessKeyStore } from '../gateway/access-keys.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
@@ -67,6 +67,8 @@ export interface NodeOptions {
   shardLeases?: boolean;
   /** The app user, when the servers require one. */
   credentials?: { user: string; pass: string };
+  /** TLS to the servers (NATS_TLS_CA, and a client certificate for mutual TLS). */
+  tls?: TlsFiles;
   /** A system-account user: disconnect events hint at dead nodes (see DisconnectHints). */
   systemCredentials?: { user: string; pass: string };
   limits?: Limits;
@@ -112,7 +114,7 @@ export class ActiveflowNode {
   static async start(options: NodeOptions): Promise<ActiveflowNode> {
     const log = options.log.child({ node_id: options.nodeId });
     const clock = options.clock ?? systemClock;
-    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials);
+    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
     try {
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
@@ -210,7 +212,7 @@ export class ActiveflowNode {
       if (mark !== null) this.log.warn({ event: 'node_drained', drained_at: mark.drained_at }, `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``);
       if (this.options.systemCredentials !== undefined) {
         try {
-          this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id) => ownership.suspect(id), this.log);
+          this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id) => ownership.suspect(id), this.log, this.options.tls);
         } catch (e) {
           throw new Error(`cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`, { cause: e });
         }

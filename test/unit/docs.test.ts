@@ -45,8 +45,14 @@ describe('deploy/ stays true', () => {
     expect(readFileSync(new URL('../../deploy/k8s/nats.yaml', import.meta.url), 'utf8')).toBe(k8sNatsManifest());
     const { spawnSync } = await import('node:child_process');
     const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const file = `${mkdtempSync('/tmp/af-k8s-')}/nats.conf`;
-    writeFileSync(file, k8sNatsConfig());
+    const dir = mkdtempSync('/tmp/af-k8s-');
+    const file = `${dir}/nats.conf`;
+    // The certificate the manifest mounts at /etc/nats/tls, made here by the development script.
+    expect(spawnSync('bash', [new URL('../../scripts/dev-certs.sh', import.meta.url).pathname, dir]).status).toBe(0);
+    spawnSync('cp', [`${dir}/server.crt`, `${dir}/tls.crt`]);
+    spawnSync('cp', [`${dir}/server.key`, `${dir}/tls.key`]);
+    writeFileSync(file, k8sNatsConfig().replaceAll('/etc/nats/tls/', `${dir}/`));
+    expect(k8sNatsConfig()).toMatch(/^tls \{[\s\S]*cluster \{[\s\S]*  tls \{/m); // clients and routes
     const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: 's', NATS_APP_PASSWORD: 'a', NATS_NODE_PASSWORD: 'n', NATS_GATEWAY_PASSWORD: 'g', NATS_CALL_SERVICE_PASSWORD: 'c', NATS_OPERATOR_PASSWORD: 'o' };
     const r = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8', env });
     expect([r.status, `${r.stdout}${r.stderr}`]).toEqual([0, expect.stringMatching(/is valid/)]);
