@@ -4,7 +4,8 @@
  * client, in the same run. The node and the gateway run as processes; nats-server too. On 2 cores
  * everything (load generator included) shares the CPU: the ratio is the figure to read.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnAndWait } from './processes.js';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { ActiveflowClient } from '../src/api/client.js';
@@ -32,25 +33,6 @@ function freePort(): Promise<number> {
   });
 }
 
-async function spawnAndWait(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const on = (b: Buffer) => {
-      out += b.toString();
-      if (out.includes(ready)) resolve();
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (c) => reject(new Error(`exited ${c}: ${out}`)));
-  });
-  child.removeAllListeners('exit');
-  for (const s of [child.stdout!, child.stderr!]) {
-    s.removeAllListeners('data');
-    s.resume();
-  }
-  return child;
-}
 
 /** `concurrency` loops, each doing `op` back to back for `seconds`: requests/s and latency. */
 async function load(concurrency: number, seconds: number, op: (i: number) => Promise<void>): Promise<{ rps: number; p50: number; p99: number; failed: number }> {
@@ -80,9 +62,9 @@ const children: ChildProcess[] = [];
 const nc = await connectNats(server.url, 'bench-gateway');
 try {
   const env = { NATS_URL: server.url, LOG_LEVEL: 'info' };
-  children.push(await spawnAndWait(['node'], { ...env, NODE_ID: 'bench-node', SHARD_LEASES: '0' }, '"node_serving"'));
+  children.push(await spawnAndWait([BIN, 'node'], { ...env, NODE_ID: 'bench-node', SHARD_LEASES: '0' }, '"node_serving"'));
   const port = await freePort();
-  children.push(await spawnAndWait(['gateway'], { ...env, HTTP_PORT: String(port) }, '"gateway_listening"'));
+  children.push(await spawnAndWait([BIN, 'gateway'], { ...env, HTTP_PORT: String(port) }, '"gateway_listening"'));
   const client = new ActiveflowClient(nc, { requestTimeoutMs: 5_000, retryForMs: 10_000 });
   const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER, name: 'bench' });
   const ids: string[] = [];

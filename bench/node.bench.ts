@@ -10,7 +10,8 @@
  *
  * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
 import { ActiveflowClient } from '../src/api/client.js';
@@ -29,25 +30,6 @@ const quick = process.argv.includes('--quick');
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
 
-async function spawnAndWait(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const on = (b: Buffer) => {
-      out += b.toString();
-      if (out.includes(ready)) resolve();
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (c) => reject(new Error(`exited ${c}: ${out}`)));
-  });
-  child.removeAllListeners('exit');
-  child.stdout!.removeAllListeners('data');
-  child.stderr!.removeAllListeners('data');
-  child.stdout!.resume();
-  child.stderr!.resume();
-  return child;
-}
 
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

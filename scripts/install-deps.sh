@@ -5,15 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nats-server >/dev/null 2>&1; then
+# apt_install <package> <why>: as root, or through sudo; otherwise says what to install by hand.
+apt_install() {
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "nats-server not found on PATH; install the Debian package nats-server (apt-get install nats-server) or set NATS_URL to a running server" >&2
+    echo "$1 not found; install the Debian package $1 (apt-get install $1): $2" >&2
     exit 1
   fi
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "installing nats-server (Debian package)..." >&2
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing $1 (Debian package, $2)..." >&2
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
+if ! command -v nats-server >/dev/null 2>&1; then
+  apt_install nats-server "the runtime's NATS server (or set NATS_URL to a running one)"
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -22,12 +27,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "chromium not found; install the Debian package chromium (apt-get install chromium): the dashboard's test drives it" >&2
-    exit 1
-  fi
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "installing chromium (Debian package, for the dashboard's end-to-end test)..." >&2
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  apt_install chromium "for the dashboard's end-to-end test"
 fi

@@ -12,7 +12,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { describeIssues, Uuid, type Activeflow, type Flow } from '../../machines/index.js';
+import { describeIssues, Uuid } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
@@ -391,4 +391,3 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
   }
 }
 
-export type { Activeflow, Flow };
