@@ -34,13 +34,13 @@ import type { Revision, SnapshotStore } from '../src/store/snapshot-store.js';
 export interface EffectRunner {
   /** Performs an awaited effect; failures are results, never throws. */
   perform(effect: Effect): Promise<EffectResult>;
-  /** Starts a fire-and-forget effect; it logs its own failures. */
-  launch(effect: Effect, activeflowId: string): void;
+  /** Starts a fire-and-forget effect; it logs its own failures, on the activeflow's logger. */
+  launch(effect: Effect, activeflowId: string, log?: Logger): void;
   /**
    * Creates and executes an on_complete child; idempotent (its id is fixed by the parent, and an
    * existing or already started child counts as done). Throws when it cannot be done now.
    */
-  startChild(effect: Extract<Effect, { type: 'start_child' }>): Promise<void>;
+  startChild(effect: Extract<Effect, { type: 'start_child' }>, log?: Logger): Promise<void>;
 }
 
 export interface ActorDeps {
@@ -63,6 +63,8 @@ export interface ActorDeps {
   mustFence?(activeflowId: string): boolean;
   /** Where moves, snapshot writes and conflicts are counted (the node's /metrics). */
   metrics?: ActorMetrics;
+  /** Log fields of an activeflow besides its id (its shard). */
+  logFields?(activeflowId: string): Record<string, unknown>;
 }
 
 export interface ActorMetrics {
@@ -95,14 +97,22 @@ export class ActiveflowActor {
   private endPending: Revision | null = null;
   private requestCounter = 0;
   lastUsedMs: number;
-  private readonly log: Logger;
+  private log: Logger;
+  private customerLogged = false;
 
   constructor(
     readonly id: string,
     private readonly deps: ActorDeps,
   ) {
     this.lastUsedMs = Date.now();
-    this.log = deps.log.child({ activeflow_id: id });
+    this.log = deps.log.child({ ...deps.logFields?.(id), activeflow_id: id });
+  }
+
+  /** Every log line of an activeflow names its customer, once it is known. */
+  private knowCustomer(customerId: string): void {
+    if (this.customerLogged) return;
+    this.customerLogged = true;
+    this.log = this.log.child({ customer_id: customerId });
   }
 
   /** True while a request waits or runs (such an actor is never passivated). */
@@ -144,6 +154,7 @@ export class ActiveflowActor {
         request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(), limits: this.deps.limits,
       });
       if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
+      this.knowCustomer(request.customer_id);
       const actor = createActor(activeflowMachine, { input: created.state });
       actor.start();
       let revision: Revision;
@@ -266,7 +277,7 @@ export class ActiveflowActor {
     let awaited: Effect | null = null;
     for (const effect of state.outbox.effects) {
       if (effect.await) awaited = effect;
-      else if (effect.type !== 'start_child') this.deps.effects.launch(effect, this.id); // children: completeEnd
+      else if (effect.type !== 'start_child') this.deps.effects.launch(effect, this.id, this.log); // children: completeEnd
     }
     return awaited;
   }
@@ -341,7 +352,7 @@ export class ActiveflowActor {
     try {
       await this.deps.index.record(state.activeflow);
       for (const effect of state.outbox.effects) {
-        if (effect.type === 'start_child') await this.deps.effects.startChild(effect);
+        if (effect.type === 'start_child') await this.deps.effects.startChild(effect, this.log);
       }
       await this.deps.store.deleteRunning(this.id, runningRevision);
       this.endPending = null;
@@ -402,6 +413,7 @@ export class ActiveflowActor {
       return;
     }
     const { state } = stored;
+    this.knowCustomer(state.activeflow.customer_id);
     const lastSeq = await this.deps.events.lastSeq(state.activeflow.customer_id, this.id);
     if (lastSeq < state.seq) {
       const missing = materializeEvents(state).filter((e) => e.seq > lastSeq);

@@ -137,6 +137,7 @@ export class ActiveflowNode {
         inFlight: () => nodeRef?.inFlightCount ?? 0,
       });
       const registry = new ActorRegistry({
+        logFields: (id) => ({ shard: shardOf(id, options.shardCount) }),
         metrics: {
           kvWrite: (seconds) => metrics.kvWriteSeconds.observe(seconds),
           revisionConflict: () => metrics.revisionConflicts.inc(),

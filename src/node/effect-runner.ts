@@ -39,8 +39,8 @@ export class NatsEffectRunner implements EffectRunner {
     }
   }
 
-  async startChild(effect: Extract<Effect, { type: 'start_child' }>): Promise<void> {
-    const log = this.log.child({ activeflow_id: effect.reference_activeflow_id, child_id: effect.activeflow_id });
+  async startChild(effect: Extract<Effect, { type: 'start_child' }>, parent?: Logger): Promise<void> {
+    const log = (parent ?? this.log.child({ activeflow_id: effect.reference_activeflow_id })).child({ child_id: effect.activeflow_id });
     try {
       await this.client.createActiveflow({
         id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id, reference_type: effect.reference_type,
@@ -63,8 +63,8 @@ export class NatsEffectRunner implements EffectRunner {
     log.info({ event: 'on_complete_started' });
   }
 
-  launch(effect: Effect, activeflowId: string): void {
-    const log = this.log.child({ activeflow_id: activeflowId, effect_type: effect.type });
+  launch(effect: Effect, activeflowId: string, parent?: Logger): void {
+    const log = (parent ?? this.log.child({ activeflow_id: activeflowId })).child({ effect_type: effect.type });
     const run = async (): Promise<void> => {
       switch (effect.type) {
         case 'http_request':
@@ -74,7 +74,7 @@ export class NatsEffectRunner implements EffectRunner {
           return;
         }
         case 'start_child':
-          await this.startChild(effect);
+          await this.startChild(effect, log);
           return;
         case 'reference_action_next':
           this.nc.publish(SUBJECTS.referenceActionNext, encodeJson({
