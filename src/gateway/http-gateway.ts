@@ -71,7 +71,12 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z
 }
 
 function pathId(raw: string, what: string): string {
-  const id = decodeURIComponent(raw);
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    throw new ActiveflowError('invalid_argument', `"${raw}" is not ${what} id (a UUID)`); // broken %-escapes
+  }
   if (!Uuid.safeParse(id).success) throw new ActiveflowError('invalid_argument', `"${id}" is not ${what} id (a UUID)`);
   return id.toLowerCase();
 }

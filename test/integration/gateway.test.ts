@@ -285,6 +285,7 @@ describe('REST gateway: bad input is a clear 4xx and changes nothing', () => {
       ['/v1.0/activeflows', 'POST', JSON.stringify({ actions: TALK, note: 'x'.repeat(70 * 1024) }), 413, /limit/],
       ['/v1.0/flows', 'POST', JSON.stringify({ name: 'n', actions: TALK }), 400, /detail/],
       ['/v1.0/activeflows/not-a-uuid', 'GET', undefined, 400, /not an activeflow id/],
+      ['/v1.0/activeflows/%E0%A4%A', 'GET', undefined, 400, /not an activeflow id/],
       ['/v1.0/flows/123', 'DELETE', undefined, 400, /not a flow id/],
       ['/v1.0/activeflows?page_size=abc', 'GET', undefined, 400, /page_size/],
       ['/v1.0/activeflows?colour=red', 'GET', undefined, 400, /colour/],
@@ -318,5 +319,14 @@ describe('REST gateway: bad input is a clear 4xx and changes nothing', () => {
       },
     ), { numRuns: 150 });
     expect(await count()).toBe(before + created);
+    // and fuzzed paths and query strings: never a 5xx
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom('activeflows', 'flows', 'cluster'), fc.string({ maxLength: 40 }), fc.string({ maxLength: 40 }),
+      async (kind, segment, query) => {
+        const res = await api(`/v1.0/${kind}/${encodeURIComponent(segment).replace(/%25/g, '%')}?${query}`);
+        expect(res.status).toBeLessThan(500);
+        await res.arrayBuffer();
+      },
+    ), { numRuns: 150 });
   });
 });
