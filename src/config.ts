@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import type { TlsFiles } from './nats/connect.js';
 import { DEFAULT_SHARD_COUNT } from './nats/shard-mapping.js';
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -75,10 +76,7 @@ export const GatewayConfig = NodeConfig.pick({ NATS_URL: true, NATS_USER: true, 
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 
 export function readGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  const known = Object.fromEntries(Object.keys(GatewayConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
-  const config = GatewayConfig.parse(known);
-  if ((config.NATS_USER === undefined) !== (config.NATS_PASSWORD === undefined)) throw new Error('NATS_USER and NATS_PASSWORD go together: set both or neither');
-  return config;
+  return readConfig(GatewayConfig, env);
 }
 
 export function defaultNodeId(): string {
@@ -86,18 +84,32 @@ export function defaultNodeId(): string {
 }
 
 export function readNodeConfig(env: Record<string, string | undefined> = process.env): NodeConfig {
-  const known = Object.fromEntries(Object.keys(NodeConfig.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
-  const config = NodeConfig.parse(known);
-  if ((config.NATS_USER === undefined) !== (config.NATS_PASSWORD === undefined)) {
-    throw new Error('NATS_USER and NATS_PASSWORD go together: set both or neither');
+  return readConfig(NodeConfig, env);
+}
+
+/** Variables that only work together. */
+const PAIRS: readonly [string, string, string][] = [
+  ['NATS_USER', 'NATS_PASSWORD', 'set both or neither'],
+  ['NATS_TLS_CERT', 'NATS_TLS_KEY', 'set both (mutual TLS) or neither'],
+  ['NATS_SYSTEM_USER', 'NATS_SYSTEM_PASSWORD', 'set both (to listen to disconnect events) or neither'],
+];
+
+/** The schema's variables from `env` (empty ones count as unset), validated, pairs checked. */
+function readConfig<S extends z.ZodObject>(schema: S, env: Record<string, string | undefined>): z.output<S> {
+  const known = Object.fromEntries(Object.keys(schema.shape).filter((k) => env[k] !== undefined && env[k] !== '').map((k) => [k, env[k]]));
+  const config = schema.parse(known) as Record<string, unknown>;
+  for (const [a, b, how] of PAIRS) {
+    if (a in schema.shape && (config[a] === undefined) !== (config[b] === undefined)) throw new Error(`${a} and ${b} go together: ${how}`);
   }
-  if ((config.NATS_TLS_CERT === undefined) !== (config.NATS_TLS_KEY === undefined)) {
-    throw new Error('NATS_TLS_CERT and NATS_TLS_KEY go together: set both (mutual TLS) or neither');
-  }
-  if ((config.NATS_SYSTEM_USER === undefined) !== (config.NATS_SYSTEM_PASSWORD === undefined)) {
-    throw new Error('NATS_SYSTEM_USER and NATS_SYSTEM_PASSWORD go together: set both (to listen to disconnect events) or neither');
-  }
-  return config;
+  return config as z.output<S>;
+}
+
+/** How to reach NATS as configured: the user, and TLS files (from a config or the environment). */
+export function natsAccess(c: Partial<Record<'NATS_USER' | 'NATS_PASSWORD' | 'NATS_TLS_CA' | 'NATS_TLS_CERT' | 'NATS_TLS_KEY', string | undefined>>): { credentials?: { user: string; pass: string }; tls?: TlsFiles } {
+  return {
+    ...(c.NATS_USER && c.NATS_PASSWORD ? { credentials: { user: c.NATS_USER, pass: c.NATS_PASSWORD } } : {}),
+    ...(c.NATS_TLS_CA ? { tls: { caFile: c.NATS_TLS_CA, ...(c.NATS_TLS_CERT && c.NATS_TLS_KEY ? { certFile: c.NATS_TLS_CERT, keyFile: c.NATS_TLS_KEY } : {}) } } : {}),
+  };
 }
 
 /** `--help` text for the environment variables. */

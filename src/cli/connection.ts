@@ -1,7 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActiveflowClient } from '../api/client.js';
 import { ActiveflowError } from '../errors.js';
-import { connectNats, parseServers, tlsFromEnv } from '../nats/connect.js';
+import { natsAccess } from '../config.js';
+import { connectNats, parseServers } from '../nats/connect.js';
 import type { CliIo, ParsedArgs } from './command.js';
 
 /** Connects to `--servers` or NATS_URL (default the local development server), runs `fn`, closes. */
@@ -9,9 +10,8 @@ export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: Activ
   const servers = parseServers(args.options.get('servers') ?? process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222');
   let nc: NatsConnection;
   try {
-    const user = process.env['NATS_USER'];
-    const pass = process.env['NATS_PASSWORD'];
-    nc = await connectNats(servers, 'activeflow-cli', user !== undefined && user !== '' && pass !== undefined ? { user, pass } : undefined, tlsFromEnv(process.env));
+    const access = natsAccess(process.env);
+    nc = await connectNats(servers, 'activeflow-cli', access.credentials, access.tls);
   } catch (e) {
     const message = (e as Error).message;
     const hint = /certificate|tls|ssl/i.test(message)

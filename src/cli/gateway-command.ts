@@ -1,11 +1,11 @@
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeConfig, GatewayConfig, readGatewayConfig } from '../config.js';
+import { describeConfig, GatewayConfig, natsAccess, readGatewayConfig } from '../config.js';
 import { AccessKeyCache } from '../gateway/access-keys.js';
 import { HttpGateway } from '../gateway/http-gateway.js';
 import type { Logger } from '../log.js';
 import { createLogger } from '../log.js';
-import { connectNats, parseServers, tlsFromEnv } from '../nats/connect.js';
+import { connectNats, parseServers } from '../nats/connect.js';
 import { BUCKETS } from '../store/buckets.js';
 import type { Command } from './command.js';
 import { stopOnSignals } from './signals.js';
@@ -53,7 +53,8 @@ ${describeConfig(GatewayConfig.shape)}`,
     const log = createLogger({ component: 'gateway' });
     let nc: NatsConnection;
     try {
-      nc = await connectNats(parseServers(config.NATS_URL), 'activeflow-gateway', config.NATS_USER !== undefined && config.NATS_PASSWORD !== undefined ? { user: config.NATS_USER, pass: config.NATS_PASSWORD } : undefined, tlsFromEnv({ NATS_TLS_CA: config.NATS_TLS_CA, NATS_TLS_CERT: config.NATS_TLS_CERT, NATS_TLS_KEY: config.NATS_TLS_KEY }));
+      const access = natsAccess(config);
+      nc = await connectNats(parseServers(config.NATS_URL), 'activeflow-gateway', access.credentials, access.tls);
     } catch (e) {
       io.err(`activeflow gateway: cannot reach NATS at ${config.NATS_URL}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
       return 1;

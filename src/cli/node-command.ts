@@ -1,4 +1,4 @@
-import { describeConfig, defaultNodeId, readNodeConfig, type NodeConfig } from '../config.js';
+import { describeConfig, defaultNodeId, natsAccess, readNodeConfig, type NodeConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { parseServers } from '../nats/connect.js';
 import { ActiveflowNode } from '../node/activeflow-node.js';
@@ -19,8 +19,7 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
       httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS, maxIdleMs: config.MAX_IDLE_SECONDS * 1000, watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
       shardLeases: config.SHARD_LEASES === '1', log,
-      ...(config.NATS_TLS_CA !== undefined ? { tls: { caFile: config.NATS_TLS_CA, ...(config.NATS_TLS_CERT !== undefined && config.NATS_TLS_KEY !== undefined ? { certFile: config.NATS_TLS_CERT, keyFile: config.NATS_TLS_KEY } : {}) } } : {}),
-      ...(config.NATS_USER !== undefined && config.NATS_PASSWORD !== undefined ? { credentials: { user: config.NATS_USER, pass: config.NATS_PASSWORD } } : {}),
+      ...natsAccess(config),
       ...(config.NATS_SYSTEM_USER !== undefined && config.NATS_SYSTEM_PASSWORD !== undefined
         ? { systemCredentials: { user: config.NATS_SYSTEM_USER, pass: config.NATS_SYSTEM_PASSWORD } } : {}),
     });

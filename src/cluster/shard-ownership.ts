@@ -418,8 +418,7 @@ export class ShardOwnership {
    * without serving. A handed-over lease stays handed over (its stop time travels with it).
    */
   private async passOn(shard: number, lease: ShardLease): Promise<void> {
-    const next = this.stopped ? undefined : this.target[shard];
-    const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
+    const to = this.stopped ? undefined : this.nextOwner(shard);
     if (!lease.handedOver) {
       await lease.release(); // taken after a crash: nothing to vouch for; the next owner fences
       return;
@@ -430,6 +429,12 @@ export class ShardOwnership {
     if (to !== undefined) this.holders.set(shard, to);
     this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
     this.deps.log.info({ event: 'shard_passed_on', shard, to: to ?? null });
+  }
+
+  /** The live node other than this one that the target gives a shard to, if any: where a handoff transfers it. */
+  private nextOwner(shard: number): string | undefined {
+    const next = this.target[shard];
+    return next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
   }
 
   /** Whether an activeflow must be fenced before its first use here (see the top of this file). */
@@ -507,8 +512,7 @@ export class ShardOwnership {
     this.unfenced.delete(shard);
     const settledAt = Date.now();
     // Straight to the next owner when there is one; a marker for whoever the target names later.
-    const next = this.target[shard];
-    const to = next !== null && next !== undefined && next !== this.deps.nodeId && this.live.has(next) ? next : undefined;
+    const to = this.nextOwner(shard);
     const released = await o.lease.release({ handOver: true, stoppedAt, ...(to === undefined ? {} : { to }) });
     if (released !== null && to !== undefined) this.holders.set(shard, to);
     if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));

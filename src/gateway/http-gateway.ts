@@ -217,11 +217,6 @@ const DASHBOARD: Record<string, { body: Buffer; type: string }> = {
   '/docs.js': asset('docs.js', 'text/javascript; charset=utf-8'),
 };
 
-/** HTTP statuses for the API's error codes (the NATS API's own mapping). */
-function statusOf(e: ActiveflowError): number {
-  return STATUS_BY_CODE[e.code];
-}
-
 export class HttpGateway {
   private constructor(
     private readonly server: Server,
@@ -387,7 +382,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
     if (e instanceof HttpError) {
       sendError(res, e.status, e.code, e.message, e.headers);
     } else if (e instanceof ActiveflowError) {
-      sendError(res, statusOf(e), e.code, e.message, e.code === 'unavailable' ? { 'retry-after': '1' } : {});
+      sendError(res, STATUS_BY_CODE[e.code], e.code, e.message, e.code === 'unavailable' ? { 'retry-after': '1' } : {});
       if (e.code === 'internal') o.log.error({ event: 'http_internal', method, path, err: e });
     } else {
       o.log.error({ event: 'http_failed', method, path, err: e });

@@ -4,7 +4,7 @@
  * responses. The OpenAPI document (/openapi.json) is generated from these.
  */
 import { z } from 'zod';
-import { ActionInputList, NIL, PublicActiveflow, type PublicActiveflow as PublicActiveflowT, ReferenceTypeSchema, Uuid, Variables, WebhookMethodSchema, type Action, type Activeflow, type Flow } from '../../machines/index.js';
+import { ActionInputList, NIL, PublicActiveflow, ReferenceTypeSchema, Uuid, Variables, WebhookMethodSchema, type Action, type Activeflow, type Flow } from '../../machines/index.js';
 
 export const ActiveflowCreateBody = z.strictObject({
   id: Uuid.optional().describe('Optional client-supplied UUID for the new activeflow. If omitted, the server generates one.'),
@@ -77,7 +77,7 @@ function withoutNullTimes<T extends Record<string, unknown>>(o: T): T {
  * instead of null, so that every body matches the published schema (whose times are strings).
  * Our additions (`end_reason`, `error`, `on_complete_activeflow_id`, ...) are extra fields.
  */
-export function restActiveflow(af: PublicActiveflowT & Partial<Activeflow>): Record<string, unknown> {
+export function restActiveflow(af: PublicActiveflow & Partial<Activeflow>): Record<string, unknown> {
   const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, ...pub } = af;
   const out: Record<string, unknown> = withoutNullTimes({
     ...pub,

@@ -17,15 +17,6 @@ export interface TlsFiles {
   keyFile?: string;
 }
 
-/** TLS files from NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY (the node, the gateway and the CLI read the same). */
-export function tlsFromEnv(env: Record<string, string | undefined>): TlsFiles | undefined {
-  const ca = env['NATS_TLS_CA'];
-  if (ca === undefined || ca === '') return undefined;
-  const cert = env['NATS_TLS_CERT'];
-  const key = env['NATS_TLS_KEY'];
-  return { caFile: ca, ...(cert ? { certFile: cert } : {}), ...(key ? { keyFile: key } : {}) };
-}
-
 export async function connectNats(servers: string[] | string, name: string, credentials?: { user: string; pass: string }, tls?: TlsFiles): Promise<NatsConnection> {
   const list = Array.isArray(servers) ? servers : parseServers(servers);
   if (list.length === 0) throw new Error('no NATS server given; set NATS_URL (for example nats://127.0.0.1:4222)');

@@ -238,6 +238,7 @@ export class ActiveflowNode {
     this.watchdog = new IdleWatchdog({
       snapshots: this.snapshots, flows: this.flows, registry: this.registry,
       ownedShards: () => this.ownership?.ownedShards ?? [...this.allShards],
+      owns: (shard) => this.ownership?.owns(shard) ?? true,
       ceilingMs: this.options.maxIdleMs ?? 86_400_000, intervalMs: this.options.watchdogIntervalMs ?? 300_000, log: this.log,
       onTimeout: () => this.metrics.idleTimeouts.inc(),
     });

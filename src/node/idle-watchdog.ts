@@ -20,6 +20,7 @@ export interface WatchdogDeps {
   flows: FlowStore;
   registry: ActorRegistry;
   ownedShards: () => readonly number[];
+  owns: (shard: number) => boolean;
   /** The deployment's ceiling in ms; 0: none (only flows' own limits apply). */
   ceilingMs: number;
   intervalMs: number;
@@ -60,7 +61,7 @@ export class IdleWatchdog {
     for (const shard of this.deps.ownedShards()) {
       if (this.stopped) return;
       for (const id of await this.deps.snapshots.runningIdsOfShard(shard)) {
-        if (this.stopped || !this.deps.ownedShards().includes(shard)) break;
+        if (this.stopped || !this.deps.owns(shard)) break;
         const stored = await this.deps.snapshots.load(id);
         const af = stored?.state.activeflow;
         if (af === undefined || af.status !== 'running') continue;

@@ -47,7 +47,7 @@ export class WebhookDispatcher {
   private loop: Promise<void> | null = null;
   private stopFn: (() => void) | null = null;
   /** Per activeflow, the messages waiting behind the one being delivered. */
-  private readonly queues = new Map<string, JsMsg[]>();
+  private readonly queues = new Map<string, { m: JsMsg; event: StreamEvent }[]>();
   private readonly workers = new Set<Promise<void>>();
   delivered = 0;
 
@@ -73,7 +73,7 @@ export class WebhookDispatcher {
     const messages = await consumer.consume({ max_messages: 64 });
     // Everything held (delivering, retrying, or queued behind those) stays ours while we hold it.
     const heartbeat = setInterval(() => {
-      for (const queue of this.queues.values()) for (const m of queue) m.working();
+      for (const queue of this.queues.values()) for (const { m } of queue) m.working();
     }, Math.floor(ACK_WAIT_MS / 3));
     heartbeat.unref();
     this.stopFn = () => {
@@ -103,10 +103,10 @@ export class WebhookDispatcher {
     const id = event.data.id;
     const queue = this.queues.get(id);
     if (queue !== undefined) {
-      queue.push(m);
+      queue.push({ m, event });
       return;
     }
-    this.queues.set(id, [m]);
+    this.queues.set(id, [{ m, event }]);
     const worker = this.work(id).finally(() => this.workers.delete(worker));
     this.workers.add(worker);
   }
@@ -115,8 +115,7 @@ export class WebhookDispatcher {
   private async work(id: string): Promise<void> {
     const queue = this.queues.get(id)!;
     while (queue.length > 0 && !this.stopped) {
-      const m = queue[0]!;
-      const event = StreamEvent.parse(decodeJson(m.data));
+      const { m, event } = queue[0]!;
       const outcome = await this.deliver(event);
       if (outcome === 'delivered') {
         this.delivered++;
@@ -163,7 +162,7 @@ export class WebhookDispatcher {
     await this.loop;
     await Promise.all([...this.workers]);
     // Whatever was not delivered goes back to the server now, not after the ack wait.
-    for (const queue of this.queues.values()) for (const m of queue) m.nak();
+    for (const queue of this.queues.values()) for (const { m } of queue) m.nak();
     this.queues.clear();
   }
 }
