@@ -94,10 +94,16 @@ describe('a graceful move', () => {
     // Settled: b holds exactly what the assignment gives it (a join moves shards a few at a time).
     const { assignment } = await import('../../src/cluster/shard-map.js');
     const bShare = assignment(256, ['node-a', 'node-b']).filter((o) => o === 'node-b').length;
-    expect(await until(() => a.servedShards + b.servedShards === 256 && b.servedShards === bShare && transfers.length === bShare, 10_000)).toBe(true);
-    // Every shard b took came as a transfer from a, not as a released marker b had to claim.
-    expect(transfers.length).toBe(b.servedShards);
-    expect(transfers.every((t) => t.value.node_id === 'node-b' && t.value.transferred_from === 'node-a' && t.value.stopped_at !== undefined)).toBe(true);
+    expect(await until(() => a.servedShards === 256 - bShare && b.servedShards === bShare, 10_000)).toBe(true);
+    // Every shard b took came as a transfer from a, not as a released marker b had to claim. (While
+    // the two nodes' views converge a shard may go back and forth, each time by transfer too.)
+    expect(transfers.length).toBeGreaterThanOrEqual(bShare);
+    expect(transfers.every((t) => t.value.released_at === undefined && t.value.transferred_from !== undefined && t.value.stopped_at !== undefined)).toBe(true);
+    const lastToB = () => [...new Map(transfers.map((t) => [t.key, t.value])).values()].filter((v) => v.node_id === 'node-b');
+    await until(() => lastToB().length === bShare, 5_000); // the watch may trail the nodes a little
+    const toB = lastToB();
+    expect(toB).toHaveLength(bShare);
+    expect(toB.every((v) => v.transferred_from === 'node-a')).toBe(true);
 
     transfers.length = 0;
     await b.stop();
