@@ -9,6 +9,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import { decodeJson, encodeJson } from '../store/codec.js';
+import { keysNow } from '../store/kv-keys.js';
 
 export interface DrainMark {
   node_id: string;
@@ -55,7 +56,7 @@ export class DrainMarks {
 
   async list(): Promise<Map<string, DrainMark>> {
     const marks = new Map<string, DrainMark>();
-    for await (const key of await this.kv.keys(`${PREFIX}*`)) {
+    for (const key of await keysNow(this.kv, `${PREFIX}*`)) {
       const mark = await this.get(key.slice(PREFIX.length));
       if (mark !== null) marks.set(mark.node_id, mark);
     }

@@ -10,6 +10,7 @@ import { decodeJson } from '../store/codec.js';
 import { DrainMarks } from './drain-marks.js';
 import { ShardLease } from './shard-lease.js';
 import { Membership } from './shard-map.js';
+import { keysNow } from '../store/kv-keys.js';
 
 export interface NodeInfo {
   node_id: string;
@@ -105,7 +106,7 @@ export class NodeMembership {
   /** The live nodes, as the leases show them. */
   static async live(kv: KV): Promise<NodeInfo[]> {
     const nodes: NodeInfo[] = [];
-    for await (const key of await kv.keys('node.*')) {
+    for (const key of await keysNow(kv, 'node.*')) {
       const e = await kv.get(key);
       if (e === null || e.operation !== 'PUT') continue;
       const value = decodeJson(e.value) as { node_id: string; acquired_at: string; released_at?: string };

@@ -33,6 +33,7 @@ import { assignment } from './shard-map.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { inPool, Slots, withTimeout } from './async-limits.js';
+import { keysNow } from '../store/kv-keys.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -138,8 +139,7 @@ export class ShardOwnership {
   }
 
   private async listHolders(): Promise<void> {
-    const keys: string[] = [];
-    for await (const key of await this.deps.leases.keys('shard.*')) keys.push(key);
+    const keys = await keysNow(this.deps.leases, 'shard.*');
     await inPool(keys, 32, async (key) => {
       const holder = await ShardLease.holder(this.deps.leases, key);
       if (holder !== null) this.holders.set(Number(key.slice('shard.'.length)), holder.node_id);

@@ -78,6 +78,7 @@ export interface NodeOptions {
 
 export { VERSION } from '../version.js';
 import { VERSION } from '../version.js';
+import { keysNow } from '../store/kv-keys.js';
 
 export class ActiveflowNode {
   private service: Service | null = null;
@@ -471,7 +472,7 @@ async function refuseBesideLeasedNodes(storage: Storage, nodeId: string): Promis
 
 async function shardLeaseHolders(storage: Storage): Promise<string[]> {
   const holders: string[] = [];
-  for await (const key of await storage.leases.keys('shard.*')) {
+  for (const key of await keysNow(storage.leases, 'shard.*')) {
     const holder = await ShardLease.holder(storage.leases, key);
     if (holder !== null) holders.push(holder.node_id);
   }

@@ -1,0 +1,61 @@
+/**
+ * Listing the live members while their leases are renewed: `keysNow` answers every key, every time,
+ * in one request. (`kv.keys()` walks a consumer instead: on this machine, under CPU load and with keys
+ * rewritten in a loop, a walk ran on for seconds delivering the rewrites, and a drain once found no
+ * other live node through it.)
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectNats } from '../../src/nats/connect.js';
+import type { NatsServer } from '../../src/nats/server-process.js';
+import { keysNow } from '../../src/store/kv-keys.js';
+import { startNats } from '../helpers/nats.js';
+
+let server: NatsServer;
+let nc: NatsConnection;
+let kv: KV;
+const NODES = ['node.a', 'node.b', 'node.c', 'node.d'];
+
+beforeAll(async () => {
+  server = await startNats();
+  nc = await connectNats(server.url, 'kv-keys-test');
+  await new Kvm(nc).create('af_leases', { ttl: 120_000, history: 1 });
+  kv = await new Kvm(nc).open('af_leases');
+  for (let s = 0; s < 256; s++) await kv.put(`shard.${s}`, '{}');
+});
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+describe('keysNow', () => {
+  it('lists every key of the filter while each is rewritten in a tight loop, and skips none', async () => {
+    for (const k of NODES) await kv.put(k, '{}');
+    let renewing = true;
+    const renewals = Promise.all(NODES.map(async (k) => {
+      while (renewing) await kv.put(k, '{}');
+    }));
+    let listings = 0;
+    const until = Date.now() + 4_000;
+    try {
+      for (; listings < 300 && Date.now() < until; listings++) {
+        expect(await keysNow(kv, 'node.*')).toEqual(NODES);
+      }
+    } finally {
+      renewing = false;
+      await renewals;
+    }
+    expect(listings).toBeGreaterThan(10);
+  }, 30_000);
+
+  it('lists a deleted key (its marker) so callers can read and skip it, and nothing of another filter', async () => {
+    await kv.put('marks.x', '{}');
+    await kv.delete('marks.x');
+    await kv.put('marks.y', '{}');
+    expect(await keysNow(kv, 'marks.*')).toEqual(['marks.x', 'marks.y']);
+    expect((await kv.get('marks.x'))?.operation).toBe('DEL');
+    expect(await keysNow(kv, 'none.*')).toEqual([]);
+    expect((await keysNow(kv, 'shard.*')).length).toBe(256);
+  });
+});
