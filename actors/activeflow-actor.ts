@@ -65,6 +65,19 @@ export interface ActorDeps {
   metrics?: ActorMetrics;
   /** Log fields of an activeflow besides its id (its shard). */
   logFields?(activeflowId: string): Record<string, unknown>;
+  /** The customer's quotas on creation and the running count (src/quota); none: no quotas. */
+  admission?: CreationAdmission;
+}
+
+/** Per-customer admission of creations (src/quota/customer-quotas.ts). */
+export interface CreationAdmission {
+  /**
+   * Takes what a creation uses (a creation token unless `child`, a running slot) and returns the
+   * limits the new activeflow keeps; throws `limit_exceeded` naming the quota.
+   */
+  admit(customerId: string, child: boolean): Promise<Limits>;
+  /** Gives a running slot back: a creation that did not happen, or an end. */
+  release(customerId: string): Promise<void>;
 }
 
 export interface ActorMetrics {
@@ -109,9 +122,16 @@ export class ActiveflowActor {
   }
 
   /** Every log line of an activeflow names its customer, once it is known. */
+  /** This end gave its running slot back (see completeEnd). */
+  private slotReleased = false;
+
+  /** The activeflow's customer, once loaded or created (fair admission groups requests by it). */
+  customerId: string | undefined;
+
   private knowCustomer(customerId: string): void {
     if (this.customerLogged) return;
     this.customerLogged = true;
+    this.customerId = customerId;
     this.log = this.log.child({ customer_id: customerId });
   }
 
@@ -150,10 +170,18 @@ export class ActiveflowActor {
       const flow = request.flow_id !== undefined ? await this.deps.findFlow(request.flow_id, request.customer_id) : null;
       const parentId = request.reference_activeflow_id;
       const parentVariables = parentId !== undefined ? await this.deps.findVariables(parentId) : null;
+      // An on_complete child (it names its parent) is not held to the creation rate: refusing it
+      // would stall the parent's end. It takes a running slot like any other.
+      const admission = this.deps.admission;
+      const limits = admission === undefined ? this.deps.limits : await admission.admit(request.customer_id, parentId !== undefined);
+      const giveBack = async () => admission?.release(request.customer_id);
       const created = createActiveflow({
-        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(), limits: this.deps.limits,
+        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(), limits,
       });
-      if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
+      if (!created.ok) {
+        await giveBack();
+        return { ok: false, error: ActiveflowError.from(created.error) };
+      }
       this.knowCustomer(request.customer_id);
       const actor = createActor(activeflowMachine, { input: created.state });
       actor.start();
@@ -162,6 +190,9 @@ export class ActiveflowActor {
         revision = await this.deps.store.create(this.id, persistedSnapshot(actor));
       } catch (e) {
         actor.stop();
+        // A failed write may still have landed (a timeout after the server stored it): the slot
+        // is given back all the same, the safe side of the drift (running-count.ts).
+        await giveBack().catch((err: unknown) => this.log.warn({ event: 'quota_release_failed', err }));
         if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
         throw e;
       }
@@ -351,6 +382,13 @@ export class ActiveflowActor {
     if (runningRevision === null || state === undefined || this.unpublished !== null) return;
     try {
       await this.deps.index.record(state.activeflow);
+      // The running slot goes back before the on_complete child is created, so a customer at its
+      // quota can still chain, and before the running key goes: a crash in between repeats it
+      // (one too few counted) instead of never giving it back (running-count.ts).
+      if (!this.slotReleased) {
+        await this.deps.admission?.release(state.activeflow.customer_id);
+        this.slotReleased = true; // a retry of a later step does not give it back twice
+      }
       for (const effect of state.outbox.effects) {
         if (effect.type === 'start_child') await this.deps.effects.startChild(effect, this.log);
       }

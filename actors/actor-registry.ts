@@ -22,6 +22,11 @@ export class ActorRegistry {
     return actor;
   }
 
+  /** The customer of a resident activeflow, if this node has it in memory. */
+  customerOf(id: string): string | undefined {
+    return this.actors.get(id)?.customerId;
+  }
+
   /** Forgets idle actors; returns how many went. A busy actor is never passivated. */
   passivateIdle(nowMs: number): number {
     let n = 0;

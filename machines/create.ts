@@ -83,7 +83,7 @@ export function createActiveflow(ctx: CreateContext): CreateResult {
     completeCount = completeCountOf(inherited) + 1;
   }
   const injected = sanitizeInitialVariables(r.variables ?? {}, limits);
-  if (!injected.ok) return { ok: false, error: engineError('invalid_argument', injected.message) };
+  if (!injected.ok) return { ok: false, error: injected.quota === undefined ? engineError('invalid_argument', injected.message) : engineError('limit_exceeded', injected.message, injected.quota) };
 
   const id = r.id ?? ids.next();
   const activeflow: Activeflow = {

@@ -639,7 +639,7 @@ function onRunning(d: Draft, event: EngineEvent): void {
     }
     case 'variables_set': {
       const set = setVariables(d.state.variables, event.variables, d.state.limits);
-      if (!set.ok) return replyError(d, event.request_id, engineError('invalid_argument', set.message));
+      if (!set.ok) return replyError(d, event.request_id, set.quota === undefined ? engineError('invalid_argument', set.message) : engineError('limit_exceeded', set.message, set.quota));
       d.state = { ...d.state, variables: set.variables, activeflow: { ...d.state.activeflow, tm_update: d.now } };
       reply(d, event.request_id, { kind: 'variables' });
       return;

@@ -8,6 +8,9 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export interface EngineError {
   code: ErrorCode;
   message: string;
+  /** With `limit_exceeded`: the quota that was reached (a name of QUOTA_NAMES in src/quota). */
+  quota?: string;
 }
 
-export const engineError = (code: ErrorCode, message: string): EngineError => ({ code, message });
+export const engineError = (code: ErrorCode, message: string, quota?: string): EngineError =>
+  quota === undefined ? { code, message } : { code, message, quota };

@@ -88,7 +88,7 @@ export const RecentRequest = z.object({
   verb: z.string(),
   reply: z.discriminatedUnion('ok', [
     z.object({ ok: z.literal(true), value: ReplyValue }),
-    z.object({ ok: z.literal(false), error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) }),
+    z.object({ ok: z.literal(false), error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), quota: z.string().optional() }) }),
   ]),
 });
 export type RecentRequest = z.infer<typeof RecentRequest>;

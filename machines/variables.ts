@@ -53,7 +53,12 @@ export function variablesBytes(variables: Variables): number {
   return total;
 }
 
-export type VariablesResult = { ok: true; variables: Variables } | { ok: false; message: string };
+/**
+ * A refusal names the per-customer quota it hit (src/quota), so callers get `limit_exceeded` with
+ * it; a malformed key is not a quota.
+ */
+export type VariablesResult = { ok: true; variables: Variables } | { ok: false; message: string; quota?: VariableQuota };
+export type VariableQuota = 'variable_keys' | 'variable_value_bytes' | 'injected_variables_bytes' | 'variables_bytes';
 
 const isReservedKey = (key: string): boolean => key.toLowerCase().startsWith('voipbin.');
 
@@ -70,17 +75,17 @@ export function sanitizeInitialVariables(input: Variables, limits: Limits): Vari
   }
   const keys = Object.keys(out);
   if (keys.length > limits.max_variable_keys) {
-    return { ok: false, message: `variables: ${keys.length} keys given, at most ${limits.max_variable_keys} are allowed` };
+    return { ok: false, quota: 'variable_keys', message: `variables: ${keys.length} keys given, at most ${limits.max_variable_keys} are allowed (quota variable_keys)` };
   }
   for (const key of keys) {
     const size = utf8Length(out[key]!);
     if (size > limits.max_variable_value_bytes) {
-      return { ok: false, message: `variables.${key}: value is ${size} bytes, at most ${limits.max_variable_value_bytes} are allowed` };
+      return { ok: false, quota: 'variable_value_bytes', message: `variables.${key}: value is ${size} bytes, at most ${limits.max_variable_value_bytes} are allowed (quota variable_value_bytes)` };
     }
   }
   const total = variablesBytes(out);
   if (total > limits.max_injected_variables_bytes) {
-    return { ok: false, message: `variables: ${total} bytes of keys and values, at most ${limits.max_injected_variables_bytes} are allowed` };
+    return { ok: false, quota: 'injected_variables_bytes', message: `variables: ${total} bytes of keys and values, at most ${limits.max_injected_variables_bytes} are allowed (quota injected_variables_bytes)` };
   }
   return { ok: true, variables: out };
 }
@@ -124,13 +129,13 @@ export function setVariables(variables: Variables, updates: Variables, limits: L
     const value = substitute(updates[rawKey]!, out);
     const size = utf8Length(value);
     if (size > limits.max_variable_value_bytes) {
-      return { ok: false, message: `variables.${key}: value is ${size} bytes, at most ${limits.max_variable_value_bytes} are allowed` };
+      return { ok: false, quota: 'variable_value_bytes', message: `variables.${key}: value is ${size} bytes, at most ${limits.max_variable_value_bytes} are allowed (quota variable_value_bytes)` };
     }
     out[key] = value;
   }
   const total = variablesBytes(out);
   if (total > limits.max_variables_bytes) {
-    return { ok: false, message: `variables: would hold ${total} bytes of keys and values, at most ${limits.max_variables_bytes} are allowed` };
+    return { ok: false, quota: 'variables_bytes', message: `variables: would hold ${total} bytes of keys and values, at most ${limits.max_variables_bytes} are allowed (quota variables_bytes)` };
   }
   return { ok: true, variables: out };
 }

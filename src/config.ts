@@ -57,6 +57,26 @@ export const NodeConfig = z.object({
     .describe('1: nodes split the shards with leases in af_leases (rendezvous over the live, non-drained nodes; a takeover fences the former owner). 0: this node serves every shard alone, without leases (it refuses to start beside other nodes); for a single node that must serve the moment it starts.'),
   STOP_TIMEOUT_MS: int(1_000).default(30_000)
     .describe('Longest a stop (SIGTERM, Ctrl-C) may take: the node leaves, hands every shard over and finishes in-flight requests, then exits 0. If that needs longer (NATS unreachable), it exits 1 and its leases expire on their own. Keep it below the supervisor\'s kill timeout (systemd TimeoutStopSec, Kubernetes terminationGracePeriodSeconds).'),
+  QUOTA_RUNNING_ACTIVEFLOWS: int(0).default(50_000)
+    .describe('Default per-customer quota: activeflows running at once across the cluster (one revision-checked counter per customer in af_quotas). Overridden per customer with `activeflow quotas set`.'),
+  QUOTA_CREATIONS_PER_SECOND: z.coerce.number().min(0).default(200)
+    .describe('Default per-customer quota: sustained activeflow creations per second (a token bucket on each node, refilled at its share of the shards).'),
+  QUOTA_CREATION_BURST: int(1).default(400)
+    .describe('Default per-customer quota: creations allowed at once after a quiet spell (the token bucket\'s size).'),
+  QUOTA_FLOWS: int(0).default(10_000)
+    .describe('Default per-customer quota: stored flows (VoIPBIN allows 10,000).'),
+  QUOTA_VARIABLE_KEYS: int(1).default(100)
+    .describe('Default per-customer quota: variables a caller may supply at creation (the spec\'s 100).'),
+  QUOTA_VARIABLE_VALUE_BYTES: int(1).default(32 * 1024)
+    .describe('Default per-customer quota: largest variable value in UTF-8 bytes (the spec\'s 32 KiB).'),
+  QUOTA_INJECTED_VARIABLES_BYTES: int(1).default(64 * 1024)
+    .describe('Default per-customer quota: keys plus values supplied at creation (the spec\'s 64 KiB).'),
+  QUOTA_VARIABLES_BYTES: int(1).default(256 * 1024)
+    .describe('Default per-customer quota: keys plus values of one activeflow\'s variables (the spec\'s 256 KiB); bounds the snapshot.'),
+  ADMISSION_CONCURRENCY: int(1).default(256)
+    .describe('Requests a node runs at once. Beyond it, requests wait in one queue per customer, served round robin, so a customer asking little is served before one flooding the node. High enough to keep the writes pipelined.'),
+  ADMISSION_QUEUE_PER_CUSTOMER: int(1).default(2_000)
+    .describe('Requests one customer may have waiting on a node; more are refused with limit_exceeded (quota pending_requests, 429 on REST) instead of queueing without bound.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
     .describe('pino log level. Variable values are never logged at info.'),
   HTTP_HOST: z.string().min(1).default('127.0.0.1')

@@ -17,8 +17,12 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
 
 export class ActiveflowError extends Error {
   override readonly name = 'ActiveflowError';
-  constructor(readonly code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** With `limit_exceeded`: the quota reached, for clients that back off per quota. */
+  readonly quota: string | undefined;
+
+  constructor(readonly code: ErrorCode, message: string, options?: { cause?: unknown; quota?: string }) {
     super(message, options);
+    this.quota = options?.quota;
   }
 
   /** Whether the same request may succeed later without change (a shard in motion, NATS down). */
@@ -27,11 +31,11 @@ export class ActiveflowError extends Error {
   }
 
   toJSON(): { error: EngineError } {
-    return { error: { code: this.code, message: this.message } };
+    return { error: { code: this.code, message: this.message, ...(this.quota === undefined ? {} : { quota: this.quota }) } };
   }
 
   static from(e: EngineError): ActiveflowError {
-    return new ActiveflowError(e.code, e.message);
+    return new ActiveflowError(e.code, e.message, e.quota === undefined ? undefined : { quota: e.quota });
   }
 }
 

@@ -72,13 +72,15 @@ export function decodeReply(msg: Msg): unknown {
   // The header marks an error: an activeflow's own JSON has an `error` field too.
   const header = msg.headers?.get('Nats-Service-Error');
   if (header) {
-    let error: { code?: unknown; message?: unknown } | undefined;
+    let error: { code?: unknown; message?: unknown; quota?: unknown } | undefined;
     try {
-      error = (decodeJson(msg.data) as { error?: { code?: unknown; message?: unknown } }).error;
+      error = (decodeJson(msg.data) as { error?: { code?: unknown; message?: unknown; quota?: unknown } }).error;
     } catch {
       error = undefined;
     }
-    if (error !== undefined && isErrorCode(error.code)) throw new ActiveflowError(error.code, String(error.message ?? header));
+    if (error !== undefined && isErrorCode(error.code)) {
+      throw new ActiveflowError(error.code, String(error.message ?? header), typeof error.quota === 'string' ? { quota: error.quota } : undefined);
+    }
     throw new ActiveflowError('internal', header);
   }
   return msg.data.length === 0 ? null : decodeJson(msg.data);

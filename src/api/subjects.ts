@@ -18,6 +18,8 @@ export const SUBJECTS = {
   adminRebalance: 'activeflow.admin.v1.rebalance',
   /** Operators: the REST gateway's access keys (create, list, delete). */
   adminAccessKeys: (verb: 'create' | 'list' | 'delete') => `activeflow.admin.v1.accesskeys.${verb}`,
+  /** Operators: per-customer quotas (get, set, reset). */
+  adminQuotas: (verb: 'get' | 'set' | 'reset') => `activeflow.admin.v1.quotas.${verb}`,
   /** Operators: one node's own view (its shards, its resident actors). */
   adminNodeStatus: (nodeId: string) => `activeflow.admin.v1.node.${nodeId}.status`,
   /** Between nodes: reconcile the shard ownership now (after a drain, an undrain, a rebalance). */

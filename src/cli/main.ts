@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
 import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
 import { accessKeysCommand } from './accesskeys-command.js';
+import { quotasCommand } from './quotas-command.js';
 import { gatewayCommand } from './gateway-command.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
@@ -12,7 +13,7 @@ import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, quotasCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {

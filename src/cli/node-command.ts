@@ -19,6 +19,12 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
       httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS, maxIdleMs: config.MAX_IDLE_SECONDS * 1000, watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
       shardLeases: config.SHARD_LEASES === '1', log,
+      quotas: {
+        running_activeflows: config.QUOTA_RUNNING_ACTIVEFLOWS, creations_per_second: config.QUOTA_CREATIONS_PER_SECOND, creation_burst: config.QUOTA_CREATION_BURST,
+        flows: config.QUOTA_FLOWS, variable_keys: config.QUOTA_VARIABLE_KEYS, variable_value_bytes: config.QUOTA_VARIABLE_VALUE_BYTES,
+        injected_variables_bytes: config.QUOTA_INJECTED_VARIABLES_BYTES, variables_bytes: config.QUOTA_VARIABLES_BYTES,
+      },
+      admission: { concurrency: config.ADMISSION_CONCURRENCY, maxQueuedPerCustomer: config.ADMISSION_QUEUE_PER_CUSTOMER },
       ...natsAccess(config),
       ...(config.NATS_SYSTEM_USER !== undefined && config.NATS_SYSTEM_PASSWORD !== undefined
         ? { systemCredentials: { user: config.NATS_SYSTEM_USER, pass: config.NATS_SYSTEM_PASSWORD } } : {}),

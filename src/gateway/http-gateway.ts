@@ -382,7 +382,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
     if (e instanceof HttpError) {
       sendError(res, e.status, e.code, e.message, e.headers);
     } else if (e instanceof ActiveflowError) {
-      sendError(res, STATUS_BY_CODE[e.code], e.code, e.message, e.code === 'unavailable' ? { 'retry-after': '1' } : {});
+      // A rate quota frees up within a second; other quotas wait for the customer's own flows to end.
+      const retry = e.code === 'unavailable' || e.quota === 'creations_per_second' || e.quota === 'pending_requests';
+      send(res, STATUS_BY_CODE[e.code], e.toJSON(), retry ? { 'retry-after': '1' } : {});
       if (e.code === 'internal') o.log.error({ event: 'http_internal', method, path, err: e });
     } else {
       o.log.error({ event: 'http_failed', method, path, err: e });

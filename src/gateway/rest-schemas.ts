@@ -111,4 +111,4 @@ export const RestFlow = z.object({
   id: Uuid, customer_id: Uuid, type: z.string(), name: z.string(), detail: z.string(), actions: z.array(RestAction), on_complete_flow_id: Uuid, max_idle_seconds: z.number().int().optional(),
   tm_create: z.string().optional(), tm_update: z.string().optional(), tm_delete: z.string().optional(),
 });
-export const RestError = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+export const RestError = z.object({ error: z.object({ code: z.string(), message: z.string(), quota: z.string().optional().describe('With 429 limit_exceeded: the quota reached (running_activeflows, creations_per_second, flows, variable_keys, variable_value_bytes, injected_variables_bytes, variables_bytes, pending_requests).') }) });

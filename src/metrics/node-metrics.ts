@@ -23,7 +23,7 @@ export class NodeMetrics {
   readonly kvWriteSeconds = this.registry.add(new Histogram('activeflow_kv_write_duration_seconds', 'Time of one revision-checked snapshot write to af_running.', LATENCY_BUCKETS));
   readonly revisionConflicts = this.registry.add(new Counter('activeflow_revision_conflicts_total', 'Snapshot writes refused because another owner wrote first (a fenced former owner).'));
   readonly passivated = this.registry.add(new Counter('activeflow_actors_passivated_total', 'Idle actors dropped from memory (they stay in KV).'));
-  readonly limitRejections = this.registry.add(new Counter('activeflow_limit_rejections_total', 'Requests refused with limit_exceeded, by customer (at most 200 customers, then "other").'));
+  readonly limitRejections = this.registry.add(new Counter('activeflow_limit_rejections_total', 'Requests refused with limit_exceeded, by customer (at most 200 customers, then "other") and quota.'));
   readonly webhookLagSeconds = this.registry.add(new Histogram('activeflow_webhook_delivery_lag_seconds', 'From an event to its webhook delivery.', [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900]));
   readonly idleTimeouts = this.registry.add(new Counter('activeflow_idle_timeouts_total', 'Activeflows ended by the idle watchdog (end_reason timeout).'));
   readonly webhooksGivenUp = this.registry.add(new Counter('activeflow_webhooks_given_up_total', 'Webhook events given up after WEBHOOK_GIVE_UP_MS.'));

@@ -42,6 +42,12 @@ import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
 import { IdleWatchdog } from './idle-watchdog.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
+import { CreationRate } from '../quota/creation-rate.js';
+import { CustomerQuotas } from '../quota/customer-quotas.js';
+import { FairAdmission, type FairAdmissionOptions } from '../quota/fair-admission.js';
+import { QuotaBook } from '../quota/quota-book.js';
+import { DEFAULT_QUOTAS, QuotaRequests, Quotas } from '../quota/quotas.js';
+import { RunningCount } from '../quota/running-count.js';
 
 export interface NodeOptions {
   servers: string[];
@@ -56,8 +62,10 @@ export interface NodeOptions {
   serviceTimeoutMs: number;
   /** TTL of this node's membership lease. */
   leaseTtlMs?: number;
-  /** Flows one customer may keep (VoIPBIN's cap is 10,000). */
-  maxFlowsPerCustomer?: number;
+  /** Default per-customer quotas (QUOTA_*); each customer may be given others in af_quotas. */
+  quotas?: Partial<Quotas>;
+  /** Fair admission (ADMISSION_*): requests run at once, and requests one customer may queue. */
+  admission?: FairAdmissionOptions;
   /** The idle watchdog's ceiling (MAX_IDLE_SECONDS, in ms; 0: none) and its sweep interval. */
   maxIdleMs?: number;
   watchdogIntervalMs?: number;
@@ -91,6 +99,7 @@ export class ActiveflowNode {
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
   private readonly forwarder: ActiveflowClient;
+  private readonly admission: FairAdmission;
   /** Every shard: what this node serves without shard leases. */
   private readonly allShards: ReadonlySet<number>;
 
@@ -103,6 +112,7 @@ export class ActiveflowNode {
     private readonly events: EventLog,
     private readonly index: ActiveflowIndex,
     private readonly flows: FlowStore,
+    private readonly quotas: QuotaBook,
     private readonly log: Logger,
     private readonly clock: HostClock,
     /** What `/metrics` shows (`activeflow node --metrics <port>`). */
@@ -110,6 +120,7 @@ export class ActiveflowNode {
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
+    this.admission = new FairAdmission(options.admission ?? { concurrency: 256, maxQueuedPerCustomer: 2_000 });
   }
 
   static async start(options: NodeOptions): Promise<ActiveflowNode> {
@@ -126,7 +137,9 @@ export class ActiveflowNode {
       const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount, new HistoryChunks(storage.history));
       const events = new EventLog(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
-      const flows = new FlowStore(storage.flows, options.maxFlowsPerCustomer);
+      const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);
+      await quotas.start();
+      const flows = new FlowStore(storage.flows);
       const client = new ActiveflowClient(nc);
       const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
       let nodeRef: ActiveflowNode | null = null;
@@ -147,11 +160,13 @@ export class ActiveflowNode {
           },
         },
         store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
+        admission: new CustomerQuotas(quotas, new RunningCount(storage.quotas),
+          new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
         mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, log, clock, metrics);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, log, clock, metrics);
       nodeRef = node;
       await node.serve();
       return node;
@@ -174,7 +189,7 @@ export class ActiveflowNode {
         this.log.error({ event: 'endpoint_failed', err });
         return;
       }
-      this.track(this.answer(msg, fn));
+      this.track(this.admitted(msg, () => this.answer(msg, fn)));
     };
     svc.addEndpoint('activeflow_create', { subject: SUBJECTS.activeflowCreate, handler: handle((m) => this.createRouted(m)) });
     svc.addEndpoint('activeflow_list', { subject: SUBJECTS.activeflowList, handler: handle((m) => this.list(m)) });
@@ -197,6 +212,14 @@ export class ActiveflowNode {
     }) });
     svc.addEndpoint('admin_accesskeys_list', { subject: SUBJECTS.adminAccessKeys('list'), handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })) });
     svc.addEndpoint('admin_accesskeys_delete', { subject: SUBJECTS.adminAccessKeys('delete'), handler: handle(async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id)) });
+    const running = new RunningCount(this.storage.quotas);
+    const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await running.of(q.customer_id) } });
+    svc.addEndpoint('admin_quotas_get', { subject: SUBJECTS.adminQuotas('get'), handler: handle(async (m) => quotaReply(await this.quotas.get(parseRequest(m, QuotaRequests.get).customer_id))) });
+    svc.addEndpoint('admin_quotas_set', { subject: SUBJECTS.adminQuotas('set'), handler: handle(async (m) => {
+      const r = parseRequest(m, QuotaRequests.set);
+      return quotaReply(await this.quotas.set(r.customer_id, r.quotas as Record<string, number | null>));
+    }) });
+    svc.addEndpoint('admin_quotas_reset', { subject: SUBJECTS.adminQuotas('reset'), handler: handle(async (m) => quotaReply(await this.quotas.reset(parseRequest(m, QuotaRequests.reset).customer_id))) });
     svc.addEndpoint('admin_node_status', { subject: SUBJECTS.adminNodeStatus(this.options.nodeId), handler: handle(async (m) => (parseRequest(m, AdminRequests.status), this.status())) });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
     if (this.options.shardLeases === true) {
@@ -204,7 +227,7 @@ export class ActiveflowNode {
       const ownership = new ShardOwnership({
         nc: this.nc, leases: this.storage.leases, cluster: this.storage.cluster, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
         nodeId: this.options.nodeId, shardCount: this.options.shardCount, leaseTtlMs: this.options.leaseTtlMs ?? 3_000, log: this.log,
-        serve: (msg) => this.track(this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m), true)),
+        serve: (msg) => this.track(this.admitted(msg as ServiceMsg, () => this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m), true))),
       });
       this.ownership = ownership;
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
@@ -272,6 +295,30 @@ export class ActiveflowNode {
     this.log.info({ event: 'recovery_finished', activeflows: ids.length });
   }
 
+  /**
+   * Runs a request through fair admission (src/quota/fair-admission.ts). Operators' requests skip
+   * it, so a flooded node still answers `activeflow nodes` and a drain; so does the routing step of
+   * `activeflow.v1.create`, which only waits for the shard owner: holding a place while it waits
+   * for a place (maybe on this very node) could leave every place waiting.
+   */
+  private admitted(msg: ServiceMsg, run: () => Promise<void>): Promise<void> {
+    if (msg.subject.startsWith('activeflow.admin.') || msg.subject === SUBJECTS.activeflowCreate) return run();
+    return this.admission.run(() => this.customerKey(msg), run).catch((e: unknown) => {
+      const error = ensureError(e);
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: customerOf(msg), quota: error.quota ?? 'other' });
+      this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
+      respondError(msg, error);
+    });
+  }
+
+  /** Whose request it is: the body's customer_id, else the customer of the resident activeflow it names. */
+  private customerKey(msg: ServiceMsg): string {
+    const named = customerOf(msg);
+    if (named !== 'unknown') return named;
+    const t = msg.subject.split('.');
+    return (t[0] === 'activeflow' && t[1] === 'shard' ? this.registry.customerOf(t[3] ?? '') : undefined) ?? 'unknown';
+  }
+
   private track(p: Promise<unknown>): void {
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
@@ -293,7 +340,7 @@ export class ActiveflowNode {
       const error = ensureError(e);
       code = error.code;
       if (error.code === 'internal') this.log.error({ event: 'request_failed', subject: msg.subject, err: e });
-      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: customerOf(msg) });
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: customerOf(msg), quota: error.quota ?? 'other' });
       respondError(msg, error);
     }
     this.metrics.requests.inc({ verb, code });
@@ -364,9 +411,9 @@ export class ActiveflowNode {
   private async flowCreate(msg: ServiceMsg): Promise<unknown> {
     const r = parseRequest(msg, FlowCreateRequest);
     try {
-      return await this.flows.create(r, randomUUID(), this.clock.now(), this.clock.entropy());
+      return await this.flows.create(r, randomUUID(), this.clock.now(), this.clock.entropy(), this.quotas.of(r.customer_id).flows);
     } catch (e) {
-      if (e instanceof FlowLimitExceeded) throw new ActiveflowError('limit_exceeded', e.message);
+      if (e instanceof FlowLimitExceeded) throw new ActiveflowError('limit_exceeded', e.message, { quota: 'flows' });
       throw e;
     }
   }
@@ -442,6 +489,7 @@ export class ActiveflowNode {
     this.stopping = true;
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     await this.watchdog?.stop();
+    this.quotas.stop();
     // Leave first, so the others count this node out, then hand every shard over: each one is
     // taken by its new owner the moment its released marker is written.
     await this.hints?.stop();

@@ -48,9 +48,12 @@ export class NatsEffectRunner implements EffectRunner {
       });
     } catch (e) {
       const code = (e as ActiveflowError).code;
-      if (code === 'not_found') {
-        // The on_complete flow is gone: there is no child to start, ever. Logged, not retried.
-        log.warn({ event: 'on_complete_not_started', reason: (e as Error).message });
+      const quota = (e as ActiveflowError).quota;
+      if (code === 'not_found' || (code === 'limit_exceeded' && quota !== 'pending_requests')) {
+        // The on_complete flow is gone, or the customer is at a quota (its running activeflows, or
+        // the child's variables): this child is not started. Logged, not retried, so the parent's
+        // end completes. A full queue (pending_requests) is a moment's wait: retried.
+        log.warn({ event: 'on_complete_not_started', reason: (e as Error).message, ...(quota === undefined ? {} : { quota }) });
         return;
       }
       if (code !== 'conflict') throw e; // conflict: a repeated start, the child exists already

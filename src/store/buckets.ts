@@ -16,6 +16,7 @@ export const BUCKETS = {
   history: 'af_history',
   leases: 'af_leases',
   accessKeys: 'af_accesskeys',
+  quotas: 'af_quotas',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
 
@@ -41,6 +42,8 @@ export interface Storage {
   leases: KV;
   /** The REST gateway's access keys (hashes only). */
   accessKeys: KV;
+  /** Per-customer quota overrides and running counts (src/quota). */
+  quotas: KV;
 }
 
 async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Promise<KV> {
@@ -53,7 +56,7 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
   const kvm = new Kvm(js);
   const common = { replicas: o.replicas, history: 1 };
-  const [cluster, flows, running, ended, index, history, leases, accessKeys] = await Promise.all([
+  const [cluster, flows, running, ended, index, history, leases, accessKeys, quotas] = await Promise.all([
     bucket(kvm, BUCKETS.cluster, { ...common }),
     bucket(kvm, BUCKETS.flows, { ...common, history: 5 }),
     bucket(kvm, BUCKETS.running, { ...common }),
@@ -62,6 +65,7 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     bucket(kvm, BUCKETS.history, { ...common }),
     bucket(kvm, BUCKETS.leases, { ...common, ttl: o.leaseTtlMs }),
     bucket(kvm, BUCKETS.accessKeys, { ...common }),
+    bucket(kvm, BUCKETS.quotas, { ...common }),
   ]);
   const stream = {
     name: EVENTS_STREAM,
@@ -76,5 +80,5 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
   } catch {
     await jsm.streams.add(stream);
   }
-  return { js, jsm, cluster, flows, running, ended, index, history, leases, accessKeys };
+  return { js, jsm, cluster, flows, running, ended, index, history, leases, accessKeys, quotas };
 }

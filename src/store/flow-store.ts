@@ -35,9 +35,10 @@ export class FlowStore {
     private readonly maxFlowsPerCustomer = 10_000,
   ) {}
 
-  async create(draft: FlowDraft, id: string, now: string, entropy: string): Promise<Flow> {
+  /** `maxFlows`: the customer's flows quota. */
+  async create(draft: FlowDraft, id: string, now: string, entropy: string, maxFlows = this.maxFlowsPerCustomer): Promise<Flow> {
     const count = await this.count(draft.customer_id);
-    if (count >= this.maxFlowsPerCustomer) throw new FlowLimitExceeded(`customer ${draft.customer_id} has ${count} flows; at most ${this.maxFlowsPerCustomer} are allowed`);
+    if (count >= maxFlows) throw new FlowLimitExceeded(`customer ${draft.customer_id} has ${count} flows; at most ${maxFlows} are allowed (quota flows)`);
     const flow: Flow = {
       id, customer_id: draft.customer_id, type: draft.type ?? 'flow', name: draft.name ?? '', detail: draft.detail ?? '',
       actions: prepareActions(draft.actions, idSource(entropy)), on_complete_flow_id: draft.on_complete_flow_id ?? NIL,

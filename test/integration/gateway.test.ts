@@ -18,7 +18,7 @@ import { silentLogger } from '../../src/log.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
 import { startNats, useNode } from '../helpers/nats.js';
 
-const env = useNode({ maxFlowsPerCustomer: 30 });
+const env = useNode({ quotas: { flows: 30 } });
 let gateway: HttpGateway;
 let keys: AccessKeyCache;
 let key: string;
@@ -239,7 +239,7 @@ describe('REST gateway: the runtime\'s refusals as HTTP statuses', () => {
     for (let i = 0; i < 30; i++) await env.client.createFlow({ customer_id: THIRD, actions: TALK });
     const res = await api('/v1.0/flows', { method: 'POST', key: third, body: JSON.stringify({ name: 'one too many', detail: '', actions: TALK }) });
     expect(res.status).toBe(429);
-    expect(await json(res)).toMatchObject({ error: { code: 'limit_exceeded', message: expect.stringMatching(/at most 30/) } });
+    expect(await json(res)).toMatchObject({ error: { code: 'limit_exceeded', quota: 'flows', message: expect.stringMatching(/at most 30/) } });
     expect(((await json(await api('/v1.0/flows', { key: third })))['result'] as unknown[]).length).toBe(30);
   });
 

@@ -8,7 +8,7 @@ import { Counter, Histogram, MetricRegistry } from '../../src/metrics/metric-reg
 import { CUSTOMER } from '../helpers/engine.js';
 import { useNode } from '../helpers/nats.js';
 
-const env = useNode({ shardLeases: true, nodeId: 'metrics-node', maxFlowsPerCustomer: 1 });
+const env = useNode({ shardLeases: true, nodeId: 'metrics-node', quotas: { flows: 1 } });
 let endpoint: { port: number; stop: () => Promise<void> };
 
 beforeAll(async () => {
@@ -52,7 +52,7 @@ describe('/metrics', () => {
     expect(after.get('activeflow_request_duration_seconds_count{verb="next"}')).toBe(4);
     expect(after.get('activeflow_request_duration_seconds_bucket{verb="next",le="+Inf"}')).toBe(4);
     expect(after.get('activeflow_kv_write_duration_seconds_count')).toBe(4); // three moves and the end; the create is not a revision-checked update
-    expect(after.get('activeflow_limit_rejections_total{customer_id="' + CUSTOMER + '"}')).toBe(1);
+    expect(after.get('activeflow_limit_rejections_total{customer_id="' + CUSTOMER + '",quota="flows"}')).toBe(1);
     expect(after.get('activeflow_requests_total{code="limit_exceeded",verb="flow_create"}')).toBe(1);
     expect(after.get('activeflow_resident_actors')).toBeGreaterThanOrEqual(1);
     // Another writer rewrites a resident activeflow's snapshot: the node's next write is refused.

@@ -78,13 +78,27 @@ describe('creation (spec 3)', () => {
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'goto', option: { target_id: 'x' } }] }, /option\.target_id: must be a UUID or a \$\{variable\}/],
       [{ customer_id: CUSTOMER, reference_type: 'call', flow_id: fid(1), actions: [] }, /give flow_id or actions, not both/],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [], webhook_uri: 'ftp://x' }, /webhook_uri/],
-      [{ customer_id: CUSTOMER, reference_type: 'call', actions: [], variables: { k: 'x'.repeat(40000) } }, /variables\.k: value is 40000 bytes/],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [], surprise: 1 }, /Unrecognized key: "surprise"/],
     ];
     for (const [body, message] of cases) {
       const r = host.create(body);
       expect(r.ok, JSON.stringify(body).slice(0, 80)).toBe(false);
       expect(!r.ok && `${r.error.code}: ${r.error.message}`).toMatch(/^invalid_argument: /);
+      expect(!r.ok && r.error.message).toMatch(message);
+    }
+    expect(host.ids()).toEqual([]);
+  });
+
+  it('refuses variables over a size quota as limit_exceeded naming it, and creates nothing', () => {
+    const host = new LocalHost({ flows: [], http: {}, services: {} }, fixedClock(NOW));
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ k: 'x'.repeat(40000) }, 'variable_value_bytes', /variables\.k: value is 40000 bytes/],
+      [Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, 'v'])), 'variable_keys', /101 keys given, at most 100/],
+      [Object.fromEntries(Array.from({ length: 3 }, (_, i) => [`k${i}`, 'x'.repeat(30000)])), 'injected_variables_bytes', /at most 65536/],
+    ];
+    for (const [variables, quota, message] of cases) {
+      const r = host.create({ customer_id: CUSTOMER, reference_type: 'call', actions: [], variables });
+      expect(r).toMatchObject({ ok: false, error: { code: 'limit_exceeded', quota } });
       expect(!r.ok && r.error.message).toMatch(message);
     }
     expect(host.ids()).toEqual([]);

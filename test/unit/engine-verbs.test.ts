@@ -245,10 +245,14 @@ describe('variables verbs', () => {
     expect(h.host.substitute(h.id, 'x${b}')).toEqual({ ok: true, result: { data: 'x12' } });
   });
 
-  it('a value over the limit is invalid_argument and changes nothing', () => {
+  it('a value over the limit is limit_exceeded naming the quota, and changes nothing', () => {
     const h = harness({ actions: [], variables: { a: '1' } });
-    expect(h.req('variables_set', { variables: { b: 'x'.repeat(40000) } })).toMatchObject({ ok: false, error: { code: 'invalid_argument' } });
+    expect(h.req('variables_set', { variables: { b: 'x'.repeat(40000) } })).toMatchObject({ ok: false, error: { code: 'limit_exceeded', quota: 'variable_value_bytes' } });
     expect(h.vars()['b']).toBeUndefined();
+    const many = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${i}`, 'y'.repeat(30000)]));
+    expect(h.req('variables_set', { variables: many })).toMatchObject({ ok: false, error: { code: 'limit_exceeded', quota: 'variables_bytes' } });
+    expect(Object.keys(h.vars()).filter((k) => k.startsWith('k'))).toEqual([]);
+    expect(h.req('variables_set', { variables: { ' ': 'x' } })).toMatchObject({ ok: false, error: { code: 'invalid_argument' } });
   });
 });
 

@@ -1,0 +1,30 @@
+/**
+ * The quotas a node applies when it creates an activeflow: the customer's creation rate and
+ * running count, and the variable sizes the activeflow keeps for life.
+ */
+import type { CreationAdmission } from '../../actors/activeflow-actor.js';
+import type { Limits } from '../../machines/index.js';
+import type { CreationRate } from './creation-rate.js';
+import type { QuotaBook } from './quota-book.js';
+import { limitsFor } from './quotas.js';
+import type { RunningCount } from './running-count.js';
+
+export class CustomerQuotas implements CreationAdmission {
+  constructor(
+    private readonly book: QuotaBook,
+    private readonly running: RunningCount,
+    private readonly rate: CreationRate,
+    private readonly baseLimits: Limits,
+  ) {}
+
+  async admit(customerId: string, child: boolean): Promise<Limits> {
+    const q = this.book.of(customerId);
+    if (!child) this.rate.take(customerId, q); // in memory first: a flood is refused without a write
+    await this.running.take(customerId, q.running_activeflows);
+    return limitsFor(this.baseLimits, q);
+  }
+
+  release(customerId: string): Promise<void> {
+    return this.running.give(customerId);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Per-customer quotas on a real node: running activeflows (exact under concurrent creations),
+ * creations per second, flows and variable sizes; overrides stored in af_quotas apply without a
+ * restart; every refusal is limit_exceeded naming its quota, and nothing is half-created.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Activeflow } from '../../machines/index.js';
+import { SUBJECTS } from '../../src/api/subjects.js';
+import type { ActiveflowError } from '../../src/errors.js';
+import { useNode } from '../helpers/nats.js';
+
+const env = useNode({ quotas: { creations_per_second: 1_000, creation_burst: 1_000 } });
+const TALK = [{ type: 'talk', option: { text: 'hi' } }];
+const customer = () => randomUUID();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface QuotaReply { override: Record<string, number>; quotas: Record<string, number>; usage: { running_activeflows: number } }
+const setQuotas = (customer_id: string, quotas: Record<string, number | null>) => env.client.call<QuotaReply>(SUBJECTS.adminQuotas('set'), { customer_id, quotas });
+const getQuotas = (customer_id: string) => env.client.call<QuotaReply>(SUBJECTS.adminQuotas('get'), { customer_id });
+const create = (customer_id: string, extra: Record<string, unknown> = {}) => env.client.createActiveflow({ customer_id, reference_type: 'call', actions: TALK, ...extra });
+
+async function refused<T>(p: Promise<T>): Promise<ActiveflowError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ActiveflowError;
+  }
+  throw new Error('expected a refusal');
+}
+
+const running = async (customer_id: string) =>
+  (await env.client.listActiveflows({ customer_id, status: 'running' })).result.length;
+
+describe('quotas per customer', () => {
+  it('running activeflows: concurrent creations take exactly the slots there are, and an end frees one', async () => {
+    const c = customer();
+    await setQuotas(c, { running_activeflows: 5 });
+    const ids = Array.from({ length: 12 }, () => randomUUID());
+    const results = await Promise.allSettled(ids.map((id) => create(c, { id })));
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const no = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(ok.length).toBe(5);
+    expect(no.map((r) => [r.reason.code, r.reason.quota])).toEqual(Array(7).fill(['limit_exceeded', 'running_activeflows']));
+    expect(no[0]!.reason.message).toMatch(/at most 5 are allowed \(quota running_activeflows\)/);
+    // Nothing of the refused ones exists.
+    const refusedIds = ids.filter((_, i) => results[i]!.status === 'rejected');
+    for (const id of refusedIds) await expect(env.client.get(id)).rejects.toMatchObject({ code: 'not_found' });
+    expect(await running(c)).toBe(5);
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(5);
+
+    const first = (ok[0] as PromiseFulfilledResult<Activeflow>).value;
+    await env.client.stop(first.id);
+    // The slot comes back with the end's last step, just after the reply.
+    for (let i = 0; i < 50 && (await getQuotas(c)).usage.running_activeflows !== 4; i++) await sleep(20);
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(4);
+    await create(c);
+    expect((await refused(create(c))).quota).toBe('running_activeflows');
+    // Another customer is not affected.
+    await create(customer());
+  });
+
+  it('creations per second: a burst, then a refusal, then one more after the bucket refills', async () => {
+    const c = customer();
+    await setQuotas(c, { creations_per_second: 4, creation_burst: 3 });
+    for (let i = 0; i < 3; i++) await create(c);
+    const e = await refused(create(c));
+    expect([e.code, e.quota]).toEqual(['limit_exceeded', 'creations_per_second']);
+    expect(await running(c)).toBe(3);
+    await sleep(300); // 4/s: a token in 250 ms
+    await create(c);
+  });
+
+  it('flows: the customer\'s own number, then back to the default', async () => {
+    const c = customer();
+    await setQuotas(c, { flows: 2 });
+    await env.client.createFlow({ customer_id: c, actions: TALK });
+    await env.client.createFlow({ customer_id: c, actions: TALK });
+    const e = await refused(env.client.createFlow({ customer_id: c, actions: TALK }));
+    expect([e.code, e.quota]).toEqual(['limit_exceeded', 'flows']);
+    expect((await env.client.listFlows({ customer_id: c })).result.length).toBe(2);
+    const reset = await env.client.call<QuotaReply>(SUBJECTS.adminQuotas('reset'), { customer_id: c });
+    expect(reset.quotas['flows']).toBe(10_000);
+    await env.client.createFlow({ customer_id: c, actions: TALK });
+  });
+
+  it('variable sizes: at creation and later, with the limits the activeflow was created with', async () => {
+    const c = customer();
+    await setQuotas(c, { variable_value_bytes: 10, variables_bytes: 2_000 });
+    const e = await refused(create(c, { variables: { k: '12345678901' } }));
+    expect([e.code, e.quota]).toEqual(['limit_exceeded', 'variable_value_bytes']);
+    expect(await running(c)).toBe(0);
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(0); // the slot taken for it went back
+    const af = await create(c, { variables: { k: '1234567890' } });
+    const set = await refused(env.client.setVariables(af.id, { big: 'x'.repeat(11) }));
+    expect([set.code, set.quota]).toEqual(['limit_exceeded', 'variable_value_bytes']);
+    const total = await refused(env.client.setVariables(af.id, Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, '1234567890']))));
+    expect(total.quota).toBe('variables_bytes');
+    expect((await env.client.variables(af.id)).variables['big']).toBeUndefined();
+  });
+
+  it('an on_complete child takes the slot its parent gave back; beyond the quota it is not started, and the parent still ends', async () => {
+    const c = customer();
+    const child = await env.client.createFlow({ customer_id: c, actions: TALK });
+    const parentFlow = await env.client.createFlow({ customer_id: c, actions: [{ type: 'stop' }], on_complete_flow_id: child.id });
+    const children = async () => (await env.client.listActiveflows({ customer_id: c, status: 'running' })).result.filter((a) => a.flow_id === child.id);
+    const settle = async (want: number) => {
+      for (let i = 0; i < 100 && (await children()).length !== want; i++) await sleep(20);
+    };
+    // At its quota of 1, the parent's end hands its slot to its child.
+    await setQuotas(c, { running_activeflows: 1 });
+    const parent = await create(c, { flow_id: parentFlow.id, actions: undefined });
+    await env.client.execute(parent.id);
+    await settle(1);
+    expect((await children()).length).toBe(1);
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(1);
+    await env.client.stop((await children())[0]!.id);
+    // Two running, then the quota lowered to one: the ending parent's slot is not enough for its child.
+    await setQuotas(c, { running_activeflows: 2 });
+    for (let i = 0; i < 50 && (await getQuotas(c)).usage.running_activeflows !== 0; i++) await sleep(20);
+    const blocker = await create(c);
+    const second = await create(c, { flow_id: parentFlow.id, actions: undefined });
+    await setQuotas(c, { running_activeflows: 1 });
+    await env.client.execute(second.id);
+    await sleep(300);
+    expect((await env.client.get(second.id)).status).toBe('ended');
+    expect(await children()).toEqual([]);
+    expect((await env.client.listActiveflows({ customer_id: c, status: 'running' })).result.map((a) => a.id)).toEqual([blocker.id]);
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(1);
+  });
+
+  it('bad quota requests are refused and change nothing', async () => {
+    const c = customer();
+    await setQuotas(c, { running_activeflows: 7 });
+    for (const body of [
+      { customer_id: c, quotas: { running_activeflows: -1 } },
+      { customer_id: c, quotas: { runing_activeflows: 3 } },
+      { customer_id: c, quotas: {} },
+      { customer_id: 'not-a-uuid', quotas: { flows: 1 } },
+      { customer_id: c, quotas: { flows: 1.5 } },
+    ]) {
+      await expect(env.client.call(SUBJECTS.adminQuotas('set'), body)).rejects.toMatchObject({ code: 'invalid_argument' });
+    }
+    expect((await getQuotas(c)).override).toEqual({ running_activeflows: 7 });
+    // null drops one override.
+    expect((await setQuotas(c, { running_activeflows: null, flows: 3 })).override).toEqual({ flows: 3 });
+  });
+});
