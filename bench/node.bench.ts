@@ -55,7 +55,11 @@ const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 
 const children: ChildProcess[] = [];
 try {
   // info level: the readiness line (node_serving) is an info log; nothing else logs per request.
-  const nodeProc = await spawnAndWait([BIN, 'node'], { NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000) }, '"node_serving"');
+  // One customer plays every caller here: its quotas are raised past what the bench creates.
+  const nodeProc = await spawnAndWait([BIN, 'node'], {
+    NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000),
+    QUOTA_RUNNING_ACTIVEFLOWS: '10000000', QUOTA_CREATIONS_PER_SECOND: '10000000', QUOTA_CREATION_BURST: '10000000',
+  }, '"node_serving"');
   children.push(nodeProc);
 
   const latencyOnly = process.argv.includes('--latency-only');

@@ -59,9 +59,9 @@ export const NodeConfig = z.object({
     .describe('Longest a stop (SIGTERM, Ctrl-C) may take: the node leaves, hands every shard over and finishes in-flight requests, then exits 0. If that needs longer (NATS unreachable), it exits 1 and its leases expire on their own. Keep it below the supervisor\'s kill timeout (systemd TimeoutStopSec, Kubernetes terminationGracePeriodSeconds).'),
   QUOTA_RUNNING_ACTIVEFLOWS: int(0).default(50_000)
     .describe('Default per-customer quota: activeflows running at once across the cluster (one revision-checked counter per customer in af_quotas). Overridden per customer with `activeflow quotas set`.'),
-  QUOTA_CREATIONS_PER_SECOND: z.coerce.number().min(0).default(200)
+  QUOTA_CREATIONS_PER_SECOND: z.coerce.number().min(0).default(1_000)
     .describe('Default per-customer quota: sustained activeflow creations per second (a token bucket on each node, refilled at its share of the shards).'),
-  QUOTA_CREATION_BURST: int(1).default(400)
+  QUOTA_CREATION_BURST: int(1).default(2_000)
     .describe('Default per-customer quota: creations allowed at once after a quiet spell (the token bucket\'s size).'),
   QUOTA_FLOWS: int(0).default(10_000)
     .describe('Default per-customer quota: stored flows (VoIPBIN allows 10,000).'),
@@ -73,8 +73,8 @@ export const NodeConfig = z.object({
     .describe('Default per-customer quota: keys plus values supplied at creation (the spec\'s 64 KiB).'),
   QUOTA_VARIABLES_BYTES: int(1).default(256 * 1024)
     .describe('Default per-customer quota: keys plus values of one activeflow\'s variables (the spec\'s 256 KiB); bounds the snapshot.'),
-  ADMISSION_CONCURRENCY: int(1).default(256)
-    .describe('Requests a node runs at once. Beyond it, requests wait in one queue per customer, served round robin, so a customer asking little is served before one flooding the node. High enough to keep the writes pipelined.'),
+  ADMISSION_CONCURRENCY: int(1).default(32)
+    .describe('Requests a node runs at once. Beyond it, requests wait in one queue per customer, served round robin, so a customer asking little is served before one flooding the node. 32 keeps the snapshot writes pipelined (a flood\'s throughput was within noise of no limit) while a quiet customer waits for one of 32, not for the whole flood (npm run bench:fairness).'),
   ADMISSION_QUEUE_PER_CUSTOMER: int(1).default(2_000)
     .describe('Requests one customer may have waiting on a node; more are refused with limit_exceeded (quota pending_requests, 429 on REST) instead of queueing without bound.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')

@@ -120,7 +120,7 @@ export class ActiveflowNode {
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
-    this.admission = new FairAdmission(options.admission ?? { concurrency: 256, maxQueuedPerCustomer: 2_000 });
+    this.admission = new FairAdmission(options.admission ?? { concurrency: 32, maxQueuedPerCustomer: 2_000 });
   }
 
   static async start(options: NodeOptions): Promise<ActiveflowNode> {

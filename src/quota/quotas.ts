@@ -36,8 +36,8 @@ export type QuotaOverride = z.infer<typeof QuotaOverride>;
 /** The built-in defaults; each is a QUOTA_* setting of the node. */
 export const DEFAULT_QUOTAS: Quotas = Object.freeze({
   running_activeflows: 50_000,
-  creations_per_second: 200,
-  creation_burst: 400,
+  creations_per_second: 1_000,
+  creation_burst: 2_000,
   flows: 10_000,
   variable_keys: 100,
   variable_value_bytes: 32 * 1024,

@@ -16,7 +16,26 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 const PREFIX = 'running.';
 const isConflict = (e: unknown) => /wrong last sequence|key exists/i.test((e as Error).message ?? '');
 
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+interface Batch {
+  takes: (Waiter & { limit: number })[];
+  gives: Waiter[];
+  writing: boolean;
+}
+
+/**
+ * Concurrent changes of one customer's count on this node are written together (group commit):
+ * at most one write per customer is in flight per node, so a burst of a thousand creations costs
+ * a few revision-checked writes, not a thousand that conflict with each other. Between nodes the
+ * revision check settles who goes first.
+ */
 export class RunningCount {
+  private readonly batches = new Map<string, Batch>();
+
   constructor(private readonly kv: KV) {}
 
   async of(customerId: string): Promise<number> {
@@ -25,31 +44,77 @@ export class RunningCount {
   }
 
   /** Takes a slot, or refuses with `limit_exceeded` (quota running_activeflows) when none is left. */
-  async take(customerId: string, limit: number): Promise<void> {
-    await this.change(customerId, (n) => {
-      if (n >= limit) {
-        throw new ActiveflowError('limit_exceeded', `customer ${customerId} has ${n} running activeflows; at most ${limit} are allowed (quota running_activeflows)`, { quota: 'running_activeflows' });
-      }
-      return n + 1;
+  take(customerId: string, limit: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batch(customerId).takes.push({ limit, resolve, reject });
+      void this.flush(customerId);
     });
   }
 
   /** Gives a slot back (never below zero). */
-  async give(customerId: string): Promise<void> {
-    await this.change(customerId, (n) => Math.max(0, n - 1));
+  give(customerId: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batch(customerId).gives.push({ resolve, reject });
+      void this.flush(customerId);
+    });
   }
 
-  private async change(customerId: string, next: (n: number) => number): Promise<void> {
+  private batch(customerId: string): Batch {
+    let b = this.batches.get(customerId);
+    if (b === undefined) {
+      b = { takes: [], gives: [], writing: false };
+      this.batches.set(customerId, b);
+    }
+    return b;
+  }
+
+  private async flush(customerId: string): Promise<void> {
+    const b = this.batches.get(customerId);
+    if (b === undefined || b.writing) return;
+    b.writing = true;
+    try {
+      while (b.takes.length > 0 || b.gives.length > 0) {
+        const takes = b.takes.splice(0);
+        const gives = b.gives.splice(0);
+        try {
+          const { admitted, refused, count } = await this.write(customerId, takes, gives.length);
+          for (const g of gives) g.resolve();
+          for (const t of admitted) t.resolve();
+          for (const t of refused) {
+            t.reject(new ActiveflowError('limit_exceeded', `customer ${customerId} has ${count} running activeflows; at most ${t.limit} are allowed (quota running_activeflows)`, { quota: 'running_activeflows' }));
+          }
+        } catch (e) {
+          for (const w of [...gives, ...takes]) w.reject(e);
+        }
+      }
+    } finally {
+      b.writing = false;
+      if (b.takes.length === 0 && b.gives.length === 0) this.batches.delete(customerId);
+    }
+  }
+
+  /** One revision-checked write of the count: the gives first, then as many takes as fit. */
+  private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<{ admitted: Batch['takes']; refused: Batch['takes']; count: number }> {
     const key = PREFIX + customerId;
     for (let attempt = 0; ; attempt++) {
       const e = await this.kv.get(key);
       const present = e !== null && e.operation === 'PUT';
-      const n = present ? (decodeJson(e.value) as { running: number }).running : 0;
-      const value = encodeJson({ running: next(n) });
+      let n = Math.max(0, (present ? (decodeJson(e.value) as { running: number }).running : 0) - gives);
+      const admitted: Batch['takes'] = [];
+      const refused: Batch['takes'] = [];
+      for (const t of takes) {
+        if (n < t.limit) {
+          n++;
+          admitted.push(t);
+        } else {
+          refused.push(t);
+        }
+      }
+      const value = encodeJson({ running: n });
       try {
         if (e === null) await this.kv.create(key, value);
         else await this.kv.update(key, value, e.revision);
-        return;
+        return { admitted, refused, count: n };
       } catch (err) {
         if (!isConflict(err) || attempt >= 50) throw err;
         // another node changed the count meanwhile: read it again (a short jitter spreads the retries)
