@@ -1,8 +1,8 @@
 /**
  * Fair admission benchmark: a quiet customer walks calls with `next`, one request after another,
  * alone and while another customer floods the same node with writes (800 requests in flight).
- * Three node settings in the same run: the default admission (ADMISSION_CONCURRENCY=32), a tight
- * one (8), and admission off (a concurrency no flood reaches). The node is its own process; the
+ * Four node settings in the same run: admission off (a concurrency no flood reaches: the
+ * baseline), a loose one (256), the default (32) and a tight one (8). The node is its own process; the
  * load generator shares the 2 cores, so read the ratios, not the absolute figures.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -87,9 +87,10 @@ async function scenario(server: NatsServer, label: string, concurrency: number):
 process.stdout.write(`activeflow fair admission benchmark (node ${process.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 try {
+  await scenario(server, 'admission off (baseline: ADMISSION_CONCURRENCY=1000000)', 1_000_000);
+  await scenario(server, 'admission on, loose (ADMISSION_CONCURRENCY=256)', 256);
   await scenario(server, 'admission on, default (ADMISSION_CONCURRENCY=32)', 32);
   await scenario(server, 'admission on, tight (ADMISSION_CONCURRENCY=8)', 8);
-  await scenario(server, 'admission off (baseline: ADMISSION_CONCURRENCY=1000000)', 1_000_000);
 } finally {
   await server.stop();
 }

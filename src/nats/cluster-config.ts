@@ -35,7 +35,8 @@ export function tlsBlock(t: { certFile: string; keyFile: string; caFile: string 
 
 export interface AccountPasswords {
   system: string;
-  app: string;
+  /** The unrestricted "activeflow" user (development, tools); null leaves it out (production). */
+  app: string | null;
 }
 
 const DEV_PASSWORDS: AccountPasswords = { system: '"system-dev-only"', app: '"activeflow-dev-only"' };
@@ -65,12 +66,12 @@ ${accountsConfig(c.shardCount, c.passwords, c.noAuthUser ?? true, c.rolePassword
  * development; a deployment replaces them (see docs/operations.md).
  */
 export function accountsConfig(shardCount: number, passwords: AccountPasswords = DEV_PASSWORDS, noAuthUser = true, roles: RolePasswords | null = DEV_ROLE_PASSWORDS): string {
-  const users = [`{ user: "activeflow", password: ${passwords.app} }`, ...(roles === null ? [] : roleUsers(roles))];
+  const users = [...(passwords.app === null ? [] : [`{ user: "activeflow", password: ${passwords.app} }`]), ...(roles === null ? [] : roleUsers(roles))];
   return `accounts {
   SYS: { users: [ { user: "system", password: ${passwords.system} } ] }
   APP: {
     jetstream: enabled
-    # "activeflow" may do anything in the account (development, and older setups); the role users
+    # "activeflow", where present, may do anything in the account (development); the role users
     # (src/nats/roles.ts) may do only what their job needs.
     users: [
 ${users.map((u) => `      ${u}`).join('\n')}

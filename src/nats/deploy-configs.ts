@@ -30,7 +30,7 @@ export function k8sNatsConfig(shardCount = 256): string {
   return clusterServerConfig({
     name: '$POD_NAME', host: '0.0.0.0', clientPort: 4222, clusterPort: 6222, monitorPort: 8222, storeDir: '/data/jetstream',
     routes: [0, 1, 2].map((i) => `nats-${i}.nats:6222`), shardCount,
-    passwords: { system: '$NATS_SYSTEM_PASSWORD', app: '$NATS_APP_PASSWORD' }, noAuthUser: false,
+    passwords: { system: '$NATS_SYSTEM_PASSWORD', app: null }, noAuthUser: false,
     tls: { certFile: '/etc/nats/tls/tls.crt', keyFile: '/etc/nats/tls/tls.key', caFile: '/etc/nats/tls/ca.crt' },
     rolePasswords: { node: '$NATS_NODE_PASSWORD', gateway: '$NATS_GATEWAY_PASSWORD', 'call-service': '$NATS_CALL_SERVICE_PASSWORD', operator: '$NATS_OPERATOR_PASSWORD' },
   });
@@ -94,8 +94,6 @@ spec:
               valueFrom: { fieldRef: { fieldPath: metadata.name } }
             - name: NATS_SYSTEM_PASSWORD
               valueFrom: { secretKeyRef: { name: activeflow-nats, key: system-password } }
-            - name: NATS_APP_PASSWORD
-              valueFrom: { secretKeyRef: { name: activeflow-nats, key: app-password } }
             - name: NATS_NODE_PASSWORD
               valueFrom: { secretKeyRef: { name: activeflow-nats, key: node-password } }
             - name: NATS_GATEWAY_PASSWORD

@@ -11,6 +11,15 @@
 export const ROLES = ['node', 'gateway', 'call-service', 'operator'] as const;
 export type Role = (typeof ROLES)[number];
 
+/**
+ * Each role receives replies on its own inboxes (`_INBOX_<role>.<id>`), and may subscribe to
+ * those only: with the shared `_INBOX.>`, any client could subscribe to every inbox and read the
+ * replies meant for others (another customer's activeflow, a new access key). connectNats sets
+ * the prefix when it connects as a role's user.
+ */
+export const inboxPrefixOf = (role: Role): string => `_INBOX_${role.replace(/-/g, '_')}`;
+const inboxes = (role: Role) => `${inboxPrefixOf(role)}.>`;
+
 const verbs = (...vs: string[]) => vs.map((v) => `activeflow.shard.*.*.${v}`);
 
 /** JetStream requests to read one stream with consumers (watch, history, the WebSocket). */
@@ -26,33 +35,33 @@ interface Permissions { publish: string[]; subscribe: string[] }
 export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   /** Serves the shard and API subjects, writes the buckets and the stream. */
   node: {
-    publish: ['activeflow.>', '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>', '$SRV.>', '_INBOX.>'],
-    subscribe: ['activeflow.>', 'flow.v1.>', '$SRV.>', '_INBOX.>'],
+    publish: ['activeflow.>', '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>', '$SRV.>'],
+    subscribe: ['activeflow.>', 'flow.v1.>', '$SRV.>', inboxes('node')],
   },
   /** The REST gateway: the verbs its endpoints use, flows, the cluster's state, events and access keys to read. */
   gateway: {
     publish: [
       ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
       'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards',
-      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), ...readStream('KV_af_accesskeys'), '$JS.FC.>', '_INBOX.>',
+      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), ...readStream('KV_af_accesskeys'), '$JS.FC.>',
     ],
-    subscribe: ['_INBOX.>'],
+    subscribe: [inboxes('gateway')],
   },
   /** A reference's service (calls, conversations): drives its activeflows and answers service actions. */
   'call-service': {
     publish: [
       ...verbs('create', 'get', 'next', 'continue', 'execute', 'stop', 'forward', 'push_actions', 'add_actions', 'service_stop', 'variables_get', 'variables_set', 'variables_delete', 'substitute'),
-      'activeflow.v1.create', 'flow.v1.*.get', '_INBOX.>',
+      'activeflow.v1.create', 'flow.v1.*.get',
     ],
-    subscribe: ['activeflow.service.>', '_INBOX.>'],
+    subscribe: ['activeflow.service.>', inboxes('call-service')],
   },
   /** Operators and their CLI: the admin verbs, reading activeflows and flows, stopping one, following events. */
   operator: {
     publish: [
       'activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get',
-      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), '$JS.FC.>', '_INBOX.>',
+      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), '$JS.FC.>',
     ],
-    subscribe: ['_INBOX.>'],
+    subscribe: [inboxes('operator')],
   },
 };
 

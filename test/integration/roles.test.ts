@@ -101,6 +101,9 @@ describe('NATS roles', () => {
       await refusedPublish(gw, SUBJECTS.adminDrain);
       await refusedPublish(gw, `$KV.af_accesskeys.key.${af.id}`);
       await refusedSubscribe(gw, 'activeflow.shard.>');
+      // Replies to other clients are not its to read: only its own inboxes.
+      await refusedSubscribe(gw, '_INBOX.>');
+      await refusedSubscribe(gw, '_INBOX_call_service.>');
     } finally {
       await g.stop();
       keys.stop();
@@ -115,5 +118,8 @@ describe('NATS roles', () => {
     await refusedPublish(op, '$KV.af_leases.shard.1');
     await refusedSubscribe(op, 'activeflow.shard.>');
     await refusedSubscribe(op, 'activeflow.service.>');
+    await refusedSubscribe(op, '_INBOX_node.>');
+    // Nor may it forge a reply into another client's inbox.
+    await refusedPublish(op, '_INBOX_gateway.forged');
   });
 });
