@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
 import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
 import { accessKeysCommand } from './accesskeys-command.js';
-import { quotasCommand } from './quotas-command.js';
+import { QUOTA_FLAGS, quotasCommand } from './quotas-command.js';
 import { gatewayCommand } from './gateway-command.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
@@ -36,7 +36,7 @@ function overview(): string {
 }
 
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
-const VALUED = new Set(['config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http', 'metrics', 'stuck']);
+const VALUED = new Set([...QUOTA_FLAGS, 'config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http', 'metrics', 'stuck']);
 
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),

@@ -5,6 +5,9 @@ import { need, table, withClient } from './connection.js';
 
 const NAMES = Object.keys(Quotas.shape) as (keyof Quotas)[];
 const flag = (name: string) => name.replace(/_/g, '-');
+/** The options that take a value (`--running-activeflows 500`), for the argument parser. */
+export const QUOTA_FLAGS: readonly string[] = NAMES.map(flag);
+const KNOWN = new Set([...QUOTA_FLAGS, 'customer', 'json', 'servers', 'help']);
 
 interface QuotaReply {
   customer_id: string;
@@ -33,6 +36,11 @@ Options:
     const [verb] = args.positionals;
     if (verb !== 'get' && verb !== 'set' && verb !== 'reset') {
       io.err('activeflow quotas: say get, set or reset (see `activeflow quotas --help`)');
+      return 2;
+    }
+    const unknown = [...args.flags, ...args.options.keys()].filter((o) => !KNOWN.has(o));
+    if (unknown.length > 0) {
+      io.err(`activeflow quotas: unknown option --${unknown[0]} (the quotas: ${QUOTA_FLAGS.join(', ')})`);
       return 2;
     }
     const customer = need(args, 'customer', io);

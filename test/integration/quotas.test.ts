@@ -3,7 +3,9 @@
  * creations per second, flows and variable sizes; overrides stored in af_quotas apply without a
  * restart; every refusal is limit_exceeded naming its quota, and nothing is half-created.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { Activeflow } from '../../machines/index.js';
 import { SUBJECTS } from '../../src/api/subjects.js';
@@ -144,5 +146,26 @@ describe('quotas per customer', () => {
     expect((await getQuotas(c)).override).toEqual({ running_activeflows: 7 });
     // null drops one override.
     expect((await setQuotas(c, { running_activeflows: null, flows: 3 })).override).toEqual({ flows: 3 });
+  });
+
+  it('the CLI: quotas set, get and reset; a bad value is refused before anything is sent', async () => {
+    const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
+    const cli = (...args: string[]) => promisify(execFile)(process.execPath, [BIN, 'quotas', ...args], { env: { ...process.env, NATS_URL: env.server.url } });
+    const c = customer();
+    await create(c);
+    const set = await cli('set', '--customer', c, '--running-activeflows', '3', '--creations-per-second', '2.5');
+    expect(set.stdout).toMatch(/1 running activeflows/);
+    expect(set.stdout).toMatch(/running_activeflows\s+3\s+customer/);
+    expect(set.stdout).toMatch(/creations_per_second\s+2\.5\s+customer/);
+    expect(set.stdout).toMatch(/flows\s+10000\s+default/);
+    expect((await getQuotas(c)).override).toEqual({ running_activeflows: 3, creations_per_second: 2.5 });
+    const bad = await cli('set', '--customer', c, '--flows', 'lots').catch((e: { code: number; stderr: string }) => e);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/--flows takes a number >= 0 or "default", not "lots"/) });
+    const typo = await cli('set', '--customer', c, '--runing-activeflows', '9').catch((e: { code: number; stderr: string }) => e);
+    expect(typo).toMatchObject({ code: 2, stderr: expect.stringMatching(/unknown option --runing-activeflows/) });
+    const json = JSON.parse((await cli('get', '--customer', c, '--json')).stdout) as QuotaReply;
+    expect(json.usage.running_activeflows).toBe(1);
+    await cli('reset', '--customer', c);
+    expect((await getQuotas(c)).override).toEqual({});
   });
 });
