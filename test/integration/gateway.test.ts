@@ -243,6 +243,19 @@ describe('REST gateway: the runtime\'s refusals as HTTP statuses', () => {
     expect(((await json(await api('/v1.0/flows', { key: third })))['result'] as unknown[]).length).toBe(30);
   });
 
+  it('a creation-rate quota is a 429 naming it, with Retry-After, and creates nothing', async () => {
+    const FOURTH = '44444444-4444-4444-8444-444444444499';
+    const fourth = (await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: FOURTH })).token;
+    await env.client.call(SUBJECTS.adminQuotas('set'), { customer_id: FOURTH, quotas: { creations_per_second: 0.1, creation_burst: 1 } });
+    const post = () => api('/v1.0/activeflows', { method: 'POST', key: fourth, body: JSON.stringify({ actions: TALK }) });
+    expect((await post()).status).toBe(200);
+    const res = await post();
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await json(res)).toMatchObject({ error: { code: 'limit_exceeded', quota: 'creations_per_second' } });
+    expect(((await json(await api('/v1.0/activeflows', { key: fourth })))['result'] as unknown[]).length).toBe(1);
+  });
+
   it('with no node to answer, a 503 with Retry-After once the retry window is over', async () => {
     const lonely = await startNats();
     const { connectNats } = await import('../../src/nats/connect.js');
