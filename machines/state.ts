@@ -10,12 +10,25 @@ import { Action, Activeflow, PublicActiveflow, Timestamp, Uuid, Variables } from
 
 export const STREAM_EVENT_TYPES = ['activeflow_created', 'activeflow_updated', 'activeflow_ended', 'activeflow_deleted'] as const;
 
+/**
+ * The most executed actions an event carries. VoIPBIN's limit of 100 moves keeps every history
+ * below it, so within the default limits an event is VoIPBIN's public form, whole. Past it (limits
+ * raised), an event carries the latest EVENT_HISTORY_MAX and says how many older ones it left out
+ * (`executed_actions_omitted`; `get` has them all): otherwise every event repeats the whole history,
+ * a move's cost grows with it (measured: 1.9x slower at 2,000 moves) and a long one outgrows NATS's
+ * 1 MiB payload.
+ */
+export const EVENT_HISTORY_MAX = 128;
+
 /** One entry of the `ACTIVEFLOW_EVENTS` stream: `seq` is contiguous per activeflow, from 1. */
 export const StreamEvent = z.object({
   type: z.enum(STREAM_EVENT_TYPES),
   seq: z.number().int().positive(),
   at: Timestamp,
-  data: PublicActiveflow,
+  data: PublicActiveflow.extend({
+    executed_actions_omitted: z.number().int().positive().optional()
+      .describe('Older executed actions left out of this event (it carries the latest 128); get the activeflow for all of them.'),
+  }),
 });
 export type StreamEvent = z.infer<typeof StreamEvent>;
 
@@ -112,12 +125,14 @@ export type EngineState = z.infer<typeof EngineState>;
 
 export const emptyOutbox = (): Outbox => ({ replies: [], effects: [], events: [] });
 
-/** The outbox's events in their stream form, each with its own history. */
+/** The outbox's events in their stream form, each with its own history (its latest EVENT_HISTORY_MAX). */
 export function materializeEvents(state: EngineState): StreamEvent[] {
   const history = state.activeflow.executed_actions;
   return state.outbox.events.map((e) => {
     const { executed_count: count, ...event } = e;
     const executed = event.data.executed_actions ?? history.slice(0, count ?? history.length);
-    return { ...event, data: { ...event.data, executed_actions: executed } };
+    const omitted = executed.length - EVENT_HISTORY_MAX;
+    if (omitted <= 0) return { ...event, data: { ...event.data, executed_actions: executed } };
+    return { ...event, data: { ...event.data, executed_actions: executed.slice(omitted), executed_actions_omitted: omitted } };
   });
 }

@@ -1,9 +1,26 @@
 import { describe, expect, it } from 'vitest';
+import { EVENT_HISTORY_MAX, materializeEvents } from '../../machines/state.js';
 import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, NIL_ID } from '../helpers/engine.js';
 
 const spin = [{ id: aid(1), type: 'empty' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1_000_000 } }];
 
 describe('limits (spec 8)', () => {
+  it('an event carries the whole history within the default limits, and its latest 128 entries past them', () => {
+    const short = harness({ actions: Array.from({ length: 150 }, (_, i) => ({ id: aid(i + 1), type: 'talk' })) });
+    for (let i = 0; i < 100; i++) short.next();
+    const whole = materializeEvents(short.host.state(short.id)!).at(-1)!;
+    expect(whole.data.executed_actions).toEqual(short.af().executed_actions);
+    expect(whole.data.executed_actions_omitted).toBeUndefined();
+
+    const long = harness({ actions: Array.from({ length: 400 }, (_, i) => ({ id: aid(i + 1), type: 'talk' })), limits: { max_execute_count: 1_000 } });
+    for (let i = 0; i < 300; i++) long.next();
+    const history = long.af().executed_actions;
+    expect(history).toHaveLength(300);
+    const event = materializeEvents(long.host.state(long.id)!).at(-1)!;
+    expect(event.data.executed_actions).toEqual(history.slice(-EVENT_HISTORY_MAX));
+    expect(event.data.executed_actions_omitted).toBe(300 - EVENT_HISTORY_MAX);
+  });
+
   it('execute_count: 101 moves are allowed, the next attempt ends with limit_exceeded', () => {
     const h = harness({ reference_type: 'api', actions: spin });
     expect(h.req('execute').ok).toBe(true);
