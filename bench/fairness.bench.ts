@@ -1,8 +1,9 @@
 /**
  * Fair admission benchmark: a quiet customer walks calls with `next`, one request after another,
  * alone and while another customer floods the same node with writes (800 requests in flight).
- * Four node settings in the same run: admission off (a concurrency no flood reaches: the
- * baseline), a loose one (256), the default (32) and a tight one (8). The node is its own process; the
+ * Four node settings in the same run: admission off (limits no flood reaches: the baseline), a
+ * node-wide limit alone (256), the default (256, and 32 per customer while others are active), and
+ * a tighter share (8). The node is its own process; the
  * load generator shares the 2 cores, so read the ratios, not the absolute figures.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -11,7 +12,7 @@ import { ActiveflowClient } from '../src/api/client.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { percentile } from '../src/simulator/call-simulator.js';
+import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
 import { spawnAndWait } from './processes.js';
 
 const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
@@ -37,9 +38,9 @@ async function quiet(client: ActiveflowClient, customer: string, until: () => bo
   return ms.sort((a, b) => a - b);
 }
 
-async function scenario(server: NatsServer, label: string, concurrency: number): Promise<void> {
+async function scenario(server: NatsServer, label: string, concurrency: number, perCustomer: number): Promise<void> {
   const node = await spawnAndWait([BIN, 'node'], {
-    NATS_URL: server.url, NODE_ID: `fair-${concurrency}`, SHARD_LEASES: '0', LOG_LEVEL: 'info', ADMISSION_CONCURRENCY: String(concurrency),
+    NATS_URL: server.url, NODE_ID: `fair-${concurrency}-${perCustomer}`, SHARD_LEASES: '0', LOG_LEVEL: 'info', ADMISSION_CONCURRENCY: String(concurrency), ADMISSION_PER_CUSTOMER: String(perCustomer),
     ADMISSION_QUEUE_PER_CUSTOMER: '100000', QUOTA_CREATIONS_PER_SECOND: '100000', QUOTA_CREATION_BURST: '100000',
   }, '"node_serving"');
   const nc = await connectNats(server.url, 'bench-fairness');
@@ -77,6 +78,11 @@ async function scenario(server: NatsServer, label: string, concurrency: number):
     process.stdout.write(`  quiet customer's next alone             p50 / p99  ${p(alone, 50)} / ${p(alone, 99)} ms  (${alone.length} calls)\n`);
     process.stdout.write(`  quiet customer's next while one floods  p50 / p99  ${p(during, 50)} / ${p(during, 99)} ms  (${during.length} calls)  p99 ratio ${fmt(percentile(during, 99) / percentile(alone, 99), 2)}x\n`);
     process.stdout.write(`  flooding customer's writes              p50 / p99  ${p(floodMs, 50)} / ${p(floodMs, 99)} ms  ${fmt(floodMs.length / (FLOOD_SECONDS + 1), 0)}/s  (failed ${failed})\n`);
+    // One customer alone, as many calls as a busy trunk: the share must not cost it throughput.
+    const flow = await client.createFlow({ customer_id: floodCustomer, actions: talks(20) });
+    await new Promise((r) => setTimeout(r, 1_500)); // the quiet customer is no longer active
+    const alone1k = await simulateCalls(client, { flowId: flow.id, customerId: floodCustomer, calls: 1_000, concurrency: 1_000, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
+    process.stdout.write(`  one customer alone, 1,000 calls at once  ${fmt(alone1k.moves / (alone1k.durationMs / 1000), 0)} moves/s, next p50 / p99 ${fmt(alone1k.p50Ms)} / ${fmt(alone1k.p99Ms)} ms  (errors ${alone1k.errors})\n`);
   } finally {
     await nc.close();
     node.kill('SIGTERM');
@@ -87,10 +93,10 @@ async function scenario(server: NatsServer, label: string, concurrency: number):
 process.stdout.write(`activeflow fair admission benchmark (node ${process.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 try {
-  await scenario(server, 'admission off (baseline: ADMISSION_CONCURRENCY=1000000)', 1_000_000);
-  await scenario(server, 'admission on, loose (ADMISSION_CONCURRENCY=256)', 256);
-  await scenario(server, 'admission on, default (ADMISSION_CONCURRENCY=32)', 32);
-  await scenario(server, 'admission on, tight (ADMISSION_CONCURRENCY=8)', 8);
+  await scenario(server, 'admission off (baseline: no limit)', 1_000_000, 1_000_000);
+  await scenario(server, 'a node limit only (ADMISSION_CONCURRENCY=256, no share)', 256, 256);
+  await scenario(server, 'default (ADMISSION_CONCURRENCY=256, ADMISSION_PER_CUSTOMER=32)', 256, 32);
+  await scenario(server, 'tight share (ADMISSION_PER_CUSTOMER=8)', 256, 8);
 } finally {
   await server.stop();
 }

@@ -24,7 +24,7 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
         flows: config.QUOTA_FLOWS, variable_keys: config.QUOTA_VARIABLE_KEYS, variable_value_bytes: config.QUOTA_VARIABLE_VALUE_BYTES,
         injected_variables_bytes: config.QUOTA_INJECTED_VARIABLES_BYTES, variables_bytes: config.QUOTA_VARIABLES_BYTES,
       },
-      admission: { concurrency: config.ADMISSION_CONCURRENCY, maxQueuedPerCustomer: config.ADMISSION_QUEUE_PER_CUSTOMER },
+      admission: { concurrency: config.ADMISSION_CONCURRENCY, perCustomer: config.ADMISSION_PER_CUSTOMER, maxQueuedPerCustomer: config.ADMISSION_QUEUE_PER_CUSTOMER },
       ...natsAccess(config),
       ...(config.NATS_SYSTEM_USER !== undefined && config.NATS_SYSTEM_PASSWORD !== undefined
         ? { systemCredentials: { user: config.NATS_SYSTEM_USER, pass: config.NATS_SYSTEM_PASSWORD } } : {}),

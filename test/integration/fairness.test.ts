@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useNode } from '../helpers/nats.js';
 
-const env = useNode({ admission: { concurrency: 8, maxQueuedPerCustomer: 10_000 }, quotas: { creations_per_second: 10_000, creation_burst: 10_000 } });
+const env = useNode({ admission: { concurrency: 256, perCustomer: 8, maxQueuedPerCustomer: 10_000 }, quotas: { creations_per_second: 10_000, creation_burst: 10_000 } });
 const QUIET = randomUUID();
 const FLOOD = randomUUID();
 const talks = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'talk', option: { text: `t${i}` } }));
