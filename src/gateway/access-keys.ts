@@ -9,11 +9,11 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
-import type { QueuedIterator } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { NIL, Timestamp, Uuid } from '../../machines/index.js';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
+import { followKeys, type Following } from '../store/kv-follow.js';
 
 /** Tokens look like `afk_<43 characters>`: recognizable in logs and secret scanners. */
 const TOKEN_PREFIX = 'afk_';
@@ -95,8 +95,7 @@ export class AccessKeyStore {
 export class AccessKeyCache {
   private readonly byHash = new Map<string, StoredAccessKey>();
   private readonly hashById = new Map<string, string>();
-  private iter: QueuedIterator<KvWatchEntry> | null = null;
-  private stopped = false;
+  private following: Following | null = null;
 
   private constructor(private readonly kv: KV) {}
 
@@ -108,33 +107,8 @@ export class AccessKeyCache {
   }
 
   private async follow(): Promise<void> {
-    let ready!: () => void;
-    const replayed = new Promise<void>((r) => (ready = r));
-    const run = async (): Promise<void> => {
-      while (!this.stopped) {
-        try {
-          // The replay's last entry is the first marked as an update; an empty bucket replays none.
-          const empty = (await this.kv.status()).values === 0;
-          const iter = await this.kv.watch({ key: 'key.*' });
-          this.iter = iter;
-          if (empty) ready();
-          const fallback = setTimeout(ready, 5_000); // keys deleted between status and watch
-          for await (const e of iter) {
-            this.apply(e);
-            if (e.isUpdate) {
-              clearTimeout(fallback);
-              ready();
-            }
-          }
-          clearTimeout(fallback);
-        } catch {
-          // a server restart ends the watch: open it again (it replays everything)
-        }
-        if (!this.stopped) await new Promise((r) => setTimeout(r, 250));
-      }
-    };
-    void run();
-    await replayed;
+    this.following = followKeys(this.kv, 'key.*', (e) => this.apply(e));
+    await this.following.ready;
   }
 
   private apply(e: KvWatchEntry): void {
@@ -155,7 +129,6 @@ export class AccessKeyCache {
   }
 
   stop(): void {
-    this.stopped = true;
-    this.iter?.stop();
+    this.following?.stop();
   }
 }

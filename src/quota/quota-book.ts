@@ -7,15 +7,14 @@
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
-import { keysNow } from '../store/kv-keys.js';
+import { followKeys, type Following } from '../store/kv-follow.js';
 import { QuotaOverride, Quotas } from './quotas.js';
 
 const PREFIX = 'override.';
 
 export class QuotaBook {
   private readonly overrides = new Map<string, QuotaOverride>();
-  private stopped = false;
-  private watcher: { stop(): void } | null = null;
+  private following: Following | null = null;
 
   constructor(
     private readonly kv: KV,
@@ -25,38 +24,13 @@ export class QuotaBook {
 
   /** Loads the overrides (one watch replay) and follows them until stop(); a lost watch is reopened. */
   async start(): Promise<void> {
-    let ready!: () => void;
-    const replayed = new Promise<void>((r) => (ready = r));
-    const run = async (): Promise<void> => {
-      while (!this.stopped) {
-        try {
-          // The replay's last entry is the first marked as an update; no override replays none.
-          const none = (await keysNow(this.kv, `${PREFIX}*`)).length === 0;
-          const iter = await this.kv.watch({ key: `${PREFIX}*` });
-          this.watcher = iter;
-          if (none) ready();
-          const fallback = setTimeout(ready, 5_000); // overrides deleted between the listing and the watch
-          for await (const e of iter) {
-            this.apply(e);
-            if (e.isUpdate) {
-              clearTimeout(fallback);
-              ready();
-            }
-          }
-          clearTimeout(fallback);
-        } catch (e) {
-          if (!this.stopped) this.log.warn({ event: 'quota_watch_failed', err: e }, 'following quota overrides again');
-        }
-        if (!this.stopped) await new Promise((r) => setTimeout(r, 250));
-      }
-    };
-    void run();
-    await replayed;
+    this.following = followKeys(this.kv, `${PREFIX}*`, (e) => this.apply(e),
+      (e) => this.log.warn({ event: 'quota_watch_failed', err: e }, 'following quota overrides again'));
+    await this.following.ready;
   }
 
   stop(): void {
-    this.stopped = true;
-    this.watcher?.stop();
+    this.following?.stop();
   }
 
   private apply(e: KvWatchEntry): void {

@@ -9,6 +9,18 @@ function gate(log: string[], name: string): { task: () => Promise<string>; open:
   return { task: async () => { log.push(name); await done; return name; }, open };
 }
 
+/** Submits gated tasks by name: what started (`log`), and how to finish each (`gates`). */
+function gated(a: FairAdmission) {
+  const log: string[] = [];
+  const gates = new Map<string, () => void>();
+  const submit = (customer: string, name: string) => {
+    const g = gate(log, name);
+    gates.set(name, g.open);
+    return a.run(() => customer, g.task);
+  };
+  return { log, gates, submit };
+}
+
 describe('FairAdmission', () => {
   it('runs at once below the concurrency', async () => {
     const a = new FairAdmission({ concurrency: 2, perCustomer: 2, maxQueuedPerCustomer: 10 });
@@ -24,13 +36,7 @@ describe('FairAdmission', () => {
   it('a customer alone uses every place; once another is active it is held to its share, and the other goes first', async () => {
     let now = 0;
     const a = new FairAdmission({ concurrency: 6, perCustomer: 2, maxQueuedPerCustomer: 100, activeWindowMs: 1_000 }, () => now);
-    const log: string[] = [];
-    const gates = new Map<string, () => void>();
-    const submit = (customer: string, name: string) => {
-      const g = gate(log, name);
-      gates.set(name, g.open);
-      return a.run(() => customer, g.task);
-    };
+    const { log, gates, submit } = gated(a);
     const all = ['f1', 'f2', 'f3', 'f4'].map((n) => submit('flood', n));
     expect(log).toEqual(['f1', 'f2', 'f3', 'f4']); // alone: past its share of 2
     all.push(submit('quiet', 'q1'));
@@ -55,13 +61,7 @@ describe('FairAdmission', () => {
 
   it('serves a quiet customer within a turn, however long a flooding customer\'s queue is', async () => {
     const a = new FairAdmission({ concurrency: 1, perCustomer: 1, maxQueuedPerCustomer: 1_000 });
-    const log: string[] = [];
-    const gates = new Map<string, () => void>();
-    const submit = (customer: string, name: string) => {
-      const g = gate(log, name);
-      gates.set(name, g.open);
-      return a.run(() => customer, g.task);
-    };
+    const { log, gates, submit } = gated(a);
     const all: Promise<string>[] = [submit('flood', 'f0')];
     for (let i = 1; i <= 100; i++) all.push(submit('flood', `f${i}`));
     all.push(submit('quiet', 'q1'));

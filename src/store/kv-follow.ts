@@ -1,0 +1,51 @@
+/**
+ * Follows a key space of a bucket into memory: one watch that replays what is stored and then
+ * delivers every change, reopened after a server restart ends it (the reopened watch replays
+ * everything again, so `apply` must take an entry it has seen before).
+ */
+import type { KV, KvWatchEntry } from '@nats-io/kv';
+import { keysNow } from './kv-keys.js';
+
+export interface Following {
+  /** Resolves once the first replay is applied. */
+  ready: Promise<void>;
+  stop(): void;
+}
+
+export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void, onLost: (e: unknown) => void = () => undefined): Following {
+  let stopped = false;
+  let iter: { stop(): void } | null = null;
+  let ready!: () => void;
+  const replayed = new Promise<void>((r) => (ready = r));
+  const run = async (): Promise<void> => {
+    while (!stopped) {
+      try {
+        // The replay's last entry is the first marked as an update; an empty key space replays none.
+        const none = (await keysNow(kv, key)).length === 0;
+        const watch = await kv.watch({ key });
+        iter = watch;
+        if (none) ready();
+        const fallback = setTimeout(ready, 5_000); // keys deleted between the listing and the watch
+        for await (const e of watch) {
+          apply(e);
+          if (e.isUpdate) {
+            clearTimeout(fallback);
+            ready();
+          }
+        }
+        clearTimeout(fallback);
+      } catch (e) {
+        if (!stopped) onLost(e);
+      }
+      if (!stopped) await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+  void run();
+  return {
+    ready: replayed,
+    stop: () => {
+      stopped = true;
+      iter?.stop();
+    },
+  };
+}
