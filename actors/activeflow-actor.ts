@@ -71,11 +71,13 @@ export interface ActorDeps {
 
 /** Per-customer admission of creations (src/quota/customer-quotas.ts). */
 export interface CreationAdmission {
+  /** The limits a new activeflow of this customer keeps (its variable quotas in place). */
+  limits(customerId: string): Limits;
   /**
-   * Takes what a creation uses (a creation token unless `child`, a running slot) and returns the
-   * limits the new activeflow keeps; throws `limit_exceeded` naming the quota.
+   * Takes what a creation uses (a creation token unless `child`, a running slot); throws
+   * `limit_exceeded` naming the quota.
    */
-  admit(customerId: string, child: boolean): Promise<Limits>;
+  admit(customerId: string, child: boolean): Promise<void>;
   /** Gives a running slot back: a creation that did not happen, or an end. */
   release(customerId: string): Promise<void>;
 }
@@ -121,13 +123,13 @@ export class ActiveflowActor {
     this.log = deps.log.child({ ...deps.logFields?.(id), activeflow_id: id });
   }
 
-  /** Every log line of an activeflow names its customer, once it is known. */
   /** This end gave its running slot back (see completeEnd). */
   private slotReleased = false;
 
   /** The activeflow's customer, once loaded or created (fair admission groups requests by it). */
   customerId: string | undefined;
 
+  /** Every log line of an activeflow names its customer, once it is known. */
   private knowCustomer(customerId: string): void {
     if (this.customerLogged) return;
     this.customerLogged = true;
@@ -170,18 +172,16 @@ export class ActiveflowActor {
       const flow = request.flow_id !== undefined ? await this.deps.findFlow(request.flow_id, request.customer_id) : null;
       const parentId = request.reference_activeflow_id;
       const parentVariables = parentId !== undefined ? await this.deps.findVariables(parentId) : null;
-      // An on_complete child (it names its parent) is not held to the creation rate: refusing it
-      // would stall the parent's end. It takes a running slot like any other.
       const admission = this.deps.admission;
-      const limits = admission === undefined ? this.deps.limits : await admission.admit(request.customer_id, parentId !== undefined);
-      const giveBack = async () => admission?.release(request.customer_id);
       const created = createActiveflow({
-        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(), limits,
+        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(),
+        limits: admission?.limits(request.customer_id) ?? this.deps.limits,
       });
-      if (!created.ok) {
-        await giveBack();
-        return { ok: false, error: ActiveflowError.from(created.error) };
-      }
+      if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
+      // Checked once the request is known to be valid, so bad input uses up nothing. An on_complete
+      // child (it names its parent) is not held to the creation rate: refusing it would stall the
+      // parent's end. It takes a running slot like any other.
+      await admission?.admit(request.customer_id, parentId !== undefined);
       this.knowCustomer(request.customer_id);
       const actor = createActor(activeflowMachine, { input: created.state });
       actor.start();
@@ -192,7 +192,7 @@ export class ActiveflowActor {
         actor.stop();
         // A failed write may still have landed (a timeout after the server stored it): the slot
         // is given back all the same, the safe side of the drift (running-count.ts).
-        await giveBack().catch((err: unknown) => this.log.warn({ event: 'quota_release_failed', err }));
+        await admission?.release(request.customer_id).catch((err: unknown) => this.log.warn({ event: 'quota_release_failed', err }));
         if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
         throw e;
       }

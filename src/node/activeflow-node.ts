@@ -48,6 +48,7 @@ import { FairAdmission, type FairAdmissionOptions } from '../quota/fair-admissio
 import { QuotaBook } from '../quota/quota-book.js';
 import { DEFAULT_QUOTAS, QuotaRequests, Quotas } from '../quota/quotas.js';
 import { RunningCount } from '../quota/running-count.js';
+import { keysNow } from '../store/kv-keys.js';
 
 export interface NodeOptions {
   servers: string[];
@@ -86,7 +87,6 @@ export interface NodeOptions {
 
 export { VERSION } from '../version.js';
 import { VERSION } from '../version.js';
-import { keysNow } from '../store/kv-keys.js';
 
 export class ActiveflowNode {
   private service: Service | null = null;
@@ -305,7 +305,7 @@ export class ActiveflowNode {
     if (msg.subject.startsWith('activeflow.admin.') || msg.subject === SUBJECTS.activeflowCreate) return run();
     return this.admission.run(() => this.customerKey(msg), run).catch((e: unknown) => {
       const error = ensureError(e);
-      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: customerOf(msg), quota: error.quota ?? 'other' });
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.customerKey(msg), quota: error.quota ?? 'other' });
       this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
       respondError(msg, error);
     });

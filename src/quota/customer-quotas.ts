@@ -17,11 +17,14 @@ export class CustomerQuotas implements CreationAdmission {
     private readonly baseLimits: Limits,
   ) {}
 
-  async admit(customerId: string, child: boolean): Promise<Limits> {
+  limits(customerId: string): Limits {
+    return limitsFor(this.baseLimits, this.book.of(customerId));
+  }
+
+  async admit(customerId: string, child: boolean): Promise<void> {
     const q = this.book.of(customerId);
     if (!child) this.rate.take(customerId, q); // in memory first: a flood is refused without a write
     await this.running.take(customerId, q.running_activeflows);
-    return limitsFor(this.baseLimits, q);
   }
 
   release(customerId: string): Promise<void> {

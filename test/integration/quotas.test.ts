@@ -65,6 +65,8 @@ describe('quotas per customer', () => {
   it('creations per second: a burst, then a refusal, then one more after the bucket refills', async () => {
     const c = customer();
     await setQuotas(c, { creations_per_second: 4, creation_burst: 3 });
+    // Bad requests use up no token.
+    for (let i = 0; i < 5; i++) await expect(create(c, { actions: [{ type: 'talk', option: { text: 5 } }] })).rejects.toMatchObject({ code: 'invalid_argument' });
     for (let i = 0; i < 3; i++) await create(c);
     const e = await refused(create(c));
     expect([e.code, e.quota]).toEqual(['limit_exceeded', 'creations_per_second']);
@@ -92,7 +94,7 @@ describe('quotas per customer', () => {
     const e = await refused(create(c, { variables: { k: '12345678901' } }));
     expect([e.code, e.quota]).toEqual(['limit_exceeded', 'variable_value_bytes']);
     expect(await running(c)).toBe(0);
-    expect((await getQuotas(c)).usage.running_activeflows).toBe(0); // the slot taken for it went back
+    expect((await getQuotas(c)).usage.running_activeflows).toBe(0); // nothing was taken for it
     const af = await create(c, { variables: { k: '1234567890' } });
     const set = await refused(env.client.setVariables(af.id, { big: 'x'.repeat(11) }));
     expect([set.code, set.quota]).toEqual(['limit_exceeded', 'variable_value_bytes']);
