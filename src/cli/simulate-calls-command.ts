@@ -12,7 +12,9 @@ export const simulateCallsCommand: Command = {
   help: `Creates N call activeflows of a flow and drives each with next, C at a time: media actions
 take --media-ms (default 20), digits_receive gets the next digit of --digits, and hangup, FINISH or
 the empty action hangs the call up (stop with reason reference_ended). Prints a progress bar, then a
-table: calls, moves, errors, next latency p50/p99.
+table: calls, moves, errors, next latency p50/p99. The customer's quotas apply (by default 1,000
+creations/s and 50,000 running activeflows): a refused call counts as an error, and
+\`activeflow quotas set --customer <id> ...\` raises them (docs/quotas.md).
 
 Options:
   --flow <id>         the flow (create one with \`activeflow flows create\`)
