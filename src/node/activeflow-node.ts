@@ -72,6 +72,8 @@ export interface NodeOptions {
   watchdogIntervalMs?: number;
   /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
   webhookGiveUpMs?: number;
+  /** Webhook messages each lane may hold unacknowledged (default 256). */
+  webhookMaxPending?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
   shardLeases?: boolean;
   /** The app user, when the servers require one. */
@@ -270,6 +272,7 @@ export class ActiveflowNode {
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
       () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
         timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
+        ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
         onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
       }, this.log), this.log);
     await this.webhooks.start();

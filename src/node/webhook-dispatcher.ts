@@ -1,27 +1,36 @@
 /**
  * Delivers the events of activeflows that have a `webhook_uri` to that URI, in VoIPBIN's wrapped
- * form `{"type": "...", "data": <public activeflow>}`, from the durable consumer `af_webhooks` on
- * ACTIVEFLOW_EVENTS. At least once: a message is acknowledged only after a 2xx answer.
+ * form `{"type": "...", "data": <public activeflow>}`. At least once, in order per activeflow: a
+ * message is acknowledged only once it is delivered (a 2xx answer), handed to the retry lane, or
+ * given up.
  *
- * Order per activeflow, without one endpoint holding up the others: messages are queued per
- * activeflow and each queue is worked one message at a time, while queues of different
- * activeflows run side by side. A failing endpoint is retried in place, with backoff, holding its
- * own activeflow's later events back (they stay unacknowledged, kept alive with `working()`), so
- * a retry can never be overtaken. After `giveUpAfterMs` the event is given up
- * (logged, terminated) and the next one goes.
+ * Two lanes, so that dead endpoints cannot hold up healthy ones:
+ * - the **main lane**, the durable consumer `af_webhooks` on ACTIVEFLOW_EVENTS, tries each event
+ *   once. When that fails, the activeflow moves to the retry lane: this event and every later one
+ *   of that activeflow are republished there, in order, until its backlog there is delivered. The
+ *   main lane therefore holds only first attempts, whatever number of endpoints is failing; when
+ *   it held the retries too, 256 activeflows with dead endpoints filled its max_ack_pending and
+ *   stopped every customer's webhooks for up to WEBHOOK_GIVE_UP_MS.
+ * - the **retry lane**, the durable consumer `af_webhooks_retry` on the work-queue stream
+ *   WEBHOOK_RETRY (one subject per activeflow), retries each event with backoff until
+ *   `giveUpAfterMs`, then gives it up (logged) and goes on with the next.
  *
- * Only one node runs this at a time (it holds the `webhooks` lease in af_leases): two nodes pulling
- * from the same durable would each get some events of one activeflow and deliver them side by
- * side, out of order. If that node dies, another takes the lease, and the events it had not
- * acknowledged are redelivered to the new one after the ack wait.
+ * In both lanes each activeflow's messages are worked one at a time while different activeflows
+ * run side by side; everything held is kept alive with `working()`. Only one node runs this at a
+ * time (it holds the `webhooks` lease): two would each get some events of one activeflow and
+ * deliver them side by side. If it dies, another takes the lease; what was not acknowledged is
+ * redelivered to it after the ack wait, and it learns which activeflows have a backlog in the retry
+ * lane from that stream (a work queue keeps exactly the messages not yet acknowledged). A republish
+ * repeated after a crash carries the same message id, and the server drops it.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
 import type { Logger } from '../log.js';
-import { EVENTS_STREAM } from '../store/buckets.js';
-import { decodeJson } from '../store/codec.js';
+import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
+import { decodeJson, encodeJson } from '../store/codec.js';
 
 export const WEBHOOK_CONSUMER = 'af_webhooks';
+export const WEBHOOK_RETRY_CONSUMER = 'af_webhooks_retry';
 
 export interface WebhookOptions {
   timeoutMs: number;
@@ -29,7 +38,7 @@ export interface WebhookOptions {
   giveUpAfterMs: number;
   /** Longest wait between two attempts. */
   maxBackoffMs?: number;
-  /** Events in flight at once (across activeflows; each activeflow has one). */
+  /** Messages each lane may hold unacknowledged (its consumer's max_ack_pending). */
   concurrency?: number;
   /** Delivery lag (seconds from the event) and events given up, for /metrics. */
   onDelivered?: (lagSeconds: number) => void;
@@ -42,36 +51,21 @@ export interface WebhookOptions {
  */
 const ACK_WAIT_MS = 10_000;
 
-export class WebhookDispatcher {
-  private stopped = false;
-  private loop: Promise<void> | null = null;
-  private stopFn: (() => void) | null = null;
-  /** Per activeflow, the messages waiting behind the one being delivered. */
-  private readonly queues = new Map<string, { m: JsMsg; event: StreamEvent }[]>();
+type Outcome = 'ack' | 'term' | 'stop';
+interface Held { m: JsMsg; event: StreamEvent }
+
+/** One consumer's messages, queued per activeflow and worked in order. */
+class Lane {
+  private readonly queues = new Map<string, Held[]>();
   private readonly workers = new Set<Promise<void>>();
-  delivered = 0;
+  private stopFn: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
 
-  constructor(
-    private readonly js: JetStreamClient,
-    private readonly jsm: JetStreamManager,
-    private readonly options: WebhookOptions,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly handle: (id: string, held: Held) => Promise<Outcome>, private readonly log: Logger) {}
 
-  async start(): Promise<void> {
-    const config = {
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: ACK_WAIT_MS * 1_000_000,
-      max_deliver: -1, // given up by time, here: a redelivery after a crash must not count against it
-      max_ack_pending: this.options.concurrency ?? 256,
-    };
-    await this.jsm.consumers.add(EVENTS_STREAM, { durable_name: WEBHOOK_CONSUMER, deliver_policy: DeliverPolicy.New, ...config }).catch(async (e: unknown) => {
-      if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
-      await this.jsm.consumers.update(EVENTS_STREAM, WEBHOOK_CONSUMER, config); // older settings (one at a time)
-    });
-    const consumer = await this.js.consumers.get(EVENTS_STREAM, WEBHOOK_CONSUMER);
+  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean): Promise<void> {
+    const consumer = await js.consumers.get(stream, consumerName);
     const messages = await consumer.consume({ max_messages: 64 });
-    // Everything held (delivering, retrying, or queued behind those) stays ours while we hold it.
     const heartbeat = setInterval(() => {
       for (const queue of this.queues.values()) for (const { m } of queue) m.working();
     }, Math.floor(ACK_WAIT_MS / 3));
@@ -81,14 +75,11 @@ export class WebhookDispatcher {
       messages.stop();
     };
     this.loop = (async () => {
-      for await (const m of messages) {
-        if (this.stopped) break;
-        this.accept(m);
-      }
-    })().catch((e: unknown) => this.log.error({ event: 'webhook_loop_failed', err: e }));
+      for await (const m of messages) this.accept(m, skip);
+    })().catch((e: unknown) => this.log.error({ event: 'webhook_loop_failed', consumer: consumerName, err: e }));
   }
 
-  private accept(m: JsMsg): void {
+  private accept(m: JsMsg, skip: (event: StreamEvent) => boolean): void {
     let event: StreamEvent;
     try {
       event = StreamEvent.parse(decodeJson(m.data));
@@ -96,7 +87,7 @@ export class WebhookDispatcher {
       m.term();
       return;
     }
-    if (event.data.webhook_uri === '') {
+    if (skip(event)) {
       m.ack();
       return;
     }
@@ -111,58 +102,161 @@ export class WebhookDispatcher {
     this.workers.add(worker);
   }
 
-  /** Delivers one activeflow's queue in order. */
   private async work(id: string): Promise<void> {
     const queue = this.queues.get(id)!;
-    while (queue.length > 0 && !this.stopped) {
-      const { m, event } = queue[0]!;
-      const outcome = await this.deliver(event);
-      if (outcome === 'delivered') {
-        this.delivered++;
-        this.options.onDelivered?.(Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
-        m.ack();
-      } else if (outcome === 'given_up') {
-        this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
-        this.options.onGivenUp?.();
-        m.term();
-      } else {
-        return; // stopping: unacknowledged, redelivered to whoever delivers next
-      }
+    while (queue.length > 0) {
+      const held = queue[0]!;
+      const outcome = await this.handle(id, held);
+      if (outcome === 'stop') return; // unacknowledged: redelivered to whoever delivers next
+      if (outcome === 'ack') held.m.ack();
+      else held.m.term();
       queue.shift();
     }
     this.queues.delete(id);
   }
 
-  private async deliver(event: StreamEvent): Promise<'delivered' | 'given_up' | 'stopped'> {
-    const method = event.data.webhook_method || 'POST';
-    const body = JSON.stringify({ type: event.type, data: event.data });
-    const deadline = Date.now() + this.options.giveUpAfterMs;
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopped) return 'stopped';
-      try {
-        const r = await fetch(event.data.webhook_uri, {
-          method, headers: { 'Content-Type': 'application/json' }, ...(method === 'GET' ? {} : { body }),
-          signal: AbortSignal.timeout(this.options.timeoutMs),
-        });
-        await r.arrayBuffer().catch(() => undefined);
-        if (r.status >= 200 && r.status < 300) return 'delivered';
-        this.log.warn({ event: 'webhook_failed', status: r.status, activeflow_id: event.data.id, seq: event.seq, attempt });
-      } catch (e) {
-        this.log.warn({ event: 'webhook_failed', reason: (e as Error).message, activeflow_id: event.data.id, seq: event.seq, attempt });
+  async stop(): Promise<void> {
+    this.stopFn?.();
+    await this.loop;
+    await Promise.all([...this.workers]);
+    // Whatever was not done goes back to the server now, not after the ack wait.
+    for (const queue of this.queues.values()) for (const { m } of queue) m.nak();
+    this.queues.clear();
+  }
+}
+
+export class WebhookDispatcher {
+  private stopped = false;
+  private wake!: () => void;
+  /** Resolves on stop(): a backoff sleep ends at once instead of holding the stop up to 30 s. */
+  private readonly stopping = new Promise<void>((r) => (this.wake = r));
+  /** Per activeflow, its messages in the retry lane not yet acknowledged. */
+  private readonly retrying = new Map<string, number>();
+  private readonly main: Lane;
+  private readonly retry: Lane;
+  delivered = 0;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly options: WebhookOptions,
+    private readonly log: Logger,
+  ) {
+    this.main = new Lane((id, held) => this.firstAttempt(id, held), log);
+    this.retry = new Lane((id, held) => this.retried(id, held), log);
+  }
+
+  async start(): Promise<void> {
+    const config = {
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: ACK_WAIT_MS * 1_000_000,
+      max_deliver: -1, // given up by time, here: a redelivery after a crash must not count against it
+      max_ack_pending: this.options.concurrency ?? 256,
+    };
+    await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
+    await this.ensureConsumer(WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, DeliverPolicy.All, config);
+    // Which activeflows have a backlog in the retry lane: the work queue holds exactly what is not acknowledged.
+    const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: webhookRetrySubject('*') });
+    for (const [subject, n] of Object.entries(info.state.subjects ?? {})) this.retrying.set(subject.slice(webhookRetrySubject('').length), n);
+    await this.retry.start(this.js, WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, () => false);
+    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '');
+  }
+
+  private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: Record<string, unknown>): Promise<void> {
+    await this.jsm.consumers.add(stream, { durable_name: name, deliver_policy: deliver, ...config }).catch(async (e: unknown) => {
+      if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
+      await this.jsm.consumers.update(stream, name, config); // older settings
+    });
+  }
+
+  /** Main lane: one attempt, unless the activeflow's earlier events wait in the retry lane. */
+  private async firstAttempt(id: string, { event }: Held): Promise<Outcome> {
+    if ((this.retrying.get(id) ?? 0) === 0) {
+      if (this.stopped) return 'stop';
+      if (await this.attempt(event, 0)) {
+        this.deliveredOne(event);
+        return 'ack';
       }
-      if (Date.now() >= deadline) return 'given_up';
-      const backoff = Math.min(this.options.maxBackoffMs ?? 30_000, 100 * 2 ** attempt);
-      await new Promise((r) => setTimeout(r, Math.min(backoff, Math.max(0, deadline - Date.now()))));
     }
+    return this.toRetryLane(id, event);
+  }
+
+  /** Republishes an event to the retry lane (counted first, so the activeflow's next event follows it there). */
+  private async toRetryLane(id: string, event: StreamEvent): Promise<Outcome> {
+    this.retrying.set(id, (this.retrying.get(id) ?? 0) + 1);
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) {
+        this.uncount(id);
+        return 'stop';
+      }
+      try {
+        await this.js.publish(webhookRetrySubject(id), encodeJson(event), { msgID: `${id}:${event.seq}` });
+        return 'ack';
+      } catch (e) {
+        this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
+        await this.sleep(Math.min(5_000, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Retry lane: retried with backoff until delivered or given up. */
+  private async retried(id: string, { event }: Held): Promise<Outcome> {
+    const deadline = Date.now() + this.options.giveUpAfterMs;
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped) return 'stop';
+      if (await this.attempt(event, attempt)) {
+        this.deliveredOne(event);
+        this.uncount(id);
+        return 'ack';
+      }
+      if (Date.now() >= deadline) {
+        this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
+        this.options.onGivenUp?.();
+        this.uncount(id);
+        return 'term';
+      }
+      const backoff = Math.min(this.options.maxBackoffMs ?? 30_000, 100 * 2 ** (attempt - 1));
+      await this.sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+    }
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), this.stopping]);
+    clearTimeout(timer);
+  }
+
+  private uncount(id: string): void {
+    const n = (this.retrying.get(id) ?? 1) - 1;
+    if (n <= 0) this.retrying.delete(id);
+    else this.retrying.set(id, n);
+  }
+
+  private deliveredOne(event: StreamEvent): void {
+    this.delivered++;
+    this.options.onDelivered?.(Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
+  }
+
+  /** One HTTP attempt; true on a 2xx answer. */
+  private async attempt(event: StreamEvent, attempt: number): Promise<boolean> {
+    const method = event.data.webhook_method || 'POST';
+    try {
+      const r = await fetch(event.data.webhook_uri, {
+        method, headers: { 'Content-Type': 'application/json' }, ...(method === 'GET' ? {} : { body: JSON.stringify({ type: event.type, data: event.data }) }),
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+      await r.arrayBuffer().catch(() => undefined);
+      if (r.status >= 200 && r.status < 300) return true;
+      this.log.warn({ event: 'webhook_failed', status: r.status, activeflow_id: event.data.id, seq: event.seq, attempt });
+    } catch (e) {
+      this.log.warn({ event: 'webhook_failed', reason: (e as Error).message, activeflow_id: event.data.id, seq: event.seq, attempt });
+    }
+    return false;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.stopFn?.();
-    await this.loop;
-    await Promise.all([...this.workers]);
-    // Whatever was not delivered goes back to the server now, not after the ack wait.
-    for (const queue of this.queues.values()) for (const { m } of queue) m.nak();
-    this.queues.clear();
+    this.wake();
+    await Promise.all([this.main.stop(), this.retry.stop()]);
   }
 }

@@ -3,7 +3,7 @@
  * (creating an R3 bucket takes ~0.4 s, never per request). KV handles are reopened with `open`,
  * because a handle from `create` reads through direct gets that a lagging replica may answer.
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 
@@ -19,6 +19,9 @@ export const BUCKETS = {
   quotas: 'af_quotas',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
+/** Webhook events of activeflows whose endpoint failed, waiting for their retries (a work queue). */
+export const WEBHOOK_RETRY_STREAM = 'WEBHOOK_RETRY';
+export const webhookRetrySubject = (activeflowId: string) => `activeflow.webhooks.retry.${activeflowId}`;
 
 export interface StorageOptions {
   replicas: number;
@@ -79,6 +82,19 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     await jsm.streams.update(EVENTS_STREAM, stream);
   } catch {
     await jsm.streams.add(stream);
+  }
+  const retry = {
+    name: WEBHOOK_RETRY_STREAM,
+    subjects: [webhookRetrySubject('*')],
+    retention: RetentionPolicy.Workqueue,
+    num_replicas: o.replicas,
+    max_age: o.eventRetentionMs * 1_000_000,
+    duplicate_window: 120 * 1_000_000_000, // a republish repeated after a crash is dropped
+  };
+  try {
+    await jsm.streams.info(WEBHOOK_RETRY_STREAM);
+  } catch {
+    await jsm.streams.add(retry);
   }
   return { js, jsm, cluster, flows, running, ended, index, history, leases, accessKeys, quotas };
 }
