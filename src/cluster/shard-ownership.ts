@@ -418,7 +418,9 @@ export class ShardOwnership {
    * without serving. A handed-over lease stays handed over (its stop time travels with it).
    */
   private async passOn(shard: number, lease: ShardLease): Promise<void> {
-    const to = this.stopped ? undefined : this.nextOwner(shard);
+    // A stopping node has left its own view (stop() drops itself from the members first), so its
+    // target names the next owner among the others: transferred there, not left as a marker.
+    const to = this.nextOwner(shard);
     if (!lease.handedOver) {
       await lease.release(); // taken after a crash: nothing to vouch for; the next owner fences
       return;

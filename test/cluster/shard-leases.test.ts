@@ -105,11 +105,16 @@ describe('a graceful move', () => {
     expect(toB).toHaveLength(bShare);
     expect(toB.every((v) => v.transferred_from === 'node-a')).toBe(true);
 
+    // Quiet first: a handoff the two views queued while converging may still be on its way.
+    for (let seen = -1; seen !== transfers.length;) {
+      seen = transfers.length;
+      await new Promise((r) => setTimeout(r, 1_000)); // three reconciles (TTL/3)
+    }
     transfers.length = 0;
     await b.stop();
     expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
     expect(transfers.length).toBeGreaterThan(100);
-    expect(transfers.every((t) => t.value.node_id === 'node-a' && t.value.transferred_from === 'node-b')).toBe(true);
+    expect(transfers.filter((t) => !(t.value.node_id === 'node-a' && t.value.transferred_from === 'node-b'))).toEqual([]);
     iter.stop();
     // And a confirmed each one: the leases are in its own plain name now.
     for await (const key of await leases.keys('shard.*')) {
