@@ -4,7 +4,6 @@
  * a healthy endpoint, whose events must arrive at once. When the dead endpoint comes back, its
  * activeflows' events arrive too, each activeflow's in order.
  */
-import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ActiveflowClient } from '../../src/api/client.js';
@@ -12,9 +11,10 @@ import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
 import { clientFor, startNats, startNode } from '../helpers/nats.js';
+import { walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
 interface Hit { path: string; at: number; type: string; id: string; seq: number }
-let http: Server;
+let closeHttp: () => Promise<void>;
 let base: string;
 const delivered: Hit[] = [];
 let deadUp = false;
@@ -25,18 +25,11 @@ let client: ActiveflowClient;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  http = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const b = JSON.parse(body) as { type: string; data: { id: string; executed_actions: unknown[] } };
-      const ok = req.url !== '/dead' || deadUp;
-      if (ok) delivered.push({ path: req.url!, at: Date.now(), type: b.type, id: b.data.id, seq: b.data.executed_actions.length });
-      res.writeHead(ok ? 200 : 503).end();
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+  ({ base, close: closeHttp } = await webhookReceiver((path, b) => {
+    const ok = path !== '/dead' || deadUp;
+    if (ok) delivered.push({ path, at: Date.now(), type: b.type, id: b.data.id, seq: b.data.executed_actions.length });
+    return ok;
+  }));
   server = await startNats();
   // A small consumer window (8), and retries that would go on for a minute.
   node = await startNode(server, { nodeId: 'hooks-iso', shardLeases: true, webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000, webhookMaxPending: 8 });
@@ -46,15 +39,10 @@ afterAll(async () => {
   await nc?.close();
   await node?.stop();
   await server?.stop();
-  await new Promise((r) => http.close(r));
+  await closeHttp();
 });
 
-async function run(customer: string, path: string, moves: number): Promise<string> {
-  const af = await client.createActiveflow({ customer_id: customer, reference_type: 'call', webhook_uri: `${base}${path}`, actions: Array.from({ length: moves }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
-  let current = af.current_action.id;
-  for (let i = 0; i <= moves; i++) current = (await client.next(af.id, current)).id;
-  return af.id;
-}
+const run = (customer: string, path: string, moves: number) => walkCall(client, customer, `${base}${path}`, moves);
 
 describe('webhook isolation', () => {
   it('40 activeflows with a dead endpoint (5 times the consumer window) do not delay a healthy one; revived, they arrive in order', async () => {

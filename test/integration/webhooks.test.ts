@@ -4,7 +4,6 @@
  * WEBHOOK_GIVE_UP_MS and the next one goes; one node delivers at a time, and when it dies another
  * takes over without losing or reordering an event.
  */
-import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ActiveflowClient } from '../../src/api/client.js';
@@ -12,9 +11,10 @@ import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, startNats, startNode } from '../helpers/nats.js';
+import { walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
-interface Hit { path: string; at: number; type: string; seq: number; id: string; ok: boolean }
-let http: Server;
+interface Hit { path: string; at: number; type: string; id: string; ok: boolean }
+let closeHttp: () => Promise<void>;
 let base: string;
 const hits: Hit[] = [];
 /** Per path: how many requests to refuse with 503 before answering 200 (Infinity: always). */
@@ -28,21 +28,13 @@ let client: ActiveflowClient;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  http = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const b = JSON.parse(body) as { type: string; data: { id: string } };
-      const left = failFirst.get(req.url!) ?? 0;
-      const ok = left <= 0 && refuseType.get(req.url!) !== b.type;
-      if (left > 0) failFirst.set(req.url!, left - 1);
-      // seq: the position of this event among the activeflow's events, read from the history length
-      hits.push({ path: req.url!, at: Date.now(), type: b.type, seq: 0, id: b.data.id, ok });
-      res.writeHead(ok ? 200 : 503).end();
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+  ({ base, close: closeHttp } = await webhookReceiver((path, b) => {
+    const left = failFirst.get(path) ?? 0;
+    const ok = left <= 0 && refuseType.get(path) !== b.type;
+    if (left > 0) failFirst.set(path, left - 1);
+    hits.push({ path, at: Date.now(), type: b.type, id: b.data.id, ok });
+    return ok;
+  }));
   server = await startNats();
   nodes.push(await startNode(server, { nodeId: 'hooks-a', shardLeases: true, webhookGiveUpMs: 1_500, httpTimeoutMs: 1_000 }));
   ({ client, nc } = await clientFor(server));
@@ -51,17 +43,12 @@ afterAll(async () => {
   await nc?.close();
   for (const n of nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
   await server?.stop();
-  await new Promise((r) => http.close(r));
+  await closeHttp();
 });
 
 const delivered = (path: string) => hits.filter((h) => h.path === path && h.ok);
 
-async function run(path: string, moves: number): Promise<string> {
-  const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', webhook_uri: `${base}${path}`, actions: Array.from({ length: moves }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
-  let current = af.current_action.id;
-  for (let i = 0; i <= moves; i++) current = (await client.next(af.id, current)).id; // the last one finishes it
-  return af.id;
-}
+const run = (path: string, moves: number) => walkCall(client, CUSTOMER, `${base}${path}`, moves);
 
 /** The activeflow's events as the stream has them: what its webhook must receive, in this order. */
 const typesOf = async (id: string) => (await client.history(id)).events.map((e) => e.type);
