@@ -4,7 +4,10 @@
  * everything again, so `apply` must take an entry it has seen before).
  */
 import type { KV, KvWatchEntry } from '@nats-io/kv';
+import { withTimeout } from '../cluster/async-limits.js';
 import { keysNow } from './kv-keys.js';
+
+const OPEN_TIMEOUT_MS = 5_000;
 
 export interface Following {
   /** Resolves once the first replay is applied. */
@@ -22,7 +25,12 @@ export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void
       try {
         // The replay's last entry is the first marked as an update; an empty key space replays none.
         const none = (await keysNow(kv, key)).length === 0;
-        const watch = await kv.watch({ key });
+        // While a server of a cluster is down, some consumer creations hang: give up and try again.
+        const opening = kv.watch({ key });
+        const watch = await withTimeout(opening, OPEN_TIMEOUT_MS, `watching ${key}`).catch((e: unknown) => {
+          void opening.then((w) => w.stop(), () => undefined); // if it opens after all, it is not leaked
+          throw e;
+        });
         iter = watch;
         if (none) ready();
         const fallback = setTimeout(ready, 5_000); // keys deleted between the listing and the watch
