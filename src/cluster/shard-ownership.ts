@@ -93,6 +93,8 @@ export class ShardOwnership {
   private readonly handOffSlots = new Slots(HANDOFFS_AT_ONCE);
   private readonly watches: QueuedIterator<KvWatchEntry>[] = [];
   private target: readonly (string | null)[] = [];
+  /** Shards adopted from a node the view still named as their owner, and until when not to hand them back. */
+  private readonly keptFrom = new Map<number, { from: string; until: number }>();
   /** When the watch last saw each node renew its membership lease. */
   private readonly renewedAt = new Map<string, number>();
   /** Changes the watch made to the membership view (a listing that overlaps one is discarded). */
@@ -403,7 +405,13 @@ export class ShardOwnership {
     }
     const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
     const lease = ShardLease.adopt(this.deps.leases, `shard.${shard}`, this.deps.nodeId, revision, transferred, options);
-    if (this.stopped || this.target[shard] !== this.deps.nodeId) {
+    // A transfer from the very node the target names means that node is leaving (its drain mark or
+    // its leave has not reached this node's view yet: the announcement is quicker than the watch).
+    // Serve it, rather than hand it straight back for the leaving node to pass on again.
+    const target = this.target[shard];
+    const leaving = target !== undefined && target !== null && target === transferred.transferred_from;
+    if (leaving) this.keptFrom.set(shard, { from: transferred.transferred_from!, until: Date.now() + this.deps.leaseTtlMs });
+    if (this.stopped || (target !== this.deps.nodeId && !leaving)) {
       void this.passOn(shard, lease);
       return;
     }
@@ -496,6 +504,13 @@ export class ShardOwnership {
    * held a handoff up to a quarter of a second).
    */
   private handOff(shard: number): Promise<void> {
+    // Kept from a node that handed it over while this node's view still named it (see adopt): not
+    // handed straight back while the view catches up (one lease TTL), unless this node is stopping.
+    const kept = this.keptFrom.get(shard);
+    if (kept !== undefined && !this.stopped) {
+      if (Date.now() < kept.until && this.target[shard] === kept.from) return Promise.resolve();
+      this.keptFrom.delete(shard);
+    }
     const inProgress = this.leaving.get(shard);
     if (inProgress !== undefined) return inProgress;
     const o = this.owned.get(shard);

@@ -114,6 +114,8 @@ describe('a graceful move', () => {
     await b.stop();
     expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
     expect(transfers.length).toBeGreaterThan(100);
+    // Each write is a transfer from b to a: a does not hand a shard back to b even when b's
+    // announcement reaches it before b's leave does.
     expect(transfers.filter((t) => !(t.value.node_id === 'node-a' && t.value.transferred_from === 'node-b'))).toEqual([]);
     iter.stop();
     // And a confirmed each one: the leases are in its own plain name now.
