@@ -109,7 +109,7 @@ describe('quotas per customer', () => {
     const parentFlow = await env.client.createFlow({ customer_id: c, actions: [{ type: 'stop' }], on_complete_flow_id: child.id });
     const children = async () => (await env.client.listActiveflows({ customer_id: c, status: 'running' })).result.filter((a) => a.flow_id === child.id);
     const settle = async (want: number) => {
-      for (let i = 0; i < 100 && (await children()).length !== want; i++) await sleep(20);
+      for (let i = 0; i < 100 && (await children()).length !== want; i++) await sleep(50);
     };
     // At its quota of 1, the parent's end hands its slot to its child.
     await setQuotas(c, { running_activeflows: 1 });
@@ -126,7 +126,9 @@ describe('quotas per customer', () => {
     const second = await create(c, { flow_id: parentFlow.id, actions: undefined });
     await setQuotas(c, { running_activeflows: 1 });
     await env.client.execute(second.id);
-    await sleep(300);
+    // Its end gives its slot back, then tries the child (refused), then removes its running key.
+    for (let i = 0; i < 100 && (await getQuotas(c)).usage.running_activeflows !== 1; i++) await sleep(50);
+    await sleep(500);
     expect((await env.client.get(second.id)).status).toBe('ended');
     expect(await children()).toEqual([]);
     expect((await env.client.listActiveflows({ customer_id: c, status: 'running' })).result.map((a) => a.id)).toEqual([blocker.id]);
