@@ -8,7 +8,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export interface EngineError {
   code: ErrorCode;
   message: string;
-  /** With `limit_exceeded`: the quota that was reached (a name of QUOTA_NAMES in src/quota). */
+  /** With `limit_exceeded`: the quota that was reached (a key of the Quotas schema in src/quota/quotas.ts, or pending_requests). */
   quota?: string;
 }
 

@@ -27,7 +27,6 @@ export const Quotas = z.strictObject({
     .describe('Keys plus values of all of one activeflow\'s variables.'),
 });
 export type Quotas = z.infer<typeof Quotas>;
-export type QuotaName = keyof Quotas | 'pending_requests';
 
 /** What an operator stores for one customer: any subset; the rest follows the defaults. */
 export const QuotaOverride = Quotas.partial();
