@@ -13,6 +13,8 @@ export interface NodeGauges {
   /** Seconds since the least recently confirmed lease renewal (0 without leases). */
   leaseRenewalLag: () => number;
   inFlight: () => number;
+  /** Requests waiting in fair admission's queues. */
+  admissionQueued: () => number;
 }
 
 export class NodeMetrics {
@@ -34,6 +36,7 @@ export class NodeMetrics {
     this.registry.add(new Gauge('activeflow_shard_moves', 'Shards this node acquired or handed off since it started.', gauges.shardMoves));
     this.registry.add(new Gauge('activeflow_lease_renewal_lag_seconds', 'Seconds since the oldest confirmation among this node\'s shard leases (renewed every TTL/3).', gauges.leaseRenewalLag));
     this.registry.add(new Gauge('activeflow_requests_in_flight', 'Requests being answered now.', gauges.inFlight));
+    this.registry.add(new Gauge('activeflow_admission_queued', 'Requests waiting for a turn in fair admission (beyond ADMISSION_CONCURRENCY, or a customer\'s share).', gauges.admissionQueued));
   }
 }
 

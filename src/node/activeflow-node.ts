@@ -151,6 +151,7 @@ export class ActiveflowNode {
         shardMoves: () => nodeRef?.shardMoves ?? 0,
         leaseRenewalLag: () => nodeRef?.ownership?.renewalLagSeconds ?? 0,
         inFlight: () => nodeRef?.inFlightCount ?? 0,
+        admissionQueued: () => nodeRef?.admissionQueued ?? 0,
       });
       const registry = new ActorRegistry({
         logFields: (id) => ({ shard: shardOf(id, options.shardCount) }),
@@ -471,6 +472,11 @@ export class ActiveflowNode {
 
   get inFlightCount(): number {
     return this.inFlight.size;
+  }
+
+  /** Requests waiting in fair admission's queues now. */
+  get admissionQueued(): number {
+    return this.admission.queued;
   }
 
   /** Shards this node serves now (every shard without leases). */

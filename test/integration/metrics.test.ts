@@ -75,7 +75,7 @@ describe('/metrics', () => {
       'activeflow_kv_write_duration_seconds histogram', 'activeflow_revision_conflicts_total counter', 'activeflow_actors_passivated_total counter',
       'activeflow_limit_rejections_total counter', 'activeflow_webhook_delivery_lag_seconds histogram', 'activeflow_webhooks_given_up_total counter',
       'activeflow_resident_actors gauge', 'activeflow_owned_shards gauge', 'activeflow_shard_moves gauge', 'activeflow_lease_renewal_lag_seconds gauge',
-      'activeflow_requests_in_flight gauge',
+      'activeflow_requests_in_flight gauge', 'activeflow_admission_queued gauge',
     ]));
   });
 });
