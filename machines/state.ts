@@ -130,9 +130,10 @@ export function materializeEvents(state: EngineState): StreamEvent[] {
   const history = state.activeflow.executed_actions;
   return state.outbox.events.map((e) => {
     const { executed_count: count, ...event } = e;
-    const executed = event.data.executed_actions ?? history.slice(0, count ?? history.length);
-    const omitted = executed.length - EVENT_HISTORY_MAX;
-    if (omitted <= 0) return { ...event, data: { ...event.data, executed_actions: executed } };
-    return { ...event, data: { ...event.data, executed_actions: executed.slice(omitted), executed_actions_omitted: omitted } };
+    // One copy of at most EVENT_HISTORY_MAX entries per event: this runs for every move.
+    const end = event.data.executed_actions?.length ?? count ?? history.length;
+    const omitted = Math.max(0, end - EVENT_HISTORY_MAX);
+    const executed = (event.data.executed_actions ?? history).slice(omitted, end);
+    return { ...event, data: { ...event.data, executed_actions: executed, ...(omitted > 0 ? { executed_actions_omitted: omitted } : {}) } };
   });
 }
