@@ -86,4 +86,6 @@ export const AdminRequests = {
   undrain: z.strictObject({ node_id: NodeId }),
   rebalance: z.strictObject({}),
   status: z.strictObject({}),
+  /** The customers with activeflows running, busiest first: the first `limit` of them (default 100). */
+  customers: z.strictObject({ limit: z.int().min(1).max(1000).optional() }),
 };

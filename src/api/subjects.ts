@@ -16,6 +16,7 @@ export const SUBJECTS = {
   adminDrain: 'activeflow.admin.v1.drain',
   adminUndrain: 'activeflow.admin.v1.undrain',
   adminRebalance: 'activeflow.admin.v1.rebalance',
+  adminCustomers: 'activeflow.admin.v1.customers',
   /** Operators: the REST gateway's access keys (create, list, delete). */
   adminAccessKeys: (verb: 'create' | 'list' | 'delete') => `activeflow.admin.v1.accesskeys.${verb}`,
   /** Operators: per-customer quotas (get, set, reset). */

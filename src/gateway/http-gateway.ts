@@ -22,7 +22,7 @@ import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
 import { EventSocket } from './event-socket.js';
 import { openApiDocument } from './openapi.js';
 import {
-  ActiveflowCreateBody, ActiveflowListQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, VariablesBody,
+  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, VariablesBody,
 } from './rest-schemas.js';
 
 export interface GatewayOptions {
@@ -108,6 +108,13 @@ const ROUTES: readonly Route[] = [
     method: 'GET', path: /^\/v1\.0\/cluster\/shards$/, handle: async (c) => {
       operatorOnly(c);
       return { body: await c.client.call(SUBJECTS.adminShards) };
+    },
+  },
+  {
+    method: 'GET', path: /^\/v1\.0\/cluster\/customers$/, query: CustomersQuery, handle: async (c) => {
+      operatorOnly(c);
+      const q = c.query as z.output<typeof CustomersQuery>;
+      return { body: await c.client.call(SUBJECTS.adminCustomers, q.limit === undefined ? {} : { limit: q.limit }) };
     },
   },
   {

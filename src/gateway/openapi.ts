@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { VERSION } from '../version.js';
 import {
-  ActiveflowCreateBody, ActiveflowListQuery, FlowBody, FlowListQuery, HistoryQuery, RestActiveflow, RestError, RestFlow, VariablesBody,
+  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, RestActiveflow, RestError, RestFlow, VariablesBody,
 } from './rest-schemas.js';
 
 type Json = Record<string, unknown>;
@@ -83,6 +83,12 @@ export function openApiDocument(): Json {
       },
       '/v1.0/cluster/shards': {
         get: { summary: 'Who holds each shard and where it is going (operator keys only)', responses: { 200: ok({ type: 'object', properties: { shard_count: { type: 'integer' }, shards: { type: 'array', items: { type: 'object' } }, nodes: { type: 'array', items: { type: 'object' } }, moving: { type: 'integer' } } }), ...errors(401, 403, 503) } },
+      },
+      '/v1.0/cluster/customers': {
+        get: {
+          summary: 'The customers with activeflows running, busiest first (operator keys only)', parameters: queryParams(CustomersQuery),
+          responses: { 200: ok({ type: 'object', properties: { customers: { type: 'array', items: { type: 'object', properties: { customer_id: { type: 'string', format: 'uuid' }, running_activeflows: { type: 'integer' } } } }, customer_count: { type: 'integer' }, running_activeflows: { type: 'integer' } } }), ...errors(400, 401, 403, 503) },
+        },
       },
       '/v1.0/flows': {
         get: { summary: 'List flows', parameters: queryParams(FlowListQuery), responses: { 200: ok(page('Flow')), ...common } },

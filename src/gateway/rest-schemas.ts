@@ -54,6 +54,9 @@ export const HistoryQuery = z.strictObject({
   limit: z.string().regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' }).transform(Number).pipe(z.number().int().min(1).max(1000)).optional(),
 });
 export const NoQuery = z.strictObject({});
+export const CustomersQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' }).transform(Number).pipe(z.number().int().min(1).max(1000)).optional(),
+});
 
 // responses -------------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   gateway: {
     publish: [
       ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
-      'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards',
+      'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards', 'activeflow.admin.v1.customers',
       '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), ...readStream('KV_af_accesskeys'), '$JS.FC.>',
     ],
     subscribe: [inboxes('gateway')],

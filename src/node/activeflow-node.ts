@@ -115,6 +115,8 @@ export class ActiveflowNode {
     private readonly index: ActiveflowIndex,
     private readonly flows: FlowStore,
     private readonly quotas: QuotaBook,
+    /** The running count per customer: taken and given back by creations and ends, read by admins. */
+    private readonly running: RunningCount,
     private readonly log: Logger,
     private readonly clock: HostClock,
     /** What `/metrics` shows (`activeflow node --metrics <port>`). */
@@ -141,6 +143,7 @@ export class ActiveflowNode {
       const index = new ActiveflowIndex(storage.index);
       const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);
       await quotas.start();
+      const running = new RunningCount(storage.quotas);
       const flows = new FlowStore(storage.flows);
       const client = new ActiveflowClient(nc);
       const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
@@ -163,13 +166,13 @@ export class ActiveflowNode {
           },
         },
         store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
-        admission: new CustomerQuotas(quotas, new RunningCount(storage.quotas),
+        admission: new CustomerQuotas(quotas, running,
           new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
         mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, log, clock, metrics);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics);
       nodeRef = node;
       await node.serve();
       return node;
@@ -215,8 +218,12 @@ export class ActiveflowNode {
     }) });
     svc.addEndpoint('admin_accesskeys_list', { subject: SUBJECTS.adminAccessKeys('list'), handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })) });
     svc.addEndpoint('admin_accesskeys_delete', { subject: SUBJECTS.adminAccessKeys('delete'), handler: handle(async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id)) });
-    const running = new RunningCount(this.storage.quotas);
-    const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await running.of(q.customer_id) } });
+    const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await this.running.of(q.customer_id) } });
+    svc.addEndpoint('admin_customers', { subject: SUBJECTS.adminCustomers, handler: handle(async (m) => {
+      const { limit = 100 } = parseRequest(m, AdminRequests.customers);
+      const all = await this.running.all();
+      return { customers: all.slice(0, limit), customer_count: all.length, running_activeflows: all.reduce((n, c) => n + c.running_activeflows, 0) };
+    }) });
     svc.addEndpoint('admin_quotas_get', { subject: SUBJECTS.adminQuotas('get'), handler: handle(async (m) => quotaReply(await this.quotas.get(parseRequest(m, QuotaRequests.get).customer_id))) });
     svc.addEndpoint('admin_quotas_set', { subject: SUBJECTS.adminQuotas('set'), handler: handle(async (m) => {
       const r = parseRequest(m, QuotaRequests.set);

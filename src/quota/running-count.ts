@@ -12,6 +12,7 @@
 import type { KV } from '@nats-io/kv';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
+import { valuesNow } from '../store/kv-keys.js';
 
 const PREFIX = 'running.';
 const isConflict = (e: unknown) => /wrong last sequence|key exists/i.test((e as Error).message ?? '');
@@ -41,6 +42,14 @@ export class RunningCount {
   async of(customerId: string): Promise<number> {
     const e = await this.kv.get(PREFIX + customerId);
     return e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as { running: number }).running : 0;
+  }
+
+  /** Every customer with activeflows running, busiest first (one read of all the counters). */
+  async all(): Promise<{ customer_id: string; running_activeflows: number }[]> {
+    const values = await valuesNow(this.kv, `${PREFIX}*`);
+    return [...values].map(([k, v]) => ({ customer_id: k.slice(PREFIX.length), running_activeflows: (decodeJson(v) as { running: number }).running }))
+      .filter((c) => c.running_activeflows > 0)
+      .sort((a, b) => b.running_activeflows - a.running_activeflows || a.customer_id.localeCompare(b.customer_id));
   }
 
   /** Takes a slot, or refuses with `limit_exceeded` (quota running_activeflows) when none is left. */

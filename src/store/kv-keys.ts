@@ -18,3 +18,27 @@ export async function keysNow(kv: KV, filter: string): Promise<string[]> {
   const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: `${prefix}${filter}` });
   return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length)).sort();
 }
+
+/**
+ * The current value of every key that matches `filter`, read in one pass: a watch replays the last
+ * value of each key and is stopped at the end of that replay. The replay's length is fixed when its
+ * consumer is made, so keys rewritten during the read cannot make it run on (as a `kv.keys()` walk
+ * can). Deleted keys are left out.
+ */
+export async function valuesNow(kv: KV, filter: string, timeoutMs = 5_000): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  if ((await keysNow(kv, filter)).length === 0) return out;
+  const watch = await kv.watch({ key: filter });
+  const timer = setTimeout(() => watch.stop(), timeoutMs);
+  try {
+    for await (const e of watch) {
+      if (e.operation === 'PUT') out.set(e.key, e.value);
+      else out.delete(e.key);
+      if (e.isUpdate) break; // the replay's last entry is the first marked as an update
+    }
+  } finally {
+    clearTimeout(timer);
+    watch.stop();
+  }
+  return out;
+}

@@ -17,7 +17,7 @@ import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CUSTOMER } from '../helpers/engine.js';
+import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
 import { startNats, startNode, until } from '../helpers/nats.js';
 
 const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname;
@@ -62,8 +62,7 @@ describe('the dashboard in headless Chromium', () => {
   it('shows the nodes and a shard map that follows a node joining, then one activeflow live', async () => {
     const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { operator: true, name: 'dashboard' });
     await page.goto(`${gateway.url}/`);
-    await page.getByTestId('key').fill(token);
-    await page.getByTestId('customer').fill(CUSTOMER);
+    await page.getByTestId('key').fill(token); // no customer typed: the operator picks one from the table
     await page.getByTestId('connect').click();
 
     await expect.poll(async () => (await page.$$eval('#nodes tbody tr', (rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset['node']))).sort(), { timeout: 10_000 }).toEqual(['node-a', 'node-b']);
@@ -96,6 +95,12 @@ describe('the dashboard in headless Chromium', () => {
     // A call in progress: listed, then followed live as it moves and its variables change.
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hello' } }, { type: 'digits_receive', option: { duration: 5000, length: 1 } }] });
     const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call', variables: { caller: 'alice' } });
+    const others = await Promise.all([0, 1].map(() => client.createActiveflow({ customer_id: OTHER_CUSTOMER, actions: [{ type: 'block' }], reference_type: 'api', execute: true })));
+    // Running activeflows per customer, across the cluster, busiest first; a click lists one's own.
+    const perCustomer = () => page.$$eval('#customers tbody tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join(' ')));
+    await expect.poll(perCustomer, { timeout: 10_000 }).toEqual([`${OTHER_CUSTOMER} 2`, `${CUSTOMER} 1`]);
+    expect(await page.getByTestId('customers-note').textContent()).toBe('3 running, 2 customers');
+    await page.locator(`#customers tbody tr[data-customer="${CUSTOMER}"]`).click();
     const row = page.locator(`#activeflows tbody tr[data-id="${af.id}"]`);
     await row.waitFor({ timeout: 10_000 });
     await row.click();
@@ -115,6 +120,8 @@ describe('the dashboard in headless Chromium', () => {
     expect(await page.locator('#live-stacks li.current').textContent()).toContain(flow.actions[1]!.id.slice(0, 8));
     expect(await page.locator('#live-executed li').count()).toBe(2); // start, answer
     await page.screenshot({ path: `${ARTIFACTS}dashboard-live-activeflow.png`, fullPage: true });
+    for (const o of others) await client.stop(o.id);
+    await expect.poll(perCustomer, { timeout: 10_000 }).toEqual([`${CUSTOMER} 1`]);
   }, 90_000);
 
   it('/docs renders the OpenAPI document: every endpoint, with its body and answers', async () => {
@@ -137,6 +144,7 @@ describe('the dashboard in headless Chromium', () => {
     await expect.poll(() => p.locator('#cluster-note').textContent(), { timeout: 10_000 }).toMatch(/operator/);
     await expect.poll(() => p.getByTestId('status').textContent(), { timeout: 10_000 }).toBe('connected');
     expect(await p.$$eval('#shards .shard', (c) => c.length)).toBe(0);
+    await expect.poll(() => p.locator('#customers-section').isHidden(), { timeout: 10_000 }).toBe(true); // other customers' counts are not its business
     await p.close();
   }, 30_000);
 });

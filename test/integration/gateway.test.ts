@@ -223,6 +223,11 @@ describe('REST gateway: operator keys', () => {
     const shards = await json(await api('/v1.0/cluster/shards', as));
     expect(shards['shard_count']).toBe(256);
     expect((await api('/v1.0/cluster/nodes', as)).status).toBe(200);
+    const customers = await json(await api('/v1.0/cluster/customers?limit=1000', as));
+    const runningHere = (await json(await api(`/v1.0/activeflows?customer_id=${CUSTOMER}&status=running`, as)))['result'] as unknown[];
+    expect(customers['customers']).toContainEqual({ customer_id: CUSTOMER, running_activeflows: runningHere.length });
+    for (const bad of ['limit=0', 'limit=ten', 'page_size=3']) expect((await api(`/v1.0/cluster/customers?${bad}`, as)).status).toBe(400);
+    expect((await api('/v1.0/cluster/customers')).status).toBe(403);
 
     expect((await api('/v1.0/cluster/shards')).status).toBe(403);
     expect((await api(`/v1.0/activeflows?customer_id=${OTHER_CUSTOMER}`)).status).toBe(400); // a customer key cannot name another

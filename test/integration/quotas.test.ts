@@ -135,6 +135,29 @@ describe('quotas per customer', () => {
     expect((await getQuotas(c)).usage.running_activeflows).toBe(1);
   });
 
+  it('customers: every customer with activeflows running and how many, busiest first, across the counters', async () => {
+    const [a, b] = [customer(), customer()];
+    const made = await Promise.all([...Array.from({ length: 3 }, () => create(a)), create(b)]);
+    interface Customers { customers: { customer_id: string; running_activeflows: number }[]; customer_count: number; running_activeflows: number }
+    const list = () => env.client.call<Customers>(SUBJECTS.adminCustomers, {});
+    const all = await list();
+    const mine = all.customers.filter((x) => x.customer_id === a || x.customer_id === b);
+    expect(mine).toEqual([{ customer_id: a, running_activeflows: 3 }, { customer_id: b, running_activeflows: 1 }]);
+    // Whatever else runs on this node, the totals agree with the rows and the rows are ordered.
+    expect(all.running_activeflows).toBe(all.customers.reduce((n, x) => n + x.running_activeflows, 0));
+    expect(all.customer_count).toBe(all.customers.length);
+    const counts = all.customers.map((x) => x.running_activeflows);
+    expect(counts).toEqual([...counts].sort((x, y) => y - x));
+    expect((await env.client.call<Customers>(SUBJECTS.adminCustomers, { limit: 1 })).customers).toHaveLength(1);
+    // A customer whose last activeflow ended is no longer listed.
+    await env.client.stop(made[3]!.id);
+    for (let i = 0; i < 50 && (await list()).customers.some((x) => x.customer_id === b); i++) await sleep(20);
+    expect((await list()).customers.map((x) => x.customer_id)).not.toContain(b);
+    for (const body of [{ limit: 0 }, { limit: 1001 }, { limit: 'ten' }, { customer_id: a }]) {
+      await expect(env.client.call(SUBJECTS.adminCustomers, body)).rejects.toMatchObject({ code: 'invalid_argument' });
+    }
+  });
+
   it('bad quota requests are refused and change nothing', async () => {
     const c = customer();
     await setQuotas(c, { running_activeflows: 7 });

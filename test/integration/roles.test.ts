@@ -97,6 +97,8 @@ describe('NATS roles', () => {
       const af = (await created.json()) as { id: string };
       expect((await fetch(`${g.url}/v1.0/activeflows/${af.id}/history`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
       expect((await fetch(`${g.url}/v1.0/flows`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+      // The dashboard's cross-customer table (read-only admin verb) is allowed to the gateway.
+      expect((await gw.client.call<{ customers: unknown[] }>(SUBJECTS.adminCustomers)).customers).toBeInstanceOf(Array);
       await refusedPublish(gw, `activeflow.v1.${af.id}.next`, `activeflow.shard.${(await import('../../src/nats/shard-mapping.js')).shardOf(af.id, 256)}.${af.id}.next`);
       await refusedPublish(gw, SUBJECTS.adminDrain);
       await refusedPublish(gw, `$KV.af_accesskeys.key.${af.id}`);

@@ -58,7 +58,34 @@ async function refreshCluster() {
   }
 }
 
+async function refreshCustomers() {
+  try {
+    const c = await api('/v1.0/cluster/customers');
+    $('customers-section').hidden = false;
+    $('customers-note').textContent = `${c.running_activeflows} running, ${c.customer_count} customers${c.customer_count > c.customers.length ? ` (the busiest ${c.customers.length} shown)` : ''}`;
+    $('customers').tBodies[0].replaceChildren(...c.customers.map((cu) => {
+      const tr = row([cu.customer_id, String(cu.running_activeflows)]);
+      tr.dataset.customer = cu.customer_id;
+      tr.classList.toggle('current', cu.customer_id === customer);
+      // An operator picks a customer here instead of typing its id.
+      tr.addEventListener('click', () => {
+        customer = cu.customer_id;
+        $('customer').value = customer;
+        sessionStorage.setItem('activeflow-customer', customer);
+        void refreshCustomers();
+        void refreshFlows();
+      });
+      return tr;
+    }));
+  } catch (e) {
+    // A customer's key sees its own activeflows only: the cross-customer table is not for it.
+    if (e.status === 403) $('customers-section').hidden = true;
+    else $('customers-note').textContent = `(${e.message})`;
+  }
+}
+
 async function refreshFlows() {
+  $('flow-customer').textContent = customer === '' ? '' : `of ${customer}`;
   try {
     const page = await api('/v1.0/activeflows?status=running');
     $('flow-count').textContent = `${page.result.length}${page.next_page_token ? '+' : ''}`;
@@ -138,8 +165,9 @@ function start() {
   openSocket();
   void refreshCluster();
   void refreshFlows();
+  void refreshCustomers();
   // Events bring moves at once; variables change without an event, so the live view also polls.
-  timers = [setInterval(refreshCluster, 1000), setInterval(refreshFlows, 2000), setInterval(() => void inspect().catch(() => {}), 2000)];
+  timers = [setInterval(refreshCluster, 1000), setInterval(refreshFlows, 2000), setInterval(refreshCustomers, 2000), setInterval(() => void inspect().catch(() => {}), 2000)];
 }
 
 $('key').value = key;
