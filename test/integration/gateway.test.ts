@@ -148,6 +148,32 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
     expect((await api(`/v1.0/activeflows/${id}`)).status).toBe(404);
   });
 
+  it('lists page: 100 at most and by default, next_page_token walks every activeflow once', async () => {
+    const customer = '44444444-4444-4444-8444-444444444444';
+    const { token } = await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: customer });
+    const ids = await Promise.all(Array.from({ length: 103 }, async () => (await env.client.createActiveflow({ customer_id: customer, actions: [{ type: 'block' }], reference_type: 'api', execute: true })).id));
+    const as = { key: token };
+    for (const size of ['', '?page_size=500']) {
+      const page = await json(await api(`/v1.0/activeflows${size}`, as));
+      expect((page['result'] as unknown[]).length).toBe(100);
+      expect(page['next_page_token']).not.toBe('');
+    }
+    const seen: string[] = [];
+    let pageToken = '';
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await json(await api(`/v1.0/activeflows?page_size=40${pageToken === '' ? '' : `&page_token=${encodeURIComponent(pageToken)}`}`, as));
+      const rows = page['result'] as Record<string, unknown>[];
+      expect(rows.length).toBeLessThanOrEqual(40);
+      for (const r of rows) conforms('FlowManagerActiveflow', r);
+      seen.push(...rows.map((r) => r['id'] as string));
+      pageToken = page['next_page_token'] as string;
+      if (pageToken === '') break;
+    }
+    expect(seen.length).toBe(103);
+    expect(new Set(seen)).toEqual(new Set(ids));
+    for (const id of ids) await env.client.stop(id);
+  }, 30_000);
+
   it('a flow_id create runs that flow; a client id is kept, and reusing it is a conflict', async () => {
     const flow = await json(await api('/v1.0/flows', { method: 'POST', body: JSON.stringify({ name: 'f', detail: '', actions: TALK }) }));
     const id = '33333333-3333-4333-8333-333333333333';
