@@ -36,6 +36,31 @@ function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
 }
 
+/**
+ * Latencies of several operations measured in alternating blocks of 50, so that each sees the same
+ * machine: measured one after the other, the later ones ran on a warmer JIT and a quieter CPU, and
+ * their ratio moved by 30% between runs.
+ */
+async function interleaved<K extends string>(n: number, ops: Record<K, () => Promise<unknown>>): Promise<Record<K, { p50: number; p99: number }>> {
+  const names = Object.keys(ops) as K[];
+  const xs = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (const k of names) for (let i = 0; i < 200; i++) await ops[k](); // warm-up
+  for (let round = 0; round * 50 < n; round++) {
+    for (let j = 0; j < names.length; j++) {
+      const k = names[(round + j) % names.length]!;
+      for (let i = 0; i < 50; i++) {
+        const t = performance.now();
+        await ops[k]();
+        xs[k].push(performance.now() - t);
+      }
+    }
+  }
+  return Object.fromEntries(names.map((k) => {
+    const v = xs[k].sort((a, b) => a - b);
+    return [k, { p50: percentile(v, 50), p99: percentile(v, 99) }];
+  })) as Record<K, { p50: number; p99: number }>;
+}
+
 async function latencies(n: number, fn: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
   for (let i = 0; i < 100; i++) await fn(); // warm-up
   const xs: number[] = [];
@@ -100,16 +125,18 @@ try {
   const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
   const N = quick ? 500 : 2_000;
   const payload = new Uint8Array(64);
-  const echoLat = await latencies(N, () => nc.request('bench.echo', payload, { timeout: 5000 }));
   // The fair baseline for get: an echo whose reply is as large as get's (an activeflow's JSON).
   const getSize = JSON.stringify(await client.get(af.id)).length;
   const sizedRequest = new TextEncoder().encode(String(getSize));
-  const sizedLat = await latencies(N, () => nc.request('bench.echo', sizedRequest, { timeout: 5000 }));
-  const getLat = await latencies(N, () => client.get(af.id));
   // The same get over raw request-reply, the reply left unparsed: the node's own cost alone.
   const getSubject = `activeflow.v1.${af.id}.get`;
   const emptyBody = new TextEncoder().encode('{}');
-  const rawGetLat = await latencies(N, () => nc.request(getSubject, emptyBody, { timeout: 5000 }));
+  const { echo: echoLat, sized: sizedLat, get: getLat, rawGet: rawGetLat } = await interleaved(N, {
+    echo: () => nc.request('bench.echo', payload, { timeout: 5000 }),
+    sized: () => nc.request('bench.echo', sizedRequest, { timeout: 5000 }),
+    get: () => client.get(af.id),
+    rawGet: () => nc.request(getSubject, emptyBody, { timeout: 5000 }),
+  });
   // next: one call walks a long flow (limits raised below are not needed: 20 actions, restart calls)
   const nextXs: number[] = [];
   while (nextXs.length < (quick ? 200 : 1_000)) {
@@ -122,7 +149,7 @@ try {
     }
   }
   nextXs.sort((a, b) => a - b);
-  process.stdout.write(`\n2. latency, one request at a time (${N} each)\n`);
+  process.stdout.write(`\n2. latency, one request at a time (${N} each, the four measured in alternating blocks of 50)\n`);
   line('raw request-reply echo p50 / p99 (baseline)', `${fmt(echoLat.p50, 3)} / ${fmt(echoLat.p99, 3)} ms`);
   line(`raw echo with a ${fmt(getSize)}-byte reply, as get's (baseline)`, `${fmt(sizedLat.p50, 3)} / ${fmt(sizedLat.p99, 3)} ms`);
   line('get p50 / p99', `${fmt(getLat.p50, 3)} / ${fmt(getLat.p99, 3)} ms`);

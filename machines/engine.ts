@@ -72,11 +72,20 @@ function replyError(d: Draft, requestId: string, error: EngineError): void {
   remember(d, requestId, { ok: false, error });
 }
 
-/** Keeps the answer to a request that carried the caller's id, so a repeat gets it again. */
+const CYCLE_VERBS: ReadonlySet<string> = new Set(['next', 'execute', 'continue']);
+
+/**
+ * Keeps the answer to a request that carried the caller's id, so a repeat gets it again.
+ * Of the cycle requests (next, execute, continue) only the latest is kept: each names the action it
+ * moves from, so once a later one was applied an earlier one can no longer be what a caller is
+ * retrying, and their answers (whole actions) were most of the kept answers' bytes in a snapshot.
+ */
 function remember(d: Draft, requestId: string, answer: RecentRequest['reply']): void {
   const client = d.clientIds.get(requestId);
   if (client === undefined) return;
-  const recent = [...(d.state.recent_requests ?? []).filter((r) => r.id !== client.id), { id: client.id, verb: client.verb, reply: answer }];
+  const cycle = CYCLE_VERBS.has(client.verb);
+  const kept = (d.state.recent_requests ?? []).filter((r) => r.id !== client.id && !(cycle && CYCLE_VERBS.has(r.verb)));
+  const recent = [...kept, { id: client.id, verb: client.verb, reply: answer }];
   d.state = { ...d.state, recent_requests: recent.slice(-RECENT_REQUESTS) };
 }
 

@@ -105,7 +105,7 @@ export const RecentRequest = z.object({
   ]),
 });
 export type RecentRequest = z.infer<typeof RecentRequest>;
-export const RECENT_REQUESTS = 32;
+export const RECENT_REQUESTS = 8;
 
 export const EngineState = z.object({
   activeflow: Activeflow,

@@ -1,4 +1,5 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { applyRequestSettleFix } from './request-settle.js';
 import { inboxPrefixOf, ROLES, type Role } from './roles.js';
 
 /** `NATS_URL` may list several servers, comma-separated (the client wants an array). */
@@ -19,6 +20,7 @@ export interface TlsFiles {
 }
 
 export async function connectNats(servers: string[] | string, name: string, credentials?: { user: string; pass: string }, tls?: TlsFiles): Promise<NatsConnection> {
+  applyRequestSettleFix();
   const list = Array.isArray(servers) ? servers : parseServers(servers);
   if (list.length === 0) throw new Error('no NATS server given; set NATS_URL (for example nats://127.0.0.1:4222)');
   const role = (ROLES as readonly string[]).includes(credentials?.user ?? '') ? (credentials!.user as Role) : undefined;

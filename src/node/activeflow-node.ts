@@ -30,6 +30,7 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 import { EventLog } from '../store/event-log.js';
 import { FlowLimitExceeded, FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
+import { StackLists } from '../store/stack-lists.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { ClusterAdmin } from '../cluster/cluster-admin.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
@@ -138,7 +139,8 @@ export class ActiveflowNode {
       }));
       await checkClusterConfig(storage, options.shardCount);
       await verifyShardMapping(nc, options.shardCount);
-      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount, new HistoryChunks(storage.history));
+      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount,
+        { kv: storage.history, history: new HistoryChunks(storage.history), stacks: new StackLists(storage.history) });
       const events = new EventLog(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
       const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);

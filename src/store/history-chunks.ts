@@ -9,20 +9,9 @@ import type { KV } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';
 import type { Action } from '../../machines/index.js';
 import { decodeJson } from './codec.js';
+import { contentHash } from './content-hash.js';
 
-export const CHUNK_SIZE = 64;
-
-/** FNV-1a over the chunk's JSON, 32 bits twice (enough to tell contents apart, not a security hash). */
-function hash(text: string): string {
-  let a = 0x811c9dc5;
-  let b = 0x01000193;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193) >>> 0;
-    b = Math.imul(b ^ c, 0x5bd1e995) >>> 0;
-  }
-  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
-}
+export const CHUNK_SIZE = 32;
 
 type Persisted = Snapshot<unknown> & { context: { activeflow: { id: string; executed_actions: Action[] } }; af_history_chunks?: string[] };
 
@@ -43,7 +32,7 @@ export class HistoryChunks {
     for (let k = keys.length; k < full; k++) {
       const chunk = history.slice(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
       const json = JSON.stringify(chunk);
-      const key = `${af.id}.${k}.${hash(json)}`;
+      const key = `${af.id}.${k}.${contentHash(json)}`;
       await this.kv.put(key, new TextEncoder().encode(json));
       keys.push(key);
     }
@@ -81,11 +70,6 @@ export class HistoryChunks {
   /** Activeflows whose written chunks this node remembers. */
   get tracked(): number {
     return this.written.size;
-  }
-
-  /** Deletes the chunks of an ended activeflow (its final record holds the whole history). */
-  async remove(id: string, keys: readonly string[]): Promise<void> {
-    await Promise.all(keys.map((k) => this.kv.delete(k).catch(() => undefined)));
   }
 }
 

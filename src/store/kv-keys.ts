@@ -42,3 +42,12 @@ export async function valuesNow(kv: KV, filter: string, timeoutMs = 5_000): Prom
   }
   return out;
 }
+
+/**
+ * Removes every key that matches `filter` with one purge of the bucket's stream: unlike deleting
+ * each key, it leaves no delete marker behind.
+ */
+export async function purgeKeys(kv: KV, filter: string): Promise<void> {
+  const bucket = kv as Bucket;
+  await bucket.jsm.streams.purge(bucket.stream, { filter: `${bucket.prefix}.${filter}` });
+}

@@ -10,7 +10,25 @@ import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import { decodeJson, encodeJson } from './codec.js';
 import type { HistoryChunks } from './history-chunks.js';
+import { purgeKeys } from './kv-keys.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
+import type { StackLists } from './stack-lists.js';
+
+/**
+ * What a running snapshot stores aside in `af_history` (keys `<activeflow_id>.*`), so that a move
+ * writes a small snapshot: the history beyond its tail, and the stacks' action lists.
+ */
+export interface Aside {
+  kv: KV;
+  history: HistoryChunks;
+  stacks: StackLists;
+}
+
+/** Set on a stored snapshot once anything of its activeflow was stored aside: the end cleans up. */
+interface AsideMarks {
+  af_history_chunks?: string[];
+  af_aside?: true;
+}
 
 export type Revision = number & { readonly __brand: 'Revision' };
 
@@ -23,7 +41,7 @@ export class SnapshotStore {
     private readonly running: KV,
     private readonly ended: KV,
     readonly shardCount: number,
-    private readonly history: HistoryChunks | null = null,
+    private readonly aside: Aside | null = null,
   ) {}
 
   runningKey(id: string): string {
@@ -39,7 +57,7 @@ export class SnapshotStore {
     }
     if (runningEntry === null) return null;
     let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
-    if (this.history !== null) snapshot = await this.history.join(snapshot);
+    if (this.aside !== null) snapshot = await this.aside.stacks.join(await this.aside.history.join(snapshot));
     // The actor restores from the validated context, so defaults for fields that older snapshots
     // lack are filled in.
     const state = EngineState.parse((snapshot as unknown as { context: unknown }).context);
@@ -64,7 +82,7 @@ export class SnapshotStore {
 
   async update(id: string, snapshot: Snapshot<unknown>, revision: Revision): Promise<Revision> {
     const key = this.runningKey(id);
-    const stored = this.history === null ? snapshot : await this.history.split(snapshot);
+    const stored = this.aside === null ? snapshot : await this.aside.stacks.split(await this.aside.history.split(snapshot));
     try {
       return (await this.running.update(key, encodeJson(stored), revision)) as Revision;
     } catch (e) {
@@ -86,15 +104,16 @@ export class SnapshotStore {
 
   /**
    * This node no longer holds the activeflow in memory (passivated, handed over): what it knew of
-   * its history chunks goes too; the next load reads the chunk keys from the snapshot again.
+   * its stored chunks and lists goes too; the next load reads their keys from the snapshot again.
    */
   forget(id: string): void {
-    this.history?.forget(id);
+    this.aside?.history.forget(id);
+    this.aside?.stacks.forget(id);
   }
 
-  /** Activeflows whose history chunks this node remembers (memory that must follow the actors). */
-  get trackedHistories(): number {
-    return this.history?.tracked ?? 0;
+  /** Activeflows whose stored chunks or lists this node remembers (memory that must follow the actors). */
+  get trackedAside(): number {
+    return (this.aside?.history.tracked ?? 0) + (this.aside?.stacks.tracked ?? 0);
   }
 
   /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
@@ -102,11 +121,12 @@ export class SnapshotStore {
     try {
       const last = await this.running.get(this.runningKey(id));
       await this.running.delete(this.runningKey(id), { previousSeq: revision });
-      if (this.history !== null && last !== null && last.operation === 'PUT') {
-        // The ended record holds the whole history now: the chunks can go.
-        const keys = (decodeJson(last.value) as { af_history_chunks?: string[] }).af_history_chunks ?? [];
-        this.history.forget(id);
-        await this.history.remove(id, keys);
+      if (this.aside !== null && last !== null && last.operation === 'PUT') {
+        // The ended record holds the whole activeflow now: what was stored aside can go, in one
+        // purge that leaves no delete marker behind (a marker per key would grow the bucket forever).
+        const marks = decodeJson(last.value) as AsideMarks;
+        this.forget(id);
+        if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
       }
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });

@@ -15,6 +15,7 @@ import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { EventLog } from '../../src/store/event-log.js';
 import type { Revision } from '../../src/store/snapshot-store.js';
+import { keysNow } from '../../src/store/kv-keys.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, driveCalls, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
 
@@ -262,7 +263,7 @@ describe('passivation', () => {
 });
 
 describe('a long history', () => {
-  it('is stored in chunks, survives a crash and a reload whole, and its chunks go when the activeflow ends', async () => {
+  it('is stored in chunks (the stack\'s action list too), survives a crash and a reload whole, and all of it goes when the activeflow ends', async () => {
     const { Limits } = await import('../../machines/index.js');
     const { server, client } = await setup();
     const limits = Limits.parse({ max_execute_count: 400, max_cycle_iterations: 400 });
@@ -272,20 +273,27 @@ describe('a long history', () => {
     for (let i = 0; i < 200; i++) current = (await client.next(af.id, current)).id;
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const raw = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as { af_history_chunks: string[]; context: { activeflow: { executed_actions: unknown[] } } };
-    expect(raw.af_history_chunks).toHaveLength(3); // 200 = 3 x 64 + 8
-    expect(raw.context.activeflow.executed_actions).toHaveLength(200 - 3 * 64);
+    const raw = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as {
+      af_history_chunks: string[]; af_stack_lists: Record<string, string>; context: { activeflow: { executed_actions: unknown[]; stack_map: Record<string, { actions: unknown[] }> } };
+    };
+    expect(raw.af_history_chunks).toHaveLength(6); // 200 = 6 x 32 + 8
+    expect(raw.context.activeflow.executed_actions).toHaveLength(200 - 6 * 32);
+    // The 300 actions of the main stack are stored once, aside, and named by the snapshot.
+    expect(Object.values(raw.context.activeflow.stack_map).map((st) => st.actions.length)).toEqual([0]);
+    expect(Object.values(raw.af_stack_lists)).toEqual([expect.stringMatching(new RegExp(`^${af.id}\\.s\\.[0-9a-f]{16}$`))]);
     const before = await client.get(af.id);
     expect(before.executed_actions).toHaveLength(200);
     // What the node remembers of the chunks leaves memory with the actor, and comes back with a load.
-    const snapshots = (node as unknown as { snapshots: { trackedHistories: number } }).snapshots;
-    expect(snapshots.trackedHistories).toBe(1);
+    const snapshots = (node as unknown as { snapshots: { trackedAside: number } }).snapshots;
+    expect(snapshots.trackedAside).toBe(2); // its history chunks and its stack's list
     node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
-    expect(snapshots.trackedHistories).toBe(0);
-    current = (await client.next(af.id, current)).id; // reloaded: continues with the same chunks
-    expect(snapshots.trackedHistories).toBe(1);
-    const reloaded = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as { af_history_chunks: string[] };
+    expect(snapshots.trackedAside).toBe(0);
+    current = (await client.next(af.id, current)).id; // reloaded: continues with the same chunks and list
+    expect(snapshots.trackedAside).toBe(2);
+    const reloaded = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as { af_history_chunks: string[]; af_stack_lists: Record<string, string> };
     expect(reloaded.af_history_chunks).toEqual(raw.af_history_chunks);
+    expect(reloaded.af_stack_lists).toEqual(raw.af_stack_lists);
+    expect(await keysNow(storage.history, `${af.id}.>`)).toHaveLength(7); // six chunks and a list, nothing written twice
     const beforeRestart = await client.get(af.id);
     expect(beforeRestart.executed_actions).toHaveLength(201);
     await node.stop(); // a restart: the next node reads the chunks back
@@ -297,8 +305,7 @@ describe('a long history', () => {
     await node.stop();
     expect(ended).toMatchObject({ status: 'ended', execute_count: 301 });
     expect(ended.executed_actions.map((a) => a.option?.['text'])).toEqual([undefined, ...Array.from({ length: 300 }, (_, i) => `t${i}`)]);
-    const left = [];
-    for await (const k of await storage.history.keys(`${af.id}.>`)) left.push(k);
-    expect(left).toEqual([]);
+    // Purged, not deleted key by key: no delete marker is left in the bucket either.
+    expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([]);
   }, 60_000);
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { aid, FINISH_ID, harness, MAIN_ID, NIL_ID, START_ID } from '../helpers/engine.js';
+import { RECENT_REQUESTS } from '../../machines/state.js';
 
 const SERVICE = '5e000000-0000-4000-8000-000000000001';
 const WAIT = 'f0000000-0000-4000-8000-00000000a001';
@@ -268,6 +269,20 @@ describe('request ids: a retried change is never applied twice', () => {
     expect(Object.keys(h.af().stack_map)).toHaveLength(3);
   });
 
+  it('a goto loop back to the same action: a retried next with its request_id is answered again, not moved twice', () => {
+    const h = harness({ actions: [{ id: aid(1), type: 'talk' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 3 } }] });
+    const first = h.req('next', { current_action_id: START_ID, request_id: 'n-1' });
+    expect(first).toMatchObject({ ok: true, result: { id: aid(1) } });
+    const looped = h.req('next', { current_action_id: aid(1), request_id: 'n-2' });
+    expect(looped).toMatchObject({ ok: true, result: { id: aid(1) } }); // the goto ran: back on the same action
+    const count = h.af().execute_count;
+    expect(h.req('next', { current_action_id: aid(1), request_id: 'n-2' })).toEqual(looped); // the lost reply, again
+    expect(h.af().execute_count).toBe(count);
+    // Only the latest cycle's answer is kept (an earlier one can no longer be retried); other verbs' stay.
+    h.req('variables_set', { variables: { a: '1' }, request_id: 'v-1' });
+    expect(h.host.state(h.id)!.recent_requests.map((r) => r.id)).toEqual(['n-2', 'v-1']);
+  });
+
   it('a repeated delete answers like the first, not not_found; a repeated error stays that error', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
     const first = h.req('delete', { request_id: 'd-1' });
@@ -276,12 +291,12 @@ describe('request ids: a retried change is never applied twice', () => {
     expect(h.req('delete', {})).toMatchObject({ ok: false, error: { code: 'not_found' } });
   });
 
-  it('a request id reused for another verb is a conflict; old ids are forgotten after 32', () => {
+  it('a request id reused for another verb is a conflict; old ids are forgotten after RECENT_REQUESTS', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
     h.req('variables_set', { variables: { a: '1' }, request_id: 'x' });
     expect(h.req('variables_delete', { key: 'a', request_id: 'x' })).toMatchObject({ ok: false, error: { code: 'conflict' } });
-    for (let i = 0; i < 32; i++) h.req('variables_set', { variables: { n: String(i) }, request_id: `n-${i}` });
-    expect(h.host.state(h.id)!.recent_requests).toHaveLength(32);
+    for (let i = 0; i < RECENT_REQUESTS; i++) h.req('variables_set', { variables: { n: String(i) }, request_id: `n-${i}` });
+    expect(h.host.state(h.id)!.recent_requests).toHaveLength(RECENT_REQUESTS);
     expect(h.host.state(h.id)!.recent_requests.some((r) => r.id === 'x')).toBe(false);
   });
 });
