@@ -14,6 +14,7 @@ import { NIL, Timestamp, Uuid } from '../../machines/index.js';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { followKeys, type Following } from '../store/kv-follow.js';
+import { valuesNow } from '../store/kv-keys.js';
 
 /** Tokens look like `afk_<43 characters>`: recognizable in logs and secret scanners. */
 const TOKEN_PREFIX = 'afk_';
@@ -73,10 +74,8 @@ export class AccessKeyStore {
 
   async list(customerId?: string): Promise<AccessKeyInfo[]> {
     const out: AccessKeyInfo[] = [];
-    for await (const k of await this.kv.keys('key.*')) {
-      const e = await this.kv.get(k);
-      if (e === null || e.operation !== 'PUT') continue;
-      const parsed = StoredAccessKey.safeParse(decodeJson(e.value));
+    for (const value of (await valuesNow(this.kv, 'key.*')).values()) {
+      const parsed = StoredAccessKey.safeParse(decodeJson(value));
       if (parsed.success && (customerId === undefined || parsed.data.customer_id === customerId)) out.push(info(parsed.data));
     }
     return out.sort((a, b) => a.tm_create.localeCompare(b.tm_create) || a.id.localeCompare(b.id));

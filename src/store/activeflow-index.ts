@@ -7,6 +7,7 @@ import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Activeflow } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
+import { valuesNow } from './kv-keys.js';
 
 export const IndexEntry = z.object({
   status: z.enum(['running', 'ended']),
@@ -35,16 +36,14 @@ export class ActiveflowIndex {
 
   /** Ids of a customer's activeflows matching the filter, in id order, after `pageToken`. */
   async page(customerId: string, filter: ListFilter, pageSize: number, pageToken: string | undefined): Promise<{ ids: string[]; next_page_token: string }> {
-    const keys: string[] = [];
-    for await (const key of await this.kv.keys(`${customerId}.*`)) keys.push(key.slice(customerId.length + 1));
-    keys.sort();
+    // The whole index of the customer in one bounded pass (entries are small), not a get per key.
+    const values = await valuesNow(this.kv, `${customerId}.*`);
+    const keys = [...values.keys()].map((key) => key.slice(customerId.length + 1)).sort();
     const ids: string[] = [];
     let more = false;
     for (const id of keys) {
       if (pageToken !== undefined && pageToken !== '' && id <= pageToken) continue;
-      const e = await this.kv.get(`${customerId}.${id}`);
-      if (e === null || e.operation !== 'PUT') continue;
-      const entry = IndexEntry.parse(decodeJson(e.value));
+      const entry = IndexEntry.parse(decodeJson(values.get(`${customerId}.${id}`)!));
       if (entry.deleted) continue;
       if (filter.status !== undefined && entry.status !== filter.status) continue;
       if (filter.reference_type !== undefined && entry.reference_type !== filter.reference_type) continue;

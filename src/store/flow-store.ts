@@ -6,6 +6,7 @@
 import type { KV } from '@nats-io/kv';
 import { Flow, idSource, NIL, prepareActions, type ActionInput } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
+import { liveKeys } from './kv-keys.js';
 
 export interface FlowDraft {
   customer_id: string;
@@ -91,7 +92,7 @@ export class FlowStore {
   /** A page of the customer's flows in id order; the token is the last id of the previous page. */
   async list(customerId: string, pageSize: number, pageToken: string | undefined): Promise<{ result: Flow[]; next_page_token: string }> {
     const ids: string[] = [];
-    for await (const key of await this.kv.keys(`${customerId}.*`)) ids.push(key.slice(customerId.length + 1));
+    for (const key of await liveKeys(this.kv, `${customerId}.*`)) ids.push(key.slice(customerId.length + 1));
     ids.sort();
     const result: Flow[] = [];
     for (const id of ids) {
@@ -107,8 +108,6 @@ export class FlowStore {
   }
 
   async count(customerId: string): Promise<number> {
-    let n = 0;
-    for await (const _key of await this.kv.keys(`${customerId}.*`)) n++;
-    return n;
+    return (await liveKeys(this.kv, `${customerId}.*`)).length;
   }
 }

@@ -1,4 +1,4 @@
-import type { KV } from '@nats-io/kv';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Bucket } from '@nats-io/kv';
 
 /**
@@ -20,27 +20,73 @@ export async function keysNow(kv: KV, filter: string): Promise<string[]> {
 }
 
 /**
- * The current value of every key that matches `filter`, read in one pass: a watch replays the last
- * value of each key and is stopped at the end of that replay. The replay's length is fixed when its
- * consumer is made, so keys rewritten during the read cannot make it run on (as a `kv.keys()` walk
- * can). Deleted keys are left out.
+ * The last entry of each key that matches `filter`, in one pass: the keys are listed (`keysNow`),
+ * a watch replays their last entries and is stopped once it has delivered every listed key or
+ * nothing more is pending; a listed key the replay missed is then read directly.
+ *
+ * Why not `kv.keys()`: its walk stops only at "nothing pending", which under steady writes (a busy
+ * customer's index, running snapshots rewritten on every move) can be never. Why the direct reads:
+ * a key rewritten while the replay runs can lose its replayed entry (one value per key is kept)
+ * and come again only after the replay looked finished (measured: 49 of 50 keys, now and then,
+ * under rewrites).
  */
-export async function valuesNow(kv: KV, filter: string, timeoutMs = 5_000): Promise<Map<string, Uint8Array>> {
-  const out = new Map<string, Uint8Array>();
-  if ((await keysNow(kv, filter)).length === 0) return out;
-  const watch = await kv.watch({ key: filter });
-  const timer = setTimeout(() => watch.stop(), timeoutMs);
+type Entry = Pick<KvWatchEntry, 'key' | 'value' | 'operation'>;
+
+async function replay(kv: KV, filter: string, headersOnly: boolean, timeoutMs: number, each: (e: Entry) => void): Promise<void> {
+  const waiting = new Set(await keysNow(kv, filter));
+  if (waiting.size === 0) return;
+  const watch = await kv.watch({ key: filter, headers_only: headersOnly });
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    watch.stop();
+  }, timeoutMs);
   try {
-    for await (const e of watch) {
-      if (e.operation === 'PUT') out.set(e.key, e.value);
-      else out.delete(e.key);
-      if (e.isUpdate) break; // the replay's last entry is the first marked as an update
+    // Emptied between the listing and the watch: nothing to replay, and nothing would end it.
+    const consumer = (watch as unknown as { _data?: { info?(cached: boolean): Promise<{ num_pending: number }> } })._data;
+    let done = (await consumer?.info?.(true))?.num_pending === 0;
+    if (!done) {
+      for await (const e of watch) {
+        each(e);
+        waiting.delete(e.key);
+        if (waiting.size === 0 || e.delta === 0) {
+          done = true;
+          break;
+        }
+      }
     }
+    // A partial answer would pass for a whole one: fail instead, and the caller retries.
+    if (!done) throw new Error(`reading ${filter} ${late ? `took longer than ${timeoutMs} ms` : 'was interrupted'}; try again`);
   } finally {
     clearTimeout(timer);
     watch.stop();
   }
+  for (const e of await Promise.all([...waiting].map((k) => kv.get(k)))) {
+    if (e !== null) each(e);
+  }
+}
+
+/** The current value of every key that matches `filter` (deleted keys left out), read in one pass. */
+export async function valuesNow(kv: KV, filter: string, timeoutMs = 10_000): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  await replay(kv, filter, false, timeoutMs, (e) => {
+    if (e.operation === 'PUT') out.set(e.key, e.value);
+    else out.delete(e.key);
+  });
   return out;
+}
+
+/**
+ * The keys that match `filter` and hold a value (deleted keys left out), in one bounded pass; for
+ * key spaces with delete markers, where `keysNow` would return the deleted keys too.
+ */
+export async function liveKeys(kv: KV, filter: string, timeoutMs = 10_000): Promise<string[]> {
+  const out = new Set<string>();
+  await replay(kv, filter, true, timeoutMs, (e) => {
+    if (e.operation === 'PUT') out.add(e.key);
+    else out.delete(e.key);
+  });
+  return [...out];
 }
 
 /**

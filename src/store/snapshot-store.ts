@@ -10,7 +10,7 @@ import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import { decodeJson, encodeJson } from './codec.js';
 import type { HistoryChunks } from './history-chunks.js';
-import { purgeKeys } from './kv-keys.js';
+import { liveKeys, purgeKeys } from './kv-keys.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
 import type { StackLists } from './stack-lists.js';
 
@@ -151,16 +151,13 @@ export class SnapshotStore {
 
   /** Ids of the running activeflows of one shard (a listing filtered by the server). */
   async runningIdsOfShard(shard: number): Promise<string[]> {
-    const ids: string[] = [];
-    for await (const key of await this.running.keys(`${shard}.*`)) ids.push(key.slice(key.indexOf('.') + 1));
-    return ids;
+    return (await liveKeys(this.running, `${shard}.*`)).map((key) => key.slice(key.indexOf('.') + 1));
   }
 
   /** Ids of the running activeflows of the given shards (one key listing). */
   async runningIds(shards: ReadonlySet<number>): Promise<string[]> {
     const ids: string[] = [];
-    const keys = await this.running.keys();
-    for await (const key of keys) {
+    for (const key of await liveKeys(this.running, '>')) {
       const dot = key.indexOf('.');
       if (shards.has(Number(key.slice(0, dot)))) ids.push(key.slice(dot + 1));
     }

@@ -9,7 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
-import { keysNow } from '../../src/store/kv-keys.js';
+import { keysNow, liveKeys, purgeKeys, valuesNow } from '../../src/store/kv-keys.js';
 import { startNats } from '../helpers/nats.js';
 
 let server: NatsServer;
@@ -57,5 +57,43 @@ describe('keysNow', () => {
     expect((await kv.get('marks.x'))?.operation).toBe('DEL');
     expect(await keysNow(kv, 'none.*')).toEqual([]);
     expect((await keysNow(kv, 'shard.*')).length).toBe(256);
+  });
+});
+
+describe('liveKeys and valuesNow: one bounded pass', () => {
+  it('finish while every key is rewritten in a tight loop, with every key once and its value', async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `busy.${i}`);
+    for (const k of keys) await kv.put(k, 'v0');
+    let writing = true;
+    let n = 0;
+    const writer = (async () => {
+      while (writing) await kv.put(keys[n++ % keys.length]!, `v${n}`);
+    })();
+    try {
+      for (let i = 0; i < 20; i++) {
+        expect((await liveKeys(kv, 'busy.*')).sort()).toEqual([...keys].sort());
+        const values = await valuesNow(kv, 'busy.*');
+        expect([...values.keys()].sort()).toEqual([...keys].sort());
+        for (const v of values.values()) expect(new TextDecoder().decode(v)).toMatch(/^v\d+$/);
+      }
+    } finally {
+      writing = false;
+      await writer;
+    }
+    expect(n).toBeGreaterThan(100); // the keys really were being rewritten meanwhile
+  }, 30_000);
+
+  it('leave deleted keys out; an empty or purged key space answers at once', async () => {
+    await kv.put('gone.a', '1');
+    await kv.put('gone.b', '2');
+    await kv.delete('gone.a');
+    expect(await liveKeys(kv, 'gone.*')).toEqual(['gone.b']);
+    expect([...(await valuesNow(kv, 'gone.*')).entries()].map(([k, v]) => [k, new TextDecoder().decode(v)])).toEqual([['gone.b', '2']]);
+    const t = performance.now();
+    expect(await liveKeys(kv, 'never.*')).toEqual([]);
+    await purgeKeys(kv, 'gone.>');
+    expect(await keysNow(kv, 'gone.*')).toEqual([]); // no marker left either
+    expect(await valuesNow(kv, 'gone.*')).toEqual(new Map());
+    expect(performance.now() - t).toBeLessThan(2_000); // not a timeout's wait
   });
 });

@@ -20,7 +20,7 @@ describe('request settle fix', () => {
     const nc = await connectNats(server.url, 'settle');
     expect(applyRequestSettleFix()).toBe(true);
     expect(String(RequestOne.prototype.cancel)).toContain('CANCELLED'); // connecting applied it
-    nc.subscribe('echo', { callback: (_e, m) => m.respond(m.data) });
+    nc.subscribe('echo', { callback: (_e, m) => { m.respond(m.data); } });
     nc.subscribe('silent', { callback: () => undefined });
     await nc.flush();
 
