@@ -121,6 +121,10 @@ export class SnapshotStore {
     try {
       const last = await this.running.get(this.runningKey(id));
       await this.running.delete(this.runningKey(id), { previousSeq: revision });
+      // The delete is the revision-checked step; its marker would then stay in af_running for
+      // ever, one per activeflow that ever ran (and every key listing would walk them all). An id
+      // is never used again, so the marker goes too. If that purge fails, a marker is all that is left.
+      await purgeKeys(this.running, this.runningKey(id)).catch(() => undefined);
       if (this.aside !== null && last !== null && last.operation === 'PUT') {
         // The ended record holds the whole activeflow now: what was stored aside can go, in one
         // purge that leaves no delete marker behind (a marker per key would grow the bucket forever).

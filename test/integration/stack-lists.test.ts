@@ -64,6 +64,7 @@ describe('stack action lists stored aside', () => {
     // One purge: no list and no delete marker left.
     for (let i = 0; i < 50 && (await keysNow(storage.history, `${af.id}.>`)).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([]);
+    expect(await keysNow(storage.running, store.runningKey(af.id))).toEqual([]); // nor its running key's marker
   });
 
   it('a snapshot whose list is gone does not load as something else: the request fails and says so', async () => {
