@@ -3,7 +3,9 @@
  * baseline measured in the same run:
  *
  * 1. Durable moves/s of 1,000 concurrent simulated calls (node in its own process), against the
- *    pipelined KV put rate of the same server (256 puts in flight, 2 KiB values).
+ *    pipelined KV put rate of the same server (256 puts in flight, 2 KiB values), and beside
+ *    ceilings for any request-per-move design at the same concurrency: a responder that only
+ *    echoes, one that does one KV put before replying, one that does a KV put and a stream publish.
  * 2. `get` and `next` latency p50/p99, against a raw request-reply echo served by another process.
  * 3. Resident memory per live activeflow with 100,000 of them resident (node process RSS).
  * 4. The cost of a move as the history grows (limits raised): early moves against late ones.
@@ -73,6 +75,19 @@ async function latencies(n: number, fn: () => Promise<unknown>): Promise<{ p50: 
   return { p50: percentile(xs, 50), p99: percentile(xs, 99) };
 }
 
+/** `concurrency` loops doing `op` back to back for `seconds`: completed operations per second. */
+async function loadFor(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<{ rps: number }> {
+  let done = 0;
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < end) {
+      await op();
+      done++;
+    }
+  }));
+  return { rps: done / seconds };
+}
+
 process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server 2.9, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 const nc = await connectNats(server.url, 'bench');
@@ -88,6 +103,25 @@ try {
   children.push(nodeProc);
 
   const latencyOnly = process.argv.includes('--latency-only');
+  // A responder in its own process, as the node is: plain echo, and the least a durable request
+  // can do (one KV put, or a KV put and a stream publish, as a move's snapshot and event), then reply.
+  const echo = await spawnAndWait(['--input-type=module', '-e', `
+    import { connect } from '@nats-io/transport-node';
+    import { jetstream } from '@nats-io/jetstream';
+    import { Kvm } from '@nats-io/kv';
+    const nc = await connect({ servers: ['${server.url}'] });
+    const kv = await new Kvm(nc).create('bench_durable', { history: 1 });
+    const js = jetstream(nc);
+    await jetstream(nc).jetstreamManager().then((m) => m.streams.add({ name: 'BENCH_EVENTS', subjects: ['bench.events.>'] }));
+    const value = new Uint8Array(2048).fill(97);
+    let i = 0;
+    // Replies with the request, or with N zero bytes when the request is the number N (as text).
+    nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data.length > 8 ? m.data : new Uint8Array(Number(new TextDecoder().decode(m.data)))) });
+    nc.subscribe('bench.durable1', { callback: (_e, m) => { kv.put('k' + (i++ % 5000), value).then(() => m.respond(m.data)); } });
+    nc.subscribe('bench.durable2', { callback: (_e, m) => { const n = i++ % 5000; Promise.all([kv.put('k' + n, value), js.publish('bench.events.' + n, value)]).then(() => m.respond(m.data)); } });
+    await nc.flush(); console.log('echo ready');`], {}, 'echo ready');
+  children.push(echo);
+
   // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------
   const kv = await new Kvm(nc).create('bench_kv', { history: 1 });
   const value = new Uint8Array(2048).fill(97);
@@ -108,20 +142,22 @@ try {
   const CALLS = latencyOnly ? 10 : quick ? 200 : 1_000;
   const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: CALLS, concurrency: CALLS, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
   const moveRate = report.moves / (report.durationMs / 1000);
+  // What any design that answers each move over request-reply could reach here, at the same
+  // concurrency: ceilings for the ratio above (a move is a request, a reply and durable writes).
+  const action = new Uint8Array(200).fill(97);
+  const ceiling = async (subject: string) => (await loadFor(CALLS, quick ? 2 : 4, () => nc.request(subject, action, { timeout: 20_000 }))).rps;
+  const [echoRate, durable1Rate, durable2Rate] = latencyOnly ? [0, 0, 0] : [await ceiling('bench.echo'), await ceiling('bench.durable1'), await ceiling('bench.durable2')];
   process.stdout.write(`\n1. durable moves/s, ${CALLS} concurrent calls of a 20-action flow (each move stored before its reply)\n`);
   line('pipelined KV put, 256 in flight, 2 KiB (baseline)', `${fmt(putRate)} puts/s`);
   line('moves through the node (next, stored, events published)', `${fmt(moveRate)} moves/s  (${report.moves} moves, ${report.errors} errors)`);
   line('ratio moves / KV puts (goal >= 0.8)', `${fmt(moveRate / putRate, 2)}x`);
+  process.stdout.write(`  ceilings: ${CALLS} concurrent requests to a responder that does only this\n`);
+  line('  reply at once (echo)', `${fmt(echoRate)}/s  (${fmt(echoRate / putRate, 2)}x the KV puts)`);
+  line('  one KV put, then reply', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
+  line('  KV put + stream publish, then reply (a move\'s writes)', `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x; moves reach ${fmt(moveRate / durable2Rate, 2)}x of it)`);
   line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
 
   // 2. latency against a raw echo ---------------------------------------------------------------
-  const echo = await spawnAndWait(['--input-type=module', '-e', `
-    import { connect } from '@nats-io/transport-node';
-    const nc = await connect({ servers: ['${server.url}'] });
-    // Replies with the request, or with N zero bytes when the request is the number N (as text).
-    nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data.length > 8 ? m.data : new Uint8Array(Number(new TextDecoder().decode(m.data)))) });
-    await nc.flush(); console.log('echo ready');`], {}, 'echo ready');
-  children.push(echo);
   const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
   const N = quick ? 500 : 2_000;
   const payload = new Uint8Array(64);
