@@ -27,6 +27,7 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, 
 import { StreamEvent } from '../../machines/index.js';
 import type { Logger } from '../log.js';
 import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
+import { WEBHOOK_HEADER } from '../store/event-log.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 
 export const WEBHOOK_CONSUMER = 'af_webhooks';
@@ -63,7 +64,8 @@ class Lane {
 
   constructor(private readonly handle: (id: string, held: Held) => Promise<Outcome>, private readonly log: Logger) {}
 
-  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean): Promise<void> {
+  /** `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane. */
+  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean = () => false): Promise<void> {
     const consumer = await js.consumers.get(stream, consumerName);
     const messages = await consumer.consume({ max_messages: 64 });
     const heartbeat = setInterval(() => {
@@ -75,7 +77,10 @@ class Lane {
       messages.stop();
     };
     this.loop = (async () => {
-      for await (const m of messages) this.accept(m, skip);
+      for await (const m of messages) {
+        if (pass(m)) m.ack();
+        else this.accept(m, skip);
+      }
     })().catch((e: unknown) => this.log.error({ event: 'webhook_loop_failed', consumer: consumerName, err: e }));
   }
 
@@ -159,7 +164,8 @@ export class WebhookDispatcher {
     const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: webhookRetrySubject('*') });
     for (const [subject, n] of Object.entries(info.state.subjects ?? {})) this.retrying.set(subject.slice(webhookRetrySubject('').length), n);
     await this.retry.start(this.js, WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, () => false);
-    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '');
+    // Events published before the header existed have none: those are decoded and checked.
+    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0');
   }
 
   private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: Record<string, unknown>): Promise<void> {

@@ -4,11 +4,19 @@
  * server drops a republished duplicate.
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { headers } from '@nats-io/transport-node';
 import { StreamEvent } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { EVENTS_STREAM } from './buckets.js';
 
 export const eventSubject = (customerId: string, activeflowId: string): string => `activeflow.events.${customerId}.${activeflowId}`;
+
+/**
+ * On every event: `1` when its activeflow has a webhook_uri, else `0`. The webhook deliverer reads
+ * every event of the stream, and without this header it had to decode and validate each one to
+ * find the few it delivers (7% of a node's CPU under load with no webhooks at all).
+ */
+export const WEBHOOK_HEADER = 'Activeflow-Webhook';
 
 export class EventLog {
   constructor(
@@ -20,7 +28,9 @@ export class EventLog {
   async publish(customerId: string, activeflowId: string, events: readonly StreamEvent[]): Promise<void> {
     const subject = eventSubject(customerId, activeflowId);
     for (const event of events) {
-      await this.js.publish(subject, encodeJson(event), { msgID: `${activeflowId}:${event.seq}` });
+      const h = headers();
+      h.set(WEBHOOK_HEADER, event.data.webhook_uri === '' ? '0' : '1');
+      await this.js.publish(subject, encodeJson(event), { msgID: `${activeflowId}:${event.seq}`, headers: h });
     }
   }
 

@@ -70,6 +70,23 @@ describe('webhook delivery', () => {
     expect(fast).not.toBe(slow);
   }, 30_000);
 
+  it('marks each event with whether it has a webhook; an unmarked one (from an older node) is still decoded and delivered', async () => {
+    const { jetstream } = await import('@nats-io/jetstream');
+    const { randomUUID } = await import('node:crypto');
+    const jsm = await jetstream(nc).jetstreamManager();
+    const hooked = await run('/marked', 1);
+    const plain = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', actions: [{ type: 'block' }], execute: true });
+    const header = async (id: string) => (await jsm.streams.getMessage('ACTIVEFLOW_EVENTS', { last_by_subj: `activeflow.events.${CUSTOMER}.${id}` }))!.header?.get('Activeflow-Webhook');
+    expect(await header(hooked)).toBe('1');
+    expect(await header(plain.id)).toBe('0');
+    const [first] = (await client.history(hooked)).events;
+    const legacyId = randomUUID();
+    const legacy = { ...first!, data: { ...first!.data, id: legacyId, webhook_uri: `${base}/legacy` } };
+    await jetstream(nc).publish(`activeflow.events.${CUSTOMER}.${legacyId}`, JSON.stringify(legacy)); // no header
+    await expect.poll(() => delivered('/legacy').map((h) => h.id), { timeout: 10_000 }).toEqual([legacyId]);
+    await client.stop(plain.id);
+  }, 30_000);
+
   it('gives an undeliverable event up after WEBHOOK_GIVE_UP_MS, and delivers the ones after it in order', async () => {
     refuseType.set('/picky', 'activeflow_created');
     const want = (await typesOf(await run('/picky', 2))).slice(1);
