@@ -4,8 +4,17 @@
  */
 import { ActiveflowActor, type ActorDeps } from './activeflow-actor.js';
 
+/**
+ * How many passivated activeflows' customers are remembered (about 200 bytes each): fair admission
+ * keys a request by its customer, and a request that names none (a call service's `next`) would
+ * otherwise share one queue for every customer until its activeflow is loaded again.
+ */
+export const REMEMBERED_CUSTOMERS = 50_000;
+
 export class ActorRegistry {
   private readonly actors = new Map<string, ActiveflowActor>();
+  /** Customers of activeflows passivated here, oldest first. */
+  private readonly passivated = new Map<string, string>();
 
   constructor(
     private readonly deps: ActorDeps,
@@ -22,9 +31,9 @@ export class ActorRegistry {
     return actor;
   }
 
-  /** The customer of a resident activeflow, if this node has it in memory. */
+  /** The customer of an activeflow resident here, or passivated here not long ago. */
   customerOf(id: string): string | undefined {
-    return this.actors.get(id)?.customerId;
+    return this.actors.get(id)?.customerId ?? this.passivated.get(id);
   }
 
   /** Forgets idle actors; returns how many went. A busy actor is never passivated. */
@@ -34,6 +43,12 @@ export class ActorRegistry {
       if (actor.busy) continue;
       if (!actor.usable || nowMs - actor.lastUsedMs >= this.passivateAfterMs) {
         this.actors.delete(id);
+        const customer = actor.customerId;
+        if (customer !== undefined) {
+          this.passivated.delete(id); // re-inserted as the newest
+          this.passivated.set(id, customer);
+          if (this.passivated.size > REMEMBERED_CUSTOMERS) this.passivated.delete(this.passivated.keys().next().value!);
+        }
         this.deps.store.forget(id);
         if (actor.resident) n++;
       }
@@ -49,6 +64,7 @@ export class ActorRegistry {
       this.actors.delete(id);
       this.deps.store.forget(id);
     }
+    for (const id of this.passivated.keys()) if (belongs(id)) this.passivated.delete(id); // no longer asked here
   }
 
   get residentCount(): number {

@@ -62,3 +62,18 @@ describe('fair admission', () => {
     expect(figures.quiet_during_flood_p99_ms).toBeLessThan(figures.flood_p50_ms);
   }, 60_000);
 });
+
+describe('fair admission: whose request', () => {
+  it('a request naming no customer, to an activeflow passivated here, still counts as its customer\'s', async () => {
+    const af = await env.client.createActiveflow({ customer_id: QUIET, reference_type: 'call', actions: talks(3) });
+    expect(env.node.registry.customerOf(af.id)).toBe(QUIET);
+    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    expect(env.node.residentActors).toBe(0);
+    expect(env.node.registry.customerOf(af.id)).toBe(QUIET); // `next` has no customer_id: this is its key
+    await env.client.next(af.id, af.current_action.id); // loaded again: resident, and still known
+    expect(env.node.registry.customerOf(af.id)).toBe(QUIET);
+    // Handed to another node: forgotten here.
+    await env.node.registry.release((id) => id === af.id);
+    expect(env.node.registry.customerOf(af.id)).toBeUndefined();
+  });
+});
