@@ -6,14 +6,15 @@
  * any end. The limit is its flow's `max_idle_seconds` if set, capped by the deployment's ceiling
  * (MAX_IDLE_SECONDS); with neither, it is never timed out.
  *
- * The sweep reads snapshots without loading actors, so it does not fill memory with the idle
- * activeflows it checks; it is sequential and paced, a background chore.
+ * The sweep reads each owned shard's snapshots in one pass and only the fields it needs, without
+ * loading actors, so it does not fill memory with the idle activeflows it checks; only one past its
+ * limit is loaded, by its actor, which checks again. It is sequential, a background chore.
  */
 import type { ActorRegistry } from '../../actors/index.js';
-import { NIL, type Activeflow } from '../../machines/index.js';
+import { NIL } from '../../machines/index.js';
 import type { Logger } from '../log.js';
 import type { FlowStore } from '../store/flow-store.js';
-import type { SnapshotStore } from '../store/snapshot-store.js';
+import type { RunningSummary, SnapshotStore } from '../store/snapshot-store.js';
 
 export interface WatchdogDeps {
   snapshots: SnapshotStore;
@@ -29,7 +30,7 @@ export interface WatchdogDeps {
 }
 
 /** When an activeflow last changed (ms). */
-export const lastChangeMs = (af: Activeflow): number => Date.parse(af.tm_update ?? af.tm_create);
+export const lastChangeMs = (af: Pick<RunningSummary, 'tm_create' | 'tm_update'>): number => Date.parse(af.tm_update ?? af.tm_create);
 
 export class IdleWatchdog {
   private timer: NodeJS.Timeout | null = null;
@@ -49,7 +50,7 @@ export class IdleWatchdog {
   /** One pass over the owned shards. */
   async sweep(): Promise<void> {
     const flowLimits = new Map<string, number>(); // per sweep: a flow's limit may change
-    const limitOf = async (af: Activeflow): Promise<number> => {
+    const limitOf = async (af: RunningSummary): Promise<number> => {
       let flowMs = 0;
       if (af.flow_id !== NIL) {
         if (!flowLimits.has(af.flow_id)) flowLimits.set(af.flow_id, ((await this.deps.flows.get(af.flow_id, af.customer_id))?.flow.max_idle_seconds ?? 0) * 1000);
@@ -60,11 +61,10 @@ export class IdleWatchdog {
     };
     for (const shard of this.deps.ownedShards()) {
       if (this.stopped) return;
-      for (const id of await this.deps.snapshots.runningIdsOfShard(shard)) {
+      for (const af of await this.deps.snapshots.runningSummaries(shard)) {
         if (this.stopped || !this.deps.owns(shard)) break;
-        const stored = await this.deps.snapshots.load(id);
-        const af = stored?.state.activeflow;
-        if (af === undefined || af.status !== 'running') continue;
+        if (af.status !== 'running') continue;
+        const id = af.id;
         const limit = await limitOf(af);
         if (Date.now() - lastChangeMs(af) <= limit) continue;
         // The actor checks again inside its mailbox: a move that came meanwhile keeps it alive.

@@ -10,7 +10,7 @@ import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import { decodeJson, encodeJson } from './codec.js';
 import type { HistoryChunks } from './history-chunks.js';
-import { liveKeys, purgeKeys } from './kv-keys.js';
+import { liveKeys, purgeKeys, valuesNow } from './kv-keys.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
 import type { StackLists } from './stack-lists.js';
 
@@ -31,6 +31,8 @@ interface AsideMarks {
 }
 
 export type Revision = number & { readonly __brand: 'Revision' };
+
+export type RunningSummary = Pick<EngineState['activeflow'], 'id' | 'customer_id' | 'flow_id' | 'status' | 'tm_create' | 'tm_update'>;
 
 export type StoredActiveflow =
   | { kind: 'running'; snapshot: Snapshot<unknown>; state: EngineState; revision: Revision }
@@ -151,6 +153,21 @@ export class SnapshotStore {
     } catch (err) {
       if (!isRevisionConflict(err)) throw err; // a concurrent write: the writer's revision moved on anyway
     }
+  }
+
+  /**
+   * What a background check needs of each running activeflow of a shard, read in one pass (no read
+   * per activeflow, no history or list read back, no validation): for sweeps that act on few of
+   * them, through the actor, which loads and checks the activeflow properly.
+   */
+  async runningSummaries(shard: number): Promise<RunningSummary[]> {
+    const out: RunningSummary[] = [];
+    for (const [key, value] of await valuesNow(this.running, `${shard}.*`)) {
+      const af = (decodeJson(value) as { context?: { activeflow?: Partial<RunningSummary> } }).context?.activeflow;
+      if (af?.id === undefined || af.status === undefined || af.tm_create === undefined) continue;
+      out.push({ id: key.slice(key.indexOf('.') + 1), customer_id: af.customer_id ?? '', flow_id: af.flow_id ?? '', status: af.status, tm_create: af.tm_create, tm_update: af.tm_update ?? null });
+    }
+    return out;
   }
 
   /** Ids of the running activeflows of one shard (a listing filtered by the server). */
