@@ -1,4 +1,5 @@
 import type { KV, KvWatchEntry } from '@nats-io/kv';
+import { withTimeout } from '../cluster/async-limits.js';
 import type { Bucket } from '@nats-io/kv';
 
 /**
@@ -35,7 +36,12 @@ type Entry = Pick<KvWatchEntry, 'key' | 'value' | 'operation'>;
 async function replay(kv: KV, filter: string, headersOnly: boolean, timeoutMs: number, each: (e: Entry) => void): Promise<void> {
   const waiting = new Set(await keysNow(kv, filter));
   if (waiting.size === 0) return;
-  const watch = await kv.watch({ key: filter, headers_only: headersOnly });
+  // While a server of a cluster is down, some consumer creations hang (NATS-FACTS): bounded too.
+  const opening = kv.watch({ key: filter, headers_only: headersOnly });
+  const watch = await withTimeout(opening, timeoutMs, `reading ${filter}`).catch((e: unknown) => {
+    void opening.then((w) => w.stop(), () => undefined); // if it opens after all, it is not leaked
+    throw e;
+  });
   let late = false;
   const timer = setTimeout(() => {
     late = true;
