@@ -12,7 +12,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { describeIssues, Uuid } from '../../machines/index.js';
+import { describeIssues, Uuid, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
@@ -163,10 +163,11 @@ const ROUTES: readonly Route[] = [
     method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/history$`), query: HistoryQuery, handle: async (c) => {
       const q = c.query as z.output<typeof HistoryQuery>;
       const id = pathId(c.params[0]!, 'an activeflow');
-      const page = await c.client.call<{ events: unknown[]; next_from_seq?: number }>(`activeflow.v1.${id}.history`, {
+      const page = await c.client.call<{ events: StreamEvent[]; next_from_seq?: number }>(`activeflow.v1.${id}.history`, {
         customer_id: c.customer, ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }), limit: q.limit ?? 100,
       });
-      return { body: page };
+      // Each event's activeflow in the REST form, as GET and the WebSocket give it.
+      return { body: { ...page, events: page.events.map((e) => ({ ...e, data: restActiveflow(e.data) })) } };
     },
   },
   {

@@ -129,6 +129,7 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
     const events = history['events'] as { seq: number; type: string; data: Record<string, unknown> }[];
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
     expect(events[0]!.type).toBe('activeflow_created');
+    for (const e of events) conforms('FlowManagerActiveflow', e.data); // each event's activeflow in VoIPBIN's form
     const later = await json(await api(`/v1.0/activeflows/${id}/history?from_seq=2`));
     expect((later['events'] as { seq: number }[])[0]!.seq).toBe(2);
 
