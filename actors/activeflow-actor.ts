@@ -453,6 +453,12 @@ export class ActiveflowActor {
     const { state } = stored;
     this.knowCustomer(state.activeflow.customer_id);
     const lastSeq = await this.deps.events.lastSeq(state.activeflow.customer_id, this.id);
+    // A transition's fire-and-forget effects start only after its events are out: if those events
+    // never reached the stream, its effects never started either, and they start now. (After the
+    // events, a crash can still fall between them and the effects: that window is a few lines of
+    // synchronous code, not a round trip.)
+    const unstarted = state.outbox.events.length > 0 && state.outbox.events.every((e) => e.seq > lastSeq)
+      && state.outbox.effects.some((e) => !e.await && e.type !== 'start_child');
     if (lastSeq < state.seq) {
       const missing = materializeEvents(state).filter((e) => e.seq > lastSeq);
       if (missing.length === 0 || missing[0]!.seq !== lastSeq + 1) {
@@ -460,6 +466,10 @@ export class ActiveflowActor {
       }
       await this.deps.events.publish(state.activeflow.customer_id, this.id, missing);
       this.log.info({ event: 'events_republished', from_seq: lastSeq + 1, to_seq: state.seq });
+    }
+    if (unstarted) {
+      this.launchEffects(state); // the awaited one, if any, is resumed below with its cycle
+      this.log.info({ event: 'effects_restarted', seq: state.seq }, 'the last change\'s fire-and-forget effects had not started: started now');
     }
     if (stored.kind === 'ended') {
       this.mode = { kind: 'ended', state, revision: stored.revision };

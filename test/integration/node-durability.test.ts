@@ -142,6 +142,49 @@ describe('recovery of what a crash leaves half done', () => {
     expect((await client.get(af.id)).execute_count).toBe(2);
   }, 30_000);
 
+  it('starts the fire-and-forget effects of a change that was stored but not published, once', async () => {
+    const { createServer } = await import('node:http');
+    let posts = 0;
+    const http = createServer((req, res) => {
+      posts++;
+      req.resume();
+      res.end('ok');
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => http.close(() => r())));
+    const uri = `http://127.0.0.1:${(http.address() as { port: number }).port}/hook`;
+    const { server, client } = await setup();
+    let node: ActiveflowNode = await startNode(server);
+    const af = await client.createActiveflow({
+      customer_id: CUSTOMER, reference_type: 'call',
+      actions: [{ type: 'answer' }, { type: 'webhook_send', option: { sync: false, uri, method: 'POST', data_type: 'application/json', data: '{"n":1}' } }, { type: 'talk' }],
+    });
+    await client.next(af.id, af.current_action.id); // answer
+    await node.stop();
+
+    // Play the dead node: the next `next` (webhook_send, then talk) is stored, then the node dies
+    // before its events and its effect went out.
+    const { nc, store } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    const stored = await store.load(af.id);
+    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
+    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: stored.state });
+    actor.start();
+    actor.send({ type: 'next', request_id: 'dead', now: '2026-11-27T10:00:00.000000Z', entropy: 'dead-node', current_action_id: stored.state.activeflow.current_action.id });
+    expect(actor.getSnapshot().context.outbox.effects.map((e) => [e.type, e.await])).toEqual([['http_request', false]]);
+    await store.update(af.id, actor.getPersistedSnapshot(), stored.revision);
+    expect(posts).toBe(0);
+
+    node = await startNode(server); // recovery: the events go out, and the webhook with them
+    cleanups.push(() => node.stop());
+    await expect.poll(() => posts, { timeout: 5_000 }).toBe(1);
+    await node.stop();
+    node = await startNode(server); // its events are out now: nothing is sent twice
+    expect((await client.get(af.id)).current_action.type).toBe('talk');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(posts).toBe(1);
+  }, 30_000);
+
   it('finishes an end that stopped between the ended record and the running key removal', async () => {
     const { server, client } = await setup();
     const node = await startNode(server);
