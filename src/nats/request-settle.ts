@@ -8,9 +8,9 @@
  * under load. Here `cancel` rejects with one shared Error instead; an unanswered request still ends
  * with its own TimeoutError or the error that ended it, which `resolver` passes in.
  *
- * The patch touches the client's internals (`timer`, `mux`, `deferred`), so it checks they are
- * there and leaves the client alone otherwise; test/integration/request-settle.test.ts checks
- * that answers, timeouts, no-responders and closed connections still behave.
+ * The patch relies on the pinned version's internals (`timer`, `mux`, `deferred`): an upgrade must
+ * run test/integration/request-settle.test.ts, which checks that answers, timeouts, no-responders
+ * and closed connections still behave.
  */
 import { RequestError, RequestOne } from '@nats-io/nats-core/internal';
 
@@ -26,7 +26,7 @@ let applied = false;
 export function applyRequestSettleFix(): boolean {
   if (applied) return true;
   const proto = RequestOne.prototype as unknown as { cancel(err?: Error): void };
-  if (typeof proto.cancel !== 'function' || proto.cancel.length > 1) return false;
+  if (typeof proto.cancel !== 'function') return false;
   proto.cancel = function cancel(this: Internals, err?: Error): void {
     this.timer?.cancel();
     this.mux.cancel(this);
