@@ -32,9 +32,12 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
 
 /**
  * Encoded replies of immutable values (an activeflow is a new object after every change), so
- * polling an unchanged activeflow does not encode it again. Weak: it never keeps a value alive.
+ * polling an unchanged activeflow does not encode it again. Bounded to the most recent ones: a
+ * cache per value (it was a WeakMap) kept every resident activeflow's last reply, 4.5 KB each, for
+ * as long as the activeflow sat unchanged in memory.
  */
-const encoded = new WeakMap<object, Uint8Array>();
+const ENCODED_REPLIES = 1_024;
+const encoded = new Map<object, Uint8Array>();
 
 export function respondOk(msg: ServiceMsg | Msg, value: unknown): void {
   if (value === null || typeof value !== 'object') {
@@ -45,6 +48,7 @@ export function respondOk(msg: ServiceMsg | Msg, value: unknown): void {
   if (bytes === undefined) {
     bytes = encodeJson(value);
     encoded.set(value, bytes);
+    if (encoded.size > ENCODED_REPLIES) encoded.delete(encoded.keys().next().value!);
   }
   msg.respond(bytes);
 }

@@ -30,7 +30,26 @@ export class FlowLimitExceeded extends Error {
   override readonly name = 'FlowLimitExceeded';
 }
 
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Parsed flows kept per node: the most used ones, each valid for one stored revision. */
+const PARSED_FLOWS = 1_000;
+
 export class FlowStore {
+  /**
+   * The last parsed form of each recently read flow, by key, with the revision it was read at. Every
+   * activeflow created from one revision of a flow then shares that flow's (immutable) actions as
+   * its main stack, instead of holding a copy of its own, and a create skips the flow's
+   * validation: most of a node's memory per live activeflow was its copy of the flow's actions.
+   */
+  private readonly parsed = new Map<string, { revision: number; flow: Flow }>();
+
   constructor(
     private readonly kv: KV,
     private readonly maxFlowsPerCustomer = 10_000,
@@ -59,9 +78,15 @@ export class FlowStore {
       if (index === null || index.operation !== 'PUT') return null;
       customer = (decodeJson(index.value) as { customer_id: string }).customer_id;
     }
-    const entry = await this.kv.get(`${customer}.${id}`);
+    const key = `${customer}.${id}`;
+    const entry = await this.kv.get(key);
     if (entry === null || entry.operation !== 'PUT') return null;
-    const flow = Flow.parse(decodeJson(entry.value));
+    const known = this.parsed.get(key);
+    // Frozen: shared by every activeflow made from it, it must never be changed in place.
+    const flow = known?.revision === entry.revision ? known.flow : deepFreeze(Flow.parse(decodeJson(entry.value)));
+    this.parsed.delete(key); // re-inserted as the most recently used
+    this.parsed.set(key, { revision: entry.revision, flow });
+    if (this.parsed.size > PARSED_FLOWS) this.parsed.delete(this.parsed.keys().next().value!);
     return flow.tm_delete === null ? { flow, revision: entry.revision } : null;
   }
 
