@@ -6,6 +6,7 @@
 import type { KV } from '@nats-io/kv';
 import { Flow, idSource, NIL, prepareActions, type ActionInput } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
+import { deepFreeze } from './deep-freeze.js';
 import { liveKeys } from './kv-keys.js';
 
 export interface FlowDraft {
@@ -28,14 +29,6 @@ export interface FlowPatch {
 
 export class FlowLimitExceeded extends Error {
   override readonly name = 'FlowLimitExceeded';
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 /** Parsed flows kept per node: the most used ones, each valid for one stored revision. */

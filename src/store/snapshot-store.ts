@@ -63,6 +63,9 @@ export class SnapshotStore {
     // The actor restores from the validated context, so defaults for fields that older snapshots
     // lack are filled in.
     const state = EngineState.parse((snapshot as unknown as { context: unknown }).context);
+    if (this.aside !== null) {
+      for (const stack of Object.values(state.activeflow.stack_map)) stack.actions = this.aside.stacks.intern(stack.actions);
+    }
     return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision: runningEntry.revision as Revision };
   }
 

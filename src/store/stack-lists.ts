@@ -15,6 +15,7 @@ import type { Snapshot } from 'xstate';
 import type { Action, Stack } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { contentHash } from './content-hash.js';
+import { deepFreeze } from './deep-freeze.js';
 
 /** Shorter lists stay inline: their own write would cost more than it saves. */
 export const MIN_ACTIONS = 8;
@@ -38,7 +39,32 @@ export class StackLists {
    */
   private readonly hashes = new WeakMap<readonly Action[], string>();
 
+  /**
+   * One copy of each list among the activeflows in memory: activeflows of one flow, loaded again
+   * after a restart or a passivation, share their main stack's actions as they did when created
+   * (FlowStore). Weak: a list goes once no activeflow holds it.
+   */
+  private readonly shared = new Map<string, WeakRef<Action[]>>();
+  private readonly unshare = new FinalizationRegistry<string>((hash) => {
+    if (this.shared.get(hash)?.deref() === undefined) this.shared.delete(hash);
+  });
+
   constructor(private readonly kv: KV) {}
+
+  /** The one shared, frozen copy of a list equal to `actions` (short lists are left as they are). */
+  intern(actions: Action[]): Action[] {
+    if (actions.length < MIN_ACTIONS) return actions;
+    const hash = this.hashes.get(actions) ?? contentHash(JSON.stringify(actions));
+    return this.shared.get(hash)?.deref() ?? this.share(actions, hash);
+  }
+
+  private share(actions: Action[], hash: string): Action[] {
+    deepFreeze(actions);
+    this.hashes.set(actions, hash);
+    this.shared.set(hash, new WeakRef(actions));
+    this.unshare.register(actions, hash);
+    return actions;
+  }
 
   /** The snapshot to store: long lists written first (once each), then named instead of copied. */
   async split(snapshot: Snapshot<unknown>): Promise<Snapshot<unknown>> {
@@ -55,7 +81,9 @@ export class StackLists {
       if (hash === undefined) {
         json = JSON.stringify(stack.actions);
         hash = contentHash(json);
-        this.hashes.set(stack.actions, hash);
+        // The copy later loads will share (a flow's actions, as FlowStore shares them at creation).
+        if (this.shared.get(hash)?.deref() === undefined) this.share(stack.actions, hash);
+        else this.hashes.set(stack.actions, hash);
       }
       const key = `${af.id}.s.${hash}`;
       if (known === undefined) this.stored.set(af.id, (known = new Set()));

@@ -67,6 +67,21 @@ describe('stack action lists stored aside', () => {
     expect(await keysNow(storage.running, store.runningKey(af.id))).toEqual([]); // nor its running key's marker
   });
 
+  it('activeflows of one flow share one copy of its actions in memory, when created and when loaded again', async () => {
+    const flow = await env.client.createFlow({ customer_id: CUSTOMER, actions: talks(12, 'shared') });
+    const [a, b] = await Promise.all([0, 1].map(() => env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', flow_id: flow.id })));
+    const mainOf = (id: string) => Object.values(env.node.registry.get(id).state()!.activeflow.stack_map)[0]!.actions;
+    expect(mainOf(a!.id)).toBe(mainOf(b!.id));
+    for (const af of [a!, b!]) await env.client.next(af.id, af.current_action.id); // stored aside
+    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await Promise.all([a!, b!].map((af) => env.client.get(af.id))); // loaded again, each from its own list
+    expect(mainOf(a!.id)).toBe(mainOf(b!.id));
+    const c = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', flow_id: flow.id });
+    expect(mainOf(c.id)).toBe(mainOf(a!.id)); // the same copy as before the reload: one per node
+    expect(Object.isFrozen(mainOf(a!.id)[0])).toBe(true); // shared, so never changed in place
+    expect(mainOf(a!.id).map((x) => x.id)).toEqual(flow.actions.map((x) => x.id));
+  });
+
   it('a snapshot whose list is gone does not load as something else: the request fails and says so', async () => {
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: talks(10, 'lost') });
     await env.client.next(af.id, af.current_action.id);
