@@ -125,18 +125,20 @@ export class SnapshotStore {
   async deleteRunning(id: string, revision: Revision): Promise<void> {
     try {
       const last = await this.running.get(this.runningKey(id));
+      if (this.aside !== null && last !== null && last.operation === 'PUT') {
+        // What was stored aside goes first, in one purge that leaves no delete marker (a marker per
+        // key would grow the bucket for ever). Safe before the running key: with the ended record
+        // written, a load reads that record and never this snapshot. If the purge fails, the end
+        // fails here and its retry purges again; done after the delete, nothing would retry it.
+        const marks = decodeJson(last.value) as AsideMarks;
+        if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
+        this.forget(id);
+      }
       await this.running.delete(this.runningKey(id), { previousSeq: revision });
       // The delete is the revision-checked step; its marker would then stay in af_running for
       // ever, one per activeflow that ever ran (and every key listing would walk them all). An id
       // is never used again, so the marker goes too. If that purge fails, a marker is all that is left.
       await purgeKeys(this.running, this.runningKey(id)).catch(() => undefined);
-      if (this.aside !== null && last !== null && last.operation === 'PUT') {
-        // The ended record holds the whole activeflow now: what was stored aside can go, in one
-        // purge that leaves no delete marker behind (a marker per key would grow the bucket forever).
-        const marks = decodeJson(last.value) as AsideMarks;
-        this.forget(id);
-        if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
-      }
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });
       throw e;
