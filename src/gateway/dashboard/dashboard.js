@@ -58,7 +58,10 @@ async function refreshCluster() {
   }
 }
 
+let customersAllowed = true; // a customer's key gets 403 once, and is not asked again
+
 async function refreshCustomers() {
+  if (!customersAllowed) return;
   try {
     const c = await api('/v1.0/cluster/customers');
     $('customers-section').hidden = false;
@@ -79,7 +82,10 @@ async function refreshCustomers() {
     }));
   } catch (e) {
     // A customer's key sees its own activeflows only: the cross-customer table is not for it.
-    if (e.status === 403) $('customers-section').hidden = true;
+    if (e.status === 403) {
+      customersAllowed = false;
+      $('customers-section').hidden = true;
+    }
     else $('customers-note').textContent = `(${e.message})`;
   }
 }
@@ -158,6 +164,7 @@ function openSocket() {
 
 function start() {
   for (const t of timers) clearInterval(t);
+  customersAllowed = true;
   sessionStorage.setItem('activeflow-key', key);
   sessionStorage.setItem('activeflow-customer', customer);
   socket?.ws.close();
