@@ -7,13 +7,14 @@ import { QUOTA_FLAGS, quotasCommand } from './quotas-command.js';
 import { gatewayCommand } from './gateway-command.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
+import { customersCommand } from './customers-command.js';
 import { simulateCallsCommand } from './simulate-calls-command.js';
 import { simulateCommand } from './simulate-command.js';
 import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, quotasCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, quotasCommand, customersCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {

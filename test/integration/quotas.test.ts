@@ -156,6 +156,14 @@ describe('quotas per customer', () => {
     for (const body of [{ limit: 0 }, { limit: 1001 }, { limit: 'ten' }, { customer_id: a }]) {
       await expect(env.client.call(SUBJECTS.adminCustomers, body)).rejects.toMatchObject({ code: 'invalid_argument' });
     }
+    // The CLI: a table, busiest first, and a bad limit refused before anything is sent.
+    const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
+    const cli = (...args: string[]) => promisify(execFile)(process.execPath, [BIN, 'customers', ...args], { env: { ...process.env, NATS_URL: env.server.url } });
+    const out = (await cli('--limit', '1000')).stdout;
+    expect(out).toMatch(new RegExp(`${a}\\s+3\\n`));
+    expect(out).toMatch(/\d+ running, \d+ customers/);
+    expect(JSON.parse((await cli('--json', '--limit', '1')).stdout).customers).toHaveLength(1);
+    expect(await cli('--limit', '0').catch((e: { code: number; stderr: string }) => e)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--limit takes a whole number from 1 to 1000/) });
   });
 
   it('bad quota requests are refused and change nothing', async () => {
