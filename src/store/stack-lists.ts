@@ -116,9 +116,7 @@ export class StackLists {
     await Promise.all(Object.entries(refs).map(async ([stackId, key]) => {
       const e = await this.kv.get(key);
       if (e === null || e.operation !== 'PUT') throw new Error(`the action list ${key} of stack ${stackId} is missing`);
-      const actions = decodeJson(e.value) as Action[];
-      this.hashes.set(actions, key.slice(key.lastIndexOf('.') + 1));
-      stacks[stackId] = { ...stacks[stackId]!, actions };
+      stacks[stackId] = { ...stacks[stackId]!, actions: decodeJson(e.value) as Action[] };
     }));
     const { af_stack_lists: _r, af_aside: _a, ...rest } = s;
     return { ...rest, context: { ...s.context, activeflow: { ...af, stack_map: stacks } } } as unknown as Snapshot<unknown>;
