@@ -1,6 +1,7 @@
-import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { Bucket, KV, KvWatchEntry } from '@nats-io/kv';
 import { withTimeout } from '../cluster/async-limits.js';
-import type { Bucket } from '@nats-io/kv';
+
+type Entry = Pick<KvWatchEntry, 'key' | 'value' | 'operation'>;
 
 /**
  * The keys of a bucket that match `filter` (a KV key pattern such as `node.*`), as one answer from
@@ -10,8 +11,9 @@ import type { Bucket } from '@nats-io/kv';
  * heartbeat: with keys rewritten while it walks (leases renewed every TTL/3), a walk measured here
  * ran on for seconds delivering the rewrites, and one in CI under load ended without the live nodes
  * (a drain was refused for "no other node"). The stream info with a subject filter is one snapshot,
- * taken by the stream's leader, of the subjects that hold a message: it cannot miss or repeat a key. A deleted key still has its
- * delete marker: callers read each key and skip the ones that are not a PUT.
+ * taken by the stream's leader, of the subjects that hold a message: it cannot miss or repeat a
+ * key. A deleted key still has its delete marker: callers read each key and skip the ones that are
+ * not a PUT (or use `liveKeys`).
  */
 export async function keysNow(kv: KV, filter: string): Promise<string[]> {
   const bucket = kv as Bucket;
@@ -31,8 +33,6 @@ export async function keysNow(kv: KV, filter: string): Promise<string[]> {
  * and come again only after the replay looked finished (measured: 49 of 50 keys, now and then,
  * under rewrites).
  */
-type Entry = Pick<KvWatchEntry, 'key' | 'value' | 'operation'>;
-
 async function replay(kv: KV, filter: string, headersOnly: boolean, timeoutMs: number, each: (e: Entry) => void): Promise<void> {
   const waiting = new Set(await keysNow(kv, filter));
   if (waiting.size === 0) return;
