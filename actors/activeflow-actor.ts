@@ -110,6 +110,8 @@ export class ActiveflowActor {
   private unpublished: { customerId: string; events: StreamEvent[] } | null = null;
   /** An end whose events are not out yet: its running key is deleted once they are. */
   private endPending: Revision | null = null;
+  /** The wait before the next retry of an end that could not finish (doubles, at most 30 s). */
+  private endRetryMs = 0;
   private requestCounter = 0;
   lastUsedMs: number;
   /** Made on first use: most activeflows never log, and two child loggers each were ~5% of their memory. */
@@ -365,6 +367,7 @@ export class ActiveflowActor {
       // in the mailbox; until it is done the running key stays, so recovery finds and finishes it.
       this.endPending = mode.revision;
       if (this.unpublished === null) void this.enqueue(() => this.completeEnd()).catch(() => undefined);
+      else this.retryEndLater(); // its events first, then the rest
       this.log.debug({ event: 'activeflow_ended', end_reason: state.activeflow.end_reason });
       return state;
     }
@@ -377,7 +380,8 @@ export class ActiveflowActor {
   /**
    * The last steps of an end, once its events are out: the index, the on_complete children
    * (created and executed), then the running key goes. Each step may be repeated safely; if one
-   * fails, the end stays pending and is finished by the next request or the next load.
+   * fails, the end stays pending and is finished by a retry (retryEndLater), the next request or the
+   * next load, whichever comes first.
    */
   private async completeEnd(): Promise<void> {
     const runningRevision = this.endPending;
@@ -404,7 +408,30 @@ export class ActiveflowActor {
         return;
       }
       this.log.warn({ event: 'end_incomplete', err: e }, 'the end of this activeflow will be finished later');
+      this.retryEndLater();
     }
+  }
+
+  /**
+   * An ended activeflow is rarely asked again, so a failed last step of its end (NATS unreachable
+   * for a moment) is retried on its own, with backoff, rather than wait for a request or a reload.
+   * Every step may be repeated, and the running key's removal is revision-checked, so a retry after
+   * the shard moved away is refused rather than wrong.
+   */
+  private retryEndLater(): void {
+    this.endRetryMs = Math.min(Math.max(this.endRetryMs * 2, 250), 30_000);
+    const timer = setTimeout(() => {
+      if (this.endPending === null || this.mode.kind !== 'ended') return;
+      void this.enqueue(async () => {
+        if (this.unpublished !== null) {
+          const { customerId, events } = this.unpublished;
+          await this.deps.events.publish(customerId, this.id, events);
+          this.unpublished = null;
+        }
+        await this.completeEnd();
+      }).catch(() => this.retryEndLater());
+    }, this.endRetryMs);
+    timer.unref();
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {

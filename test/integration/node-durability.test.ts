@@ -206,6 +206,29 @@ describe('recovery of what a crash leaves half done', () => {
     expect(events.map((e) => e.type).slice(-2)).toEqual(['activeflow_updated', 'activeflow_ended']);
   }, 30_000);
 
+  it('finishes an end whose last step failed on its own, without waiting for a request or a restart', async () => {
+    const { server, client } = await setup();
+    const node = await startNode(server);
+    cleanups.push(() => node.stop());
+    const { nc, storage, store } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    // NATS refuses the removal of the running key once, as during a leader election.
+    const snapshots = (node as unknown as { snapshots: { deleteRunning(id: string, revision: number): Promise<void> } }).snapshots;
+    const original = snapshots.deleteRunning.bind(snapshots);
+    let failures = 1;
+    snapshots.deleteRunning = async (id, revision) => {
+      if (failures-- > 0) throw new Error('no responders available for request');
+      return original(id, revision);
+    };
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    expect((await client.stop(af.id)).status).toBe('ended');
+    await expect.poll(() => failures, { timeout: 5_000 }).toBe(0); // the first attempt, just after the reply, failed
+    expect((await storage.running.get(store.runningKey(af.id)))?.operation).toBe('PUT');
+    // Nobody asks for it again: the retry finishes the end.
+    for (let i = 0; i < 100 && (await storage.running.get(store.runningKey(af.id))) !== null; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await storage.running.get(store.runningKey(af.id))).toBeNull();
+  }, 30_000);
+
   it('starts an on_complete child that a crash after the parent\'s end left unstarted', async () => {
     const { server, client } = await setup();
     let node = await startNode(server);
