@@ -29,9 +29,9 @@ import { NatsCluster } from '../src/nats/nats-cluster.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardOf } from '../src/nats/shard-mapping.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
+import { ACTIVEFLOW } from './processes.js';
 
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
-const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
 const SHARDS = 256;
 /** The node's default lease TTL: a shorter one moves shards when a saturated machine stalls. */
 const TTL_MS = 3_000;
@@ -49,7 +49,7 @@ interface NodeProc {
 }
 
 async function startNode(urls: readonly string[], id: string, env: Record<string, string> = {}): Promise<NodeProc> {
-  const child = spawn(process.execPath, [BIN, 'node'], {
+  const child = spawn(process.execPath, [...ACTIVEFLOW, 'node'], {
     env: {
       ...process.env, NATS_URL: urls.join(','), NODE_ID: id, LEASE_TTL_MS: String(TTL_MS), SHARD_LEASES: '1', LOG_LEVEL: 'info',
       NATS_SYSTEM_USER: 'system', NATS_SYSTEM_PASSWORD: 'system-dev-only',

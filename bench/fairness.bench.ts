@@ -13,9 +13,8 @@ import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
-import { spawnAndWait } from './processes.js';
+import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 
-const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
 const quick = process.argv.includes('--quick');
 const FLOOD_SECONDS = quick ? 3 : 6;
 const FLOODERS = 800;
@@ -39,7 +38,7 @@ async function quiet(client: ActiveflowClient, customer: string, until: () => bo
 }
 
 async function scenario(server: NatsServer, label: string, concurrency: number, perCustomer: number): Promise<void> {
-  const node = await spawnAndWait([BIN, 'node'], {
+  const node = await spawnAndWait([...ACTIVEFLOW, 'node'], {
     NATS_URL: server.url, NODE_ID: `fair-${concurrency}-${perCustomer}`, SHARD_LEASES: '0', LOG_LEVEL: 'info', ADMISSION_CONCURRENCY: String(concurrency), ADMISSION_PER_CUSTOMER: String(perCustomer),
     ADMISSION_QUEUE_PER_CUSTOMER: '100000', QUOTA_CREATIONS_PER_SECOND: '100000', QUOTA_CREATION_BURST: '100000',
   }, '"node_serving"');

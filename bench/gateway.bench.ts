@@ -5,7 +5,7 @@
  * everything (load generator included) shares the CPU: the ratio is the figure to read.
  */
 import type { ChildProcess } from 'node:child_process';
-import { spawnAndWait } from './processes.js';
+import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { ActiveflowClient } from '../src/api/client.js';
@@ -16,7 +16,6 @@ import { shardMappingConfig } from '../src/nats/shard-mapping.js';
 import { percentile } from '../src/simulator/call-simulator.js';
 
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
-const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 3 : 8;
 const ACTIVEFLOWS = 200;
@@ -62,9 +61,9 @@ const children: ChildProcess[] = [];
 const nc = await connectNats(server.url, 'bench-gateway');
 try {
   const env = { NATS_URL: server.url, LOG_LEVEL: 'info' };
-  children.push(await spawnAndWait([BIN, 'node'], { ...env, NODE_ID: 'bench-node', SHARD_LEASES: '0' }, '"node_serving"'));
+  children.push(await spawnAndWait([...ACTIVEFLOW, 'node'], { ...env, NODE_ID: 'bench-node', SHARD_LEASES: '0' }, '"node_serving"'));
   const port = await freePort();
-  children.push(await spawnAndWait([BIN, 'gateway'], { ...env, HTTP_PORT: String(port) }, '"gateway_listening"'));
+  children.push(await spawnAndWait([...ACTIVEFLOW, 'gateway'], { ...env, HTTP_PORT: String(port) }, '"gateway_listening"'));
   const client = new ActiveflowClient(nc, { requestTimeoutMs: 5_000, retryForMs: 10_000 });
   const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER, name: 'bench' });
   const ids: string[] = [];

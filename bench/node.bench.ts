@@ -13,7 +13,7 @@
  * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
  */
 import type { ChildProcess } from 'node:child_process';
-import { spawnAndWait } from './processes.js';
+import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
 import { ActiveflowClient } from '../src/api/client.js';
@@ -26,7 +26,6 @@ import { Limits } from '../machines/index.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
 
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
-const BIN = new URL('../bin/activeflow.mjs', import.meta.url).pathname;
 const quick = process.argv.includes('--quick');
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -96,7 +95,7 @@ const children: ChildProcess[] = [];
 try {
   // info level: the readiness line (node_serving) is an info log; nothing else logs per request.
   // One customer plays every caller here: its quotas are raised past what the bench creates.
-  const nodeProc = await spawnAndWait([BIN, 'node'], {
+  const nodeProc = await spawnAndWait([...ACTIVEFLOW, 'node'], {
     NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000),
     QUOTA_RUNNING_ACTIVEFLOWS: '10000000', QUOTA_CREATIONS_PER_SECOND: '10000000', QUOTA_CREATION_BURST: '10000000',
   }, '"node_serving"');

@@ -1,6 +1,12 @@
 /** Child processes for the benchmarks: started, and resolved once they print their readiness line. */
 import { spawn, type ChildProcess } from 'node:child_process';
 
+/**
+ * The command that runs activeflow as every launcher ships it (npm start, deploy/systemd,
+ * deploy/local-cluster, the Dockerfile): Node with a larger young generation.
+ */
+export const ACTIVEFLOW = [process.env['ACTIVEFLOW_NODE_FLAGS'] ?? '--max-semi-space-size=32', new URL('../bin/activeflow.mjs', import.meta.url).pathname].filter((a) => a !== '');
+
 export async function spawnAndWait(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {

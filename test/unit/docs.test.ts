@@ -86,7 +86,7 @@ describe('deploy/ stays true', () => {
     expect(args).toBe('"node", "--metrics", "9464"');
     expect(await help('node')).toContain('--metrics <port>');
     const unit = readFileSync(new URL('../../deploy/systemd/activeflow-node@.service', import.meta.url), 'utf8');
-    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/activeflow\/bin\/activeflow.mjs node$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node --max-semi-space-size=32 \/opt\/activeflow\/bin\/activeflow.mjs node$/m);
     expect(unit).toMatch(/^KillSignal=SIGTERM$/m);
     expect(await help('node')).toMatch(/SIGTERM/);
   });
