@@ -2,6 +2,7 @@
  * The actors of the shards this node owns. A handle exists per activeflow that was asked for;
  * idle ones are passivated (kept only in the store) and rehydrate on their next request.
  */
+import { RecentMap } from '../src/recent-map.js';
 import { ActiveflowActor, type ActorDeps } from './activeflow-actor.js';
 
 /**
@@ -13,8 +14,8 @@ export const REMEMBERED_CUSTOMERS = 50_000;
 
 export class ActorRegistry {
   private readonly actors = new Map<string, ActiveflowActor>();
-  /** Customers of activeflows passivated here, oldest first. */
-  private readonly passivated = new Map<string, string>();
+  /** Customers of activeflows passivated here, the most recent ones. */
+  private readonly passivated = new RecentMap<string, string>(REMEMBERED_CUSTOMERS);
 
   constructor(
     private readonly deps: ActorDeps,
@@ -44,11 +45,7 @@ export class ActorRegistry {
       if (!actor.usable || nowMs - actor.lastUsedMs >= this.passivateAfterMs) {
         this.actors.delete(id);
         const customer = actor.customerId;
-        if (customer !== undefined) {
-          this.passivated.delete(id); // re-inserted as the newest
-          this.passivated.set(id, customer);
-          if (this.passivated.size > REMEMBERED_CUSTOMERS) this.passivated.delete(this.passivated.keys().next().value!);
-        }
+        if (customer !== undefined) this.passivated.set(id, customer);
         this.deps.store.forget(id);
         if (actor.resident) n++;
       }

@@ -62,18 +62,6 @@ async function interleaved<K extends string>(n: number, ops: Record<K, () => Pro
   })) as Record<K, { p50: number; p99: number }>;
 }
 
-async function latencies(n: number, fn: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
-  for (let i = 0; i < 100; i++) await fn(); // warm-up
-  const xs: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await fn();
-    xs.push(performance.now() - t);
-  }
-  xs.sort((a, b) => a - b);
-  return { p50: percentile(xs, 50), p99: percentile(xs, 99) };
-}
-
 /** `concurrency` loops doing `op` back to back for `seconds`: completed operations per second. */
 async function loadFor(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<{ rps: number }> {
   let done = 0;

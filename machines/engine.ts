@@ -21,7 +21,7 @@ import { ActionInputList, EMPTY_ACTION, Flow, toPublicWithoutHistory, type Actio
 import {
   FINISH_ACTION, getAction, getNextAction, insertAfter, isInReturnChain, pushStack, removeStackAndAbove, replaceAction,
 } from './stack-map.js';
-import { emptyOutbox, RECENT_REQUESTS, type CycleVerb, type EngineState, type Outbox, type Pending, type RecentRequest, type ReplyValue } from './state.js';
+import { emptyOutbox, RECENT_REQUESTS, CycleVerb, type EngineState, type Outbox, type Pending, type RecentRequest, type ReplyValue } from './state.js';
 import { completeCountOf, setVariables, substitute, substituteOption } from './variables.js';
 
 /** One transition's working copy. Nested objects of the old state are replaced, never mutated. */
@@ -72,7 +72,7 @@ function replyError(d: Draft, requestId: string, error: EngineError): void {
   remember(d, requestId, { ok: false, error });
 }
 
-const CYCLE_VERBS: ReadonlySet<string> = new Set(['next', 'execute', 'continue']);
+const CYCLE_VERBS: ReadonlySet<string> = new Set(CycleVerb.options);
 
 /**
  * Keeps the answer to a request that carried the caller's id, so a repeat gets it again.

@@ -8,6 +8,7 @@ import type { ServiceMsg } from '@nats-io/services';
 import type { z } from 'zod';
 import { describeIssues } from '../../machines/index.js';
 import { ActiveflowError, isErrorCode, STATUS_BY_CODE } from '../errors.js';
+import { RecentMap } from '../recent-map.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 
 /** Requests larger than this are refused before parsing (NATS itself allows 1 MiB). */
@@ -37,7 +38,7 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
  * as long as the activeflow sat unchanged in memory.
  */
 const ENCODED_REPLIES = 1_024;
-const encoded = new Map<object, Uint8Array>();
+const encoded = new RecentMap<object, Uint8Array>(ENCODED_REPLIES);
 
 export function respondOk(msg: ServiceMsg | Msg, value: unknown): void {
   if (value === null || typeof value !== 'object') {
@@ -48,7 +49,6 @@ export function respondOk(msg: ServiceMsg | Msg, value: unknown): void {
   if (bytes === undefined) {
     bytes = encodeJson(value);
     encoded.set(value, bytes);
-    if (encoded.size > ENCODED_REPLIES) encoded.delete(encoded.keys().next().value!);
   }
   msg.respond(bytes);
 }

@@ -6,6 +6,7 @@
 import type { KV } from '@nats-io/kv';
 import { Flow, idSource, NIL, prepareActions, type ActionInput } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
+import { RecentMap } from '../recent-map.js';
 import { deepFreeze } from './deep-freeze.js';
 import { liveKeys } from './kv-keys.js';
 
@@ -41,7 +42,7 @@ export class FlowStore {
    * its main stack, instead of holding a copy of its own, and a create skips the flow's
    * validation: most of a node's memory per live activeflow was its copy of the flow's actions.
    */
-  private readonly parsed = new Map<string, { revision: number; flow: Flow }>();
+  private readonly parsed = new RecentMap<string, { revision: number; flow: Flow }>(PARSED_FLOWS);
 
   constructor(
     private readonly kv: KV,
@@ -77,9 +78,7 @@ export class FlowStore {
     const known = this.parsed.get(key);
     // Frozen: shared by every activeflow made from it, it must never be changed in place.
     const flow = known?.revision === entry.revision ? known.flow : deepFreeze(Flow.parse(decodeJson(entry.value)));
-    this.parsed.delete(key); // re-inserted as the most recently used
-    this.parsed.set(key, { revision: entry.revision, flow });
-    if (this.parsed.size > PARSED_FLOWS) this.parsed.delete(this.parsed.keys().next().value!);
+    this.parsed.set(key, { revision: entry.revision, flow }); // now the most recently used
     return flow.tm_delete === null ? { flow, revision: entry.revision } : null;
   }
 
