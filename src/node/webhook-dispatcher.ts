@@ -18,10 +18,19 @@
  * In both lanes each activeflow's messages are worked one at a time while different activeflows
  * run side by side; everything held is kept alive with `working()`. Only one node runs this at a
  * time (it holds the `webhooks` lease): two would each get some events of one activeflow and
- * deliver them side by side. If it dies, another takes the lease; what was not acknowledged is
- * redelivered to it after the ack wait, and it learns which activeflows have a backlog in the retry
- * lane from that stream (a work queue keeps exactly the messages not yet acknowledged). A republish
- * repeated after a crash carries the same message id, and the server drops it.
+ * deliver them side by side.
+ *
+ * A change of deliverer keeps each activeflow's order. The server hands out what a deliverer held
+ * unacknowledged before anything new, but only once it is released: at once when that deliverer
+ * stopped cleanly (it naks what it held, and it pulls in bounded fetches, so a stop waits for the
+ * last fetch to end instead of dropping messages still on the wire), and only after the ack wait
+ * when it died. A successor that started at once after a death would send an activeflow's later
+ * events before the earlier ones the dead deliverer held (seen in CI: the `activeflow_ended` first,
+ * the held events after it). So a successor that did not get the lease from a clean release, and
+ * finds messages unacknowledged, waits out the ack wait before it pulls anything. It learns which
+ * activeflows have a backlog in the retry lane from that stream (a work queue keeps exactly the
+ * messages not yet acknowledged). A republish repeated after a crash carries the same message id,
+ * and the server drops it.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
@@ -47,10 +56,27 @@ export interface WebhookOptions {
 }
 
 /**
- * How long the server waits for an ack before it redelivers (what a dead deliverer costs); every
- * message held here is kept alive with `working()` three times per period.
+ * How long the server waits for an ack before it redelivers (what a dead deliverer costs its
+ * successor); every message held here is kept alive with `working()` three times per period.
  */
-const ACK_WAIT_MS = 10_000;
+const ACK_WAIT_MS = 5_000;
+/** Beyond the former deliverer's ack wait, so that the server has released all it held. */
+const RELEASE_MARGIN_MS = 1_000;
+/**
+ * One pull's lifetime. A stopping lane waits for its pull to end, so that no message is left on
+ * the wire unseen (it would stay held until the ack wait, behind the successor's back).
+ */
+const FETCH_EXPIRES_MS = 1_000;
+const FETCH_BATCH = 64;
+
+/** Acks, naks, `working()`: on a closed connection there is nothing to do (the server redelivers after the ack wait). */
+function settle(m: JsMsg, how: 'ack' | 'nak' | 'term' | 'working'): void {
+  try {
+    m[how]();
+  } catch {
+    // closed: the message stays with the server
+  }
+}
 
 type Outcome = 'ack' | 'term' | 'stop';
 interface Held { m: JsMsg; event: StreamEvent }
@@ -61,27 +87,40 @@ class Lane {
   private readonly workers = new Set<Promise<void>>();
   private stopFn: (() => void) | null = null;
   private loop: Promise<void> | null = null;
+  private stopping = false;
 
   constructor(private readonly handle: (id: string, held: Held) => Promise<Outcome>, private readonly log: Logger) {}
 
-  /** `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane. */
-  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean = () => false): Promise<void> {
+  /**
+   * `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane.
+   * `mayAct` says whether this node still holds the lease: no `working()` is sent for it once not.
+   */
+  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean, mayAct: () => boolean): Promise<void> {
     const consumer = await js.consumers.get(stream, consumerName);
-    const messages = await consumer.consume({ max_messages: 64 });
     const heartbeat = setInterval(() => {
-      for (const queue of this.queues.values()) for (const { m } of queue) m.working();
+      if (!mayAct()) return;
+      for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'working');
     }, Math.floor(ACK_WAIT_MS / 3));
     heartbeat.unref();
     this.stopFn = () => {
+      this.stopping = true;
       clearInterval(heartbeat);
-      messages.stop();
     };
     this.loop = (async () => {
-      for await (const m of messages) {
-        if (pass(m)) m.ack();
-        else this.accept(m, skip);
+      while (!this.stopping) {
+        try {
+          const batch = await consumer.fetch({ max_messages: FETCH_BATCH, expires: FETCH_EXPIRES_MS });
+          for await (const m of batch) {
+            if (pass(m)) settle(m, 'ack');
+            else this.accept(m, skip);
+          }
+        } catch (e) {
+          if (this.stopping) return;
+          this.log.warn({ event: 'webhook_fetch_failed', consumer: consumerName, err: e });
+          await new Promise((r) => setTimeout(r, FETCH_EXPIRES_MS));
+        }
       }
-    })().catch((e: unknown) => this.log.error({ event: 'webhook_loop_failed', consumer: consumerName, err: e }));
+    })();
   }
 
   private accept(m: JsMsg, skip: (event: StreamEvent) => boolean): void {
@@ -89,11 +128,11 @@ class Lane {
     try {
       event = StreamEvent.parse(decodeJson(m.data));
     } catch {
-      m.term();
+      settle(m, 'term');
       return;
     }
     if (skip(event)) {
-      m.ack();
+      settle(m, 'ack');
       return;
     }
     const id = event.data.id;
@@ -113,19 +152,19 @@ class Lane {
       const held = queue[0]!;
       const outcome = await this.handle(id, held);
       if (outcome === 'stop') return; // unacknowledged: redelivered to whoever delivers next
-      if (outcome === 'ack') held.m.ack();
-      else held.m.term();
+      settle(held.m, outcome);
       queue.shift();
     }
     this.queues.delete(id);
   }
 
+  /** Ends the pull (at most FETCH_EXPIRES_MS) and the workers, then gives back what is left. */
   async stop(): Promise<void> {
     this.stopFn?.();
     await this.loop;
     await Promise.all([...this.workers]);
-    // Whatever was not done goes back to the server now, not after the ack wait.
-    for (const queue of this.queues.values()) for (const { m } of queue) m.nak();
+    // Whatever was not done goes back to the server now, not after the ack wait, in order.
+    for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'nak');
     this.queues.clear();
   }
 }
@@ -139,6 +178,8 @@ export class WebhookDispatcher {
   private readonly retrying = new Map<string, number>();
   private readonly main: Lane;
   private readonly retry: Lane;
+  /** Whether this node still holds the webhooks lease (set by start). */
+  private mayAct: () => boolean = () => true;
   delivered = 0;
 
   constructor(
@@ -151,34 +192,61 @@ export class WebhookDispatcher {
     this.retry = new Lane((id, held) => this.retried(id, held), log);
   }
 
-  async start(): Promise<void> {
+  /**
+   * `clean`: the lease came from a holder that released it after stopping (it gave back all it
+   * held). `mayAct`: this node still holds the lease; nothing is sent once it does not.
+   */
+  async start({ clean, mayAct }: { clean: boolean; mayAct: () => boolean }): Promise<void> {
+    this.mayAct = mayAct;
     const config = {
       ack_policy: AckPolicy.Explicit,
       ack_wait: ACK_WAIT_MS * 1_000_000,
       max_deliver: -1, // given up by time, here: a redelivery after a crash must not count against it
       max_ack_pending: this.options.concurrency ?? 256,
     };
-    await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
-    await this.ensureConsumer(WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, DeliverPolicy.All, config);
+    const held = await Promise.all([
+      this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config),
+      this.ensureConsumer(WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, DeliverPolicy.All, config),
+    ]);
+    if (!clean && held.some((h) => h.pending > 0)) {
+      const waitMs = Math.max(...held.map((h) => h.ackWaitMs)) + RELEASE_MARGIN_MS;
+      this.log.info({ event: 'webhooks_awaiting_release', held: held.map((h) => h.pending), wait_ms: waitMs },
+        'the former deliverer did not hand over cleanly: waiting for the server to release what it held, so each activeflow\'s events stay in order');
+      await this.sleep(waitMs);
+    }
+    if (this.stopped) return;
     // Which activeflows have a backlog in the retry lane: the work queue holds exactly what is not acknowledged.
     const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: webhookRetrySubject('*') });
     for (const [subject, n] of Object.entries(info.state.subjects ?? {})) this.retrying.set(subject.slice(webhookRetrySubject('').length), n);
-    await this.retry.start(this.js, WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, () => false);
+    await this.retry.start(this.js, WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, () => false, () => false, mayAct);
     // Events published before the header existed have none: those are decoded and checked.
-    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0');
+    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct);
   }
 
-  private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: Record<string, unknown>): Promise<void> {
-    await this.jsm.consumers.add(stream, { durable_name: name, deliver_policy: deliver, ...config }).catch(async (e: unknown) => {
-      if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
-      await this.jsm.consumers.update(stream, name, config); // older settings
+  /**
+   * Creates the consumer, or brings an existing one to these settings. Returns what it had before:
+   * its messages held unacknowledged, and the ack wait they were delivered under.
+   */
+  private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: { ack_wait: number } & Record<string, unknown>): Promise<{ pending: number; ackWaitMs: number }> {
+    const before = await this.jsm.consumers.info(stream, name).catch((e: unknown) => {
+      if (/not found/i.test(String((e as Error).message))) return null;
+      throw e;
     });
+    if (before === null) {
+      await this.jsm.consumers.add(stream, { durable_name: name, deliver_policy: deliver, ...config }).catch(async (e: unknown) => {
+        if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
+        await this.jsm.consumers.update(stream, name, config); // made by another node meanwhile
+      });
+      return { pending: 0, ackWaitMs: 0 };
+    }
+    await this.jsm.consumers.update(stream, name, config); // older settings
+    return { pending: before.num_ack_pending, ackWaitMs: Math.ceil((before.config.ack_wait ?? 30_000_000_000) / 1_000_000) };
   }
 
   /** Main lane: one attempt, unless the activeflow's earlier events wait in the retry lane. */
   private async firstAttempt(id: string, { event }: Held): Promise<Outcome> {
     if ((this.retrying.get(id) ?? 0) === 0) {
-      if (this.stopped) return 'stop';
+      if (this.stopped || !this.mayAct()) return 'stop';
       if (await this.attempt(event, 0)) {
         this.deliveredOne(event);
         return 'ack';
@@ -191,7 +259,7 @@ export class WebhookDispatcher {
   private async toRetryLane(id: string, event: StreamEvent): Promise<Outcome> {
     this.retrying.set(id, (this.retrying.get(id) ?? 0) + 1);
     for (let attempt = 0; ; attempt++) {
-      if (this.stopped) {
+      if (this.stopped || !this.mayAct()) {
         this.uncount(id);
         return 'stop';
       }
@@ -209,7 +277,7 @@ export class WebhookDispatcher {
   private async retried(id: string, { event }: Held): Promise<Outcome> {
     const deadline = Date.now() + this.options.giveUpAfterMs;
     for (let attempt = 1; ; attempt++) {
-      if (this.stopped) return 'stop';
+      if (this.stopped || !this.mayAct()) return 'stop';
       if (await this.attempt(event, attempt)) {
         this.deliveredOne(event);
         this.uncount(id);

@@ -2,7 +2,8 @@
  * Which node delivers webhooks: the one holding the `webhooks` lease in af_leases (see
  * WebhookDispatcher for why only one). Every node tries to take it every third of the lease TTL;
  * the holder starts the dispatcher, and stops it the moment its lease is fenced. A node that stops
- * releases the lease, so another takes over within a third of the TTL instead of a whole one.
+ * releases the lease with a marker, so another takes over within a third of the TTL instead of a
+ * whole one, and knows it may start delivering at once.
  */
 import type { KV } from '@nats-io/kv';
 import { ShardLease } from '../cluster/shard-lease.js';
@@ -49,12 +50,13 @@ export class WebhookLeadership {
     const dispatcher = this.makeDispatcher();
     this.dispatcher = dispatcher;
     try {
-      await dispatcher.start();
+      await dispatcher.start({ clean: lease.handedOver, mayAct: () => !lease.isFenced && Date.now() < lease.validUntilMs });
+      if (this.dispatcher !== dispatcher) return; // lost while it started
       this.log.info({ event: 'webhooks_leading' }, 'this node delivers the webhooks');
     } catch (e) {
       this.log.warn({ event: 'webhooks_start_failed', err: e });
       await this.lose('the dispatcher did not start');
-      await lease.release();
+      await lease.release({ handOver: true }); // stopped: it holds nothing
     }
   }
 
@@ -77,6 +79,8 @@ export class WebhookLeadership {
     this.dispatcher = null;
     this.lease = null;
     await d?.stop();
-    await lease?.release();
+    // A released marker, not a delete: it tells the next holder that everything held was given
+    // back, so it may start at once instead of waiting out the ack wait (WebhookDispatcher).
+    await lease?.release({ handOver: true });
   }
 }

@@ -104,7 +104,7 @@ describe('webhook delivery', () => {
     await expect.poll(() => hits.filter((h) => h.path === '/handover').length, { timeout: 5_000 }).toBeGreaterThan(0);
     await nodes[0]!.nc.close(); // the leader's connection drops: it cannot ack, renew or release
     const want = await typesOf(id);
-    // the lease moves within its TTL; the dead node's unacknowledged events come back after the ack wait (10 s)
+    // the lease moves within its TTL; its successor waits for the dead node's unacknowledged events to be released (the 5 s ack wait)
     await expect.poll(() => delivered('/handover').at(-1)?.type, { timeout: 30_000, interval: 200 }).toBe('activeflow_ended');
     // At least once: the new deliverer may repeat what the dead one delivered but had not acked,
     // from that point on, in order; nothing is skipped.
