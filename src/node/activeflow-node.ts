@@ -73,7 +73,7 @@ export interface NodeOptions {
   watchdogIntervalMs?: number;
   /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
   webhookGiveUpMs?: number;
-  /** Webhook messages each lane may hold unacknowledged (default 256). */
+  /** Webhook events the main lane may hold unacknowledged, and retry attempts in flight at once (default 256). */
   webhookMaxPending?: number;
   /** Split the shards with the other nodes by leases, instead of serving them all. */
   shardLeases?: boolean;

@@ -7,16 +7,15 @@
  * Two lanes, so that dead endpoints cannot hold up healthy ones:
  * - the **main lane**, the durable consumer `af_webhooks` on ACTIVEFLOW_EVENTS, tries each event
  *   once. When that fails, the activeflow moves to the retry lane: this event and every later one
- *   of that activeflow are republished there, in order, until its backlog there is delivered. The
- *   main lane therefore holds only first attempts, whatever number of endpoints is failing; when
- *   it held the retries too, 256 activeflows with dead endpoints filled its max_ack_pending and
- *   stopped every customer's webhooks for up to WEBHOOK_GIVE_UP_MS.
- * - the **retry lane**, the durable consumer `af_webhooks_retry` on the work-queue stream
- *   WEBHOOK_RETRY (one subject per activeflow), retries each event with backoff until
- *   `giveUpAfterMs`, then gives it up (logged) and goes on with the next.
+ *   of that activeflow go there, in order, until its backlog there is delivered. The main lane
+ *   therefore holds only first attempts, whatever number of endpoints is failing; when it held the
+ *   retries too, 256 activeflows with dead endpoints filled its max_ack_pending and stopped every
+ *   customer's webhooks for up to WEBHOOK_GIVE_UP_MS.
+ * - the **retry lane** (RetryLane), a backlog per activeflow in the work-queue stream
+ *   WEBHOOK_RETRY, retried with backoff until `giveUpAfterMs`, then given up (logged).
  *
- * In both lanes each activeflow's messages are worked one at a time while different activeflows
- * run side by side; everything held is kept alive with `working()`. Only one node runs this at a
+ * The main lane works each activeflow's messages one at a time while different activeflows run
+ * side by side; everything it holds is kept alive with `working()`. Only one node runs this at a
  * time (it holds the `webhooks` lease): two would each get some events of one activeflow and
  * deliver them side by side.
  *
@@ -27,20 +26,20 @@
  * when it died. A successor that started at once after a death would send an activeflow's later
  * events before the earlier ones the dead deliverer held (seen in CI: the `activeflow_ended` first,
  * the held events after it). So a successor that did not get the lease from a clean release, and
- * finds messages unacknowledged, waits out the ack wait before it pulls anything. It learns which
- * activeflows have a backlog in the retry lane from that stream (a work queue keeps exactly the
- * messages not yet acknowledged). A republish repeated after a crash carries the same message id,
- * and the server drops it.
+ * finds messages unacknowledged, waits out the ack wait before it pulls anything. The retry lane
+ * has no consumer, so nothing to wait for: its stream holds exactly the backlog.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
 import type { Logger } from '../log.js';
-import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
+import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
 import { WEBHOOK_HEADER } from '../store/event-log.js';
-import { decodeJson, encodeJson } from '../store/codec.js';
+import { decodeJson } from '../store/codec.js';
+import { RetryLane } from './webhook-retry-lane.js';
 
 export const WEBHOOK_CONSUMER = 'af_webhooks';
-export const WEBHOOK_RETRY_CONSUMER = 'af_webhooks_retry';
+/** The retry lane's consumer before it worked the stream directly; removed when found. */
+const FORMER_RETRY_CONSUMER = 'af_webhooks_retry';
 
 export interface WebhookOptions {
   timeoutMs: number;
@@ -48,7 +47,7 @@ export interface WebhookOptions {
   giveUpAfterMs: number;
   /** Longest wait between two attempts. */
   maxBackoffMs?: number;
-  /** Messages each lane may hold unacknowledged (its consumer's max_ack_pending). */
+  /** Messages the main lane may hold unacknowledged (its consumer's max_ack_pending), and retry attempts in flight at once. */
   concurrency?: number;
   /** Delivery lag (seconds from the event) and events given up, for /metrics. */
   onDelivered?: (lagSeconds: number) => void;
@@ -78,10 +77,10 @@ function settle(m: JsMsg, how: 'ack' | 'nak' | 'term' | 'working'): void {
   }
 }
 
-type Outcome = 'ack' | 'term' | 'stop';
+type Outcome = 'ack' | 'stop';
 interface Held { m: JsMsg; event: StreamEvent }
 
-/** One consumer's messages, queued per activeflow and worked in order. */
+/** The main lane: one consumer's messages, queued per activeflow and worked in order. */
 class Lane {
   private readonly queues = new Map<string, Held[]>();
   private readonly workers = new Set<Promise<void>>();
@@ -174,10 +173,8 @@ export class WebhookDispatcher {
   private wake!: () => void;
   /** Resolves on stop(): a backoff sleep ends at once instead of holding the stop up to 30 s. */
   private readonly stopping = new Promise<void>((r) => (this.wake = r));
-  /** Per activeflow, its messages in the retry lane not yet acknowledged. */
-  private readonly retrying = new Map<string, number>();
   private readonly main: Lane;
-  private readonly retry: Lane;
+  private readonly retry: RetryLane;
   /** Whether this node still holds the webhooks lease (set by start). */
   private mayAct: () => boolean = () => true;
   delivered = 0;
@@ -189,7 +186,12 @@ export class WebhookDispatcher {
     private readonly log: Logger,
   ) {
     this.main = new Lane((id, held) => this.firstAttempt(id, held), log);
-    this.retry = new Lane((id, held) => this.retried(id, held), log);
+    this.retry = new RetryLane(js, jsm, {
+      giveUpAfterMs: options.giveUpAfterMs, maxBackoffMs: options.maxBackoffMs ?? 30_000, concurrency: options.concurrency ?? 256,
+    }, {
+      attempt: (event, attempt) => this.attempt(event, attempt), mayAct: () => this.mayAct(),
+      delivered: (event) => this.deliveredOne(event), givenUp: () => this.options.onGivenUp?.(),
+    }, log);
   }
 
   /**
@@ -204,21 +206,16 @@ export class WebhookDispatcher {
       max_deliver: -1, // given up by time, here: a redelivery after a crash must not count against it
       max_ack_pending: this.options.concurrency ?? 256,
     };
-    const held = await Promise.all([
-      this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config),
-      this.ensureConsumer(WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, DeliverPolicy.All, config),
-    ]);
-    if (!clean && held.some((h) => h.pending > 0)) {
-      const waitMs = Math.max(...held.map((h) => h.ackWaitMs)) + RELEASE_MARGIN_MS;
-      this.log.info({ event: 'webhooks_awaiting_release', held: held.map((h) => h.pending), wait_ms: waitMs },
+    const held = await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
+    await this.jsm.consumers.delete(WEBHOOK_RETRY_STREAM, FORMER_RETRY_CONSUMER).catch(() => undefined);
+    if (!clean && held.pending > 0) {
+      const waitMs = held.ackWaitMs + RELEASE_MARGIN_MS;
+      this.log.info({ event: 'webhooks_awaiting_release', held: held.pending, wait_ms: waitMs },
         'the former deliverer did not hand over cleanly: waiting for the server to release what it held, so each activeflow\'s events stay in order');
       await this.sleep(waitMs);
     }
     if (this.stopped) return;
-    // Which activeflows have a backlog in the retry lane: the work queue holds exactly what is not acknowledged.
-    const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: webhookRetrySubject('*') });
-    for (const [subject, n] of Object.entries(info.state.subjects ?? {})) this.retrying.set(subject.slice(webhookRetrySubject('').length), n);
-    await this.retry.start(this.js, WEBHOOK_RETRY_STREAM, WEBHOOK_RETRY_CONSUMER, () => false, () => false, mayAct);
+    await this.retry.start();
     // Events published before the header existed have none: those are decoded and checked.
     await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct);
   }
@@ -245,65 +242,20 @@ export class WebhookDispatcher {
 
   /** Main lane: one attempt, unless the activeflow's earlier events wait in the retry lane. */
   private async firstAttempt(id: string, { event }: Held): Promise<Outcome> {
-    if ((this.retrying.get(id) ?? 0) === 0) {
+    if (!this.retry.holds(id)) {
       if (this.stopped || !this.mayAct()) return 'stop';
       if (await this.attempt(event, 0)) {
         this.deliveredOne(event);
         return 'ack';
       }
     }
-    return this.toRetryLane(id, event);
-  }
-
-  /** Republishes an event to the retry lane (counted first, so the activeflow's next event follows it there). */
-  private async toRetryLane(id: string, event: StreamEvent): Promise<Outcome> {
-    this.retrying.set(id, (this.retrying.get(id) ?? 0) + 1);
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopped || !this.mayAct()) {
-        this.uncount(id);
-        return 'stop';
-      }
-      try {
-        await this.js.publish(webhookRetrySubject(id), encodeJson(event), { msgID: `${id}:${event.seq}` });
-        return 'ack';
-      } catch (e) {
-        this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
-        await this.sleep(Math.min(5_000, 100 * 2 ** attempt));
-      }
-    }
-  }
-
-  /** Retry lane: retried with backoff until delivered or given up. */
-  private async retried(id: string, { event }: Held): Promise<Outcome> {
-    const deadline = Date.now() + this.options.giveUpAfterMs;
-    for (let attempt = 1; ; attempt++) {
-      if (this.stopped || !this.mayAct()) return 'stop';
-      if (await this.attempt(event, attempt)) {
-        this.deliveredOne(event);
-        this.uncount(id);
-        return 'ack';
-      }
-      if (Date.now() >= deadline) {
-        this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
-        this.options.onGivenUp?.();
-        this.uncount(id);
-        return 'term';
-      }
-      const backoff = Math.min(this.options.maxBackoffMs ?? 30_000, 100 * 2 ** (attempt - 1));
-      await this.sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
-    }
+    return (await this.retry.park(id, event)) ? 'ack' : 'stop';
   }
 
   private async sleep(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), this.stopping]);
     clearTimeout(timer);
-  }
-
-  private uncount(id: string): void {
-    const n = (this.retrying.get(id) ?? 1) - 1;
-    if (n <= 0) this.retrying.delete(id);
-    else this.retrying.set(id, n);
   }
 
   private deliveredOne(event: StreamEvent): void {

@@ -18,6 +18,9 @@ let closeHttp: () => Promise<void>;
 let base: string;
 const delivered: Hit[] = [];
 let deadUp = false;
+let flakyRefusals = 0;
+/** Refused attempts per activeflow. */
+const refused = new Map<string, number>();
 
 let server: NatsServer;
 let node: ActiveflowNode;
@@ -26,7 +29,12 @@ let nc: NatsConnection;
 
 beforeAll(async () => {
   ({ base, close: closeHttp } = await webhookReceiver((path, b) => {
-    const ok = path !== '/dead' || deadUp;
+    if (path === '/flaky' && flakyRefusals > 0) {
+      flakyRefusals--;
+      return false;
+    }
+    const ok = !path.startsWith('/dead') || deadUp;
+    if (!ok) refused.set(b.data.id, (refused.get(b.data.id) ?? 0) + 1);
     if (ok) delivered.push({ path, at: Date.now(), type: b.type, id: b.data.id, seq: b.data.executed_actions.length });
     return ok;
   }));
@@ -45,6 +53,22 @@ afterAll(async () => {
 const run = (customer: string, path: string, moves: number) => walkCall(client, customer, `${base}${path}`, moves);
 
 describe('webhook isolation', () => {
+  it('a healthy endpoint that fails once is retried on its own schedule, not behind 40 dead ones', async () => {
+    // The dead ones are all in the retry lane, being retried for a minute, far more than its window.
+    const dead = await Promise.all(Array.from({ length: 40 }, () => run(CUSTOMER, '/dead-early', 3)));
+    // every one of them has failed its first attempt, so the retry lane holds them all
+    await expect.poll(() => dead.every((id) => (refused.get(id) ?? 0) >= 1), { timeout: 10_000, interval: 100 }).toBe(true);
+    flakyRefusals = 1;
+    const started = Date.now();
+    const flaky = await run(OTHER_CUSTOMER, '/flaky', 3);
+    const want = (await client.history(flaky)).events.map((e) => e.type);
+    await expect.poll(() => delivered.filter((h) => h.path === '/flaky').length, { timeout: 15_000, interval: 100 }).toBe(want.length);
+    expect(delivered.filter((h) => h.path === '/flaky').map((h) => h.type)).toEqual(want);
+    expect(delivered.filter((h) => h.path === '/flaky').at(-1)!.at - started).toBeLessThan(5_000);
+    expect(dead).toHaveLength(40);
+  }, 30_000);
+
+
   it('40 activeflows with a dead endpoint (5 times the consumer window) do not delay a healthy one; revived, they arrive in order', async () => {
     const dead = await Promise.all(Array.from({ length: 40 }, () => run(CUSTOMER, '/dead', 3)));
     const started = Date.now();
