@@ -38,6 +38,11 @@ export class ClusterAdmin {
     private readonly leases: KV,
     private readonly cluster: KV,
     private readonly shardCount: number,
+    /**
+     * Set when the answering node runs with SHARD_LEASES=0: it serves every shard without a lease
+     * (and refused to start beside other nodes), so the leases alone would show no owner at all.
+     */
+    private readonly servesAllAlone: string | null = null,
   ) {
     this.marks = new DrainMarks(cluster);
   }
@@ -61,7 +66,8 @@ export class ClusterAdmin {
     return { shard_count: this.shardCount, shards, nodes, moving: shards.filter((s) => s.owner !== s.target).length };
   }
 
-  private async owners(): Promise<({ owner: string; epoch: number } | null)[]> {
+  private async owners(): Promise<({ owner: string; epoch: number | null } | null)[]> {
+    if (this.servesAllAlone !== null) return Array.from({ length: this.shardCount }, () => ({ owner: this.servesAllAlone!, epoch: null }));
     return Promise.all(Array.from({ length: this.shardCount }, async (_, shard) => {
       const e = await this.leases.get(`shard.${shard}`);
       if (e === null || e.operation !== 'PUT') return null;

@@ -204,7 +204,7 @@ export class ActiveflowNode {
     svc.addEndpoint('flow_create', { subject: SUBJECTS.flowCreate, handler: handle((m) => this.flowCreate(m)) });
     svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
     svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
-    const admin = new ClusterAdmin(this.nc, this.storage.leases, this.storage.cluster, this.options.shardCount);
+    const admin = new ClusterAdmin(this.nc, this.storage.leases, this.storage.cluster, this.options.shardCount, this.options.shardLeases === true ? null : this.options.nodeId);
     svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async (m) => (parseRequest(m, AdminRequests.nodes), { nodes: await admin.nodes() })) });
     svc.addEndpoint('admin_shards', { subject: SUBJECTS.adminShards, handler: handle(async (m) => (parseRequest(m, AdminRequests.shards), admin.shards())) });
     svc.addEndpoint('admin_drain', { subject: SUBJECTS.adminDrain, handler: handle(async (m) => {

@@ -40,6 +40,21 @@ describe('node start-up checks', () => {
     await expect(startNode(server, { nodeId: 'alone' })).rejects.toThrow(/other nodes are running \(leased\).*Start this node with SHARD_LEASES=1/);
   }, 30_000);
 
+  it('a standalone node (SHARD_LEASES=0) shows itself as the owner of every shard, though it holds no lease', async () => {
+    const { clientFor } = await import('../helpers/nats.js');
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const alone = await startNode(server, { nodeId: 'alone' });
+    cleanups.push(() => alone.stop());
+    const { nc, client } = await clientFor(server);
+    cleanups.push(() => nc.close());
+    const s = await client.call<{ shards: { owner: string | null; target: string | null }[]; nodes: { node_id: string; shards: number }[]; moving: number }>('activeflow.admin.v1.shards');
+    expect(s.shards).toHaveLength(256);
+    expect(s.shards.every((x) => x.owner === 'alone')).toBe(true);
+    expect(s.nodes).toEqual([expect.objectContaining({ node_id: 'alone', shards: 256 })]);
+    expect(s.moving).toBe(0);
+  }, 30_000);
+
   it('connects as NATS_USER to servers that require a password, and listens to disconnect events as NATS_SYSTEM_USER', async () => {
     const { accountsConfig } = await import('../../src/nats/cluster-config.js');
     const server = await NatsServer.start({ extraConfig: accountsConfig(256, { system: '"sys-pw"', app: '"app-pw"' }, false) });
