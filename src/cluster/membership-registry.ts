@@ -36,8 +36,12 @@ export class NodeMembership {
     private readonly log: Logger,
   ) {}
 
-  /** Starts trying to hold this node's lease; never waits for it. */
-  join(): void {
+  /**
+   * Starts trying to hold this node's lease; never waits for it. The promise settles after the
+   * first try: from then on a key `node.<node_id>` is in the bucket, this node's own or the one its
+   * previous run left (which the first try found live), for other nodes to see.
+   */
+  join(): Promise<void> {
     const attempt = async () => {
       if (this.stopped) return;
       const lease = await ShardLease.acquire(this.kv, `node.${this.nodeId}`, this.nodeId, {
@@ -61,7 +65,7 @@ export class NodeMembership {
       lease.keep();
       this.log.info({ event: 'node_joined', epoch: lease.epoch });
     };
-    void attempt();
+    return attempt();
   }
 
   private schedule(attempt: () => Promise<void>): void {

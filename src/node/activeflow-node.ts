@@ -38,6 +38,7 @@ import { DisconnectHints, nodeConnectionName } from '../cluster/disconnect-hints
 import { DrainMarks } from '../cluster/drain-marks.js';
 import { ShardLease } from '../cluster/shard-lease.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
+import { StandaloneLease } from '../cluster/standalone-lease.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
@@ -101,6 +102,7 @@ export class ActiveflowNode {
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
+  private standalone: StandaloneLease | null = null;
   private readonly forwarder: ActiveflowClient;
   private readonly admission: FairAdmission;
   /** Every shard: what this node serves without shard leases. */
@@ -254,11 +256,24 @@ export class ActiveflowNode {
           throw new Error(`cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`, { cause: e });
         }
       }
+      await refuseBesideStandalone(this.storage, this.options.nodeId);
       await ownership.start(); // knows the members before they see it join
-      this.membership.join();
+      await this.membership.join();
+      // Again, now that its membership key is written: a standalone node starting this very moment
+      // either sees it or has already written its own lease (StandaloneLease).
+      await refuseBesideStandalone(this.storage, this.options.nodeId).catch(async (e: unknown) => {
+        await this.membership?.leave();
+        await ownership.stop();
+        throw e;
+      });
     } else {
-      await refuseBesideLeasedNodes(this.storage, this.options.nodeId);
-      this.membership.join();
+      const standalone = await StandaloneLease.take(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
+      this.standalone = standalone;
+      await refuseBesideLeasedNodes(this.storage, this.options.nodeId).catch(async (e: unknown) => {
+        await standalone.release();
+        throw e;
+      });
+      void this.membership.join();
       // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
       const shards = svc.addGroup('activeflow.shard', '');
       for (const shard of this.allShards) {
@@ -514,6 +529,7 @@ export class ActiveflowNode {
     await this.hints?.stop();
     await this.membership?.leave();
     await this.ownership?.stop();
+    await this.standalone?.release();
     if (this.ownership !== null) await new DrainMarks(this.storage.cluster).clearUntilStop(this.options.nodeId).catch(() => undefined);
     await this.service?.stop().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
@@ -521,6 +537,17 @@ export class ActiveflowNode {
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });
+  }
+}
+
+/**
+ * A node with shard leases beside one that serves every shard without them: both would answer the
+ * same requests. Refused at start, saying what to change.
+ */
+async function refuseBesideStandalone(storage: Storage, nodeId: string): Promise<void> {
+  const holder = await StandaloneLease.holder(storage.leases);
+  if (holder !== null && holder !== nodeId) {
+    throw new Error(`a node with SHARD_LEASES=0 is running (${holder}); it serves every shard alone. Stop it first, or restart it with SHARD_LEASES=1 to share the shards`);
   }
 }
 

@@ -40,6 +40,47 @@ describe('node start-up checks', () => {
     await expect(startNode(server, { nodeId: 'alone' })).rejects.toThrow(/other nodes are running \(leased\).*Start this node with SHARD_LEASES=1/);
   }, 30_000);
 
+  it('of two standalone nodes (SHARD_LEASES=0) started at the same instant, exactly one starts; the other says which one runs', async () => {
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    for (let round = 0; round < 3; round++) {
+      const started = await Promise.allSettled([startNode(server, { nodeId: `twin-a${round}` }), startNode(server, { nodeId: `twin-b${round}` })]);
+      const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const refused = started.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+      expect(up).toHaveLength(1);
+      expect(refused[0]).toMatch(new RegExp(`another node with SHARD_LEASES=0 is running \\(${up[0]!.options.nodeId}\\)`));
+      await up[0]!.stop(); // releases the lease: the next round starts at once
+    }
+  }, 30_000);
+
+  it('a standalone node and a node with shard leases started at the same instant never both serve', async () => {
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    for (let round = 0; round < 3; round++) {
+      const started = await Promise.allSettled([startNode(server, { nodeId: `solo${round}` }), startNode(server, { nodeId: `shared${round}`, shardLeases: true })]);
+      const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      expect(up.length).toBeLessThanOrEqual(1);
+      for (const r of started) if (r.status === 'rejected') expect((r.reason as Error).message).toMatch(/SHARD_LEASES/);
+      for (const n of up) await n.stop();
+    }
+  }, 60_000);
+
+  it('a standalone node restarted after a crash waits out its own former lease; another id is refused while it lasts', async () => {
+    const { openStoresFor } = await import('../helpers/nats.js');
+    const server = await startNats();
+    cleanups.push(() => server.stop());
+    const { nc, storage } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    // what a crashed standalone node leaves behind: its lease, until the TTL (1 s here)
+    await storage.leases.put('standalone', JSON.stringify({ node_id: 'phoenix', acquired_at: new Date().toISOString() }));
+    await expect(startNode(server, { nodeId: 'intruder' })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
+    await storage.leases.put('standalone', JSON.stringify({ node_id: 'phoenix', acquired_at: new Date().toISOString() }));
+    const phoenix = await startNode(server, { nodeId: 'phoenix' });
+    cleanups.push(() => phoenix.stop());
+    expect(phoenix.servedShards).toBe(256);
+    await expect(startNode(server, { nodeId: 'intruder' })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
+  }, 30_000);
+
   it('a standalone node (SHARD_LEASES=0) shows itself as the owner of every shard, though it holds no lease', async () => {
     const { clientFor } = await import('../helpers/nats.js');
     const server = await startNats();
