@@ -1,4 +1,4 @@
-/** Small tools to bound asynchronous work: a deadline, a fixed number at once, a worker pool. */
+/** Small tools to bound asynchronous work: a deadline, a fixed number at once, a worker pool, a stop that ends sleeps. */
 
 /** A key listing can hang (a consumer creation that never answers): reconcile gives up on it. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -33,4 +33,23 @@ export async function inPool<T>(items: readonly T[], width: number, fn: (item: T
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
   }));
+}
+
+/** A stop that cuts every sleep short: a backoff of up to 30 s must not hold a stop up. */
+export class StopSignal {
+  private wake!: () => void;
+  private readonly stopping = new Promise<void>((r) => (this.wake = r));
+  stopped = false;
+
+  stop(): void {
+    this.stopped = true;
+    this.wake();
+  }
+
+  /** Waits `ms`, or until the stop, whichever comes first. */
+  async sleep(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), this.stopping]);
+    clearTimeout(timer);
+  }
 }

@@ -31,6 +31,7 @@
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
+import { StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
 import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
 import { WEBHOOK_HEADER } from '../store/event-log.js';
@@ -169,10 +170,7 @@ class Lane {
 }
 
 export class WebhookDispatcher {
-  private stopped = false;
-  private wake!: () => void;
-  /** Resolves on stop(): a backoff sleep ends at once instead of holding the stop up to 30 s. */
-  private readonly stopping = new Promise<void>((r) => (this.wake = r));
+  private readonly halt = new StopSignal();
   private readonly main: Lane;
   private readonly retry: RetryLane;
   /** Whether this node still holds the webhooks lease (set by start). */
@@ -212,9 +210,9 @@ export class WebhookDispatcher {
       const waitMs = held.ackWaitMs + RELEASE_MARGIN_MS;
       this.log.info({ event: 'webhooks_awaiting_release', held: held.pending, wait_ms: waitMs },
         'the former deliverer did not hand over cleanly: waiting for the server to release what it held, so each activeflow\'s events stay in order');
-      await this.sleep(waitMs);
+      await this.halt.sleep(waitMs);
     }
-    if (this.stopped) return;
+    if (this.halt.stopped) return;
     await this.retry.start();
     // Events published before the header existed have none: those are decoded and checked.
     await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct);
@@ -243,7 +241,7 @@ export class WebhookDispatcher {
   /** Main lane: one attempt, unless the activeflow's earlier events wait in the retry lane. */
   private async firstAttempt(id: string, { event }: Held): Promise<Outcome> {
     if (!this.retry.holds(id)) {
-      if (this.stopped || !this.mayAct()) return 'stop';
+      if (this.halt.stopped || !this.mayAct()) return 'stop';
       if (await this.attempt(event, 0)) {
         this.deliveredOne(event);
         return 'ack';
@@ -252,11 +250,6 @@ export class WebhookDispatcher {
     return (await this.retry.park(id, event)) ? 'ack' : 'stop';
   }
 
-  private async sleep(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), this.stopping]);
-    clearTimeout(timer);
-  }
 
   private deliveredOne(event: StreamEvent): void {
     this.delivered++;
@@ -281,8 +274,7 @@ export class WebhookDispatcher {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wake();
+    this.halt.stop();
     await Promise.all([this.main.stop(), this.retry.stop()]);
   }
 }

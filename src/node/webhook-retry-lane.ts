@@ -16,7 +16,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
-import { Slots } from '../cluster/async-limits.js';
+import { Slots, StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
 import { WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
@@ -49,10 +49,7 @@ export class RetryLane {
   private readonly backlog = new Map<string, number>();
   private readonly workers = new Map<string, Promise<void>>();
   private readonly slots: Slots;
-  private stopped = false;
-  private wake!: () => void;
-  /** Resolves on stop(): a backoff sleep ends at once instead of holding the stop up to 30 s. */
-  private readonly stopping = new Promise<void>((r) => (this.wake = r));
+  private readonly halt = new StopSignal();
 
   constructor(
     private readonly js: JetStreamClient,
@@ -87,7 +84,7 @@ export class RetryLane {
   async park(id: string, event: StreamEvent): Promise<boolean> {
     this.count(id, 1);
     for (let failures = 0; ; failures++) {
-      if (this.stopped || !this.hooks.mayAct()) {
+      if (this.halt.stopped || !this.hooks.mayAct()) {
         this.count(id, -1);
         return false;
       }
@@ -97,14 +94,13 @@ export class RetryLane {
         return true;
       } catch (e) {
         this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
-        await this.sleep(Math.min(5_000, 100 * 2 ** failures));
+        await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures));
       }
     }
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wake();
+    this.halt.stop();
     await Promise.all([...this.workers.values()]);
   }
 
@@ -115,7 +111,7 @@ export class RetryLane {
   }
 
   private startWorker(id: string): void {
-    if (this.workers.has(id) || this.stopped) return;
+    if (this.workers.has(id) || this.halt.stopped) return;
     const worker = this.work(id).finally(() => this.workers.delete(id));
     this.workers.set(id, worker);
   }
@@ -124,7 +120,7 @@ export class RetryLane {
   private async work(id: string): Promise<void> {
     const subject = webhookRetrySubject(id);
     let done: number | null = null; // a head delivered or given up, still to delete
-    for (let failures = 0; !this.stopped && this.holds(id);) {
+    for (let failures = 0; !this.halt.stopped && this.holds(id);) {
       try {
         if (done !== null) {
           await this.remove(done);
@@ -149,10 +145,10 @@ export class RetryLane {
         done = head.seq;
         failures = 0;
         // Stopped during the last attempt: still record it, so the next deliverer does not repeat it.
-        if (this.stopped) await this.remove(done).catch(() => undefined);
+        if (this.halt.stopped) await this.remove(done).catch(() => undefined);
       } catch (e) {
         this.log.warn({ event: 'webhook_retry_lane_failed', activeflow_id: id, err: e });
-        await this.sleep(Math.min(5_000, 100 * 2 ** failures++));
+        await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures++));
       }
     }
   }
@@ -172,7 +168,7 @@ export class RetryLane {
     const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: subject });
     const stored = info.state.subjects?.[subject] ?? 0;
     if (stored > 0) return; // it landed meanwhile
-    await this.sleep(50); // a park on its way counts itself; let it land or give up
+    await this.halt.sleep(50); // a park on its way counts itself; let it land or give up
     if (this.holds(id)) {
       const again = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: subject });
       if ((again.state.subjects?.[subject] ?? 0) === 0) this.backlog.delete(id);
@@ -183,26 +179,20 @@ export class RetryLane {
   private async retry(id: string, event: StreamEvent): Promise<boolean> {
     const deadline = Date.now() + this.options.giveUpAfterMs;
     for (let attempt = 1; ; attempt++) {
-      if (this.stopped || !this.hooks.mayAct()) return false;
-      const ok = await this.slots.run(async () => !this.stopped && await this.hooks.attempt(event, attempt));
+      if (this.halt.stopped || !this.hooks.mayAct()) return false;
+      const ok = await this.slots.run(async () => !this.halt.stopped && await this.hooks.attempt(event, attempt));
       if (ok) {
         this.hooks.delivered(event);
         return true;
       }
-      if (this.stopped) return false;
+      if (this.halt.stopped) return false;
       if (Date.now() >= deadline) {
         this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
         this.hooks.givenUp();
         return true;
       }
       const backoff = Math.min(this.options.maxBackoffMs, 100 * 2 ** (attempt - 1));
-      await this.sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+      await this.halt.sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
     }
-  }
-
-  private async sleep(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), this.stopping]);
-    clearTimeout(timer);
   }
 }

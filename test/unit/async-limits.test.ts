@@ -1,10 +1,24 @@
 /** The bounds on asynchronous work the cluster code relies on. */
 import { describe, expect, it } from 'vitest';
-import { inPool, Slots, withTimeout } from '../../src/cluster/async-limits.js';
+import { inPool, Slots, StopSignal, withTimeout } from '../../src/cluster/async-limits.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('async limits', () => {
+  it('StopSignal cuts every sleep short on stop, and later sleeps return at once', async () => {
+    const halt = new StopSignal();
+    const t0 = Date.now();
+    const sleeping = [halt.sleep(30_000), halt.sleep(60_000)];
+    await sleep(20);
+    expect(halt.stopped).toBe(false);
+    halt.stop();
+    await Promise.all(sleeping);
+    await halt.sleep(30_000);
+    expect(halt.stopped).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+  });
+
+
   it('Slots runs at most `size` tasks at once, in order, and passes results and errors through', async () => {
     const slots = new Slots(2);
     let active = 0;
