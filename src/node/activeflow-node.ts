@@ -42,6 +42,7 @@ import { StandaloneLease } from '../cluster/standalone-lease.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
+import { DeliveryMemory } from './delivery-memory.js';
 import { IdleWatchdog } from './idle-watchdog.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 import { CreationRate } from '../quota/creation-rate.js';
@@ -294,8 +295,10 @@ export class ActiveflowNode {
       onTimeout: () => this.metrics.idleTimeouts.inc(),
     });
     this.watchdog.start();
+    const webhookMemory = new DeliveryMemory(); // across this node's terms as deliverer
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
       () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
+        memory: webhookMemory,
         timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
         ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
         onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),

@@ -25,9 +25,10 @@
  * last fetch to end instead of dropping messages still on the wire), and only after the ack wait
  * when it died. A successor that started at once after a death would send an activeflow's later
  * events before the earlier ones the dead deliverer held (seen in CI: the `activeflow_ended` first,
- * the held events after it). So a successor that did not get the lease from a clean release, and
- * finds messages unacknowledged, waits out the ack wait before it pulls anything. The retry lane
- * has no consumer, so nothing to wait for: its stream holds exactly the backlog.
+ * the held events after it). So a successor that did not get the lease from a clean release waits
+ * out the ack wait (when messages are held) and the HTTP timeout (an attempt the former deliverer
+ * had on its way) before it sends anything. The retry lane has no consumer: its stream holds
+ * exactly the backlog.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
@@ -37,6 +38,8 @@ import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
 import { WEBHOOK_HEADER } from '../store/event-log.js';
 import { decodeJson } from '../store/codec.js';
 import { RetryLane } from './webhook-retry-lane.js';
+import { DeliveryMemory } from './delivery-memory.js';
+import type { RecentMap } from '../recent-map.js';
 
 export const WEBHOOK_CONSUMER = 'af_webhooks';
 /** The retry lane's consumer before it worked the stream directly; removed when found. */
@@ -53,6 +56,8 @@ export interface WebhookOptions {
   /** Delivery lag (seconds from the event) and events given up, for /metrics. */
   onDelivered?: (lagSeconds: number) => void;
   onGivenUp?: () => void;
+  /** Kept by the node across its terms as deliverer (see DeliveryMemory). */
+  memory?: DeliveryMemory;
 }
 
 /**
@@ -89,7 +94,12 @@ class Lane {
   private loop: Promise<void> | null = null;
   private stopping = false;
 
-  constructor(private readonly handle: (id: string, held: Held) => Promise<Outcome>, private readonly log: Logger) {}
+  constructor(
+    private readonly handle: (id: string, held: Held) => Promise<Outcome>,
+    /** Stream sequences settled here already, maybe without the server knowing. */
+    private readonly settled: RecentMap<number, true>,
+    private readonly log: Logger,
+  ) {}
 
   /**
    * `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane.
@@ -124,6 +134,10 @@ class Lane {
   }
 
   private accept(m: JsMsg, skip: (event: StreamEvent) => boolean): void {
+    if (this.settled.get(m.seq) === true) { // its ack was lost: not sent again
+      settle(m, 'ack');
+      return;
+    }
     let event: StreamEvent;
     try {
       event = StreamEvent.parse(decodeJson(m.data));
@@ -152,6 +166,7 @@ class Lane {
       const held = queue[0]!;
       const outcome = await this.handle(id, held);
       if (outcome === 'stop') return; // unacknowledged: redelivered to whoever delivers next
+      this.settled.set(held.m.seq, true);
       settle(held.m, outcome);
       queue.shift();
     }
@@ -183,8 +198,9 @@ export class WebhookDispatcher {
     private readonly options: WebhookOptions,
     private readonly log: Logger,
   ) {
-    this.main = new Lane((id, held) => this.firstAttempt(id, held), log);
-    this.retry = new RetryLane(js, jsm, {
+    const memory = options.memory ?? new DeliveryMemory();
+    this.main = new Lane((id, held) => this.firstAttempt(id, held), memory.main, log);
+    this.retry = new RetryLane(js, jsm, memory.retry, {
       giveUpAfterMs: options.giveUpAfterMs, maxBackoffMs: options.maxBackoffMs ?? 30_000, concurrency: options.concurrency ?? 256,
     }, {
       attempt: (event, attempt) => this.attempt(event, attempt), mayAct: () => this.mayAct(),
@@ -204,12 +220,15 @@ export class WebhookDispatcher {
       max_deliver: -1, // given up by time, here: a redelivery after a crash must not count against it
       max_ack_pending: this.options.concurrency ?? 256,
     };
-    const held = await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
+    const before = await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
     await this.jsm.consumers.delete(WEBHOOK_RETRY_STREAM, FORMER_RETRY_CONSUMER).catch(() => undefined);
-    if (!clean && held.pending > 0) {
-      const waitMs = held.ackWaitMs + RELEASE_MARGIN_MS;
-      this.log.info({ event: 'webhooks_awaiting_release', held: held.pending, wait_ms: waitMs },
-        'the former deliverer did not hand over cleanly: waiting for the server to release what it held, so each activeflow\'s events stay in order');
+    if (!clean && before !== null) {
+      // A former deliverer that did not hand over may still have an HTTP attempt on its way (it
+      // stopped starting them when its lease ran out), and the server releases what it held only
+      // after the ack wait: sending anything sooner could overtake an earlier event.
+      const waitMs = Math.max(before.pending > 0 ? before.ackWaitMs : 0, this.options.timeoutMs) + RELEASE_MARGIN_MS;
+      this.log.info({ event: 'webhooks_awaiting_release', held: before.pending, wait_ms: waitMs },
+        'the former deliverer did not hand over cleanly: waiting until nothing it started can still arrive, so each activeflow\'s events stay in order');
       await this.halt.sleep(waitMs);
     }
     if (this.halt.stopped) return;
@@ -219,10 +238,11 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Creates the consumer, or brings an existing one to these settings. Returns what it had before:
-   * its messages held unacknowledged, and the ack wait they were delivered under.
+   * Creates the consumer, or brings an existing one to these settings. Returns what an existing one
+   * had before: its messages held unacknowledged, and the ack wait they were delivered under; null
+   * when there was none (nobody delivered before).
    */
-  private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: { ack_wait: number } & Record<string, unknown>): Promise<{ pending: number; ackWaitMs: number }> {
+  private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: { ack_wait: number } & Record<string, unknown>): Promise<{ pending: number; ackWaitMs: number } | null> {
     const before = await this.jsm.consumers.info(stream, name).catch((e: unknown) => {
       if (/not found/i.test(String((e as Error).message))) return null;
       throw e;
@@ -232,7 +252,7 @@ export class WebhookDispatcher {
         if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
         await this.jsm.consumers.update(stream, name, config); // made by another node meanwhile
       });
-      return { pending: 0, ackWaitMs: 0 };
+      return null;
     }
     await this.jsm.consumers.update(stream, name, config); // older settings
     return { pending: before.num_ack_pending, ackWaitMs: Math.ceil((before.config.ack_wait ?? 30_000_000_000) / 1_000_000) };

@@ -20,6 +20,7 @@ import { Slots, StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
 import { WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
+import type { RecentMap } from '../recent-map.js';
 
 export interface RetryLaneOptions {
   /** How long one event is retried before it is given up. */
@@ -54,6 +55,8 @@ export class RetryLane {
   constructor(
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
+    /** Heads delivered or given up whose deletion may not have happened (DeliveryMemory.retry). */
+    private readonly settled: RecentMap<number, true>,
     private readonly options: RetryLaneOptions,
     private readonly hooks: RetryLaneHooks,
     private readonly log: Logger,
@@ -124,6 +127,7 @@ export class RetryLane {
       try {
         if (done !== null) {
           await this.remove(done);
+          this.settled.delete(done);
           done = null;
           this.count(id, -1);
           continue;
@@ -131,6 +135,10 @@ export class RetryLane {
         const head = await this.jsm.streams.getMessage(WEBHOOK_RETRY_STREAM, { next_by_subj: subject, seq: 0 } as never);
         if (head === null) {
           await this.recount(id, subject);
+          continue;
+        }
+        if (this.settled.get(head.seq) === true) { // sent in an earlier term; only its deletion failed
+          done = head.seq;
           continue;
         }
         let event: StreamEvent;
@@ -143,6 +151,7 @@ export class RetryLane {
         }
         if (!(await this.retry(id, event))) return; // stopped: the head stays for the next deliverer
         done = head.seq;
+        this.settled.set(done, true);
         failures = 0;
         // Stopped during the last attempt: still record it, so the next deliverer does not repeat it.
         if (this.halt.stopped) await this.remove(done).catch(() => undefined);

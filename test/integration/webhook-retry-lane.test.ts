@@ -11,6 +11,7 @@ import type { NatsServer } from '../../src/nats/server-process.js';
 import { silentLogger } from '../../src/log.js';
 import { WEBHOOK_RETRY_STREAM, webhookRetrySubject, type Storage } from '../../src/store/buckets.js';
 import { RetryLane, type RetryLaneOptions } from '../../src/node/webhook-retry-lane.js';
+import { RecentMap } from '../../src/recent-map.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, openStoresFor, startNats, startNode } from '../helpers/nats.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
@@ -43,10 +44,10 @@ afterAll(async () => {
 const options: RetryLaneOptions = { giveUpAfterMs: 60_000, maxBackoffMs: 200, concurrency: 8 };
 
 /** A lane whose attempts answer with `accept`, recording what was delivered. */
-function lane(accept: (e: StreamEvent, attempt: number) => boolean, o: Partial<RetryLaneOptions> = {}) {
+function lane(accept: (e: StreamEvent, attempt: number) => boolean, o: Partial<RetryLaneOptions> = {}, settled = new RecentMap<number, true>(100)) {
   const delivered: { id: string; seq: number }[] = [];
   let givenUp = 0;
-  const l = new RetryLane(storage.js, storage.jsm, { ...options, ...o }, {
+  const l = new RetryLane(storage.js, storage.jsm, settled, { ...options, ...o }, {
     attempt: async (e, attempt) => accept(e, attempt),
     mayAct: () => true,
     delivered: (e) => delivered.push({ id: e.data.id, seq: e.seq }),
@@ -116,6 +117,26 @@ describe('webhook retry lane', () => {
     await expect.poll(() => b.delivered.filter((d) => d.id === id).length, { timeout: 10_000 }).toBe(events.length);
     expect(b.delivered.filter((d) => d.id === id).map((d) => d.seq)).toEqual(events.map((e) => e.seq));
     expect(a.delivered).toEqual([]);
+    await b.l.stop();
+  });
+
+  it('a head this node sent in an earlier term, whose deletion failed, is deleted and not sent again', async () => {
+    const id = randomUUID();
+    const [first, second] = as(id);
+    const a = lane(() => false);
+    await a.l.start();
+    await a.l.park(id, first!);
+    await a.l.park(id, second!);
+    await a.l.stop();
+    const head = await storage.jsm.streams.getMessage(WEBHOOK_RETRY_STREAM, { next_by_subj: webhookRetrySubject(id), seq: 0 } as never);
+    const settled = new RecentMap<number, true>(100);
+    settled.set(head!.seq, true); // as the earlier term leaves it: sent, its deletion failed
+    const b = lane(() => true, {}, settled);
+    await b.l.start();
+    await expect.poll(() => b.l.holds(id), { timeout: 10_000 }).toBe(false);
+    expect(b.delivered.filter((d) => d.id === id).map((d) => d.seq)).toEqual([second!.seq]);
+    expect(settled.get(head!.seq)).toBeUndefined();
+    expect(await stored(id)).toBe(0);
     await b.l.stop();
   });
 

@@ -97,4 +97,19 @@ describe('webhook delivery across a change of deliverer', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(delivered('/handover').map((h) => h.type)).toEqual(want);
   }, 30_000);
+
+  it('rides through a nats-server restart: events before, during and after it all arrive, in order', async () => {
+    failing.add('/restart'); // the first events wait in the retry lane across the restart
+    const before = await walkCall(client, CUSTOMER, `${base}/restart`, 3);
+    await expect.poll(() => hits.filter((h) => h.path === '/restart').length, { timeout: 5_000 }).toBeGreaterThan(1);
+    await server.restart(); // same port and store: everyone reconnects
+    failing.delete('/restart');
+    const after = await walkCall(client, CUSTOMER, `${base}/restart`, 3);
+    const want = [...(await typesOf(before)).map((t) => `${before}:${t}`), ...(await typesOf(after)).map((t) => `${after}:${t}`)];
+    await expect.poll(() => delivered('/restart').length, { timeout: 20_000, interval: 200 }).toBeGreaterThanOrEqual(want.length);
+    await new Promise((r) => setTimeout(r, 500));
+    const got = delivered('/restart').map((h) => `${h.id}:${h.type}`);
+    // per activeflow: every event, in order (the two activeflows' events may interleave)
+    for (const id of [before, after]) expect(got.filter((g) => g.startsWith(id))).toEqual(want.filter((w) => w.startsWith(id)));
+  }, 45_000);
 });
