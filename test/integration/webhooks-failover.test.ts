@@ -18,7 +18,7 @@ import { WEBHOOK_CONSUMER } from '../../src/node/webhook-dispatcher.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, openStoresFor, startNats, startNode } from '../helpers/nats.js';
-import { walkCall, webhookReceiver } from '../helpers/webhooks.js';
+import { stopAll, walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
 interface Hit { path: string; at: number; type: string; id: string; ok: boolean }
 const hits: Hit[] = [];
@@ -38,12 +38,7 @@ beforeAll(async () => {
   }));
   server = await startNats();
 });
-afterAll(async () => {
-  await nc?.close();
-  for (const n of nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
-  await server?.stop();
-  await closeHttp();
-});
+afterAll(() => stopAll({ nc, nodes, server, closeHttp }));
 
 const delivered = (path: string) => hits.filter((h) => h.path === path && h.ok);
 const typesOf = async (id: string) => (await client.history(id)).events.map((e) => e.type);

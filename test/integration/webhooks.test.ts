@@ -11,7 +11,7 @@ import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, startNats, startNode } from '../helpers/nats.js';
-import { walkCall, webhookReceiver } from '../helpers/webhooks.js';
+import { stopAll, walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
 interface Hit { path: string; at: number; type: string; id: string; ok: boolean }
 let closeHttp: () => Promise<void>;
@@ -39,12 +39,7 @@ beforeAll(async () => {
   nodes.push(await startNode(server, { nodeId: 'hooks-a', shardLeases: true, webhookGiveUpMs: 1_500, httpTimeoutMs: 1_000 }));
   ({ client, nc } = await clientFor(server));
 });
-afterAll(async () => {
-  await nc?.close();
-  for (const n of nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
-  await server?.stop();
-  await closeHttp();
-});
+afterAll(() => stopAll({ nc, nodes, server, closeHttp }));
 
 const delivered = (path: string) => hits.filter((h) => h.path === path && h.ok);
 
