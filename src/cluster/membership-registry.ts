@@ -37,9 +37,9 @@ export class NodeMembership {
   ) {}
 
   /**
-   * Starts trying to hold this node's lease; never waits for it. The promise settles after the
-   * first try: from then on a key `node.<node_id>` is in the bucket, this node's own or the one its
-   * previous run left (which the first try found live), for other nodes to see.
+   * Starts trying to hold this node's lease, retrying in the background until it does. The promise
+   * settles after the first try: from then on a key `node.<node_id>` is in the bucket, this node's
+   * own or the one its previous run left (which the first try found live), for other nodes to see.
    */
   join(): Promise<void> {
     const attempt = async () => {

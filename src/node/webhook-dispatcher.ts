@@ -92,9 +92,10 @@ class Lane {
   private readonly workers = new Set<Promise<void>>();
   private stopFn: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private stopping = false;
 
   constructor(
+    /** The dispatcher's: stopped before the lane is. */
+    private readonly halt: StopSignal,
     private readonly handle: (id: string, held: Held) => Promise<Outcome>,
     /** Stream sequences settled here already, maybe without the server knowing. */
     private readonly settled: RecentMap<number, true>,
@@ -112,12 +113,9 @@ class Lane {
       for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'working');
     }, Math.floor(ACK_WAIT_MS / 3));
     heartbeat.unref();
-    this.stopFn = () => {
-      this.stopping = true;
-      clearInterval(heartbeat);
-    };
+    this.stopFn = () => clearInterval(heartbeat);
     this.loop = (async () => {
-      while (!this.stopping) {
+      while (!this.halt.stopped) {
         try {
           const batch = await consumer.fetch({ max_messages: FETCH_BATCH, expires: FETCH_EXPIRES_MS });
           for await (const m of batch) {
@@ -125,9 +123,9 @@ class Lane {
             else this.accept(m, skip);
           }
         } catch (e) {
-          if (this.stopping) return;
+          if (this.halt.stopped) return;
           this.log.warn({ event: 'webhook_fetch_failed', consumer: consumerName, err: e });
-          await new Promise((r) => setTimeout(r, FETCH_EXPIRES_MS));
+          await this.halt.sleep(FETCH_EXPIRES_MS);
         }
       }
     })();
@@ -199,7 +197,7 @@ export class WebhookDispatcher {
     private readonly log: Logger,
   ) {
     const memory = options.memory ?? new DeliveryMemory();
-    this.main = new Lane((id, held) => this.firstAttempt(id, held), memory.main, log);
+    this.main = new Lane(this.halt, (id, held) => this.firstAttempt(id, held), memory.main, log);
     this.retry = new RetryLane(js, jsm, memory.retry, {
       giveUpAfterMs: options.giveUpAfterMs, maxBackoffMs: options.maxBackoffMs ?? 30_000, concurrency: options.concurrency ?? 256,
     }, {

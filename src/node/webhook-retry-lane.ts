@@ -48,6 +48,8 @@ export class RetryLane {
    * before it is stored, so that the activeflow's next event already follows it here.
    */
   private readonly backlog = new Map<string, number>();
+  /** Per activeflow, parks whose write has not landed yet (counted in `backlog` too). */
+  private readonly parking = new Map<string, number>();
   private readonly workers = new Map<string, Promise<void>>();
   private readonly slots: Slots;
   private readonly halt = new StopSignal();
@@ -86,19 +88,26 @@ export class RetryLane {
    */
   async park(id: string, event: StreamEvent): Promise<boolean> {
     this.count(id, 1);
-    for (let failures = 0; ; failures++) {
-      if (this.halt.stopped || !this.hooks.mayAct()) {
-        this.count(id, -1);
-        return false;
+    this.parking.set(id, (this.parking.get(id) ?? 0) + 1);
+    try {
+      for (let failures = 0; ; failures++) {
+        if (this.halt.stopped || !this.hooks.mayAct()) {
+          this.count(id, -1);
+          return false;
+        }
+        try {
+          await this.js.publish(webhookRetrySubject(id), encodeJson(event), { msgID: `${id}:${event.seq}` });
+          return true;
+        } catch (e) {
+          this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
+          await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures));
+        }
       }
-      try {
-        await this.js.publish(webhookRetrySubject(id), encodeJson(event), { msgID: `${id}:${event.seq}` });
-        this.startWorker(id);
-        return true;
-      } catch (e) {
-        this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
-        await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures));
-      }
+    } finally {
+      const n = (this.parking.get(id) ?? 1) - 1;
+      if (n <= 0) this.parking.delete(id);
+      else this.parking.set(id, n);
+      this.startWorker(id);
     }
   }
 
@@ -113,9 +122,14 @@ export class RetryLane {
     else this.backlog.set(id, n);
   }
 
+  /** One worker per activeflow with a backlog; a park that lands after its worker left starts another. */
   private startWorker(id: string): void {
-    if (this.workers.has(id) || this.halt.stopped) return;
-    const worker = this.work(id).finally(() => this.workers.delete(id));
+    if (this.workers.has(id) || this.halt.stopped || !this.holds(id)) return;
+    const worker = this.work(id).finally(() => {
+      this.workers.delete(id);
+      // A park that landed while this worker was leaving could not start one.
+      if (!this.parking.has(id)) this.startWorker(id);
+    });
     this.workers.set(id, worker);
   }
 
@@ -134,6 +148,7 @@ export class RetryLane {
         }
         const head = await this.jsm.streams.getMessage(WEBHOOK_RETRY_STREAM, { next_by_subj: subject, seq: 0 } as never);
         if (head === null) {
+          if (this.parking.has(id)) return; // its write is on its way; the park starts a worker when it lands
           await this.recount(id, subject);
           continue;
         }
@@ -169,19 +184,14 @@ export class RetryLane {
   }
 
   /**
-   * The backlog count said more than the stream holds: an event being parked has not landed yet,
-   * or a park was a duplicate the server dropped (a repeat after a crash). Trusts the stream, plus
-   * what is on its way.
+   * The backlog count said more than the stream holds: a park was a duplicate the server dropped
+   * (a repeat after a crash). Trusts the stream, plus the parks still on their way.
    */
   private async recount(id: string, subject: string): Promise<void> {
     const info = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: subject });
-    const stored = info.state.subjects?.[subject] ?? 0;
-    if (stored > 0) return; // it landed meanwhile
-    await this.halt.sleep(50); // a park on its way counts itself; let it land or give up
-    if (this.holds(id)) {
-      const again = await this.jsm.streams.info(WEBHOOK_RETRY_STREAM, { subjects_filter: subject });
-      if ((again.state.subjects?.[subject] ?? 0) === 0) this.backlog.delete(id);
-    }
+    const n = (info.state.subjects?.[subject] ?? 0) + (this.parking.get(id) ?? 0);
+    if (n > 0) this.backlog.set(id, n);
+    else this.backlog.delete(id);
   }
 
   /** Retries one event with backoff; true when delivered or given up, false when stopped. */

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import type { StreamEvent } from '../../machines/index.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import { silentLogger } from '../../src/log.js';
@@ -44,10 +45,10 @@ afterAll(async () => {
 const options: RetryLaneOptions = { giveUpAfterMs: 60_000, maxBackoffMs: 200, concurrency: 8 };
 
 /** A lane whose attempts answer with `accept`, recording what was delivered. */
-function lane(accept: (e: StreamEvent, attempt: number) => boolean, o: Partial<RetryLaneOptions> = {}, settled = new RecentMap<number, true>(100)) {
+function lane(accept: (e: StreamEvent, attempt: number) => boolean, o: Partial<RetryLaneOptions> = {}, settled = new RecentMap<number, true>(100), js: JetStreamClient = storage.js) {
   const delivered: { id: string; seq: number }[] = [];
   let givenUp = 0;
-  const l = new RetryLane(storage.js, storage.jsm, settled, { ...options, ...o }, {
+  const l = new RetryLane(js, storage.jsm, settled, { ...options, ...o }, {
     attempt: async (e, attempt) => accept(e, attempt),
     mayAct: () => true,
     delivered: (e) => delivered.push({ id: e.data.id, seq: e.seq }),
@@ -138,6 +139,25 @@ describe('webhook retry lane', () => {
     expect(settled.get(head!.seq)).toBeUndefined();
     expect(await stored(id)).toBe(0);
     await b.l.stop();
+  });
+
+  it('an event parked while the lane drains the one before it is not stranded, however slowly its write lands', async () => {
+    const id = randomUUID();
+    // The real JetStream, each park's write landing 200 ms late (a slow or reconnecting server).
+    const slow = new Proxy(storage.js, {
+      get: (target, key, receiver) => key === 'publish'
+        ? async (...args: Parameters<JetStreamClient['publish']>) => (await new Promise((r) => setTimeout(r, 200)), target.publish(...args))
+        : Reflect.get(target, key, receiver),
+    });
+    const { l, delivered } = lane(() => true, {}, undefined, slow);
+    await l.start();
+    const all = as(id);
+    for (const e of all) await l.park(id, e); // the worker empties the lane while the next write is on its way
+    await expect.poll(() => delivered.filter((d) => d.id === id).length, { timeout: 10_000 }).toBe(all.length);
+    expect(delivered.filter((d) => d.id === id).map((d) => d.seq)).toEqual(all.map((e) => e.seq));
+    await expect.poll(() => l.holds(id)).toBe(false);
+    expect(await stored(id)).toBe(0);
+    await l.stop();
   });
 
   it('removes an unreadable message instead of blocking the activeflow behind it', async () => {
