@@ -1,5 +1,5 @@
 /**
- * The action catalogue (ACTIVEFLOW.md section 5): which medium each type needs, who performs it,
+ * The action catalogue (docs/behaviour.md section 5): which medium each type needs, who performs it,
  * and whether its failure ends the activeflow. One table, so availability, dispatch and
  * criticality can never disagree about a type.
  */

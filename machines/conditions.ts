@@ -1,5 +1,5 @@
 /**
- * The comparisons of the condition_* actions (VOIPBIN-BEHAVIOUR.md 3.3), with the spec's
+ * The comparisons of the condition_* actions (docs/behaviour.md section 5), with the
  * deliberate differences: numbers compare as 64-bit floats, weekday arrays keep their types.
  */
 import type { Option, Variables } from './schema.js';

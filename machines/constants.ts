@@ -1,5 +1,5 @@
 /**
- * The reserved ids of the spec (ACTIVEFLOW.md section 1). MAIN and START share a value but live in
+ * The reserved ids (docs/behaviour.md section 1). MAIN and START share a value but live in
  * different namespaces: MAIN names a stack, START names the pseudo action "before the first action".
  */
 export const NIL = '00000000-0000-0000-0000-000000000000';

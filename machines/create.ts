@@ -1,5 +1,5 @@
 /**
- * Creating an activeflow (ACTIVEFLOW.md section 3). The host resolves what needs I/O (the flow,
+ * Creating an activeflow (docs/behaviour.md section 3). The host resolves what needs I/O (the flow,
  * the parent's variables) and passes it in; this decides everything else.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * Effects out of the machine: named descriptors of work the host performs (DESIGN.md section 5).
+ * Effects out of the machine: named descriptors of work the host performs (docs/architecture.md, design 5).
  * An effect with `await: true` holds the cycle until its result comes back as an `effect_result`
  * event; the others are fire-and-forget.
  */
@@ -24,7 +24,7 @@ export const ServiceRequestEffect = z.object({
   type: z.literal('service_request'),
   effect_id: z.string(),
   action_type: z.string(),
-  /** `activeflow.service.<action_type>` (DESIGN.md section 6). */
+  /** `activeflow.service.<action_type>` (docs/architecture.md, design 6). */
   subject: z.string(),
   request: z.object({
     activeflow_id: Uuid,
@@ -44,7 +44,7 @@ export const FlowGetEffect = z.object({
   await: z.literal(true),
 });
 
-/** Start the on_complete activeflow (spec section 7): the host creates it, then executes it. */
+/** Start the on_complete activeflow (behaviour section 7): the host creates it, then executes it. */
 export const StartChildEffect = z.object({
   type: z.literal('start_child'),
   effect_id: z.string(),
@@ -73,7 +73,7 @@ export const Effect = z.discriminatedUnion('type', [
 ]);
 export type Effect = z.infer<typeof Effect>;
 
-/** What a service answers on `activeflow.service.<action_type>` (DESIGN.md section 6). */
+/** What a service answers on `activeflow.service.<action_type>` (docs/architecture.md, design 6). */
 export const ServiceReply = z.looseObject({
   service_id: Uuid.optional(),
   push_actions: z.array(z.unknown()).optional(),

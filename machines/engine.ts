@@ -145,7 +145,7 @@ function endWithError(d: Draft, action: Action, message: string): void {
 // the cursor
 
 /**
- * One cursor move (spec section 4). Returns false when the activeflow ended instead of (or by)
+ * One cursor move (behaviour section 4). Returns false when the activeflow ended instead of (or by)
  * moving: limit reached, forward target missing, or FINISH reached.
  */
 function move(d: Draft, finishReason: EndReason = 'finished'): boolean {
@@ -437,7 +437,7 @@ function settle(d: Draft, req: CycleRequest, outcome: Outcome, iterations: numbe
 }
 
 /**
- * Moves until the reference must act, the flow blocks, or it ends (spec section 5). A cycle
+ * Moves until the reference must act, the flow blocks, or it ends (behaviour section 5). A cycle
  * that ends the activeflow for any reason answers FINISH: the reference's service then hangs up,
  * and `end_reason`/`error` say why.
  */

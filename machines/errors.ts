@@ -1,5 +1,5 @@
 /**
- * Error codes are the API's codes (DESIGN.md section 2). The core returns errors as values; the
+ * Error codes are the API's codes (docs/architecture.md, design 2). The core returns errors as values; the
  * host turns them into replies, so a rejected request never throws through the machine.
  */
 export const ERROR_CODES = ['invalid_argument', 'not_found', 'conflict', 'ended', 'limit_exceeded', 'unavailable', 'internal'] as const;

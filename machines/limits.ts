@@ -1,6 +1,6 @@
 /**
- * Safety limits (ACTIVEFLOW.md section 8). Every limit is configurable per deployment; the
- * defaults are the spec's numbers. An activeflow keeps the limits it was created with, so a
+ * Safety limits (docs/behaviour.md section 8). Every limit is configurable per deployment; the
+ * defaults are the numbers of docs/behaviour.md section 8. An activeflow keeps the limits it was created with, so a
  * configuration change never changes the fate of a flow that is already running.
  */
 import { z } from 'zod';

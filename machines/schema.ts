@@ -45,7 +45,7 @@ export const ActionTypeSchema = z.enum(ACTION_TYPES, {
     const given = issue.input;
     const best = [...ACTION_TYPES].sort((x, y) => distance(given, x) - distance(given, y))[0]!;
     const hint = distance(given, best) <= 2 ? ` (did you mean "${best}"?)` : '';
-    return `unknown action type "${given}"${hint}; the types are listed in docs/engine.md and the spec's catalogue`;
+    return `unknown action type "${given}"${hint}; the types are listed in docs/engine.md and docs/behaviour.md`;
   },
 });
 export const ReferenceTypeSchema = z.enum(REFERENCE_TYPES);
@@ -171,7 +171,7 @@ export const Activeflow = z.object({
   forward_action_id: Uuid,
   execute_count: z.number().int().nonnegative(),
   executed_actions: z.array(Action),
-  /** `""` while running; why it ended afterwards (spec section 9.11). */
+  /** `""` while running; why it ended afterwards (behaviour section 9.11). */
   end_reason: z.union([z.literal(''), EndReasonSchema]),
   error: ActiveflowError.nullable(),
   /** The activeflow its on_complete flow started, NIL when none was started. */

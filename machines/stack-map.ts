@@ -1,5 +1,5 @@
 /**
- * The stack map (ACTIVEFLOW.md sections 4 and 5, VOIPBIN-BEHAVIOUR.md 4.4-4.6): MAIN holds the
+ * The stack map (docs/behaviour.md sections 4 and 5): MAIN holds the
  * flow's actions; pushed stacks return to the action that pushed them. Pure functions; a stack
  * map is never mutated, a changed one is a new object that shares the untouched stacks.
  */
@@ -121,7 +121,7 @@ export function removeStackAndAbove(map: StackMap, stackId: string, maxHops: num
   return out;
 }
 
-/** Inserts `actions` right after `afterActionId` in `stackId` (a plain insert, spec section 9.3). */
+/** Inserts `actions` right after `afterActionId` in `stackId` (a plain insert, behaviour section 9.3). */
 export function insertAfter(map: StackMap, stackId: string, afterActionId: string, actions: Action[]): PushResult {
   const stack = map[stackId];
   if (stack === undefined) return { ok: false, message: `stack ${stackId} not found` };

@@ -87,7 +87,7 @@ export const Pending = z.object({
 });
 export type Pending = z.infer<typeof Pending>;
 
-/** The answer of the last `next`, kept so a retry after a lost reply gets it again (spec 9.5). */
+/** The answer of the last `next`, kept so a retry after a lost reply gets it again (behaviour 9.5). */
 export const LastNext = z.object({
   from_action_id: Uuid,
   version: z.number().int().nonnegative(),

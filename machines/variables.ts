@@ -1,5 +1,5 @@
 /**
- * Variables and `${name}` substitution (ACTIVEFLOW.md section 6, VOIPBIN-BEHAVIOUR.md 5.3).
+ * Variables and `${name}` substitution (docs/behaviour.md section 6).
  */
 import { NIL } from './constants.js';
 import type { Limits } from './limits.js';
@@ -18,7 +18,7 @@ function substituteValue(value: unknown, variables: Variables): unknown {
   if (typeof value === 'string') return substitute(value, variables);
   if (Array.isArray(value)) return value.map((v) => substituteValue(v, variables));
   if (value !== null && typeof value === 'object') return substituteOption(value as Option, variables);
-  // Numbers, booleans and null keep their JSON type, in arrays too (spec section 9.2).
+  // Numbers, booleans and null keep their JSON type, in arrays too (behaviour section 9.2).
   return value;
 }
 

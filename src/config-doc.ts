@@ -30,7 +30,7 @@ export function configMarkdown(): string {
     ...rowsOf(GatewayConfig.shape),
     '',
     'The engine\'s limits (moves per activeflow, per cycle, on_complete depth, stacks, variable sizes) are',
-    'described in docs/engine.md; their defaults are the spec\'s numbers.',
+    'described in docs/engine.md; their defaults are those of docs/behaviour.md.',
     '',
   ].join('\n');
 }

@@ -66,13 +66,13 @@ export const NodeConfig = z.object({
   QUOTA_FLOWS: int(0).default(10_000)
     .describe('Default per-customer quota: stored flows (VoIPBIN allows 10,000).'),
   QUOTA_VARIABLE_KEYS: int(1).default(100)
-    .describe('Default per-customer quota: variables a caller may supply at creation (the spec\'s 100).'),
+    .describe('Default per-customer quota: variables a caller may supply at creation (docs/behaviour.md: 100).'),
   QUOTA_VARIABLE_VALUE_BYTES: int(1).default(32 * 1024)
-    .describe('Default per-customer quota: largest variable value in UTF-8 bytes (the spec\'s 32 KiB).'),
+    .describe('Default per-customer quota: largest variable value in UTF-8 bytes (docs/behaviour.md: 32 KiB).'),
   QUOTA_INJECTED_VARIABLES_BYTES: int(1).default(64 * 1024)
-    .describe('Default per-customer quota: keys plus values supplied at creation (the spec\'s 64 KiB).'),
+    .describe('Default per-customer quota: keys plus values supplied at creation (docs/behaviour.md: 64 KiB).'),
   QUOTA_VARIABLES_BYTES: int(1).default(256 * 1024)
-    .describe('Default per-customer quota: keys plus values of one activeflow\'s variables (the spec\'s 256 KiB); bounds the snapshot.'),
+    .describe('Default per-customer quota: keys plus values of one activeflow\'s variables (ours: it bounds the snapshot).'),
   ADMISSION_CONCURRENCY: int(1).default(256)
     .describe('Requests a node runs at once. One customer alone may use them all (its snapshot writes stay pipelined); see ADMISSION_PER_CUSTOMER for when customers share the node. Beyond it, requests wait in one queue per customer, served round robin.'),
   ADMISSION_PER_CUSTOMER: int(1).default(32)

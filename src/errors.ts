@@ -1,5 +1,5 @@
 /**
- * One error type whose codes are the API's codes (DESIGN.md section 2). One function maps an
+ * One error type whose codes are the API's codes (docs/architecture.md, design 2). One function maps an
  * error to the reply (JSON body and service-error headers), one maps a reply back in the client.
  */
 import { ERROR_CODES, type EngineError, type ErrorCode } from '../machines/index.js';

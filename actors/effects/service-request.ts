@@ -1,5 +1,5 @@
 /**
- * Service actions are requests to `activeflow.service.<action_type>` (DESIGN.md section 6). No
+ * Service actions are requests to `activeflow.service.<action_type>` (docs/architecture.md, design 6). No
  * responder, a timeout, a service error header or an `{error}` body is the action's failure.
  */
 import type { NatsConnection } from '@nats-io/transport-node';

@@ -1,7 +1,7 @@
 /**
  * The typed client of the control API. It retries what a caller should never see: *no
  * responders* (a shard between owners), timeouts and `unavailable`, with exponential backoff up to
- * a deadline. `next` is safe to retry (a retried next gets the same answer, spec 9.5), and
+ * a deadline. `next` is safe to retry (a retried next gets the same answer, behaviour 9.5), and
  * `createActiveflow` picks the id up front so a retried create can find what the first one made.
  */
 import { randomUUID } from 'node:crypto';

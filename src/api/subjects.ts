@@ -1,4 +1,4 @@
-/** The control API's subjects: a contract outside clients use (DESIGN.md section 2). */
+/** The control API's subjects: a contract outside clients use (docs/architecture.md, design 2). */
 
 export const SUBJECTS = {
   activeflowCreate: 'activeflow.v1.create',

@@ -5,7 +5,7 @@ import { AccessKeyCache } from '../gateway/access-keys.js';
 import { HttpGateway } from '../gateway/http-gateway.js';
 import type { Logger } from '../log.js';
 import { createLogger } from '../log.js';
-import { connectNats, parseServers } from '../nats/connect.js';
+import { checkServerVersion, connectNats, parseServers } from '../nats/connect.js';
 import { BUCKETS } from '../store/buckets.js';
 import type { Command } from './command.js';
 import { stopOnSignals } from './signals.js';
@@ -57,6 +57,13 @@ ${describeConfig(GatewayConfig.shape)}`,
       nc = await connectNats(parseServers(config.NATS_URL), 'activeflow-gateway', access.credentials, access.tls);
     } catch (e) {
       io.err(`activeflow gateway: cannot reach NATS at ${config.NATS_URL}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
+      return 1;
+    }
+    try {
+      checkServerVersion(nc, log);
+    } catch (e) {
+      io.err(`activeflow gateway: ${(e as Error).message}`);
+      await nc.close().catch(() => undefined);
       return 1;
     }
     let running: { stop: () => Promise<void> };

@@ -1,4 +1,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../log.js';
+import { judgeServerVersion, ServerVersionError } from './server-version.js';
 import { applyRequestSettleFix } from './request-settle.js';
 import { inboxPrefixOf, ROLES, type Role } from './roles.js';
 
@@ -39,4 +41,47 @@ export async function connectNats(servers: string[] | string, name: string, cred
     // (measured with --cpu-prof); errors keep their types and messages without it.
     noAsyncTraces: true,
   });
+}
+
+/**
+ * The minimum server version, checked by every node and gateway right after it connects (from the
+ * server's INFO): below it a process refuses to start against a cluster, and warns on a single
+ * server (judgeServerVersion says why).
+ */
+export function checkServerVersion(nc: NatsConnection, log: Logger): void {
+  const info = nc.info;
+  if (info === undefined) return;
+  const verdict = judgeServerVersion(info);
+  if (verdict.kind === 'refuse') throw new ServerVersionError(verdict.message);
+  if (verdict.kind === 'warn') log.warn({ event: 'nats_server_too_old', version: info.version }, verdict.message);
+}
+
+/**
+ * Logs what happens to a connection (disconnects, reconnects, stale connections, server errors, slow
+ * consumers), so that a stall in a node's log can be told apart from a stall in the server.
+ */
+export function logConnectionEvents(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+          log.warn({ event: 'nats_disconnected', server: s.server }, 'lost the NATS connection; reconnecting');
+          break;
+        case 'reconnect':
+          log.info({ event: 'nats_reconnected', server: s.server });
+          break;
+        case 'staleConnection':
+          log.warn({ event: 'nats_stale_connection' }, 'the NATS server stopped answering pings; reconnecting');
+          break;
+        case 'error':
+          log.warn({ event: 'nats_server_error', err: s.error });
+          break;
+        case 'slowConsumer':
+          log.warn({ event: 'nats_slow_consumer', subject: s.sub.getSubject(), pending: s.pending });
+          break;
+        default:
+          break;
+      }
+    }
+  })();
 }

@@ -3,10 +3,23 @@
  * start their own servers on free loopback ports (`-1`) and read the real port from the ports file.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PINNED_SERVER_VERSION, PROJECT_ROOT } from './server-version.js';
+
+/**
+ * The nats-server to run, resolved as scripts/install-deps.sh does: NATS_SERVER_BIN if set, the
+ * project's own build of the pinned release (.tools/), else `nats-server` on PATH (whose version the
+ * nodes check when they connect).
+ */
+export function natsServerBinary(): string {
+  const fromEnv = process.env['NATS_SERVER_BIN'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const built = join(PROJECT_ROOT, '.tools', `nats-server-v${PINNED_SERVER_VERSION}`, 'nats-server');
+  return existsSync(built) ? built : 'nats-server';
+}
 
 export interface NatsServerOptions {
   /** A fixed port; default a free one chosen by the server. */
@@ -91,14 +104,14 @@ async function launch(workDir: string, storeDir: string, options: NatsServerOpti
   if (options.configFile === undefined) writeFileSync(configFile, configText(storeDir, workDir, options));
   for (const f of readdirSync(workDir)) if (f.endsWith('.ports')) rmSync(join(workDir, f));
   let stderr = '';
-  const child = spawn('nats-server', ['-c', configFile, ...(options.configFile ? ['--ports_file_dir', workDir] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(natsServerBinary(), ['-c', configFile, ...(options.configFile ? ['--ports_file_dir', workDir] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
   });
   const failed = new Promise<never>((_, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) =>
       reject(new NatsServerError(e.code === 'ENOENT'
-        ? 'nats-server not found on PATH; run `bash scripts/install-deps.sh` (installs the Debian package nats-server) or set NATS_URL to a running server'
+        ? `nats-server not found; run \`bash scripts/install-deps.sh\` (it builds nats-server ${PINNED_SERVER_VERSION} into .tools/), set NATS_SERVER_BIN to a nats-server binary, or set NATS_URL to a running server`
         : `nats-server could not start: ${e.message}`)));
     child.once('exit', (code) => reject(new NatsServerError(`nats-server exited with ${code} while starting:\n${stderr}`)));
   });

@@ -1,5 +1,5 @@
 /**
- * Shards and the server's subject mapping (DESIGN.md section 2). nats-server's
+ * Shards and the server's subject mapping (docs/architecture.md, design 2). nats-server's
  * `{{partition(n,1)}}` is FNV-1a (32 bit) of the token, modulo n; `shardOf` computes the same, so
  * the node knows which shard an id lives in and the server routes requests there in one hop.
  */

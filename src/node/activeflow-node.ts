@@ -21,7 +21,7 @@ import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowV
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { connectNats, type TlsFiles } from '../nats/connect.js';
+import { checkServerVersion, connectNats, logConnectionEvents, type TlsFiles } from '../nats/connect.js';
 import { AccessKeyRequests, AccessKeyStore } from '../gateway/access-keys.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
@@ -136,6 +136,8 @@ export class ActiveflowNode {
     const clock = options.clock ?? systemClock;
     const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
     try {
+      checkServerVersion(nc, log);
+      logConnectionEvents(nc, log);
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
         leaseTtlMs: options.leaseTtlMs ?? 3_000,

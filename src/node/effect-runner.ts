@@ -1,4 +1,4 @@
-/** Performs the effects the engine asks for, over NATS and HTTP (DESIGN.md sections 5 and 6). */
+/** Performs the effects the engine asks for, over NATS and HTTP (docs/architecture.md, design 5 and 6). */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { performHttp, performService, type EffectRunner, type HttpLimits } from '../../actors/index.js';
 import type { Effect, EffectResult } from '../../machines/index.js';

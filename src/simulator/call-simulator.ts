@@ -1,6 +1,6 @@
 /**
  * A reference simulator: a fake call service that drives activeflows the way VoIPBIN's
- * call-manager does (DESIGN.md section 6). Each call creates its activeflow, asks `next`, "plays"
+ * call-manager does (docs/architecture.md, design 6). Each call creates its activeflow, asks `next`, "plays"
  * media for a simulated time, answers digits_receive from a script, and on hangup, FINISH or the
  * empty action stops the activeflow as a hangup would.
  */

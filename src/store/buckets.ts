@@ -1,5 +1,5 @@
 /**
- * The node's storage (DESIGN.md section 3): KV buckets and the event stream, created at start-up
+ * The node's storage (docs/architecture.md, design 3): KV buckets and the event stream, created at start-up
  * (creating an R3 bucket takes ~0.4 s, never per request). KV handles are reopened with `open`,
  * because a handle from `create` reads through direct gets that a lagging replica may answer.
  */

@@ -2,7 +2,7 @@
  * Where activeflows live between requests: a running one's persisted XState snapshot in
  * `af_running` under `<shard>.<id>`, an ended one's final state in `af_ended` under `<id>`.
  * Every write of a running snapshot is revision-checked, so a writer that lost ownership can never
- * overwrite its successor (DESIGN.md section 4).
+ * overwrite its successor (docs/architecture.md, design 4).
  */
 import type { KV } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';

@@ -25,7 +25,7 @@ let key: string;
 let otherKey: string;
 
 // VoIPBIN's schemas: an OpenAPI 3.0 document; its extra keywords (example, x-go-type) are ignored.
-const doc = parseYaml(readFileSync(new URL('../../../shared/spec/voipbin-openapi/schemas.yaml', import.meta.url), 'utf8')) as { components: Record<string, unknown> };
+const doc = parseYaml(readFileSync(new URL('../fixtures/voipbin-openapi-schemas.yaml', import.meta.url), 'utf8')) as { components: Record<string, unknown> };
 const ajv = new Ajv({ strict: false, allErrors: true });
 (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
 // Pseudo actions (START, FINISH, the empty action) carry no type, exactly as VoIPBIN serialises
@@ -35,7 +35,7 @@ ajv.addSchema({ $id: 'voipbin.json', components: { ...doc.components, schemas: {
 const schemaOf = (name: string): ValidateFunction => ajv.getSchema(`voipbin.json#/components/schemas/${name}`)!;
 const pseudo = schemaOf('PseudoAction');
 const PSEUDO = new Set([START, FINISH, NIL]);
-// Action types VoIPBIN runs but its published enum lacks (VOIPBIN-BEHAVIOUR.md section 8).
+// Action types VoIPBIN runs but its published enum lacks (docs/rest.md).
 const UNLISTED_TYPES = new Set(['ai_task', 'block', 'case_create', 'empty']);
 
 function conforms(name: 'FlowManagerActiveflow' | 'FlowManagerFlow', body: Record<string, unknown>): void {

@@ -43,11 +43,11 @@ describe('activeflow start', () => {
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'api', actions: [], execute: true });
     expect(af.status).toBe('ended');
     await nc.close();
-    const serverPids = (await import('node:child_process')).execSync(`pgrep -f "^nats-server -c ${conf}" || true`, { encoding: 'utf8' }).trim();
+    const serverPids = (await import('node:child_process')).execSync(`pgrep -f "^[^ ]*nats-server -c ${conf}" || true`, { encoding: 'utf8' }).trim();
     expect(serverPids).not.toBe('');
     child.kill('SIGINT');
     expect(await exited(child)).toBe(0);
-    const after = (await import('node:child_process')).execSync(`pgrep -f "^nats-server -c ${conf}" || true`, { encoding: 'utf8' }).trim();
+    const after = (await import('node:child_process')).execSync(`pgrep -f "^[^ ]*nats-server -c ${conf}" || true`, { encoding: 'utf8' }).trim();
     expect(after).toBe('');
   }, 60_000);
 });

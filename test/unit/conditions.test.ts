@@ -3,7 +3,7 @@ import {
   civilTime, conditionCallDigitsHolds, conditionCallStatusHolds, conditionDatetimeHolds, conditionVariableHolds, parseFloat64,
 } from '../../machines/conditions.js';
 
-describe('condition_variable (spec 5)', () => {
+describe('condition_variable (behaviour 5)', () => {
   const cv = (variable: string, condition: string, value_type: string, value: Record<string, unknown>) =>
     conditionVariableHolds({ variable, condition, value_type, ...value });
 
@@ -19,7 +19,7 @@ describe('condition_variable (spec 5)', () => {
   it.each([
     ['10', '>', 9, true], ['10', '==', 10, true], ['1e1', '==', 10, true], ['-2.5', '<', -2, true],
     ['9', '>', 10, false], ['abc', '==', 0, false], ['', '==', 0, false], [' 1', '==', 1, false],
-    ['16777217', '>', 16777216, true], // 64-bit floats (spec 9.8): float32 would say equal
+    ['16777217', '>', 16777216, true], // 64-bit floats (behaviour 9.8): float32 would say equal
     ['NaN', '!=', 1, true], ['NaN', '==', 1, false], ['inf', '>', 1e308, true],
   ])('number %j %s %s -> %s', (v, c, n, expected) => {
     expect(cv(v, c, 'number', { value_number: n })).toBe(expected);
@@ -46,7 +46,7 @@ describe('condition_variable (spec 5)', () => {
   });
 });
 
-describe('condition_datetime (spec 5)', () => {
+describe('condition_datetime (behaviour 5)', () => {
   // 2026-11-27 is a Friday (5), 10:30 UTC.
   const now = '2026-11-27T10:30:00.000000Z';
   const cd = (o: Record<string, unknown>) => conditionDatetimeHolds(o, now);
@@ -57,7 +57,7 @@ describe('condition_datetime (spec 5)', () => {
     expect(civilTime('1970-01-01T00:00:00.000000Z').weekday).toBe(4);
   });
 
-  it('weekdays: today must be listed (condition ignored); numbers stay numbers (spec 9.2)', () => {
+  it('weekdays: today must be listed (condition ignored); numbers stay numbers (behaviour 9.2)', () => {
     expect(cd({ weekdays: [5], hour: -1, minute: -1 })).toBe(true);
     expect(cd({ weekdays: [1, 2, 3], condition: '==', hour: -1, minute: -1 })).toBe(false);
   });

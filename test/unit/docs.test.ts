@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/config-doc.js';
 import { main } from '../../src/cli/main.js';
+import { natsServerBinary } from '../../src/nats/server-process.js';
 
 describe('docs stay true', () => {
   it('docs/configuration.md is generated from the option schema (run `npm run docs` after a change)', () => {
@@ -30,18 +31,18 @@ describe('deploy/ stays true', () => {
   it('nats-server accepts every configuration we ship', async () => {
     const { spawnSync } = await import('node:child_process');
     for (const file of ['nats-server.conf', 'deploy/cluster/nats-1.conf', 'deploy/cluster/nats-2.conf', 'deploy/cluster/nats-3.conf']) {
-      const r = spawnSync('nats-server', ['-t', '-c', new URL(`../../${file}`, import.meta.url).pathname], { encoding: 'utf8' });
+      const r = spawnSync(natsServerBinary(), ['-t', '-c', new URL(`../../${file}`, import.meta.url).pathname], { encoding: 'utf8' });
       expect([r.status, `${r.stdout}${r.stderr}`], file).toEqual([0, expect.stringMatching(/configuration file .* is valid/)]);
     }
     // and it refuses a broken one, so the check above means something
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const bad = `${mkdtempSync('/tmp/af-conf-')}/bad.conf`;
     writeFileSync(bad, 'listen: 127.0.0.1:-1\nmappings = { "a.*": "b.{{wildcard(9)}}" }\njetstream { bogus_key: 1 }\n');
-    expect(spawnSync('nats-server', ['-t', '-c', bad], { encoding: 'utf8' }).status).not.toBe(0);
+    expect(spawnSync(natsServerBinary(), ['-t', '-c', bad], { encoding: 'utf8' }).status).not.toBe(0);
   });
 
   it('deploy/k8s/nats.yaml is generated, and nats-server accepts the configuration inside it', async () => {
-    const { k8sNatsManifest, k8sNatsConfig } = await import('../../src/nats/deploy-configs.js');
+    const { k8sNatsManifest, k8sNatsConfig, k8sPasswordsScript } = await import('../../src/nats/deploy-configs.js');
     expect(readFileSync(new URL('../../deploy/k8s/nats.yaml', import.meta.url), 'utf8')).toBe(k8sNatsManifest());
     const { spawnSync } = await import('node:child_process');
     const { mkdtempSync, writeFileSync } = await import('node:fs');
@@ -53,9 +54,27 @@ describe('deploy/ stays true', () => {
     spawnSync('cp', [`${dir}/server.key`, `${dir}/tls.key`]);
     writeFileSync(file, k8sNatsConfig().replaceAll('/etc/nats/tls/', `${dir}/`));
     expect(k8sNatsConfig()).toMatch(/^tls \{[\s\S]*cluster \{[\s\S]*  tls \{/m); // clients and routes
-    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: 's', NATS_APP_PASSWORD: 'a', NATS_NODE_PASSWORD: 'n', NATS_GATEWAY_PASSWORD: 'g', NATS_CALL_SERVICE_PASSWORD: 'c', NATS_OPERATOR_PASSWORD: 'o' };
-    const r = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8', env });
+    // Passwords nats-server would read as a number, a boolean or a hex number, or that need escaping:
+    // the init container's script quotes them into secrets/passwords.conf.
+    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: '12345', NATS_NODE_PASSWORD: 'true', NATS_GATEWAY_PASSWORD: '0x1f', NATS_CALL_SERVICE_PASSWORD: 'a"b\\c$d', NATS_OPERATOR_PASSWORD: '1e5' };
+    spawnSync('mkdir', [`${dir}/secrets`]);
+    const rendered = spawnSync('sh', ['-c', k8sPasswordsScript()], { encoding: 'utf8', env: { ...env, OUT: `${dir}/secrets` } });
+    expect([rendered.status, rendered.stderr]).toEqual([0, '']);
+    const r = spawnSync(natsServerBinary(), ['-t', '-c', file], { encoding: 'utf8', env });
     expect([r.status, `${r.stdout}${r.stderr}`]).toEqual([0, expect.stringMatching(/is valid/)]);
+    expect(readFileSync(new URL('../../deploy/k8s/nats.yaml', import.meta.url), 'utf8')).toContain(k8sPasswordsScript().split('\n')[2]!);
+    // And each quoted password is exactly the one in the Secret: a server configured from the file lets it in.
+    const { NatsServer } = await import('../../src/nats/server-process.js');
+    const { connect } = await import('@nats-io/transport-node');
+    const vars = Object.entries({ SYSTEM_PASSWORD: '12345', NODE_PASSWORD: 'true', GATEWAY_PASSWORD: '0x1f', CALL_SERVICE_PASSWORD: 'a"b\\c$d', OPERATOR_PASSWORD: '1e5' });
+    writeFileSync(`${dir}/auth-check.conf`, `listen: 127.0.0.1:-1\ninclude "secrets/passwords.conf"\nauthorization { users: [ ${vars.map(([v], i) => `{ user: "u${i}", password: $${v} }`).join(', ')} ] }\n`);
+    const server = await NatsServer.start({ configFile: `${dir}/auth-check.conf` });
+    try {
+      for (const [i, [, pass]] of vars.entries()) await (await connect({ servers: [server.url], user: `u${i}`, pass })).close();
+      await expect(connect({ servers: [server.url], user: 'u0', pass: '"12345"' })).rejects.toThrow(/Authorization/);
+    } finally {
+      await server.stop();
+    }
     expect(k8sNatsConfig()).not.toMatch(/no_auth_user|dev-only/); // a deployment requires passwords
   });
 

@@ -3,7 +3,7 @@ import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, MAIN_ID, NIL_ID, OTHER_CU
 
 const ids = (h: ReturnType<typeof harness>) => h.af().executed_actions.map((a) => a.id).slice(1).concat(h.af().current_action.id);
 
-describe('goto (spec 5, 9.1)', () => {
+describe('goto (behaviour 5, 9.1)', () => {
   it.each([0, 1, 3])('loop_count %i jumps exactly that many times, then falls through', (loops) => {
     const h = harness({ actions: [
       { id: aid(1), type: 'talk' },
@@ -28,7 +28,7 @@ describe('goto (spec 5, 9.1)', () => {
   });
 });
 
-describe('branch (spec 5)', () => {
+describe('branch (behaviour 5)', () => {
   const actions = (option: Record<string, unknown>) => [
     { id: aid(1), type: 'branch', option },
     { id: aid(10), type: 'talk', option: { text: 'one' } },
@@ -155,7 +155,7 @@ describe('stop and block', () => {
   });
 });
 
-describe('fetch (spec 5)', () => {
+describe('fetch (behaviour 5)', () => {
   const url = 'https://flows.example.test/next';
   const actions = [{ id: aid(1), type: 'fetch', option: { event_url: url, event_method: 'POST' } }, { id: aid(2), type: 'talk', option: { text: 'after' } }];
 
@@ -166,7 +166,7 @@ describe('fetch (spec 5)', () => {
     expect(first.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(Object.keys(h.af().stack_map)).toHaveLength(2);
     expect(h.action(h.next()).option).toEqual({ text: 'after' });
-    expect(Object.keys(h.af().stack_map)).toEqual([MAIN_ID]); // the left stack is removed (spec 9.4)
+    expect(Object.keys(h.af().stack_map)).toEqual([MAIN_ID]); // the left stack is removed (behaviour 9.4)
     const effect = h.host.effects[0]!.effect;
     expect(effect).toMatchObject({ type: 'http_request', purpose: 'fetch', method: 'POST', url, await: true });
     expect(JSON.parse((effect as { body: string }).body)).toEqual({ activeflow_id: h.id, reference_id: NIL_ID });
@@ -190,7 +190,7 @@ describe('fetch (spec 5)', () => {
   });
 });
 
-describe('fetch_flow (spec 5)', () => {
+describe('fetch_flow (behaviour 5)', () => {
   const sub = flow(fid(7), [{ id: aid(70), type: 'talk', option: { text: 'from the sub flow' } }]);
 
   it('pushes the flow\'s actions and returns after it', () => {
@@ -215,7 +215,7 @@ describe('fetch_flow (spec 5)', () => {
   });
 });
 
-describe('webhook_send (spec 5)', () => {
+describe('webhook_send (behaviour 5)', () => {
   const uri = 'https://hooks.example.test/x';
   const actions = (sync: boolean) => [
     { id: aid(1), type: 'webhook_send', option: { sync, uri, method: 'PUT', data_type: 'text/plain', data: 'call ${voipbin.activeflow.id}' } },
@@ -236,7 +236,7 @@ describe('webhook_send (spec 5)', () => {
   });
 });
 
-describe('service actions (spec 5, DESIGN 6)', () => {
+describe('service actions (behaviour 5; docs/api.md, service subjects)', () => {
   const SERVICE = '5e000000-0000-4000-8000-000000000001';
 
   it('sends the action to activeflow.service.<type> and pushes the reply as the stack service_id', () => {

@@ -8,7 +8,7 @@ import {
 import { LocalHost } from '../../actors/index.js';
 import { fixedClock } from '../../src/clock.js';
 
-describe('creation (spec 3)', () => {
+describe('creation (behaviour 3)', () => {
   it('starts running at START in MAIN with nothing moved, and emits activeflow_created', () => {
     const h = harness({ actions: [{ type: 'answer' }] });
     const af = h.af();
@@ -36,7 +36,7 @@ describe('creation (spec 3)', () => {
 
   it.each([
     ['missing', [] as ReturnType<typeof flow>[]],
-    ['deleted (spec 9.9)', [flow(fid(1), [], { tm_delete: NOW })]],
+    ['deleted (behaviour 9.9)', [flow(fid(1), [], { tm_delete: NOW })]],
     ['of another customer', [flow(fid(1), [], { customer_id: OTHER_CUSTOMER })]],
   ])('a flow that is %s is not_found, and nothing is created', (_what, flows) => {
     const host = new LocalHost({ flows, http: {}, services: {} }, fixedClock(NOW));
@@ -116,7 +116,7 @@ describe('creation (spec 3)', () => {
   });
 });
 
-describe('one cursor move (spec 4)', () => {
+describe('one cursor move (behaviour 4)', () => {
   it('appends the old action to the history, counts, substitutes the current action and keeps the template', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk', option: { text: 'hi ${name}', list: ['${name}', 1] } }], variables: { name: 'Ada' } });
     const r = h.next();
@@ -178,12 +178,12 @@ describe('one cursor move (spec 4)', () => {
   });
 });
 
-describe('availability by reference type (spec 5)', () => {
+describe('availability by reference type (behaviour 5)', () => {
   const NONE = ['ai_talk', 'branch', 'call', 'case_create', 'condition_datetime', 'condition_variable', 'conversation_send', 'email_send', 'empty', 'fetch', 'fetch_flow', 'goto', 'message_send', 'stop', 'transcribe_recording', 'variable_set', 'webhook_send'];
   const RTC = ['amd', 'answer', 'beep', 'condition_call_digits', 'condition_call_status', 'confbridge_join', 'conference_join', 'connect', 'digits_receive', 'digits_send', 'echo', 'external_media_start', 'external_media_stop', 'hangup', 'mute', 'play', 'queue_join', 'recording_start', 'recording_stop', 'sleep', 'stream_echo', 'talk', 'transcribe_start', 'transcribe_stop'];
   const NON_RTC = ['ai_summary', 'ai_task', 'block'];
 
-  it('the catalogue has exactly the spec\'s types', () => {
+  it('the catalogue has exactly the types of docs/behaviour.md', () => {
     expect([...ACTION_TYPES].sort()).toEqual([...NONE, ...RTC, ...NON_RTC].sort());
   });
 

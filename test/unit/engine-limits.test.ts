@@ -4,7 +4,7 @@ import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, NIL_ID } from '../helpers
 
 const spin = [{ id: aid(1), type: 'empty' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1_000_000 } }];
 
-describe('limits (spec 8)', () => {
+describe('limits (behaviour 8)', () => {
   it('an event carries the whole history within the default limits, and its latest 128 entries past them', () => {
     const short = harness({ actions: Array.from({ length: 150 }, (_, i) => ({ id: aid(i + 1), type: 'talk' })) });
     for (let i = 0; i < 100; i++) short.next();
@@ -51,7 +51,7 @@ describe('limits (spec 8)', () => {
   });
 });
 
-describe('on_complete chaining (spec 7)', () => {
+describe('on_complete chaining (behaviour 7)', () => {
   const child = flow(fid(2), [{ id: aid(20), type: 'variable_set', option: { key: 'child', value: 'ran ${parent_value}' } }]);
   const parent = flow(fid(1), [{ id: aid(10), type: 'variable_set', option: { key: 'parent_value', value: 'p' } }], { on_complete_flow_id: fid(2) });
 
@@ -85,7 +85,7 @@ describe('on_complete chaining (spec 7)', () => {
     expect(errored.host.children).toHaveLength(1);
   });
 
-  it('stops at the depth limit (root + 4 generations); a flow that completes into itself ends (spec 9.6)', () => {
+  it('stops at the depth limit (root + 4 generations); a flow that completes into itself ends (behaviour 9.6)', () => {
     const selfish = flow(fid(4), [{ type: 'empty' }], { on_complete_flow_id: fid(4) });
     const h = harness({ reference_type: 'api', flow: selfish });
     h.req('execute');

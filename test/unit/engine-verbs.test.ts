@@ -27,7 +27,7 @@ function queueCall(mainTail: unknown[] = [{ id: aid(3), type: 'talk', option: { 
   });
 }
 
-describe('push_actions (spec 5)', () => {
+describe('push_actions (behaviour 5)', () => {
   it('pushes a stack returning to the current action; the cursor moves only at the next move', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'hangup' }] });
     h.next();
@@ -59,7 +59,7 @@ describe('push_actions (spec 5)', () => {
   });
 });
 
-describe('add_actions (spec 5, 9.3)', () => {
+describe('add_actions (behaviour 5, 9.3)', () => {
   it('is refused while the cursor is in MAIN, and changes nothing', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'answer' }] });
     h.next();
@@ -79,7 +79,7 @@ describe('add_actions (spec 5, 9.3)', () => {
   });
 });
 
-describe('service_stop (spec 5, 9.7)', () => {
+describe('service_stop (behaviour 5, 9.7)', () => {
   it('works from a stack pushed above the service\'s stack (a queue wait) and goes on after the pushing action', () => {
     const h = queueCall();
     h.next(); // answer
@@ -123,7 +123,7 @@ describe('service_stop (spec 5, 9.7)', () => {
   });
 });
 
-describe('forward (spec 5)', () => {
+describe('forward (behaviour 5)', () => {
   it('a target that cannot be found is not_found and changes nothing', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'answer' }] });
     h.next();
@@ -140,7 +140,7 @@ describe('forward (spec 5)', () => {
   });
 });
 
-describe('stop and delete (spec 7)', () => {
+describe('stop and delete (behaviour 7)', () => {
   it('stop ends a running activeflow once; a second stop returns it unchanged with no event', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
     h.next();
@@ -187,7 +187,7 @@ describe('stop and delete (spec 7)', () => {
   });
 });
 
-describe('stale and duplicate requests (spec 9.5)', () => {
+describe('stale and duplicate requests (behaviour 9.5)', () => {
   it('a stale next is a conflict and changes nothing, never ending the activeflow', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }, { id: aid(3), type: 'talk' }] });
     h.next();

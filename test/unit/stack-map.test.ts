@@ -15,7 +15,7 @@ function map(): StackMap {
   };
 }
 
-describe('successor of (stack, action) (spec 4.3)', () => {
+describe('successor of (stack, action) (behaviour 4.3)', () => {
   it('START gives the first action; an empty stack gives FINISH', () => {
     expect(getNextAction(map(), MAIN, START, false, 100).action.id).toBe(aid(1));
     const empty = { [MAIN]: { id: MAIN, actions: [], return_stack_id: NIL, return_action_id: NIL } };
@@ -79,7 +79,7 @@ describe('successor of (stack, action) (spec 4.3)', () => {
   });
 });
 
-describe('locating an action (VOIPBIN 4.5)', () => {
+describe('locating an action (behaviour 4.3)', () => {
   it('searches the stack, then its return stacks, never siblings', () => {
     expect(getAction(map(), S2, aid(2), false, 100)).toMatchObject({ ok: true, stackId: MAIN });
     expect(getAction(map(), S2, aid(12), false, 100)).toMatchObject({ ok: true, stackId: S1 });
@@ -105,7 +105,7 @@ describe('changing stacks', () => {
     expect(pushStack(map(), 'b0000000-0000-4000-8000-000000000000', [act(5)], MAIN, aid(1), 4).ok).toBe(true);
   });
 
-  it('inserts after an action as a plain insert (spec 9.3)', () => {
+  it('inserts after an action as a plain insert (behaviour 9.3)', () => {
     const r = insertAfter(map(), S1, aid(11), [act(90), act(91)]);
     expect(r.ok && r.map[S1]!.actions.map((a) => a.id)).toEqual([aid(11), aid(90), aid(91), aid(12)]);
   });

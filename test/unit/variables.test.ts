@@ -4,7 +4,7 @@ import {
   builtinVariables, completeCountOf, sanitizeInitialVariables, setVariables, substitute, substituteOption, utf8Length,
 } from '../../machines/variables.js';
 
-describe('substitution (spec 6, VOIPBIN 5.3)', () => {
+describe('substitution (behaviour 6)', () => {
   const vars = { a: 'A', 'voipbin.call.digits': '12', ' a ': 'spaced', '': 'empty-key', x: '${a}', '${a': 'weird' };
   it.each([
     ['${a}', 'A'],
@@ -54,7 +54,7 @@ describe('substitution (spec 6, VOIPBIN 5.3)', () => {
   });
 });
 
-describe('initial variables (spec 3)', () => {
+describe('initial variables (behaviour 3)', () => {
   it('trims keys and drops empty and voipbin. keys, case-insensitively', () => {
     const r = sanitizeInitialVariables({ ' k ': 'v', '': 'x', '   ': 'y', 'voipbin.call.id': 'forged', 'VoIPBIN.activeflow.id': 'forged', voipbinx: 'ok' }, DEFAULT_LIMITS);
     expect(r).toEqual({ ok: true, variables: { k: 'v', voipbinx: 'ok' } });
@@ -95,7 +95,7 @@ describe('initial variables (spec 3)', () => {
   });
 });
 
-describe('setting variables (spec 6)', () => {
+describe('setting variables (behaviour 6)', () => {
   it('substitutes each value against the variables as they are being updated, in order', () => {
     const r = setVariables({ a: '1' }, { b: '${a}+', c: '${b}${b}', a: 'new', d: '${a}' }, DEFAULT_LIMITS);
     expect(r).toEqual({ ok: true, variables: { a: 'new', b: '1+', c: '1+1+', d: 'new' } });
