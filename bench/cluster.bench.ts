@@ -15,7 +15,7 @@
  *
  * Every process shares this machine's cores: on 2 cores the figures show overhead, not scale-out.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -26,7 +26,7 @@ import type { ShardsReply } from '../src/cluster/cluster-admin.js';
 import { connectNats } from '../src/nats/connect.js';
 import { accountsConfig } from '../src/nats/cluster-config.js';
 import { NatsCluster } from '../src/nats/nats-cluster.js';
-import { NatsServer } from '../src/nats/server-process.js';
+import { NatsServer, natsServerBinary } from '../src/nats/server-process.js';
 import { shardOf } from '../src/nats/shard-mapping.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
 import { ACTIVEFLOW } from './processes.js';
@@ -344,7 +344,8 @@ async function withSingleServer(fn: (server: NatsServer) => Promise<void>): Prom
 
 async function main(): Promise<void> {
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, disconnect hints on)\n`);
+  const version = spawnSync(natsServerBinary(), ['--version'], { encoding: 'utf8' }).stdout.trim();
+  process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, disconnect hints on; ${version}, ${new Date().toISOString()})\n`);
   process.stdout.write('single NATS server:\n');
   // The lease decides when a dead node's shards move: failover is the rest of its lease plus a claim.
   if (only === undefined || only === 'failover') {

@@ -55,10 +55,10 @@ async function load(concurrency: number, seconds: number, op: (i: number) => Pro
   return { rps: xs.length / seconds, p50: percentile(xs, 50), p99: percentile(xs, 99), failed };
 }
 
-process.stdout.write(`activeflow REST gateway benchmark (node ${process.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 const children: ChildProcess[] = [];
 const nc = await connectNats(server.url, 'bench-gateway');
+process.stdout.write(`activeflow REST gateway benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 try {
   const env = { NATS_URL: server.url, LOG_LEVEL: 'info' };
   children.push(await spawnAndWait([...ACTIVEFLOW, 'node'], { ...env, NODE_ID: 'bench-node', SHARD_LEASES: '0' }, '"node_serving"'));

@@ -75,9 +75,9 @@ async function loadFor(concurrency: number, seconds: number, op: () => Promise<u
   return { rps: done / seconds };
 }
 
-process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server 2.9, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 const nc = await connectNats(server.url, 'bench');
+process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const children: ChildProcess[] = [];
 try {

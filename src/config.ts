@@ -43,6 +43,8 @@ export const NodeConfig = z.object({
     .describe('Timeout of a fetch or webhook_send HTTP request; a call is waiting meanwhile.'),
   HTTP_MAX_RESPONSE_BYTES: int(1024).default(1024 * 1024)
     .describe('Largest HTTP response read by fetch or webhook_send.'),
+  EGRESS_ALLOW: z.string().default('').transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''))
+    .describe('Addresses and CIDR ranges (comma-separated) that fetch, webhook_send and webhooks may reach although they are loopback, private, link-local or metadata addresses; `*` allows everything (a trusted, single-tenant setup). Default: none, so a customer\'s URL cannot reach the cluster\'s own network. `npm start` and deploy/local-cluster allow loopback (127.0.0.0/8,::1) for the examples.'),
   WEBHOOK_GIVE_UP_MS: int(1_000).default(15 * 60_000)
     .describe('How long an event for an activeflow\'s webhook_uri is retried (with backoff up to 30 s) before it is given up and logged. Later events of that activeflow wait behind it, so they arrive in order; other activeflows\' events do not wait.'),
   MAX_IDLE_SECONDS: int(0).default(86_400)

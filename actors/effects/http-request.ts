@@ -1,12 +1,16 @@
 /**
- * Real HTTP for `fetch` and `webhook_send`: a timeout, a cap on the response size, http(s) only.
- * Every failure is a result (`failure`), never a throw: the engine decides what it means.
+ * Real HTTP for `fetch` and `webhook_send`: a timeout, a cap on the response size, http(s) only,
+ * and only to the addresses the egress policy allows. Every failure is a result (`failure`), never
+ * a throw: the engine decides what it means.
  */
 import type { Effect, EffectResult } from '../../machines/index.js';
+import { EgressRefused, type EgressPolicy } from './egress-policy.js';
 
 export interface HttpLimits {
   timeoutMs: number;
   maxResponseBytes: number;
+  /** Where the node may call on a customer's behalf. */
+  egress: EgressPolicy;
 }
 
 type HttpEffect = Extract<Effect, { type: 'http_request' }>;
@@ -21,12 +25,11 @@ export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promi
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return { kind: 'failure', message: `only http and https URLs are allowed, not ${url.protocol}` };
   const hasBody = effect.method !== 'GET' && effect.method !== 'HEAD';
   try {
-    const response = await fetch(url, {
+    const response = await limits.egress.fetch(url, {
       method: effect.method,
       headers: effect.headers,
       ...(hasBody ? { body: effect.body } : {}),
       signal: AbortSignal.timeout(limits.timeoutMs),
-      redirect: 'follow',
     });
     const text = await readCapped(response, limits.maxResponseBytes);
     if (text === null) return { kind: 'failure', message: `the response is larger than ${limits.maxResponseBytes} bytes` };
@@ -39,6 +42,7 @@ export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promi
     return { kind: 'http', status: response.status, body };
   } catch (e) {
     const err = e as Error;
+    if (err instanceof EgressRefused) return { kind: 'failure', message: err.message };
     if (err.name === 'TimeoutError' || err.name === 'AbortError') return { kind: 'failure', message: `no answer within ${limits.timeoutMs} ms from ${url.host}` };
     const cause = (err as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
     const reason = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? err.message;

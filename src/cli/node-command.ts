@@ -17,7 +17,7 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       servers: parseServers(config.NATS_URL), nodeId, shardCount: config.SHARD_COUNT, replicas: config.NATS_REPLICAS,
       passivateAfterMs: config.PASSIVATE_AFTER_MS, endedRetentionMs: config.ENDED_RETENTION_DAYS * DAY_MS,
       eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
-      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS, maxIdleMs: config.MAX_IDLE_SECONDS * 1000, watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
+      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, egressAllow: config.EGRESS_ALLOW, webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS, maxIdleMs: config.MAX_IDLE_SECONDS * 1000, watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
       shardLeases: config.SHARD_LEASES === '1', log,
       quotas: {
         running_activeflows: config.QUOTA_RUNNING_ACTIVEFLOWS, creations_per_second: config.QUOTA_CREATIONS_PER_SECOND, creation_burst: config.QUOTA_CREATION_BURST,

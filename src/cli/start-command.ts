@@ -30,7 +30,8 @@ Options:
       io.err(`activeflow start: ${(e as Error).message}`);
       return 1;
     }
-    const config = readNodeConfig({ ...process.env, NATS_URL: server.url });
+    // A development machine: the examples call webhooks and fetch URLs on loopback.
+    const config = readNodeConfig({ EGRESS_ALLOW: '127.0.0.0/8,::1', ...process.env, NATS_URL: server.url });
     let node;
     try {
       node = await startNode(config, io);

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ActorRegistry } from '../../actors/index.js';
+import { ActorRegistry, EgressPolicy } from '../../actors/index.js';
 import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, respondError, respondOk } from '../api/reply.js';
@@ -63,6 +63,11 @@ export interface NodeOptions {
   eventRetentionMs: number;
   httpTimeoutMs: number;
   httpMaxResponseBytes: number;
+  /**
+   * Addresses and CIDR ranges the node may call on a customer's behalf although they are
+   * loopback, private or link-local (EGRESS_ALLOW; `*`: any). Default: none (public only).
+   */
+  egressAllow?: readonly string[];
   serviceTimeoutMs: number;
   /** TTL of this node's membership lease. */
   leaseTtlMs?: number;
@@ -125,6 +130,8 @@ export class ActiveflowNode {
     private readonly clock: HostClock,
     /** What `/metrics` shows (`activeflow node --metrics <port>`). */
     readonly metrics: NodeMetrics,
+    /** Where HTTP on a customer's behalf may go (fetch, webhook_send, webhooks). */
+    private readonly egress: EgressPolicy,
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
@@ -153,7 +160,8 @@ export class ActiveflowNode {
       const running = new RunningCount(storage.quotas);
       const flows = new FlowStore(storage.flows);
       const client = new ActiveflowClient(nc);
-      const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes }, options.serviceTimeoutMs, log);
+      const egress = new EgressPolicy(options.egressAllow ?? []);
+      const effects = new NatsEffectRunner(nc, client, flows, { timeoutMs: options.httpTimeoutMs, maxResponseBytes: options.httpMaxResponseBytes, egress }, options.serviceTimeoutMs, log);
       let nodeRef: ActiveflowNode | null = null;
       const metrics = new NodeMetrics({
         residentActors: () => nodeRef?.registry.residentCount ?? 0,
@@ -179,7 +187,7 @@ export class ActiveflowNode {
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics, egress);
       nodeRef = node;
       await node.serve();
       return node;
@@ -300,7 +308,7 @@ export class ActiveflowNode {
     const webhookMemory = new DeliveryMemory(); // across this node's terms as deliverer
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
       () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
-        memory: webhookMemory,
+        memory: webhookMemory, egress: this.egress,
         timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
         ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
         onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
@@ -541,6 +549,7 @@ export class ActiveflowNode {
     await this.webhooks?.stop();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
+    await this.egress.close().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });
   }
 }

@@ -38,6 +38,7 @@ import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
 import { WEBHOOK_HEADER } from '../store/event-log.js';
 import { decodeJson } from '../store/codec.js';
 import { RetryLane } from './webhook-retry-lane.js';
+import type { EgressPolicy } from '../../actors/index.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import type { RecentMap } from '../recent-map.js';
 
@@ -47,6 +48,8 @@ const FORMER_RETRY_CONSUMER = 'af_webhooks_retry';
 
 export interface WebhookOptions {
   timeoutMs: number;
+  /** Where webhooks may go (the customer's webhook_uri is theirs to choose). */
+  egress: EgressPolicy;
   /** How long one event is retried before it is given up. */
   giveUpAfterMs: number;
   /** Longest wait between two attempts. */
@@ -278,7 +281,7 @@ export class WebhookDispatcher {
   private async attempt(event: StreamEvent, attempt: number): Promise<boolean> {
     const method = event.data.webhook_method || 'POST';
     try {
-      const r = await fetch(event.data.webhook_uri, {
+      const r = await this.options.egress.fetch(event.data.webhook_uri, {
         method, headers: { 'Content-Type': 'application/json' }, ...(method === 'GET' ? {} : { body: JSON.stringify({ type: event.type, data: event.data }) }),
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });

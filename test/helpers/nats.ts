@@ -25,6 +25,8 @@ export function nodeOptions(server: NatsServer, overrides: Partial<NodeOptions> 
   return {
     servers: [server.url], nodeId: 'test-node', shardCount: SHARDS, replicas: 1, passivateAfterMs: 60_000,
     endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, httpTimeoutMs: 1_000, httpMaxResponseBytes: 64 * 1024,
+    // The tests' HTTP servers listen on loopback, which the default egress policy refuses.
+    egressAllow: ['127.0.0.0/8', '::1'],
     serviceTimeoutMs: 500, leaseTtlMs: 1_000, log: silentLogger, ...overrides,
   };
 }
@@ -44,7 +46,7 @@ const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 export async function spawnNode(server: NatsServer | readonly string[], env: Record<string, string> = {}): Promise<ChildProcess> {
   const url = Array.isArray(server) ? server.join(',') : (server as NatsServer).url;
   const child = spawn(process.execPath, [BIN, 'node'], {
-    env: { ...process.env, NATS_URL: url, NODE_ID: 'proc-node', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, NATS_URL: url, NODE_ID: 'proc-node', LOG_LEVEL: 'info', EGRESS_ALLOW: '127.0.0.0/8,::1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
