@@ -95,8 +95,14 @@ export const ActionInput = z
   });
 export type ActionInput = z.infer<typeof ActionInput>;
 
+/**
+ * The most actions one list may hold (a flow, inline actions, a push): stored with their ids, a list
+ * of this many stays well under NATS's 1 MiB payload, which every read of it must fit in.
+ */
+export const MAX_ACTIONS_PER_LIST = 1_000;
+
 /** A list of client actions whose given ids are unique (lookups take the first match). */
-export const ActionInputList = z.array(ActionInput).superRefine((actions, ctx) => {
+export const ActionInputList = z.array(ActionInput).max(MAX_ACTIONS_PER_LIST, { message: `at most ${MAX_ACTIONS_PER_LIST} actions are accepted in one list (limit actions_per_list)` }).superRefine((actions, ctx) => {
   const seen = new Set<string>();
   actions.forEach((a, i) => {
     if (a.id === undefined) return;

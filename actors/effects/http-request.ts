@@ -4,6 +4,7 @@
  * a throw: the engine decides what it means.
  */
 import type { Effect, EffectResult } from '../../machines/index.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../../src/store/codec.js';
 import { EgressRefused, type EgressPolicy } from './egress-policy.js';
 
 export interface HttpLimits {
@@ -35,7 +36,8 @@ export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promi
     if (text === null) return { kind: 'failure', message: `the response is larger than ${limits.maxResponseBytes} bytes` };
     let body: unknown = text;
     try {
-      body = text === '' ? null : JSON.parse(text);
+      // Too deep to walk safely: kept as text, so fetch reports it as an invalid action array.
+      if (jsonDepth(text, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH) body = text === '' ? null : JSON.parse(text);
     } catch {
       // not JSON: the engine gets the text, and fetch reports it as an invalid action array
     }

@@ -17,12 +17,13 @@ import { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
 import type { Logger } from '../log.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../store/codec.js';
 import { WebSocketServer } from 'ws';
 import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
 import { EventSocket } from './event-socket.js';
 import { openApiDocument } from './openapi.js';
 import {
-  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, VariablesBody,
+  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, restInspection, VariablesBody,
 } from './rest-schemas.js';
 
 export interface GatewayOptions {
@@ -126,7 +127,7 @@ const ROUTES: readonly Route[] = [
         c.client.get(id, c.customer),
         c.client.call<{ variables: Record<string, string> }>(`activeflow.v1.${id}.variables_get`, scope),
       ]);
-      return { body: { ...restActiveflow(af), stack_map: af.stack_map, current_stack_id: af.current_stack_id, forward_stack_id: af.forward_stack_id, execute_count: af.execute_count, variables: vars.variables } };
+      return { body: restInspection(af, vars.variables) };
     },
   },
   {
@@ -325,6 +326,10 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') {
         reject(new ActiveflowError('invalid_argument', 'body: a JSON object is required'));
+        return;
+      }
+      if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+        reject(new ActiveflowError('invalid_argument', `body: objects and arrays nest more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)`));
         return;
       }
       try {

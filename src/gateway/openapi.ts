@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { VERSION } from '../version.js';
 import {
-  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, RestActiveflow, RestError, RestFlow, VariablesBody,
+  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, RestActiveflow, RestActiveflowInspection, RestError, RestFlow, VariablesBody,
 } from './rest-schemas.js';
 
 type Json = Record<string, unknown>;
@@ -75,7 +75,7 @@ export function openApiDocument(): Json {
       '/v1.0/activeflows/{id}/inspect': {
         get: {
           summary: 'An activeflow with what the public form hides: stacks, cursor, execute count, variables (for the dashboard)', parameters: [idParam('activeflow')],
-          responses: { 200: ok({ allOf: [ref('Activeflow'), { type: 'object', properties: { stack_map: { type: 'object' }, current_stack_id: { type: 'string' }, forward_stack_id: { type: 'string' }, execute_count: { type: 'integer' }, variables: { type: 'object', additionalProperties: { type: 'string' } } } }] }), ...common },
+          responses: { 200: ok(ref('ActiveflowInspection')), ...common },
         },
       },
       '/v1.0/cluster/nodes': {
@@ -107,6 +107,7 @@ export function openApiDocument(): Json {
       },
       schemas: {
         Activeflow: schema(RestActiveflow),
+        ActiveflowInspection: schema(RestActiveflowInspection),
         Flow: schema(RestFlow),
         ActiveflowCreateRequest: schema(ActiveflowCreateBody, 'input'),
         FlowRequest: schema(FlowBody, 'input'),

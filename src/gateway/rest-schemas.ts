@@ -35,7 +35,9 @@ export const VariablesBody = z.strictObject({ variables: Variables });
  * `page_size`, as VoIPBIN reads it: absent, zero, negative or above 100 means 100. A value that is
  * not a number at all is a 400.
  */
-const PageSize = z.string().regex(/^-?\d{1,9}$/, { message: 'must be a whole number' }).transform((v) => {
+const PageSize = z.string().regex(/^-?\d{1,64}$/, { message: 'must be a whole number' }).transform((v) => {
+  // Compared as text beyond 9 digits: 99999999999999999999 is above 100 too, not a float.
+  if (v.replace(/^-/, '').length > 9) return 100;
   const n = Number(v);
   return n <= 0 || n > 100 ? 100 : n;
 });
@@ -110,6 +112,20 @@ export const RestActiveflow = PublicActiveflow.omit({ current_action: true, exec
     tm_update: z.string().optional(),
     tm_delete: z.string().optional(),
   });
+/** The body of `GET /v1.0/activeflows/{id}/inspect` (RestActiveflowInspection). */
+export function restInspection(af: Activeflow, variables: Record<string, string>): Record<string, unknown> {
+  const stacks = Object.fromEntries(Object.entries(af.stack_map).map(([id, s]) => [id, { ...s, actions: s.actions.map(restAction) }]));
+  return { ...restActiveflow(af), stack_map: stacks, current_stack_id: af.current_stack_id, forward_stack_id: af.forward_stack_id, execute_count: af.execute_count, variables };
+}
+
+/** `GET /v1.0/activeflows/{id}/inspect`: the activeflow with what the public form hides (ours). */
+export const RestActiveflowInspection = RestActiveflow.extend({
+  stack_map: z.record(z.string(), z.object({ id: Uuid, actions: z.array(RestAction), return_stack_id: Uuid, return_action_id: Uuid })),
+  current_stack_id: Uuid,
+  forward_stack_id: Uuid,
+  execute_count: z.number().int(),
+  variables: z.record(z.string(), z.string()),
+});
 export const RestFlow = z.object({
   id: Uuid, customer_id: Uuid, type: z.string(), name: z.string(), detail: z.string(), actions: z.array(RestAction), on_complete_flow_id: Uuid, max_idle_seconds: z.number().int().optional(),
   tm_create: z.string().optional(), tm_update: z.string().optional(), tm_delete: z.string().optional(),

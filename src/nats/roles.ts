@@ -8,6 +8,8 @@
  * `activeflow.v1.<id>.<verb>` becomes.
  */
 
+import { EVENTS_STREAM, WEBHOOK_CONSUMER } from '../store/buckets.js';
+
 export const ROLES = ['node', 'gateway', 'call-service', 'operator'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -22,15 +24,29 @@ const inboxes = (role: Role) => `${inboxPrefixOf(role)}.>`;
 
 const verbs = (...vs: string[]) => vs.map((v) => `activeflow.shard.*.*.${v}`);
 
-/** JetStream requests to read one stream with consumers (watch, history, the WebSocket). */
+/**
+ * JetStream requests to read one stream with consumers of its own (watch, history, the WebSocket).
+ * Only the form of CONSUMER.CREATE that names the consumer in the subject is allowed (not the
+ * older `$JS.API.CONSUMER.CREATE.<stream>` with the name in the body), so that the deny list below
+ * can keep a role off a consumer by its name.
+ */
 const readStream = (stream: string) => [
   `$JS.API.STREAM.INFO.${stream}`,
-  `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.CONSUMER.CREATE.${stream}.>`,
+  `$JS.API.CONSUMER.CREATE.${stream}.>`,
   `$JS.API.CONSUMER.INFO.${stream}.>`, `$JS.API.CONSUMER.DELETE.${stream}.>`,
   `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, `$JS.ACK.${stream}.>`,
 ];
 
-interface Permissions { publish: string[]; subscribe: string[] }
+/** The nodes' durable consumers, per stream: another role may not create, read, pull, ack or delete them. */
+export const NODE_CONSUMERS: Readonly<Record<string, readonly string[]>> = { [EVENTS_STREAM]: [WEBHOOK_CONSUMER] };
+
+/** Every JetStream subject that names one of the nodes' consumers (API verbs of one or two tokens, acks). */
+const nodeConsumers = () => Object.entries(NODE_CONSUMERS).flatMap(([stream, names]) => names.flatMap((c) => [
+  `$JS.API.CONSUMER.*.${stream}.${c}`, `$JS.API.CONSUMER.*.${stream}.${c}.>`, `$JS.API.CONSUMER.*.*.${stream}.${c}`,
+  `$JS.API.CONSUMER.*.*.${stream}.${c}.>`, `$JS.ACK.${stream}.${c}.>`, `$JS.FC.${stream}.${c}.>`,
+]));
+
+interface Permissions { publish: string[]; subscribe: string[]; /** Refused even where `publish` allows. */ denyPublish?: string[] }
 
 export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   /** Serves the shard and API subjects, writes the buckets and the stream. */
@@ -43,9 +59,10 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
     publish: [
       ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
       'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards', 'activeflow.admin.v1.customers',
-      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), ...readStream('KV_af_accesskeys'), '$JS.FC.>',
+      '$JS.API.INFO', ...readStream(EVENTS_STREAM), ...readStream('KV_af_accesskeys'), '$JS.FC.>',
     ],
     subscribe: [inboxes('gateway')],
+    denyPublish: nodeConsumers(),
   },
   /** A reference's service (calls, conversations): drives its activeflows and answers service actions. */
   'call-service': {
@@ -59,9 +76,10 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   operator: {
     publish: [
       'activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get',
-      '$JS.API.INFO', ...readStream('ACTIVEFLOW_EVENTS'), '$JS.FC.>',
+      '$JS.API.INFO', ...readStream(EVENTS_STREAM), '$JS.FC.>',
     ],
     subscribe: [inboxes('operator')],
+    denyPublish: nodeConsumers(),
   },
 };
 
@@ -78,6 +96,7 @@ const list = (xs: readonly string[]) => `[${xs.map((x) => `"${x}"`).join(', ')}]
 export function roleUsers(passwords: RolePasswords): string[] {
   return ROLES.map((role) => {
     const p = ROLE_PERMISSIONS[role];
-    return `{ user: "${role}", password: ${passwords[role]}, permissions: { publish: { allow: ${list(p.publish)} }, subscribe: { allow: ${list(p.subscribe)} }, allow_responses: true } }`;
+    const deny = p.denyPublish === undefined ? '' : `, deny: ${list(p.denyPublish)}`;
+    return `{ user: "${role}", password: ${passwords[role]}, permissions: { publish: { allow: ${list(p.publish)}${deny} }, subscribe: { allow: ${list(p.subscribe)} }, allow_responses: true } }`;
   });
 }

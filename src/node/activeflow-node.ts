@@ -40,7 +40,7 @@ import { ShardLease } from '../cluster/shard-lease.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { StandaloneLease } from '../cluster/standalone-lease.js';
 import { NatsEffectRunner } from './effect-runner.js';
-import { WebhookDispatcher } from './webhook-dispatcher.js';
+import { WebhookDispatcher, type AckFloorStore } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import { IdleWatchdog } from './idle-watchdog.js';
@@ -52,6 +52,9 @@ import { QuotaBook } from '../quota/quota-book.js';
 import { DEFAULT_QUOTAS, QuotaRequests, Quotas } from '../quota/quotas.js';
 import { RunningCount } from '../quota/running-count.js';
 import { keysNow } from '../store/kv-keys.js';
+
+/** af_cluster key of the webhook consumer's ack floor. */
+const WEBHOOK_FLOOR_KEY = 'webhooks.ack_floor';
 
 export interface NodeOptions {
   servers: string[];
@@ -308,7 +311,7 @@ export class ActiveflowNode {
     const webhookMemory = new DeliveryMemory(); // across this node's terms as deliverer
     this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
       () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
-        memory: webhookMemory, egress: this.egress,
+        memory: webhookMemory, egress: this.egress, floor: this.webhookFloor,
         timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
         ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
         onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
@@ -318,6 +321,17 @@ export class ActiveflowNode {
     this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);
     if (this.ownership === null) this.track(this.recover()); // with leases, each takeover recovers its shard
   }
+
+  /** The webhook consumer's ack floor, kept in af_cluster so that a lost consumer is made again from it. */
+  private readonly webhookFloor: AckFloorStore = {
+    get: async () => {
+      const e = await this.storage.cluster.get(WEBHOOK_FLOOR_KEY);
+      return e === null || e.operation !== 'PUT' ? null : Number(e.string());
+    },
+    set: async (seq) => {
+      await this.storage.cluster.put(WEBHOOK_FLOOR_KEY, String(seq));
+    },
+  };
 
   /** Loads every running activeflow of the owned shards, republishing events a crash left out. */
   private async recover(): Promise<void> {

@@ -30,11 +30,11 @@
  * had on its way) before it sends anything. The retry lane has no consumer: its stream holds
  * exactly the backlog.
  */
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { StreamEvent } from '../../machines/index.js';
 import { StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
-import { EVENTS_STREAM, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
+import { EVENTS_STREAM, WEBHOOK_CONSUMER, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
 import { WEBHOOK_HEADER } from '../store/event-log.js';
 import { decodeJson } from '../store/codec.js';
 import { RetryLane } from './webhook-retry-lane.js';
@@ -42,7 +42,7 @@ import type { EgressPolicy } from '../../actors/index.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import type { RecentMap } from '../recent-map.js';
 
-export const WEBHOOK_CONSUMER = 'af_webhooks';
+export { WEBHOOK_CONSUMER };
 /** The retry lane's consumer before it worked the stream directly; removed when found. */
 const FORMER_RETRY_CONSUMER = 'af_webhooks_retry';
 
@@ -61,7 +61,21 @@ export interface WebhookOptions {
   onGivenUp?: () => void;
   /** Kept by the node across its terms as deliverer (see DeliveryMemory). */
   memory?: DeliveryMemory;
+  /**
+   * Where the consumer's ack floor is kept (af_cluster), so that a consumer someone deleted, or
+   * that vanished, is recreated from where it stopped instead of from new events only.
+   */
+  floor?: AckFloorStore;
 }
+
+/** The last stream sequence below which every webhook event was settled, kept across deliverers. */
+export interface AckFloorStore {
+  get(): Promise<number | null>;
+  set(seq: number): Promise<void>;
+}
+
+/** How often the deliverer records the consumer's ack floor: at most this much is sent again after a loss. */
+const FLOOR_EVERY_MS = 2_000;
 
 /**
  * How long the server waits for an ack before it redelivers (what a dead deliverer costs its
@@ -109,8 +123,10 @@ class Lane {
    * `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane.
    * `mayAct` says whether this node still holds the lease: no `working()` is sent for it once not.
    */
-  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean, mayAct: () => boolean): Promise<void> {
-    const consumer = await js.consumers.get(stream, consumerName);
+  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean, mayAct: () => boolean,
+    /** Called when a pull fails: true when the consumer was gone and has been made again. */
+    heal: () => Promise<boolean> = async () => false): Promise<void> {
+    let consumer = await js.consumers.get(stream, consumerName);
     const heartbeat = setInterval(() => {
       if (!mayAct()) return;
       for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'working');
@@ -128,6 +144,10 @@ class Lane {
         } catch (e) {
           if (this.halt.stopped) return;
           this.log.warn({ event: 'webhook_fetch_failed', consumer: consumerName, err: e });
+          if (await heal().catch(() => false)) {
+            consumer = await js.consumers.get(stream, consumerName).catch(() => consumer);
+            continue;
+          }
           await this.halt.sleep(FETCH_EXPIRES_MS);
         }
       }
@@ -235,7 +255,51 @@ export class WebhookDispatcher {
     if (this.halt.stopped) return;
     await this.retry.start();
     // Events published before the header existed have none: those are decoded and checked.
-    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct);
+    this.keepFloor();
+    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct,
+      () => this.heal(config));
+  }
+
+  /** Records the consumer's ack floor every FLOOR_EVERY_MS while this node delivers. */
+  private keepFloor(): void {
+    const store = this.options.floor;
+    if (store === undefined) return;
+    let last = -1;
+    void (async () => {
+      while (!this.halt.stopped) {
+        await this.halt.sleep(FLOOR_EVERY_MS);
+        if (this.halt.stopped || !this.mayAct()) continue;
+        try {
+          const floor = (await this.jsm.consumers.info(EVENTS_STREAM, WEBHOOK_CONSUMER)).ack_floor.stream_seq;
+          if (floor > last) {
+            await store.set(floor);
+            last = floor;
+          }
+        } catch {
+          // the consumer is gone (heal makes it again) or NATS is away: the next round tries again
+        }
+      }
+    })();
+  }
+
+  /**
+   * The consumer is gone (deleted by someone, or lost): made again from the last recorded ack
+   * floor, so that no event is lost; those settled after that floor are sent again (at least once,
+   * as after any crash) unless this node remembers sending them.
+   */
+  private async heal(config: { ack_wait: number } & Record<string, unknown>): Promise<boolean> {
+    try {
+      await this.jsm.consumers.info(EVENTS_STREAM, WEBHOOK_CONSUMER);
+      return false; // still there: the failure was something else
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound)) return false;
+    }
+    if (this.halt.stopped || !this.mayAct()) return false;
+    const floor = await this.options.floor?.get().catch(() => null) ?? null;
+    this.log.warn({ event: 'webhook_consumer_recreated', from_seq: floor === null ? 'new' : floor + 1 },
+      'the webhook consumer was gone; made again from the last recorded ack floor');
+    await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
+    return true;
   }
 
   /**
@@ -245,11 +309,15 @@ export class WebhookDispatcher {
    */
   private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: { ack_wait: number } & Record<string, unknown>): Promise<{ pending: number; ackWaitMs: number } | null> {
     const before = await this.jsm.consumers.info(stream, name).catch((e: unknown) => {
-      if (/not found/i.test(String((e as Error).message))) return null;
+      if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound) return null;
       throw e;
     });
     if (before === null) {
-      await this.jsm.consumers.add(stream, { durable_name: name, deliver_policy: deliver, ...config }).catch(async (e: unknown) => {
+      // Never made, or gone: from the recorded ack floor when there is one, so that nothing published
+      // while it was missing is skipped.
+      const floor = await this.options.floor?.get().catch(() => null) ?? null;
+      const from = floor === null ? { deliver_policy: deliver } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 };
+      await this.jsm.consumers.add(stream, { durable_name: name, ...from, ...config }).catch(async (e: unknown) => {
         if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
         await this.jsm.consumers.update(stream, name, config); // made by another node meanwhile
       });

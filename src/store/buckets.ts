@@ -19,6 +19,8 @@ export const BUCKETS = {
   quotas: 'af_quotas',
 } as const;
 export const EVENTS_STREAM = 'ACTIVEFLOW_EVENTS';
+/** The nodes' durable consumer of EVENTS_STREAM (webhooks): no other role may touch it (roles.ts). */
+export const WEBHOOK_CONSUMER = 'af_webhooks';
 /** Webhook events of activeflows whose endpoint failed, waiting for their retries (a work queue). */
 export const WEBHOOK_RETRY_STREAM = 'WEBHOOK_RETRY';
 export const webhookRetrySubject = (activeflowId: string) => `activeflow.webhooks.retry.${activeflowId}`;

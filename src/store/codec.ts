@@ -3,3 +3,33 @@ const decoder = new TextDecoder();
 
 export const encodeJson = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 export const decodeJson = (data: Uint8Array): unknown => JSON.parse(decoder.decode(data));
+
+/**
+ * The deepest nesting of objects and arrays accepted in JSON that others send (requests, bodies,
+ * fetched actions). Flows and variables need a handful of levels; thousands would overflow the
+ * stack of whatever walks the value later (validation, substitution), after it was accepted.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * How deep JSON text nests objects and arrays, counted on the bytes before parsing (brackets
+ * inside strings do not count); counting stops just past `limit`. UTF-8 continuation bytes never
+ * equal the ASCII bytes looked at, so bytes and text give the same answer.
+ */
+export function jsonDepth(data: Uint8Array | string, limit = Number.POSITIVE_INFINITY): number {
+  const at = typeof data === 'string' ? (i: number) => data.charCodeAt(i) : (i: number) => data[i]!;
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < data.length; i++) {
+    const c = at(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}

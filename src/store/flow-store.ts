@@ -5,6 +5,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import { Flow, idSource, NIL, prepareActions, type ActionInput } from '../../machines/index.js';
+import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { RecentMap } from '../recent-map.js';
 import { deepFreeze } from './deep-freeze.js';
@@ -27,6 +28,24 @@ export interface FlowPatch {
   on_complete_flow_id?: string;
   max_idle_seconds?: number;
 }
+
+/**
+ * The largest flow as stored (actions with their ids): a `get` answers it whole and a list page
+ * carries at least one, so it must fit NATS's 1 MiB payload with room for the envelope.
+ */
+export const MAX_STORED_FLOW_BYTES = 768 * 1024;
+
+/** Encodes a flow to store, refusing one too large to be read back in one answer. */
+function encodeFlow(flow: Flow): Uint8Array {
+  const bytes = encodeJson(flow);
+  if (bytes.length > MAX_STORED_FLOW_BYTES) {
+    throw new ActiveflowError('limit_exceeded', `the flow is ${bytes.length} bytes as stored (its actions with their ids); at most ${MAX_STORED_FLOW_BYTES} are accepted (limit flow_bytes): split it, and join the parts with fetch_flow`);
+  }
+  return bytes;
+}
+
+/** A list page of flows carries at most this many bytes (and at least one flow). */
+const MAX_PAGE_BYTES = 768 * 1024;
 
 export class FlowLimitExceeded extends Error {
   override readonly name = 'FlowLimitExceeded';
@@ -59,8 +78,9 @@ export class FlowStore {
       ...(draft.max_idle_seconds ? { max_idle_seconds: draft.max_idle_seconds } : {}),
       tm_create: now, tm_update: null, tm_delete: null,
     };
+    const encoded = encodeFlow(flow);
     await this.kv.put(`id.${id}`, encodeJson({ customer_id: flow.customer_id }));
-    await this.kv.create(`${flow.customer_id}.${id}`, encodeJson(flow));
+    await this.kv.create(`${flow.customer_id}.${id}`, encoded);
     return flow;
   }
 
@@ -94,7 +114,7 @@ export class FlowStore {
       ...(patch.max_idle_seconds !== undefined ? { max_idle_seconds: patch.max_idle_seconds } : {}),
       tm_update: now,
     };
-    await this.kv.update(`${flow.customer_id}.${id}`, encodeJson(flow), found.revision);
+    await this.kv.update(`${flow.customer_id}.${id}`, encodeFlow(flow), found.revision);
     return flow;
   }
 
@@ -112,10 +132,14 @@ export class FlowStore {
     for (const key of await liveKeys(this.kv, `${customerId}.*`)) ids.push(key.slice(customerId.length + 1));
     ids.sort();
     const result: Flow[] = [];
+    let bytes = 0;
     for (const id of ids) {
       if (pageToken !== undefined && pageToken !== '' && id <= pageToken) continue;
       const found = await this.get(id, customerId);
       if (found === null) continue;
+      // Large flows make shorter pages: the answer must fit one NATS message.
+      bytes += JSON.stringify(found.flow).length;
+      if (result.length > 0 && bytes > MAX_PAGE_BYTES) break;
       result.push(found.flow);
       if (result.length === pageSize) break;
     }

@@ -185,6 +185,42 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
     expect(await json(again)).toMatchObject({ error: { code: 'conflict' } });
   });
 
+  it('its OpenAPI document describes the real answers: each one validates against the schema it gives', async () => {
+    const spec = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>; components: unknown };
+    const docAjv = new Ajv({ strict: false, allErrors: true });
+    (addFormatsModule as unknown as (a: Ajv) => void)(docAjv);
+    docAjv.addSchema({ $id: 'ours.json', components: spec.components });
+    const answerSchema = (path: string, method: string) => {
+      const s = JSON.stringify(spec.paths[path]![method]!.responses['200']!.content!['application/json']!.schema).replaceAll('"#/components', '"ours.json#/components');
+      return docAjv.compile(JSON.parse(s) as object);
+    };
+    const af = await json(await api('/v1.0/activeflows', { method: 'POST', body: JSON.stringify({ actions: WAIT, variables: { a: 'b' } }) }));
+    const flow = await json(await api('/v1.0/flows', { method: 'POST', body: JSON.stringify({ name: 'doc', detail: 'the OpenAPI check', actions: TALK }) }));
+    expect(flow['id'], JSON.stringify(flow)).toBeDefined();
+    const checks: [string, string, string][] = [
+      ['/v1.0/activeflows/{id}/inspect', 'get', `/v1.0/activeflows/${af['id']}/inspect`],
+      ['/v1.0/activeflows/{id}', 'get', `/v1.0/activeflows/${af['id']}`],
+      ['/v1.0/activeflows', 'get', '/v1.0/activeflows?page_size=5'],
+      ['/v1.0/activeflows/{id}/history', 'get', `/v1.0/activeflows/${af['id']}/history`],
+      ['/v1.0/activeflows/{id}/variables', 'get', `/v1.0/activeflows/${af['id']}/variables`],
+      ['/v1.0/flows', 'get', '/v1.0/flows'],
+      ['/v1.0/flows/{id}', 'get', `/v1.0/flows/${flow['id']}`],
+    ];
+    for (const [path, method, url] of checks) {
+      const res = await api(url);
+      expect(res.status, url).toBe(200);
+      const validate = answerSchema(path, method);
+      expect(validate(await res.json()), `${url}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+    // And the check can fail: an answer missing what the schema requires does not validate.
+    expect(answerSchema('/v1.0/activeflows/{id}/inspect', 'get')({ id: af['id'] })).toBe(false);
+  });
+
+  it('page_size above 100, however large, means 100 (as docs/rest.md says); not a number is a 400', async () => {
+    for (const size of ['101', '99999999999999999999', '-99999999999999999999', '0']) expect((await api(`/v1.0/flows?page_size=${size}`)).status, size).toBe(200);
+    for (const size of ['ten', '1.5', '1e3', '']) expect((await api(`/v1.0/flows?page_size=${size}`)).status, size).toBe(400);
+  });
+
   it('serves its OpenAPI document, generated from the request schemas', async () => {
     const res = await fetch(`${gateway.url}/openapi.json`);
     expect(res.status).toBe(200);

@@ -13,7 +13,7 @@ import { HttpGateway } from '../../src/gateway/http-gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { accountsConfig } from '../../src/nats/cluster-config.js';
 import { connectNats } from '../../src/nats/connect.js';
-import { DEV_ROLE_PASSWORDS, type Role } from '../../src/nats/roles.js';
+import { DEV_ROLE_PASSWORDS, inboxPrefixOf, type Role } from '../../src/nats/roles.js';
 import { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
@@ -59,7 +59,80 @@ afterAll(async () => {
   await server?.stop();
 });
 
+/**
+ * The JetStream API, verb by verb, against every stream and consumer of the runtime: what each role
+ * may do (docs/operations.md, "What the server enforces"), written out here on its own, not read
+ * from roles.ts, so that a change to the roles that widens them fails this test.
+ */
+const STREAMS = ['ACTIVEFLOW_EVENTS', 'WEBHOOK_RETRY', ...['af_cluster', 'af_flows', 'af_running', 'af_ended', 'af_index', 'af_history', 'af_leases', 'af_accesskeys', 'af_quotas'].map((b) => `KV_${b}`)];
+/** Stream verbs (one token after the verb: the stream) and consumer verbs (stream, then consumer). */
+const STREAM_VERBS = ['STREAM.CREATE', 'STREAM.UPDATE', 'STREAM.DELETE', 'STREAM.INFO', 'STREAM.PURGE', 'STREAM.MSG.GET', 'STREAM.MSG.DELETE', 'STREAM.SNAPSHOT', 'STREAM.RESTORE', 'STREAM.LEADER.STEPDOWN', 'DIRECT.GET', 'CONSUMER.LIST', 'CONSUMER.NAMES', 'CONSUMER.CREATE'];
+const CONSUMER_VERBS = ['CONSUMER.CREATE', 'CONSUMER.DURABLE.CREATE', 'CONSUMER.INFO', 'CONSUMER.DELETE', 'CONSUMER.MSG.NEXT', 'CONSUMER.PAUSE', 'CONSUMER.LEADER.STEPDOWN', 'CONSUMER.UNPIN'];
+/** What the gateway and the operator may do, on which streams, with consumers of their own. */
+const READERS: Partial<Record<Role, string[]>> = { gateway: ['ACTIVEFLOW_EVENTS', 'KV_af_accesskeys'], operator: ['ACTIVEFLOW_EVENTS'] };
+const READER_STREAM_VERBS = new Set(['STREAM.INFO']);
+const READER_CONSUMER_VERBS = new Set(['CONSUMER.CREATE', 'CONSUMER.INFO', 'CONSUMER.DELETE', 'CONSUMER.MSG.NEXT']);
+
+interface Probe { subject: string; verb: string; stream: string; consumer?: string }
+
+function expectedAllowed(role: Role, p: Probe): boolean {
+  if (role === 'node') return true;
+  if (!(READERS[role]?.includes(p.stream) ?? false)) return false;
+  if (p.stream === 'ACTIVEFLOW_EVENTS' && p.consumer === 'af_webhooks') return false; // the nodes' consumer
+  if (p.verb === 'ACK') return true;
+  return p.consumer === undefined ? READER_STREAM_VERBS.has(p.verb) : READER_CONSUMER_VERBS.has(p.verb);
+}
+
+function probes(): Probe[] {
+  return STREAMS.flatMap((stream) => [
+    ...STREAM_VERBS.map((verb) => ({ subject: `$JS.API.${verb}.${stream}`, verb, stream })),
+    ...['af_webhooks', 'mine_1'].flatMap((consumer) => [
+      ...CONSUMER_VERBS.map((verb) => ({ subject: `$JS.API.${verb}.${stream}.${consumer}`, verb, stream, consumer })),
+      { subject: `$JS.ACK.${stream}.${consumer}.1.1.1.1.1`, verb: 'ACK', stream, consumer },
+    ]),
+  ]);
+}
+
 describe('NATS roles', () => {
+  it.each(['gateway', 'operator', 'call-service', 'node'] as const)('%s: every JetStream API verb on every stream and consumer, allowed or refused as documented', async (role) => {
+    const who = await as(role);
+    const all = probes();
+    const subjects = all.map((p) => p.subject);
+    expect(subjects.length).toBeGreaterThan(250);
+    // Bodies that no verb accepts (a consumer or a stream named in the body differs from the
+    // subject's): an allowed request is answered with an API error and changes nothing.
+    for (const subject of subjects) who.nc.publish(subject, JSON.stringify({ stream_name: 'NOPE', name: 'NOPE', config: { name: 'NOPE', durable_name: 'NOPE' } }), { reply: `${inboxPrefixOf(role)}.matrix` });
+    await who.nc.flush();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const refused = new Set(who.violations.map((v) => /Permissions Violation for Publish to "([^"]+)"/.exec(v)?.[1]).filter((x) => x !== undefined));
+    const wrong = all.filter((p) => refused.has(p.subject) === expectedAllowed(role, p)).map((p) => `${p.subject}: ${refused.has(p.subject) ? 'refused' : 'allowed'}`);
+    expect(wrong).toEqual([]);
+    if (role !== 'node') expect(refused.size).toBeGreaterThan(200);
+    // Nothing was harmed: the nodes' consumer and every stream are still there.
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager((await as('node')).nc);
+    expect((await jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
+    expect((await jsm.streams.names().next()).sort()).toEqual([...STREAMS].sort());
+  }, 30_000);
+
+  it('gateway and operator cannot delete, read or pull from the nodes\' af_webhooks consumer, but can manage consumers of their own', async () => {
+    const { jetstreamManager, jetstream } = await import('@nats-io/jetstream');
+    for (const role of ['gateway', 'operator'] as const) {
+      const who = await as(role);
+      const jsm = await jetstreamManager(who.nc, { checkAPI: false });
+      await expect(jsm.consumers.delete('ACTIVEFLOW_EVENTS', 'af_webhooks')).rejects.toThrow();
+      await expect(jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).rejects.toThrow();
+      await expect(jetstream(who.nc).consumers.get('ACTIVEFLOW_EVENTS', 'af_webhooks').then((c) => c.next({ expires: 1_000 }))).rejects.toThrow();
+      await expect.poll(() => who.violations.filter((v) => v.includes('af_webhooks')).length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
+      // Its own: an ordered consumer reads the stream (what the WebSocket and `watch` do).
+      const c = await jetstream(who.nc).consumers.get('ACTIVEFLOW_EVENTS', { filter_subjects: 'activeflow.events.>' });
+      expect((await c.info()).config.filter_subject ?? (await c.info()).config.filter_subjects).toBeTruthy();
+      await c.delete();
+    }
+    const { jetstreamManager: m } = await import('@nats-io/jetstream');
+    expect((await (await m((await as('node')).nc)).consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
+  });
+
   it('node: serves everything as the node user (shards, buckets, stream, webhooks), and nothing outside its subjects', async () => {
     await expect.poll(() => node.servedShards, { timeout: 10_000 }).toBe(256);
     const svc = await as('call-service');

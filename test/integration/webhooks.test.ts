@@ -110,3 +110,22 @@ describe('webhook delivery', () => {
     expect(delivered('/handover').every((h) => h.id === id)).toBe(true);
   }, 45_000);
 });
+
+describe('the webhook consumer', () => {
+  it('heals: deleted while events keep coming, it is made again from where it stopped, and no event is lost', async () => {
+    const before = await run('/heal-before', 2);
+    await expect.poll(() => delivered('/heal-before').length, { timeout: 10_000 }).toBe((await typesOf(before)).length);
+    // Its ack floor is recorded every 2 s: wait for a round, then delete it as an intruder would.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager(nc);
+    expect(await jsm.consumers.delete('ACTIVEFLOW_EVENTS', 'af_webhooks')).toBe(true);
+    // Events published while the consumer is gone, before the node notices.
+    const during = await run('/heal-during', 3);
+    await expect.poll(() => delivered('/heal-during').map((h) => h.type), { timeout: 15_000 }).toEqual(await typesOf(during));
+    expect((await jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
+    // And delivery goes on as before.
+    const after = await run('/heal-after', 1);
+    await expect.poll(() => delivered('/heal-after').map((h) => h.type), { timeout: 10_000 }).toEqual(await typesOf(after));
+  }, 40_000);
+});
