@@ -95,6 +95,8 @@ export class AccessKeyCache {
   private readonly byHash = new Map<string, StoredAccessKey>();
   private readonly hashById = new Map<string, string>();
   private following: Following | null = null;
+  /** Told of each key that stops being valid (deleted, or its hash replaced). */
+  private readonly revoked = new Set<(keyId: string) => void>();
 
   private constructor(private readonly kv: KV) {}
 
@@ -115,11 +117,20 @@ export class AccessKeyCache {
     const old = this.hashById.get(id);
     if (old !== undefined) this.byHash.delete(old);
     this.hashById.delete(id);
-    if (e.operation !== 'PUT') return;
-    const parsed = StoredAccessKey.safeParse(decodeJson(e.value));
-    if (!parsed.success) return;
-    this.byHash.set(parsed.data.token_sha256, parsed.data);
-    this.hashById.set(id, parsed.data.token_sha256);
+    const parsed = e.operation === 'PUT' ? StoredAccessKey.safeParse(decodeJson(e.value)) : null;
+    if (parsed?.success === true) {
+      this.byHash.set(parsed.data.token_sha256, parsed.data);
+      this.hashById.set(id, parsed.data.token_sha256);
+    }
+    if (old !== undefined && (parsed?.success !== true || parsed.data.token_sha256 !== old)) {
+      for (const listener of this.revoked) listener(id);
+    }
+  }
+
+  /** Calls `listener` with the id of each key that stops being valid; returns the way to stop. */
+  onRevoked(listener: (keyId: string) => void): () => void {
+    this.revoked.add(listener);
+    return () => this.revoked.delete(listener);
   }
 
   /** The key a token belongs to, or null. */

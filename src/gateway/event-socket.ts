@@ -14,7 +14,7 @@
  * A client that reads too slowly is disconnected (1013, "try again later") instead of having its
  * events buffered without bound; it resumes from the last event it saw.
  */
-import { DeliverPolicy, jetstream, type ConsumerMessages, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
@@ -47,23 +47,39 @@ export const ClientMessage = z.discriminatedUnion('type', [
 
 interface Feed {
   messages: ConsumerMessages;
+  /** Deleted with the feed: a stopped reader's consumer would otherwise linger for 5 minutes. */
+  consumer: Consumer;
 }
+
+/** The close code and reason a client sees when its access key is deleted. */
+export const REVOKED_CLOSE = { code: 1008, reason: 'access key revoked' } as const;
 
 /** One client connection: its topics and the stream readers behind them. */
 export class EventSocket {
   private readonly feeds = new Map<string, Feed>();
   private readonly js: JetStreamClient;
   private alive = true;
+  private closed = false;
+  /**
+   * Messages are handled one at a time: a burst of subscribes sent at once must not each pass the
+   * topic limit before any of them is counted.
+   */
+  private inbox: Promise<void> = Promise.resolve();
   private readonly pinger: NodeJS.Timeout;
 
   constructor(
     private readonly ws: WebSocket,
     nc: NatsConnection,
-    private readonly key: StoredAccessKey,
+    readonly key: StoredAccessKey,
     private readonly log: Logger,
+    /** Told when the connection ends (the gateway forgets it). */
+    private readonly onClosed: (socket: EventSocket) => void = () => undefined,
   ) {
     this.js = jetstream(nc);
-    ws.on('message', (data, isBinary) => void this.onMessage(isBinary ? null : data.toString()));
+    ws.on('message', (data, isBinary) => {
+      const text = isBinary ? null : data.toString();
+      this.inbox = this.inbox.then(() => this.onMessage(text)).catch(() => undefined);
+    });
     ws.on('close', () => this.close());
     ws.on('error', () => this.close());
     ws.on('pong', () => (this.alive = true));
@@ -93,6 +109,7 @@ export class EventSocket {
   }
 
   private async onMessage(text: string | null): Promise<void> {
+    if (this.closed) return;
     if (text === null) return this.error('invalid_argument', 'send JSON text messages');
     let raw: unknown;
     try {
@@ -138,7 +155,12 @@ export class EventSocket {
         : { deliver_policy: DeliverPolicy.New };
     const consumer = await this.js.consumers.get(EVENTS_STREAM, { filter_subjects: subject, ...start });
     const messages = await consumer.consume();
-    this.feeds.set(topic, { messages });
+    if (this.closed) { // the connection ended while this was being set up
+      messages.stop();
+      await consumer.delete().catch(() => undefined);
+      return;
+    }
+    this.feeds.set(topic, { messages, consumer });
     void (async () => {
       try {
         for await (const msg of messages) {
@@ -157,12 +179,24 @@ export class EventSocket {
   }
 
   private unsubscribe(topic: string): void {
-    this.feeds.get(topic)?.messages.stop();
+    const feed = this.feeds.get(topic);
+    if (feed === undefined) return;
     this.feeds.delete(topic);
+    feed.messages.stop();
+    void feed.consumer.delete().catch(() => undefined);
+  }
+
+  /** Its access key was deleted: the client is told why, and everything it followed goes. */
+  revoke(): void {
+    this.ws.close(REVOKED_CLOSE.code, REVOKED_CLOSE.reason);
+    this.close();
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     clearInterval(this.pinger);
     for (const topic of [...this.feeds.keys()]) this.unsubscribe(topic);
+    this.onClosed(this);
   }
 }

@@ -231,12 +231,23 @@ export class HttpGateway {
     private readonly server: Server,
     private readonly sockets: WebSocketServer,
     private readonly options: GatewayOptions,
+    private readonly stopRevoking: () => void,
   ) {}
 
   static async start(options: GatewayOptions): Promise<HttpGateway> {
     const client = new ActiveflowClient(options.nc, { requestTimeoutMs: 2_000, retryForMs: options.retryForMs ?? 10_000 });
     const server = createServer((req, res) => void handle(req, res, client, options));
     const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+    // The open WebSockets by access key id: a deleted key closes its sockets at once.
+    const byKey = new Map<string, Set<EventSocket>>();
+    const forget = (s: EventSocket) => {
+      const set = byKey.get(s.key.id);
+      set?.delete(s);
+      if (set?.size === 0) byKey.delete(s.key.id);
+    };
+    const stopRevoking = options.keys.onRevoked((id) => {
+      for (const s of [...(byKey.get(id) ?? [])]) s.revoke();
+    });
     server.on('upgrade', (req, socket, head) => {
       const refuse = (status: number, message: string) => {
         socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: status === 401 ? 'unauthenticated' : 'not_found', message } })}`);
@@ -251,7 +262,11 @@ export class HttpGateway {
       }
       const key = token === null ? null : options.keys.lookup(token);
       if (key === null) return refuse(401, 'an access key is required: /v1.0/ws?token=<access key>');
-      sockets.handleUpgrade(req, socket, head, (ws) => new EventSocket(ws, options.nc, key, options.log));
+      sockets.handleUpgrade(req, socket, head, (ws) => {
+        const s = new EventSocket(ws, options.nc, key, options.log, forget);
+        if (!byKey.has(key.id)) byKey.set(key.id, new Set());
+        byKey.get(key.id)!.add(s);
+      });
     });
     server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
     server.headersTimeout = 66_000;
@@ -260,7 +275,7 @@ export class HttpGateway {
       server.once('error', reject);
       server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
     });
-    return new HttpGateway(server, sockets, options);
+    return new HttpGateway(server, sockets, options, stopRevoking);
   }
 
   get port(): number {
@@ -273,6 +288,7 @@ export class HttpGateway {
 
   /** Stops listening, lets requests in progress finish, and closes idle keep-alive connections. */
   async stop(): Promise<void> {
+    this.stopRevoking();
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     // WebSocket clients are told to come back (1012, service restart) and resume with from_seq.
     for (const ws of this.sockets.clients) ws.close(1012, 'gateway restarting: reconnect and resume');
@@ -302,27 +318,42 @@ function tokenOf(req: IncomingMessage, url: URL): string | null {
   return url.searchParams.get('accesskey');
 }
 
+/**
+ * A body over the limit is answered 413 only once the client has sent it (read and thrown away, up
+ * to this much): a client that writes its whole body before reading, as most do, would otherwise
+ * have its connection reset under it and never see the answer. Beyond this, it is cut off.
+ */
+const DRAIN_BYTES = 8 * 1024 * 1024;
+
 function readBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > maxBytes) return Promise.reject(new HttpError(413, 'payload_too_large', `the body is ${declared} bytes; the limit is ${maxBytes}`, { connection: 'close' }));
+  const tooLarge = (what: string) => new HttpError(413, 'payload_too_large', `the body is ${what}; the limit is ${maxBytes} bytes`, { connection: 'close' });
   const type = req.headers['content-type'];
-  if (type !== undefined && !/^application\/json\b/i.test(type)) {
+  if (declared <= maxBytes && type !== undefined && !/^application\/json\b/i.test(type)) {
     return Promise.reject(new HttpError(415, 'unsupported_media_type', `send the body as application/json, not ${type}`));
   }
   return new Promise((resolve, reject) => {
+    if (declared > maxBytes + DRAIN_BYTES) {
+      reject(tooLarge(`${declared} bytes`)); // not worth reading: answered now, the connection closes
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
-      if (size > maxBytes) return; // refused already: the rest is discarded, the connection closes
       size += chunk.length;
-      if (size > maxBytes) {
-        reject(new HttpError(413, 'payload_too_large', `the body is larger than the limit of ${maxBytes} bytes`, { connection: 'close' }));
+      if (size > maxBytes + DRAIN_BYTES) {
+        reject(tooLarge(`larger than ${maxBytes + DRAIN_BYTES} bytes`));
+        req.pause(); // no more is read; the answer goes out and the connection closes
         return;
       }
-      chunks.push(chunk);
+      if (size <= maxBytes) chunks.push(chunk); // past the limit, read only to be discarded
     });
     req.on('end', () => {
-      if (size > maxBytes) return;
+      if (size > maxBytes + DRAIN_BYTES) return;
+      if (size > maxBytes) {
+        reject(tooLarge(declared > 0 ? `${declared} bytes` : `larger than ${maxBytes} bytes`));
+        return;
+      }
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') {
         reject(new ActiveflowError('invalid_argument', 'body: a JSON object is required'));

@@ -176,3 +176,52 @@ describe('WebSocket /v1.0/ws', () => {
     c.ws.close();
   }, 30_000);
 });
+
+describe('WebSocket limits and revocation', () => {
+  /** The consumers of the events stream right now (each WebSocket topic is one). */
+  const consumerCount = async () => {
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    return (await (await jetstreamManager(env.nc)).streams.info('ACTIVEFLOW_EVENTS')).state.consumer_count;
+  };
+
+  it('a deleted access key closes its WebSockets at every gateway within a second, with a code and a reason', async () => {
+    const { token: t, id } = await env.client.call<{ token: string; id: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });
+    const keys2 = await AccessKeyCache.start(await new Kvm(env.nc).open('af_accesskeys'));
+    const second = await HttpGateway.start({ nc: env.nc, keys: keys2, log: silentLogger, port: 0 });
+    try {
+      const clients = [await connect(gateway, t), await connect(second, t)];
+      for (const c of clients) {
+        c.ws.send(JSON.stringify({ type: 'subscribe', topics: [`customer_id:${CUSTOMER}:activeflow`] }));
+        await c.next((m) => m.type === 'subscribed');
+      }
+      const closes = clients.map((c) => new Promise<{ code: number; reason: string; at: number }>((resolve) => c.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() }))));
+      const other = await connect(gateway); // another key's socket stays open
+      const revokedAt = Date.now();
+      await env.client.call(SUBJECTS.adminAccessKeys('delete'), { id });
+      for (const closed of await Promise.all(closes)) {
+        expect([closed.code, closed.reason]).toEqual([1008, 'access key revoked']);
+        expect(closed.at - revokedAt).toBeLessThan(1_000);
+      }
+      expect(other.ws.readyState).toBe(WebSocket.OPEN);
+      other.ws.close();
+    } finally {
+      await second.stop();
+      keys2.stop();
+    }
+  });
+
+  it('the topic limit holds against subscribes sent all at once, and a closed socket leaves no consumer behind', async () => {
+    const before = await consumerCount();
+    const c = await connect(gateway);
+    const burst = Array.from({ length: 12 }, (_, b) => ({
+      type: 'subscribe', topics: Array.from({ length: 100 }, (_, i) => `customer_id:${CUSTOMER}:activeflow:${(b * 100 + i).toString(16).padStart(12, '0').padStart(36, '5e000000-0000-4000-8000-')}`),
+    }));
+    for (const m of burst) c.ws.send(JSON.stringify(m)); // all at once, none awaited
+    await expect.poll(() => c.got.filter((m) => m.type === 'subscribed' || m.type === 'error').length, { timeout: 20_000 }).toBe(12);
+    expect(c.got.filter((m) => m.type === 'subscribed').length).toBe(1);
+    expect(c.got.filter((m) => m.error?.code === 'limit_exceeded').length).toBe(11);
+    expect(await consumerCount()).toBe(before + 100);
+    c.ws.close();
+    await expect.poll(consumerCount, { timeout: 5_000 }).toBe(before);
+  }, 30_000);
+});

@@ -216,6 +216,33 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
     expect(answerSchema('/v1.0/activeflows/{id}/inspect', 'get')({ id: af['id'] })).toBe(false);
   });
 
+  it('a body far over the limit, sent at once or streamed, gets its 413 (the gateway reads it to the end first)', async () => {
+    const { request } = await import('node:http');
+    const post = (body: Buffer, chunked: boolean) => new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(`${gateway.url}/v1.0/flows`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': String(body.length) }) },
+      }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      if (chunked) {
+        for (let i = 0; i < body.length; i += 64 * 1024) req.write(body.subarray(i, i + 64 * 1024));
+        req.end();
+      } else req.end(body);
+    });
+    const big = Buffer.from(JSON.stringify({ name: 'x', detail: 'y'.repeat(5 * 1024 * 1024), actions: [] }));
+    for (const chunked of [false, true]) {
+      for (let i = 0; i < 3; i++) {
+        const r = await post(big, chunked);
+        expect([r.status, JSON.parse(r.text).error.code], `chunked ${chunked}`).toEqual([413, 'payload_too_large']);
+      }
+    }
+    expect((await api('/v1.0/flows')).status).toBe(200); // and the gateway is fine
+  });
+
   it('page_size above 100, however large, means 100 (as docs/rest.md says); not a number is a 400', async () => {
     for (const size of ['101', '99999999999999999999', '-99999999999999999999', '0']) expect((await api(`/v1.0/flows?page_size=${size}`)).status, size).toBe(200);
     for (const size of ['ten', '1.5', '1e3', '']) expect((await api(`/v1.0/flows?page_size=${size}`)).status, size).toBe(400);
