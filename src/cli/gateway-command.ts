@@ -19,7 +19,16 @@ export async function startGateway(nc: NatsConnection, o: { port: number; host: 
     throw new Error(`cannot open the ${BUCKETS.accessKeys} bucket (${(e as Error).message}): start a node first, it creates the buckets`, { cause: e });
   }
   const keys = await AccessKeyCache.start(kv);
-  const gateway = await HttpGateway.start({ nc, keys, log: o.log, port: o.port, host: o.host, maxBodyBytes: o.maxBodyBytes, ...(o.retryForMs === undefined ? {} : { retryForMs: o.retryForMs }) });
+  let gateway: HttpGateway;
+  try {
+    gateway = await HttpGateway.start({ nc, keys, log: o.log, port: o.port, host: o.host, maxBodyBytes: o.maxBodyBytes, ...(o.retryForMs === undefined ? {} : { retryForMs: o.retryForMs }) });
+  } catch (e) {
+    keys.stop();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new Error(`${o.host}:${o.port} is in use: stop what listens there, or set HTTP_PORT (and HTTP_HOST) to a free one`, { cause: e });
+    if (code === 'EACCES') throw new Error(`${o.host}:${o.port} may not be opened by this user: choose a port above 1023 with HTTP_PORT`, { cause: e });
+    throw e;
+  }
   o.log.info({ event: 'gateway_listening', url: gateway.url }, `REST gateway on ${gateway.url}/v1.0 (OpenAPI at ${gateway.url}/openapi.json)`);
   return {
     gateway,
@@ -76,7 +85,8 @@ ${describeConfig(GatewayConfig.shape)}`,
     }
     return stopOnSignals(async () => {
       await running.stop();
-      await nc.drain();
+      // A drain needs the server; with NATS gone there is nothing left to flush.
+      await nc.drain().catch(() => nc.close());
     }, 30_000);
   },
 };

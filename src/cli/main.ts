@@ -1,6 +1,7 @@
 /** The `activeflow` command line: one table of commands, help generated from it. */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type CliIo, type Command } from './command.js';
+import { didYouMean } from './suggest.js';
 import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
 import { accessKeysCommand } from './accesskeys-command.js';
 import { QUOTA_FLAGS, quotasCommand } from './quotas-command.js';
@@ -39,6 +40,11 @@ function overview(): string {
 /** Options that take a value (`--flow <id>`); every other `--x` is a flag. */
 const VALUED = new Set([...QUOTA_FLAGS, 'config', 'flow', 'customer', 'calls', 'concurrency', 'digits', 'file', 'status', 'from-seq', 'limit', 'page-size', 'page-token', 'reason', 'name', 'media-ms', 'current-action', 'set', 'key', 'reference-type', 'servers', 'timeout', 'http', 'metrics', 'stuck']);
 
+/** The options a command documents in its usage and help: the ones it accepts. */
+export function optionsOf(command: Command): Set<string> {
+  return new Set(['help', ...[...`${command.usage}\n${command.help}`.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!)]);
+}
+
 export const stdio: CliIo = {
   out: (t) => process.stdout.write(`${t}\n`),
   err: (t) => process.stderr.write(`${t}\n`),
@@ -57,13 +63,22 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
-    io.err(`activeflow: unknown command "${name}"\n\n${overview()}`);
+    io.err(`activeflow: unknown command "${name}"${didYouMean(name, COMMANDS.map((c) => c.name))}\n\n${overview()}`);
     return 2;
   }
   const args = parseArgs(rest, VALUED);
   if (args.flags.has('help')) {
     io.out(`Usage: ${command.usage}\n\n${command.help}`);
     return 0;
+  }
+  // An option the command does not document is a mistake, not something to ignore: `list --stauts
+  // running` must not list everything.
+  const known = optionsOf(command);
+  for (const given of [...args.flags, ...args.options.keys()]) {
+    if (!known.has(given)) {
+      io.err(`activeflow ${command.name}: unknown option --${given}${didYouMean(given, known, '--')}\nUsage: ${command.usage}\n(\`activeflow ${command.name} --help\` lists its options)`);
+      return 2;
+    }
   }
   return command.run(args, io);
 }

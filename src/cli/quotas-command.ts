@@ -27,7 +27,7 @@ export const quotasCommand: Command = {
       Every node applies a change within moments.
   activeflow quotas reset --customer <id>
       drops every override: the defaults apply again
-Quotas: ${NAMES.map(flag).join(', ')}
+Quotas: ${NAMES.map((n) => `--${flag(n)}`).join(', ')}
   (refusals are limit_exceeded errors, 429 on REST, naming the quota; see docs/quotas.md)
 Options:
   --json            print the JSON reply

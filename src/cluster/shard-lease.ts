@@ -207,6 +207,12 @@ export class ShardLease {
     watchdog.unref();
   }
 
+  /** Stops renewing without a write or a fence callback: the lease expires on its own. */
+  abandon(): void {
+    this.fenced = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
   private fence(reason: string): void {
     if (this.fenced) return;
     this.fenced = true;

@@ -549,6 +549,23 @@ export class ShardOwnership {
     this.deps.log.warn({ event: 'shard_fenced', shard, reason });
   }
 
+  /**
+   * Stops serving every shard without a write (NATS is unreachable): the leases are left to expire,
+   * and whoever takes a shard next fences it, as after a crash.
+   */
+  abandon(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const w of this.watches) w.stop();
+    for (const [shard, o] of [...this.owned]) {
+      o.lease.abandon();
+      this.owned.delete(shard);
+      this.unfenced.delete(shard);
+      o.sub.unsubscribe();
+    }
+    this.announcements?.unsubscribe();
+  }
+
   /** Hands every shard over (a stopping node; it left the membership first). */
   async stop(): Promise<void> {
     this.stopped = true;

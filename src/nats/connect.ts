@@ -56,18 +56,27 @@ export function checkServerVersion(nc: NatsConnection, log: Logger): void {
   if (verdict.kind === 'warn') log.warn({ event: 'nats_server_too_old', version: info.version }, verdict.message);
 }
 
+/** Whether a connection is up now, as its status events tell. */
+export interface ConnectionState {
+  readonly connected: boolean;
+}
+
 /**
- * Logs what happens to a connection (disconnects, reconnects, stale connections, server errors, slow
- * consumers), so that a stall in a node's log can be told apart from a stall in the server.
+ * Follows what happens to a connection (disconnects, reconnects, stale connections, server errors,
+ * slow consumers) and logs it, so that a stall in a node's log can be told apart from a stall in the
+ * server; says whether it is up (a stop does not wait on a server that is gone).
  */
-export function logConnectionEvents(nc: NatsConnection, log: Logger): void {
+export function watchConnection(nc: NatsConnection, log: Logger): ConnectionState {
+  const state = { connected: !nc.isClosed() };
   void (async () => {
     for await (const s of nc.status()) {
       switch (s.type) {
         case 'disconnect':
+          state.connected = false;
           log.warn({ event: 'nats_disconnected', server: s.server }, 'lost the NATS connection; reconnecting');
           break;
         case 'reconnect':
+          state.connected = true;
           log.info({ event: 'nats_reconnected', server: s.server });
           break;
         case 'staleConnection':
@@ -83,5 +92,7 @@ export function logConnectionEvents(nc: NatsConnection, log: Logger): void {
           break;
       }
     }
+    state.connected = false;
   })();
+  return state;
 }

@@ -104,7 +104,9 @@ async function launch(workDir: string, storeDir: string, options: NatsServerOpti
   if (options.configFile === undefined) writeFileSync(configFile, configText(storeDir, workDir, options));
   for (const f of readdirSync(workDir)) if (f.endsWith('.ports')) rmSync(join(workDir, f));
   let stderr = '';
-  const child = spawn(natsServerBinary(), ['-c', configFile, ...(options.configFile ? ['--ports_file_dir', workDir] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C goes to `activeflow start` only, which stops the
+  // node (handing its shards over through this server) and then the server, in that order.
+  const child = spawn(natsServerBinary(), ['-c', configFile, ...(options.configFile ? ['--ports_file_dir', workDir] : [])], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   child.stderr?.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-4000);
   });

@@ -21,7 +21,7 @@ import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowV
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { checkServerVersion, connectNats, logConnectionEvents, type TlsFiles } from '../nats/connect.js';
+import { checkServerVersion, connectNats, watchConnection, type ConnectionState, type TlsFiles } from '../nats/connect.js';
 import { AccessKeyRequests, AccessKeyStore } from '../gateway/access-keys.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
@@ -135,6 +135,7 @@ export class ActiveflowNode {
     readonly metrics: NodeMetrics,
     /** Where HTTP on a customer's behalf may go (fetch, webhook_send, webhooks). */
     private readonly egress: EgressPolicy,
+    private readonly connection: ConnectionState,
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
@@ -147,7 +148,7 @@ export class ActiveflowNode {
     const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
     try {
       checkServerVersion(nc, log);
-      logConnectionEvents(nc, log);
+      const connection = watchConnection(nc, log);
       const storage = await withJetStreamRetry(log, () => openStorage(nc, {
         replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
         leaseTtlMs: options.leaseTtlMs ?? 3_000,
@@ -190,7 +191,7 @@ export class ActiveflowNode {
         findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
         findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
       }, options.passivateAfterMs);
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics, egress);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics, egress, connection);
       nodeRef = node;
       await node.serve();
       return node;
@@ -551,6 +552,18 @@ export class ActiveflowNode {
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     await this.watchdog?.stop();
     this.quotas.stop();
+    if (!this.connection.connected) {
+      // Nothing can be handed over without NATS, and waiting for it would only hold the stop up:
+      // this node's leases expire on their own and the others fence and take its shards.
+      this.log.warn({ event: 'node_stopping_without_nats' }, 'NATS is unreachable: stopping without handing the shards over; their leases expire on their own');
+      await this.hints?.stop().catch(() => undefined);
+      this.ownership?.abandon();
+      await this.webhooks?.stop().catch(() => undefined);
+      await this.nc.close().catch(() => undefined);
+      await this.egress.close().catch(() => undefined);
+      this.log.info({ event: 'node_stopped', handed_over: false });
+      return;
+    }
     // Leave first, so the others count this node out, then hand every shard over: each one is
     // taken by its new owner the moment its released marker is written.
     await this.hints?.stop();
