@@ -211,15 +211,16 @@ try {
   const longNode = await ActiveflowNode.start({
     servers: [longServer.url], nodeId: 'bench-long', shardCount: 256, replicas: 1, passivateAfterMs: 3_600_000, endedRetentionMs: 86_400_000,
     eventRetentionMs: 86_400_000, httpTimeoutMs: 5_000, httpMaxResponseBytes: 1 << 20, serviceTimeoutMs: 5_000, log: silentLogger,
-    limits: Limits.parse({ max_execute_count: LONG + 20, max_cycle_iterations: LONG + 20 }),
+    limits: Limits.parse({ max_execute_count: 2 * LONG + 20, max_cycle_iterations: 2 * LONG + 20 }),
   });
-  // Half as many talks, walked twice (a goto back to the first): a flow may hold 1,000 actions.
+  // A flow may hold 1,000 actions: at most 999 talks, walked again by a goto back to the first.
   const FIRST = '7a000000-0000-4000-8000-000000000001';
+  const talks = Math.min(LONG, 999);
   const longFlow = await longClient.createFlow({
     customer_id: CUSTOMER,
     actions: [
-      ...Array.from({ length: LONG / 2 }, (_, i) => ({ ...(i === 0 ? { id: FIRST } : {}), type: 'talk', option: { text: 'x' } })),
-      { type: 'goto', option: { target_id: FIRST, loop_count: 1 } },
+      ...Array.from({ length: talks }, (_, i) => ({ ...(i === 0 ? { id: FIRST } : {}), type: 'talk', option: { text: 'x' } })),
+      { type: 'goto', option: { target_id: FIRST, loop_count: Math.ceil(LONG / talks) } },
     ],
   });
   const long = await longClient.createActiveflow({ customer_id: CUSTOMER, flow_id: longFlow.id, reference_type: 'call' });

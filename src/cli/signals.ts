@@ -18,7 +18,8 @@ export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number): Pr
         resolve(1);
       }).finally(() => clearTimeout(timer));
     };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    // Kept for the second signal too: it leaves at once (130) instead of the default death by signal.
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
 }

@@ -556,10 +556,10 @@ export class ActiveflowNode {
       // Nothing can be handed over without NATS, and waiting for it would only hold the stop up:
       // this node's leases expire on their own and the others fence and take its shards.
       this.log.warn({ event: 'node_stopping_without_nats' }, 'NATS is unreachable: stopping without handing the shards over; their leases expire on their own');
-      await this.hints?.stop().catch(() => undefined);
       this.ownership?.abandon();
-      await this.webhooks?.stop().catch(() => undefined);
+      // Closed first: whatever still waits on NATS (a webhook pull, a lease write) fails at once.
       await this.nc.close().catch(() => undefined);
+      await Promise.allSettled([this.hints?.stop(), this.webhooks?.stop()]);
       await this.egress.close().catch(() => undefined);
       this.log.info({ event: 'node_stopped', handed_over: false });
       return;
