@@ -1,5 +1,6 @@
 # The activeflow node image (deploy/k8s/activeflow.yaml). Runs TypeScript through tsx, as npm start does.
-FROM node:20-bookworm-slim
+# Node 22 (LTS): Node 20 is past its end of life (April 2026).
+FROM node:22-bookworm-slim
 WORKDIR /opt/activeflow
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts

@@ -99,8 +99,9 @@ ${describeConfig()}`,
     }
     return stopOnSignals(async () => {
       await gateway?.stop(); // no new REST requests, then the node hands its shards over
-      await node.stop();
+      const handedOver = await node.stop();
       await metrics?.stop();
+      if (!handedOver) throw new Error('NATS is unreachable: stopped without handing the shards over; their leases expire on their own');
     }, config.STOP_TIMEOUT_MS);
   },
 };

@@ -546,8 +546,9 @@ export class ActiveflowNode {
   }
 
   /** Stops taking requests, lets in-flight ones finish, and closes the connection. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /** Stops; false when NATS was unreachable, so the shards were left to expire, not handed over. */
+  async stop(): Promise<boolean> {
+    if (this.stopping) return true;
     this.stopping = true;
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     await this.watchdog?.stop();
@@ -562,7 +563,7 @@ export class ActiveflowNode {
       await Promise.allSettled([this.hints?.stop(), this.webhooks?.stop()]);
       await this.egress.close().catch(() => undefined);
       this.log.info({ event: 'node_stopped', handed_over: false });
-      return;
+      return false;
     }
     // Leave first, so the others count this node out, then hand every shard over: each one is
     // taken by its new owner the moment its released marker is written.
@@ -578,6 +579,7 @@ export class ActiveflowNode {
     await this.nc.drain().catch(() => undefined);
     await this.egress.close().catch(() => undefined);
     this.log.info({ event: 'node_stopped' });
+    return true;
   }
 }
 

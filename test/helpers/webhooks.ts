@@ -27,7 +27,7 @@ export async function walkCall(client: ActiveflowClient, customerId: string, web
 }
 
 /** Tears a webhook test down: the client, every node still connected, the server, the endpoint. */
-export async function stopAll(parts: { nc?: { close(): Promise<void> }; nodes: { nc: { isClosed(): boolean }; stop(): Promise<void> }[]; server?: { stop(): Promise<void> }; closeHttp?: () => Promise<void> }): Promise<void> {
+export async function stopAll(parts: { nc?: { close(): Promise<void> }; nodes: { nc: { isClosed(): boolean }; stop(): Promise<unknown> }[]; server?: { stop(): Promise<void> }; closeHttp?: () => Promise<void> }): Promise<void> {
   await parts.nc?.close();
   for (const n of parts.nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
   await parts.server?.stop();

@@ -164,12 +164,15 @@ describe('WebSocket /v1.0/ws', () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 200));
+    const beforeRestart = statuses.length;
     await env.server.restart(); // same port and store: clients reconnect
     await new Promise((r) => setTimeout(r, 500));
     await move(af.id, 2);
     polling = false;
     await poller;
-    expect(statuses.length).toBeGreaterThan(10);
+    // Callers asked before, during and after the restart (how many depends on the machine's load).
+    expect(beforeRestart).toBeGreaterThan(0);
+    expect(statuses.length).toBeGreaterThan(beforeRestart + 1);
     expect(statuses.filter((s) => s !== 200)).toEqual([]); // no caller saw the restart
     await expect.poll(() => c.got.filter((m) => m.topic === topic).map((m) => m.seq), { timeout: 10_000 }).toEqual([1, 2, 3]);
     expect(c.ws.readyState).toBe(WebSocket.OPEN);

@@ -65,11 +65,14 @@ describe('signals', () => {
     node.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     server.signal('SIGKILL');
     await expect.poll(() => out.includes('"nats_disconnected"'), { timeout: 10_000 }).toBe(true);
+    let err = '';
+    node.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     node.kill('SIGTERM');
     const { code, ms } = await timed(node);
-    expect(code).toBe(0);
+    expect(code).toBe(1); // it could not hand over: a supervisor should know
     expect(ms).toBeLessThan(5_000);
     expect(out).toMatch(/"node_stopping_without_nats"/);
+    expect(err).toMatch(/NATS is unreachable: stopped without handing the shards over; their leases expire on their own/);
     await server.stop();
   }, 60_000);
 

@@ -59,14 +59,16 @@ describe('the idle watchdog', () => {
   }, 30_000);
 
   it('the deployment ceiling applies to every activeflow; `list --stuck` finds idle ones first', async () => {
-    const { server, client, node } = await setup({ maxIdleMs: 2_500 });
+    // Long enough that the CLI (a separate process, slow to start on a loaded machine) lists the
+    // activeflow before the watchdog ends it.
+    const { server, client, node } = await setup({ maxIdleMs: 8_000 });
     const af = await client.createActiveflow({ customer_id: CUSTOMER, actions: WAIT, reference_type: 'call' });
     await new Promise((r) => setTimeout(r, 1_200));
     const { stdout } = await run(process.execPath, [BIN, 'list', '--customer', CUSTOMER, '--stuck', '1s', '--json'], { env: { ...process.env, NATS_URL: server.url } });
     expect((JSON.parse(stdout) as { id: string }[]).map((a) => a.id)).toEqual([af.id]);
     const none = await run(process.execPath, [BIN, 'list', '--customer', CUSTOMER, '--stuck', '1h', '--json'], { env: { ...process.env, NATS_URL: server.url } });
     expect(JSON.parse(none.stdout)).toEqual([]);
-    expect(await until(async () => (await client.get(af.id)).status === 'ended', 5_000)).toBe(true);
+    expect(await until(async () => (await client.get(af.id)).status === 'ended', 12_000)).toBe(true);
     expect(await client.get(af.id)).toMatchObject({ end_reason: 'timeout' });
     expect(node.metrics.idleTimeouts.get()).toBe(1);
     await expect(run(process.execPath, [BIN, 'list', '--customer', CUSTOMER, '--stuck', 'soon'], { env: { ...process.env, NATS_URL: server.url } })).rejects.toMatchObject({ code: 2 });
