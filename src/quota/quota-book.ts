@@ -8,6 +8,7 @@ import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { followKeys, type Following } from '../store/kv-follow.js';
+import { isRevisionConflict } from '../store/revision-conflict.js';
 import { QuotaOverride, Quotas } from './quotas.js';
 
 const PREFIX = 'override.';
@@ -72,7 +73,7 @@ export class QuotaBook {
         if (e === null) await this.kv.create(PREFIX + customerId, encodeJson(override));
         else await this.kv.update(PREFIX + customerId, encodeJson(override), e.revision);
       } catch (err) {
-        if (/wrong last sequence|exists/i.test((err as Error).message)) continue; // raced another operator: merge again
+        if (isRevisionConflict(err)) continue; // raced another operator: merge again
         throw err;
       }
       this.overrides.set(customerId, override);

@@ -13,9 +13,9 @@ import type { KV } from '@nats-io/kv';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { valuesNow } from '../store/kv-keys.js';
+import { isRevisionConflict } from '../store/revision-conflict.js';
 
 const PREFIX = 'running.';
-const isConflict = (e: unknown) => /wrong last sequence|key exists/i.test((e as Error).message ?? '');
 
 interface Waiter {
   resolve: () => void;
@@ -125,7 +125,7 @@ export class RunningCount {
         else await this.kv.update(key, value, e.revision);
         return { admitted, refused, count: n };
       } catch (err) {
-        if (!isConflict(err) || attempt >= 50) throw err;
+        if (!isRevisionConflict(err) || attempt >= 50) throw err;
         // another node changed the count meanwhile: read it again (a short jitter spreads the retries)
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 1 + attempt * 2)));
       }

@@ -1,3 +1,5 @@
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+
 /** A revision-checked KV write was refused: someone else wrote the key since we read it. */
 export class RevisionConflict extends Error {
   override readonly name = 'RevisionConflict';
@@ -6,8 +8,12 @@ export class RevisionConflict extends Error {
   }
 }
 
-/** nats-server answers a failed expected-revision write with API error 10071. */
+/**
+ * The one classifier of refused revision checks, by the client's error class and the server's API
+ * codes: a stale expected revision (an update, a delete with a previous sequence) and a create of a
+ * key that exists are both "wrong last sequence" (10071; 10164 when the server cannot tell which).
+ */
 export function isRevisionConflict(e: unknown): boolean {
-  const err = e as { api_error?: { err_code?: number }; code?: number | string; message?: string };
-  return err?.code === 10071 || err?.api_error?.err_code === 10071 || /wrong last sequence|10071/.test(String(err?.message ?? ''));
+  return e instanceof JetStreamApiError
+    && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 }

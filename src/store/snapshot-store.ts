@@ -80,7 +80,7 @@ export class SnapshotStore {
     try {
       return (await this.running.create(key, encodeJson(snapshot))) as Revision;
     } catch (e) {
-      if (isRevisionConflict(e) || /exists/i.test(String((e as Error).message))) throw new RevisionConflict(key, { cause: e });
+      if (isRevisionConflict(e)) throw new RevisionConflict(key, { cause: e });
       throw e;
     }
   }
