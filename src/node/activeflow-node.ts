@@ -297,7 +297,7 @@ export class ActiveflowNode {
     }
     this.passivationTimer = setInterval(() => {
       const n = this.registry.passivateIdle(Date.now());
-      if (n > 0) this.metrics.passivated.inc({}, n);
+      if (n > 0) this.metrics.passivated.inc(n);
       if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
     }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
     this.passivationTimer.unref();
@@ -361,7 +361,7 @@ export class ActiveflowNode {
     if (msg.subject.startsWith('activeflow.admin.') || msg.subject === SUBJECTS.activeflowCreate) return run();
     return this.admission.run(() => this.customerKey(msg), run).catch((e: unknown) => {
       const error = ensureError(e);
-      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.customerKey(msg), quota: error.quota ?? 'other' });
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
       this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
       respondError(msg, error);
     });
@@ -397,11 +397,11 @@ export class ActiveflowNode {
       const error = ensureError(e);
       code = error.code;
       if (error.code === 'internal') this.log.error({ event: 'request_failed', subject: msg.subject, err: e });
-      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.customerKey(msg), quota: error.quota ?? 'other' });
+      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
       respondError(msg, error);
     }
     this.metrics.requests.inc({ verb, code });
-    this.metrics.requestSeconds.observe((performance.now() - started) / 1000, { verb });
+    this.metrics.requestSeconds.observe({ verb }, (performance.now() - started) / 1000);
   }
 
   // activeflows ----------------------------------------------------------------------------------

@@ -138,12 +138,14 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     });
     await checkAgainstStreams(report);
     await sleep(500);
-    // It noticed, on waking, that its leases were gone, and stopped serving each of those shards
-    // before anything else: the first fences after the pause are exactly the shards it held. (It
-    // may fence a shard it took back later too: with a 1 s lease on two busy cores, a renewal
-    // can miss its 750 ms deadline, and fencing is then the right answer.)
-    const fenced = [...paused.log.slice(before).join('').matchAll(/"event":"shard_fenced","shard":(\d+)/g)].map((m) => Number(m[1]));
-    expect(fenced.slice(0, held.length).sort((a, b) => a - b)).toEqual(held);
+    // On waking it stopped serving every shard it held: fenced by its lease's own deadline, or
+    // given up because the membership it woke to targets the shard elsewhere, whichever came
+    // first (the order of those two timers is not fixed). Either way its late writes are refused
+    // by the revision checks, which the streams above confirm: nothing diverged.
+    const after = paused.log.slice(before).join('');
+    const stopped = new Set([...after.matchAll(/"event":"shard_(?:fenced|released)","shard":(\d+)/g)].map((m) => Number(m[1])));
+    expect(held.filter((s) => !stopped.has(s))).toEqual([]);
+    expect(after).toMatch(/"event":"shard_fenced"/); // and its leases' deadline did fence
     // It is back as a member: the shards spread over both nodes again.
     await settled(['node-2', 'node-3']);
   }, 90_000);

@@ -3,8 +3,7 @@
  * activeflows move (requests, moves by action type, snapshot writes, actors, shards).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveMetrics } from '../../src/metrics/node-metrics.js';
-import { Counter, Histogram, MetricRegistry } from '../../src/metrics/metric-registry.js';
+import { boundedLabel, serveMetrics } from '../../src/metrics/node-metrics.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { useNode } from '../helpers/nats.js';
 
@@ -25,7 +24,9 @@ async function scrape(): Promise<Map<string, number>> {
   for (const line of (await res.text()).split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
     const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+    // Labels in name order, whatever order the exposition gives them in.
+    const key = line.slice(0, at).replace(/\{(.*)\}$/, (_, labels: string) => `{${labels.split(/,(?=[a-z_]+=")/).sort().join(',')}}`);
+    out.set(key, Number(line.slice(at + 1)));
   }
   return out;
 }
@@ -35,7 +36,7 @@ describe('/metrics', () => {
     await expect.poll(() => env.node.servedShards, { timeout: 10_000 }).toBe(256);
     const before = await scrape();
     expect(before.get('activeflow_owned_shards')).toBe(256);
-    expect(before.get('activeflow_shard_moves')).toBeGreaterThanOrEqual(256);
+    expect(before.get('activeflow_shard_moves_total')).toBeGreaterThanOrEqual(256);
     expect(before.get('activeflow_lease_renewal_lag_seconds')).toBeLessThan(1); // TTL 1 s, renewed every third
 
     const flow = await env.client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi' } }, { type: 'talk', option: { text: 'bye' } }] });
@@ -50,7 +51,7 @@ describe('/metrics', () => {
     expect(after.get('activeflow_requests_total{code="ok",verb="next"}')).toBe(4);
     expect(after.get('activeflow_requests_total{code="ok",verb="create"}')).toBe(1);
     expect(after.get('activeflow_request_duration_seconds_count{verb="next"}')).toBe(4);
-    expect(after.get('activeflow_request_duration_seconds_bucket{verb="next",le="+Inf"}')).toBe(4);
+    expect(after.get('activeflow_request_duration_seconds_bucket{le="+Inf",verb="next"}')).toBe(4);
     expect(after.get('activeflow_kv_write_duration_seconds_count')).toBe(4); // three moves and the end; the create is not a revision-checked update
     expect(after.get('activeflow_limit_rejections_total{customer_id="' + CUSTOMER + '",quota="flows"}')).toBe(1);
     expect(after.get('activeflow_requests_total{code="limit_exceeded",verb="flow_create"}')).toBe(1);
@@ -74,8 +75,10 @@ describe('/metrics', () => {
       'activeflow_requests_total counter', 'activeflow_request_duration_seconds histogram', 'activeflow_moves_total counter',
       'activeflow_kv_write_duration_seconds histogram', 'activeflow_revision_conflicts_total counter', 'activeflow_actors_passivated_total counter',
       'activeflow_limit_rejections_total counter', 'activeflow_webhook_delivery_lag_seconds histogram', 'activeflow_webhooks_given_up_total counter',
-      'activeflow_resident_actors gauge', 'activeflow_owned_shards gauge', 'activeflow_shard_moves gauge', 'activeflow_lease_renewal_lag_seconds gauge',
+      'activeflow_resident_actors gauge', 'activeflow_owned_shards gauge', 'activeflow_shard_moves_total counter', 'activeflow_lease_renewal_lag_seconds gauge',
       'activeflow_requests_in_flight gauge', 'activeflow_admission_queued gauge',
+      // prom-client's process and event-loop metrics
+      'process_cpu_seconds_total counter', 'process_resident_memory_bytes gauge', 'nodejs_eventloop_lag_p99_seconds gauge', 'nodejs_gc_duration_seconds histogram',
     ]));
   });
 });
@@ -88,28 +91,21 @@ describe('deploy/prometheus.yml and deploy/grafana/activeflow.json', () => {
     const local = prom.scrape_configs.find((j) => j.job_name === 'activeflow-local')!;
     expect(local.static_configs![0]!.targets).toEqual(['127.0.0.1:9464', '127.0.0.1:9465', '127.0.0.1:9466']);
     expect(readFileSync(new URL('../../deploy/local-cluster', import.meta.url), 'utf8')).toContain('--metrics $((9463 + n))');
-    const text = env.node.metrics.registry.render();
+    const text = await env.node.metrics.registry.metrics();
     const have = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
     const dashboard = readFileSync(new URL('../../deploy/grafana/activeflow.json', import.meta.url), 'utf8');
-    const used = new Set([...dashboard.matchAll(/activeflow_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')));
+    const used = new Set([...dashboard.matchAll(/(?:activeflow|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')));
     expect(used.size).toBeGreaterThan(8);
     for (const name of used) expect(have.has(name), name).toBe(true);
   });
 });
 
-describe('MetricRegistry', () => {
-  it('renders the exposition format and bounds label sets', () => {
-    const r = new MetricRegistry();
-    const c = r.add(new Counter('x_total', 'x.'));
-    const h = r.add(new Histogram('y_seconds', 'y.', [0.1, 1]));
-    for (let i = 0; i < 250; i++) c.inc({ customer_id: `c${i}` });
-    h.observe(0.05);
-    h.observe(0.5);
-    h.observe(5);
-    const text = r.render();
-    expect(text).toContain('# TYPE x_total counter');
-    expect(text).toContain('x_total{customer_id="c0"} 1');
-    expect(text).toContain('x_total{customer_id="other"} 50'); // past 200 series: folded
-    expect(text).toContain('y_seconds_bucket{le="0.1"} 1\ny_seconds_bucket{le="1"} 2\ny_seconds_bucket{le="+Inf"} 3\ny_seconds_sum 5.55\ny_seconds_count 3');
+describe('boundedLabel', () => {
+  it('keeps the first values of an unbounded label and folds the rest into "other"', () => {
+    const label = boundedLabel(200);
+    const seen = Array.from({ length: 250 }, (_, i) => label(`c${i}`));
+    expect(seen.slice(0, 200)).toEqual(Array.from({ length: 200 }, (_, i) => `c${i}`));
+    expect(new Set(seen.slice(200))).toEqual(new Set(['other']));
+    expect(label('c3')).toBe('c3'); // a value already seen keeps its own series
   });
 });

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { NodeMetrics } from '../../src/metrics/node-metrics.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { parseDuration } from '../../src/cli/user-commands.js';
@@ -70,7 +71,7 @@ describe('the idle watchdog', () => {
     expect(JSON.parse(none.stdout)).toEqual([]);
     expect(await until(async () => (await client.get(af.id)).status === 'ended', 12_000)).toBe(true);
     expect(await client.get(af.id)).toMatchObject({ end_reason: 'timeout' });
-    expect(node.metrics.idleTimeouts.get()).toBe(1);
+    expect(await NodeMetrics.valueOf(node.metrics.idleTimeouts)).toBe(1);
     await expect(run(process.execPath, [BIN, 'list', '--customer', CUSTOMER, '--stuck', 'soon'], { env: { ...process.env, NATS_URL: server.url } })).rejects.toMatchObject({ code: 2 });
   }, 30_000);
 
@@ -90,7 +91,7 @@ describe('the idle watchdog', () => {
     cleanups.push(() => b.stop());
     expect(await until(async () => (await client.get(af.id)).status === 'ended', 10_000)).toBe(true);
     expect(await client.get(af.id)).toMatchObject({ end_reason: 'timeout' });
-    expect(b.metrics.idleTimeouts.get()).toBe(1);
+    expect(await NodeMetrics.valueOf(b.metrics.idleTimeouts)).toBe(1);
   }, 30_000);
 });
 
