@@ -4,6 +4,7 @@ import { parseArgs, type CliIo, type Command } from './command.js';
 import { didYouMean } from './suggest.js';
 import { drainCommand, rebalanceCommand, shardsCommand, undrainCommand } from './cluster-commands.js';
 import { accessKeysCommand } from './accesskeys-command.js';
+import { callCommand } from './call-command.js';
 import { QUOTA_FLAGS, quotasCommand } from './quotas-command.js';
 import { gatewayCommand } from './gateway-command.js';
 import { nodeCommand } from './node-command.js';
@@ -15,7 +16,7 @@ import { startCommand } from './start-command.js';
 import { flowsCommand, getCommand, historyCommand, listCommand, nextCommand, stopCommand, variablesCommand, watchCommand } from './user-commands.js';
 
 const COMMANDS: readonly Command[] = [
-  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, quotasCommand, customersCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
+  startCommand, nodeCommand, gatewayCommand, accessKeysCommand, quotasCommand, customersCommand, nodesCommand, shardsCommand, drainCommand, undrainCommand, rebalanceCommand, simulateCommand, simulateCallsCommand, callCommand, flowsCommand, getCommand, listCommand, stopCommand, nextCommand, historyCommand, watchCommand, variablesCommand,
 ];
 
 function version(): string {

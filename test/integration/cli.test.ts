@@ -1,5 +1,5 @@
 /** The user CLI, run as a user runs it (child processes), against a real server and node. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsServer } from '../../src/nats/server-process.js';
@@ -110,4 +110,37 @@ describe('activeflow CLI', () => {
     const down = await run(process.execPath, [BIN, 'get', '00000000-0000-4000-8000-000000000999'], { env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' } }).catch((e: { code: number; stderr: string }) => e);
     expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach NATS.*npm start/) });
   }, 60_000);
+});
+
+describe('activeflow call', () => {
+  const callCli = (input: string | null, ...args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'call', ...args], { env: { ...process.env, NATS_URL: server.url }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    if (input === null) child.stdin.end();
+    else child.stdin.end(input);
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+
+  it('walks a flow as the call service sees it, typing --digits at each digits_receive (no terminal)', async () => {
+    const flow = JSON.parse((await cli('flows', 'create', '--customer', CUSTOMER, '--file', EXAMPLE, '--json')).stdout) as { id: string };
+    const r = await callCli(null, '--flow', flow.id, '--digits', '9,2');
+    expect(r.code).toBe(0);
+    const types = [...r.out.matchAll(/^ *\d+ {2}(\w+) /gm)].map((m) => m[1]);
+    expect(types).toEqual(['answer', 'talk', 'digits_receive', 'talk', 'digits_receive', 'talk', 'hangup']);
+    expect(r.out).toContain('"text":"Hello . Press 1 for sales, 2 for support."'); // substituted (no customer_name here)
+    expect(r.out).toContain('Connecting you to support.');
+    expect(r.out).toMatch(/\(finish: the flow ended/);
+  });
+
+  it('interactively: Enter performs, digits are the keys pressed, h hangs up', async () => {
+    const flow = JSON.parse((await cli('flows', 'create', '--customer', CUSTOMER, '--file', EXAMPLE, '--json')).stdout) as { id: string };
+    const r = await callCli('\n\n1\n\nh\n', '--flow', flow.id, '--interactive'); // answer, talk, press 1, sales talk, hang up
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Connecting you to sales.');
+    expect(r.out).toMatch(/hung up: the activeflow ended \(reference_ended\)/);
+    const missing = await cli('call');
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/--flow is required/)]);
+  });
 });
