@@ -65,7 +65,11 @@ async function startNode(urls: readonly string[], id: string, env: Record<string
     partial = lines.pop()!;
     for (const l of lines) {
       try {
-        node.log.push(JSON.parse(l) as Record<string, unknown>);
+        const entry = JSON.parse(l) as Record<string, unknown>;
+        // Shard events come a batch to a line (shards_acquired, shards_released): one record per shard here.
+        const batch = /^shards_(acquired|released)$/.exec(String(entry['event']));
+        if (batch === null) node.log.push(entry);
+        else for (const s of entry['shards'] as Record<string, unknown>[]) node.log.push({ time: entry['time'], event: `shard_${batch[1]}`, ...s });
       } catch {
         // not a log line
       }

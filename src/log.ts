@@ -1,6 +1,6 @@
 /**
  * One pino logger for the process; child loggers carry node, shard and activeflow ids. Log events
- * have fixed snake_case names in `event` (shard_acquired, actor_rehydrated, revision_conflict...).
+ * have fixed snake_case names in `event` (shards_acquired, actor_rehydrated, revision_conflict...).
  */
 import { pino, type Logger } from 'pino';
 

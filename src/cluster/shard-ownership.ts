@@ -34,6 +34,7 @@ import { SUBJECTS } from '../api/subjects.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { inPool, Slots, withTimeout } from './async-limits.js';
 import { keysNow } from '../store/kv-keys.js';
+import { ShardEventBatch } from './shard-event-batch.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -110,7 +111,12 @@ export class ShardOwnership {
   private readonly suspects = new Map<string, number>();
   moves = 0;
 
-  constructor(private readonly deps: OwnershipDeps) {}
+  /** shards_acquired and shards_released lines, a batch at a time. */
+  private readonly batch: ShardEventBatch;
+
+  constructor(private readonly deps: OwnershipDeps) {
+    this.batch = new ShardEventBatch(deps.log);
+  }
 
   private get listingBoundMs(): number {
     return Math.max(2_000, this.deps.leaseTtlMs * 2);
@@ -467,8 +473,8 @@ export class ShardOwnership {
     // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
     const stopped = lease.previous?.stopped_at;
     const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
-    this.deps.log.info({
-      event: 'shard_acquired', shard, handed_over: lease.handedOver, epoch: lease.epoch,
+    this.batch.add('shards_acquired', {
+      shard, handed_over: lease.handedOver, epoch: lease.epoch,
       ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: lease.previous!.node_id }),
     });
     // Load each one: fences it, republishes events a crash left out, resumes cycles that were
@@ -522,6 +528,13 @@ export class ShardOwnership {
 
   private async release(shard: number, o: Owned): Promise<void> {
     if (this.owned.get(shard) !== o) return; // fenced while it waited for a slot: dropped already
+    if (o.lease.isFenced || Date.now() >= o.lease.validUntilMs) {
+      // Its lease ran out before its turn came (a paused process, a stalled server): there is
+      // nothing left to hand over, and a release write would only wait to be refused.
+      this.drop(shard, 'its lease ran out before it could be handed over');
+      o.lease.abandon();
+      return;
+    }
     const stoppedAt = new Date();
     this.owned.delete(shard); // from now on its requests are refused as `unavailable`, retryable
     const drained = o.sub.drain().catch(() => o.sub.unsubscribe());
@@ -534,7 +547,7 @@ export class ShardOwnership {
     if (released !== null && to !== undefined) this.holders.set(shard, to);
     if (released !== null) this.deps.nc.publish(SUBJECTS.clusterReleased, encodeJson({ shard, ...released }));
     this.moves++;
-    this.deps.log.info({ event: 'shard_released', shard, ...(to === undefined ? {} : { to }), settle_ms: settledAt - stoppedAt.getTime(), release_ms: Date.now() - settledAt });
+    this.batch.add('shards_released', { shard, ...(to === undefined ? {} : { to }), settle_ms: settledAt - stoppedAt.getTime(), release_ms: Date.now() - settledAt });
     await drained;
   }
 
@@ -564,6 +577,7 @@ export class ShardOwnership {
       o.sub.unsubscribe();
     }
     this.announcements?.unsubscribe();
+    this.batch.flush();
   }
 
   /** Hands every shard over (a stopping node; it left the membership first). */
@@ -578,6 +592,7 @@ export class ShardOwnership {
     while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));
     await Promise.all([...this.leaving.values()]);
+    this.batch.flush();
     // Heard until now: a shard transferred here meanwhile is passed on, not left to expire.
     this.announcements?.unsubscribe();
   }

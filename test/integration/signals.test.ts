@@ -14,17 +14,18 @@ import { exited, spawnNode, startNats } from '../helpers/nats.js';
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 
 /** `activeflow start` on a free port, in its own process group (as a terminal runs it). */
-async function start(): Promise<{ child: ChildProcess; conf: string; err: () => string }> {
+async function start(): Promise<{ child: ChildProcess; conf: string; err: () => string; out: () => string }> {
   const dir = mkdtempSync(join(tmpdir(), 'af-signals-'));
   const conf = join(dir, 'nats-server.conf');
   const shipped = readFileSync(new URL('../../nats-server.conf', import.meta.url), 'utf8');
   writeFileSync(conf, shipped.replace('listen: 127.0.0.1:4222', 'listen: 127.0.0.1:-1').replace(/^http: .*$/m, ''));
   const child = spawn(process.execPath, [BIN, 'start', '--config', conf], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let err = '';
+  let out = '';
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  child.stdout!.resume();
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   await expect.poll(() => /activeflow is running/.test(err), { timeout: 30_000 }).toBe(true);
-  return { child, conf, err: () => err };
+  return { child, conf, err: () => err, out: () => out };
 }
 
 const serversFor = (conf: string) => execSync(`pgrep -f "^[^ ]*nats-server -c ${conf}" || true`, { encoding: 'utf8' }).trim();
@@ -37,8 +38,11 @@ async function timed(child: ChildProcess): Promise<{ code: number | null; ms: nu
 
 describe('signals', () => {
   it('Ctrl-C of `activeflow start` (SIGINT to its whole process group): the node hands over and stops, then the server; exit 0', async () => {
-    const { child, conf, err } = await start();
+    const { child, conf, err, out } = await start();
     expect(serversFor(conf)).not.toBe('');
+    // A quiet start: its 256 shards are logged a batch to a line, not a line each.
+    await expect.poll(() => out().split('\n').filter((l) => l.includes('"shards_acquired"')).reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0), { timeout: 10_000 }).toBe(256);
+    expect(out().split('\n').filter((l) => l.includes('"shards_acquired"')).length).toBeLessThan(10);
     process.kill(-child.pid!, 'SIGINT');
     const { code, ms } = await timed(child);
     expect(code).toBe(0);
