@@ -11,6 +11,7 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SUBJECTS } from '../../src/api/subjects.js';
 import { ActiveflowClient } from '../../src/api/client.js';
 import type { ShardsReply } from '../../src/cluster/cluster-admin.js';
 import { connectNats } from '../../src/nats/connect.js';
@@ -126,7 +127,7 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     for (const id of ['node-2', 'node-3']) expect(nodes.get(id)!.log.join('')).toMatch(/"event":"node_suspected","suspect":"node-1"/);
   }, 90_000);
 
-  it('2. SIGSTOP a node past its lease, then SIGCONT: it fenced itself off each of its shards, and nothing diverged', async () => {
+  it('2. SIGSTOP a node past its lease, then SIGCONT: it fences itself, nothing diverges, and it then serves only the shards it holds', async () => {
     const paused = nodes.get('node-2')!;
     const held = (await shards()).shards.filter((s) => s.owner === 'node-2').map((s) => s.shard).sort((a, b) => a - b);
     expect(held.length).toBeGreaterThan(50);
@@ -138,23 +139,16 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     });
     await checkAgainstStreams(report);
     await sleep(500);
-    // On waking it stopped serving every shard it held: fenced by its lease's own deadline, or
-    // given up because the membership it woke to targets the shard elsewhere, whichever came
-    // first (the order of those two timers is not fixed). Either way its late writes are refused
-    // by the revision checks, which the streams above confirm: nothing diverged.
-    const stoppedShards = () => {
-      const after = paused.log.slice(before).join('');
-      const fenced = [...after.matchAll(/"event":"shard_fenced","shard":(\d+)/g)].map((m) => Number(m[1]));
-      // Releases are logged a batch to a line, once each release write has an answer.
-      const released = after.split('\n').filter((l) => l.startsWith('{') && l.includes('"event":"shards_released"'))
-        .flatMap((l) => (JSON.parse(l) as { shards: { shard: number }[] }).shards.map((s) => s.shard));
-      return new Set([...fenced, ...released]);
-    };
-    await expect.poll(() => held.filter((s) => !stoppedShards().has(s)), { timeout: 15_000 }).toEqual([]);
-    const after = paused.log.slice(before).join('');
-    expect(after).toMatch(/"event":"shard_fenced"/); // and its leases' deadline did fence
-    // It is back as a member: the shards spread over both nodes again.
-    await settled(['node-2', 'node-3']);
+    // On waking it noticed that its leases were gone and fenced itself (how many shards go by the
+    // fence and how many by a hand-off its new view asks for depends on which timer fires first).
+    // Its late writes were refused by the revision checks: nothing diverged (the streams above).
+    expect(paused.log.slice(before).join('')).toMatch(/"event":"shard_fenced"/);
+    // And once settled it serves exactly the shards whose leases it holds: no shard is served by two
+    // nodes (a woken node that kept serving a shard another took would answer stale reads).
+    const view = await settled(['node-2', 'node-3']);
+    const status = await client.call<{ shards: number[] }>(SUBJECTS.adminNodeStatus('node-2'), {});
+    expect(status.shards.length).toBeGreaterThan(50);
+    expect(status.shards.filter((sh) => view.shards[sh]!.owner !== 'node-2')).toEqual([]);
   }, 90_000);
 
   it('3. a fourth node joins: about a quarter of the shards move, and no request fails at the caller', async () => {
