@@ -127,11 +127,10 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     for (const id of ['node-2', 'node-3']) expect(nodes.get(id)!.log.join('')).toMatch(/"event":"node_suspected","suspect":"node-1"/);
   }, 90_000);
 
-  it('2. SIGSTOP a node past its lease, then SIGCONT: it fences itself, nothing diverges, and it then serves only the shards it holds', async () => {
+  it('2. SIGSTOP a node past its lease, then SIGCONT: nothing diverges, and once settled it serves only the shards it holds', async () => {
     const paused = nodes.get('node-2')!;
     const held = (await shards()).shards.filter((s) => s.owner === 'node-2').map((s) => s.shard).sort((a, b) => a - b);
     expect(held.length).toBeGreaterThan(50);
-    const before = paused.log.length;
     const report = await simulate(async () => {
       paused.child.kill('SIGSTOP');
       await sleep(3_000); // 3x the lease TTL: node-3 takes node-2's shards meanwhile
@@ -139,10 +138,9 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
     });
     await checkAgainstStreams(report);
     await sleep(500);
-    // On waking it noticed that its leases were gone and fenced itself (how many shards go by the
-    // fence and how many by a hand-off its new view asks for depends on which timer fires first).
     // Its late writes were refused by the revision checks: nothing diverged (the streams above).
-    expect(paused.log.slice(before).join('')).toMatch(/"event":"shard_fenced"/);
+    // (Whether it gives its shards up by its leases' fence or by the hand-off its new view asks
+    // for depends on which timer fires first after the pause; either is safe.)
     // And once settled it serves exactly the shards whose leases it holds: no shard is served by two
     // nodes (a woken node that kept serving a shard another took would answer stale reads).
     const view = await settled(['node-2', 'node-3']);
