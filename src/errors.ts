@@ -2,6 +2,7 @@
  * One error type whose codes are the API's codes (docs/architecture.md, design 2). One function maps an
  * error to the reply (JSON body and service-error headers), one maps a reply back in the client.
  */
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { ERROR_CODES, type EngineError, type ErrorCode } from '../machines/index.js';
 
 /** The service-error code (a status number, as the services framework wants) for each API code. */
@@ -40,6 +41,11 @@ export class ActiveflowError extends Error {
 }
 
 const TRANSIENT_NAMES = new Set(['TimeoutError', 'RequestError', 'NoRespondersError', 'JetStreamNotEnabled', 'ClosedConnectionError', 'ConnectionError', 'DrainingConnectionError']);
+
+/** JetStream answered that the consumer does not exist (deleted, or never made). */
+export function isConsumerNotFound(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound;
+}
 
 /**
  * Whether a failure comes from NATS being unreachable for a while (a server restarting, a

@@ -4,7 +4,7 @@
  * a throw: the engine decides what it means.
  */
 import type { Effect, EffectResult } from '../../machines/index.js';
-import { jsonDepth, MAX_JSON_DEPTH } from '../../src/store/codec.js';
+import { tooDeep } from '../../src/store/codec.js';
 import { EgressRefused, type EgressPolicy } from './egress-policy.js';
 
 export interface HttpLimits {
@@ -37,7 +37,7 @@ export async function performHttp(effect: HttpEffect, limits: HttpLimits): Promi
     let body: unknown = text;
     try {
       // Too deep to walk safely: kept as text, so fetch reports it as an invalid action array.
-      if (jsonDepth(text, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH) body = text === '' ? null : JSON.parse(text);
+      if (tooDeep(text) === null) body = text === '' ? null : JSON.parse(text);
     } catch {
       // not JSON: the engine gets the text, and fetch reports it as an invalid action array
     }

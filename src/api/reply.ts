@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { describeIssues } from '../../machines/index.js';
 import { ActiveflowError, isErrorCode, STATUS_BY_CODE } from '../errors.js';
 import { RecentMap } from '../recent-map.js';
-import { decodeJson, encodeJson, jsonDepth, MAX_JSON_DEPTH } from '../store/codec.js';
+import { decodeJson, encodeJson, tooDeep } from '../store/codec.js';
 
 /** Requests larger than this are refused before parsing (NATS itself allows 1 MiB). */
 export const MAX_REQUEST_BYTES = 512 * 1024;
@@ -20,8 +20,8 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
   }
   let body: unknown = {};
   if (msg.data.length > 0) {
-    const depth = jsonDepth(msg.data, MAX_JSON_DEPTH);
-    if (depth > MAX_JSON_DEPTH) throw new ActiveflowError('invalid_argument', `the request nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)`);
+    const deep = tooDeep(msg.data);
+    if (deep !== null) throw new ActiveflowError('invalid_argument', `the request's ${deep}`);
     try {
       body = decodeJson(msg.data);
     } catch (e) {

@@ -17,7 +17,7 @@ import { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
 import type { Logger } from '../log.js';
-import { jsonDepth, MAX_JSON_DEPTH } from '../store/codec.js';
+import { tooDeep } from '../store/codec.js';
 import { WebSocketServer } from 'ws';
 import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
 import { EventSocket } from './event-socket.js';
@@ -359,8 +359,9 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
         reject(new ActiveflowError('invalid_argument', 'body: a JSON object is required'));
         return;
       }
-      if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-        reject(new ActiveflowError('invalid_argument', `body: objects and arrays nest more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)`));
+      const deep = tooDeep(text);
+      if (deep !== null) {
+        reject(new ActiveflowError('invalid_argument', `body: ${deep}`));
         return;
       }
       try {

@@ -545,8 +545,10 @@ export class ActiveflowNode {
     return this.registry.residentCount;
   }
 
-  /** Stops taking requests, lets in-flight ones finish, and closes the connection. */
-  /** Stops; false when NATS was unreachable, so the shards were left to expire, not handed over. */
+  /**
+   * Stops taking requests, hands the shards over, lets in-flight ones finish, and closes the
+   * connection; false when NATS was unreachable, so the shards were left to expire instead.
+   */
   async stop(): Promise<boolean> {
     if (this.stopping) return true;
     this.stopping = true;

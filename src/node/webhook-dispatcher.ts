@@ -30,7 +30,8 @@
  * had on its way) before it sends anything. The retry lane has no consumer: its stream holds
  * exactly the backlog.
  */
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { isConsumerNotFound } from '../errors.js';
 import { StreamEvent } from '../../machines/index.js';
 import { StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
@@ -42,7 +43,6 @@ import type { EgressPolicy } from '../../actors/index.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import type { RecentMap } from '../recent-map.js';
 
-export { WEBHOOK_CONSUMER };
 /** The retry lane's consumer before it worked the stream directly; removed when found. */
 const FORMER_RETRY_CONSUMER = 'af_webhooks_retry';
 
@@ -292,12 +292,9 @@ export class WebhookDispatcher {
       await this.jsm.consumers.info(EVENTS_STREAM, WEBHOOK_CONSUMER);
       return false; // still there: the failure was something else
     } catch (e) {
-      if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound)) return false;
+      if (!isConsumerNotFound(e)) return false;
     }
     if (this.halt.stopped || !this.mayAct()) return false;
-    const floor = await this.options.floor?.get().catch(() => null) ?? null;
-    this.log.warn({ event: 'webhook_consumer_recreated', from_seq: floor === null ? 'new' : floor + 1 },
-      'the webhook consumer was gone; made again from the last recorded ack floor');
     await this.ensureConsumer(EVENTS_STREAM, WEBHOOK_CONSUMER, DeliverPolicy.New, config);
     return true;
   }
@@ -309,7 +306,7 @@ export class WebhookDispatcher {
    */
   private async ensureConsumer(stream: string, name: string, deliver: DeliverPolicy, config: { ack_wait: number } & Record<string, unknown>): Promise<{ pending: number; ackWaitMs: number } | null> {
     const before = await this.jsm.consumers.info(stream, name).catch((e: unknown) => {
-      if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound) return null;
+      if (isConsumerNotFound(e)) return null;
       throw e;
     });
     if (before === null) {
@@ -317,6 +314,7 @@ export class WebhookDispatcher {
       // while it was missing is skipped.
       const floor = await this.options.floor?.get().catch(() => null) ?? null;
       const from = floor === null ? { deliver_policy: deliver } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 };
+      if (floor !== null) this.log.warn({ event: 'webhook_consumer_recreated', from_seq: floor + 1 }, 'the webhook consumer was gone; made again from the last recorded ack floor');
       await this.jsm.consumers.add(stream, { durable_name: name, ...from, ...config }).catch(async (e: unknown) => {
         if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
         await this.jsm.consumers.update(stream, name, config); // made by another node meanwhile

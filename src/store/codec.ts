@@ -33,3 +33,10 @@ export function jsonDepth(data: Uint8Array | string, limit = Number.POSITIVE_INF
   }
   return deepest;
 }
+
+/** Why JSON text nests too deeply to be parsed and walked safely, or null when it does not. */
+export function tooDeep(data: Uint8Array | string): string | null {
+  return jsonDepth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    ? `objects and arrays nest more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)`
+    : null;
+}
