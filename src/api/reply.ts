@@ -6,7 +6,7 @@
 import { headers, type Msg } from '@nats-io/transport-node';
 import type { ServiceMsg } from '@nats-io/services';
 import type { z } from 'zod';
-import { describeIssues } from '../../machines/index.js';
+import { describeIssues } from '../../machines/errors.js';
 import { ActiveflowError, isErrorCode, STATUS_BY_CODE } from '../errors.js';
 import { RecentMap } from '../recent-map.js';
 import { decodeJson, encodeJson, tooDeep } from '../store/codec.js';
@@ -31,6 +31,17 @@ export function parseRequest<S extends z.ZodType>(msg: Msg, schema: S): z.infer<
   const parsed = schema.safeParse(body);
   if (!parsed.success) throw new ActiveflowError('invalid_argument', describeIssues(parsed.error.issues));
   return parsed.data;
+}
+
+/**
+ * Whether a request's answer goes to an inbox (`_INBOX.`, or a role's `_INBOX_<role>.`), where
+ * clients receive replies. nats-server lets a requester name any reply subject, and a node may
+ * publish where call services listen: a request naming `activeflow.service.x` as its reply would
+ * have the node deliver an activeflow there. Nodes run and answer only requests that reply to an
+ * inbox (a client library with a custom inbox prefix must keep it starting with `_INBOX`).
+ */
+export function repliesToInbox(msg: ServiceMsg | Msg): boolean {
+  return msg.reply !== undefined && (msg.reply.startsWith('_INBOX.') || msg.reply.startsWith('_INBOX_'));
 }
 
 /**

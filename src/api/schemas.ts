@@ -89,3 +89,25 @@ export const AdminRequests = {
   /** The customers with activeflows running, busiest first: the first `limit` of them (default 100). */
   customers: z.strictObject({ limit: z.int().min(1).max(1000).optional() }),
 };
+
+/** A relay's name, chosen by its reader (it subscribes to the delivery subject before asking). */
+export const RelayToken = z.string().regex(/^[A-Za-z0-9]{16,64}$/, 'a relay token: 16 to 64 letters and digits');
+
+/** A relay's consumer sends heartbeats this often while idle, so its reader notices one that vanished. */
+export const RELAY_HEARTBEAT_MS = 2_000;
+
+/** `activeflow.relay.v1.<role>.<verb>` (src/node/stream-relay.ts). */
+export const RelayRequests = {
+  open: z.strictObject({
+    token: RelayToken,
+    /** `events`: ACTIVEFLOW_EVENTS; `accesskeys`: the access keys' bucket (gateways only). */
+    stream: z.enum(['events', 'accesskeys']),
+    /** One subject of that stream, wildcards allowed where the relay says. */
+    filter: z.string().max(256),
+    /** Where to start; `start_seq` (a stream sequence) wins over it. */
+    deliver: z.enum(['all', 'new', 'last_per_subject']),
+    start_seq: z.int().min(1).optional(),
+  }),
+  close: z.strictObject({ token: RelayToken }),
+};
+export type RelayOpen = z.infer<typeof RelayRequests.open>;

@@ -27,9 +27,22 @@ export const SUBJECTS = {
   clusterReconcile: 'activeflow.cluster.v1.reconcile',
   /** Between nodes: a shard was handed over (its released marker and revision), for its next owner. */
   clusterReleased: 'activeflow.cluster.v1.released',
+  /**
+   * Readers of a stream (the gateway's WebSocket and access keys, the operator's `watch`) ask a
+   * node to open a push consumer for them (src/node/stream-relay.ts): only nodes may create
+   * consumers, so nobody else can point one at a subject of their choosing. Per role, so that the
+   * server's permissions keep each role on its own relay.
+   */
+  relay: (role: RelayRole, verb: 'open' | 'close') => `activeflow.relay.v1.${role}.${verb}`,
+  /** Where a relay delivers: only the role it was opened for may subscribe here. */
+  relayDeliver: (role: RelayRole, token: string) => `activeflow.deliver.${role}.${token}`,
   /** Outbound: the reference's service is asked to move now (`forward_now`). */
   referenceActionNext: 'activeflow.service.action_next',
 } as const;
+
+/** The roles that read streams through a relay. */
+export const RELAY_ROLES = ['gateway', 'operator'] as const;
+export type RelayRole = (typeof RELAY_ROLES)[number];
 
 /** Per-activeflow verbs; `create` here is the routed create (`activeflow.v1.<id>.create`). */
 export const ACTIVEFLOW_VERBS = [

@@ -1,4 +1,3 @@
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeConfig, GatewayConfig, natsAccess, readGatewayConfig } from '../config.js';
 import { AccessKeyCache } from '../gateway/access-keys.js';
@@ -6,19 +5,24 @@ import { HttpGateway } from '../gateway/http-gateway.js';
 import type { Logger } from '../log.js';
 import { createLogger } from '../log.js';
 import { checkServerVersion, connectNats, parseServers } from '../nats/connect.js';
-import { BUCKETS } from '../store/buckets.js';
 import type { Command } from './command.js';
 import { stopOnSignals } from './signals.js';
 
-/** The gateway on a connection: the access keys' watch, then the HTTP listener. */
+/** How long a starting gateway waits for a node to answer. */
+const NODE_WAIT_MS = 60_000;
+
+/** The gateway on a connection: the access keys (read through a node), then the HTTP listener. */
 export async function startGateway(nc: NatsConnection, o: { port: number; host: string; maxBodyBytes: number; retryForMs?: number; log: Logger }): Promise<{ gateway: HttpGateway; stop: () => Promise<void> }> {
-  let kv;
+  // Gateways and nodes often start together (a deployment): wait a while for a node to answer.
+  const waiting = setTimeout(() => o.log.info({ event: 'gateway_waiting_for_node' }, 'waiting for a node to answer: the gateway reads its access keys through one'), 2_000);
+  let keys: AccessKeyCache;
   try {
-    kv = await new Kvm(nc).open(BUCKETS.accessKeys);
+    keys = await AccessKeyCache.start(nc, NODE_WAIT_MS);
   } catch (e) {
-    throw new Error(`cannot open the ${BUCKETS.accessKeys} bucket (${(e as Error).message}): start a node first, it creates the buckets`, { cause: e });
+    throw new Error(`cannot read the access keys (${(e as Error).message}): start a node, it serves them`, { cause: e });
+  } finally {
+    clearTimeout(waiting);
   }
-  const keys = await AccessKeyCache.start(kv);
   let gateway: HttpGateway;
   try {
     gateway = await HttpGateway.start({ nc, keys, log: o.log, port: o.port, host: o.host, maxBodyBytes: o.maxBodyBytes, ...(o.retryForMs === undefined ? {} : { retryForMs: o.retryForMs }) });

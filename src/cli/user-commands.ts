@@ -1,8 +1,8 @@
 /** Commands for users of the runtime: flows and activeflows over the control API. */
 import { readFileSync } from 'node:fs';
-import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import { StreamEvent, type Activeflow, type Flow } from '../../machines/index.js';
-import { EVENTS_STREAM } from '../store/buckets.js';
+import type { Activeflow, Flow } from '../../machines/schema.js';
+import { StreamEvent } from '../../machines/state.js';
+import { RelayReader } from '../nats/relay-reader.js';
 import { decodeJson } from '../store/codec.js';
 import type { Command, CliIo, ParsedArgs } from './command.js';
 import { need, table, withClient } from './connection.js';
@@ -223,9 +223,8 @@ export const listCommand: Command = {
 export const watchCommand = oneActiveflow('watch', 'Follow an activeflow\'s events live (Ctrl-C stops).', (args, io, id) =>
   withClient(args, io, async (client, nc) => {
     const af = await client.get(id);
-    const js = jetstream(nc);
-    const consumer = await js.consumers.get(EVENTS_STREAM, { filter_subjects: `activeflow.events.${af.customer_id}.${id}`, deliver_policy: DeliverPolicy.All });
-    const messages = await consumer.consume();
+    // Operators may not make consumers (docs/operations.md): a node opens one for them.
+    const messages = await RelayReader.open(nc, 'operator', { stream: 'events', filter: `activeflow.events.${af.customer_id}.${id}`, deliver: 'all' });
     const stop = () => messages.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

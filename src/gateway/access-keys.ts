@@ -4,16 +4,18 @@
  * of the bucket (a backup, a replica) does not give anyone access.
  *
  * Operators manage keys through the nodes (`activeflow.admin.v1.accesskeys.*`, CLI `accesskeys`);
- * gateways only read them, from a watch that keeps every key in memory: a request is checked
- * without a round trip, and a deleted key stops working as soon as the watch delivers it.
+ * gateways only read them, following the bucket's stream into memory: a request is checked
+ * without a round trip, and a deleted key stops working as soon as its delete arrives.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { NIL, Timestamp, Uuid } from '../../machines/index.js';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
-import { followKeys, type Following } from '../store/kv-follow.js';
+import { RelayReader, type RelayMessage } from '../nats/relay-reader.js';
+import { BUCKETS } from '../store/buckets.js';
 import { valuesNow } from '../store/kv-keys.js';
 
 /** Tokens look like `afk_<43 characters>`: recognizable in logs and secret scanners. */
@@ -90,34 +92,38 @@ export class AccessKeyStore {
   }
 }
 
-/** Every key, by hash, kept current by a watch (the gateways' side). */
+/**
+ * Every key, by hash, kept current by reading the bucket's stream (the gateways' side): the last
+ * value of each key, then every change. A gateway may not make consumers (docs/operations.md), so
+ * it reads through a relay that a node opens for it.
+ */
 export class AccessKeyCache {
   private readonly byHash = new Map<string, StoredAccessKey>();
   private readonly hashById = new Map<string, string>();
-  private following: Following | null = null;
   /** Told of each key that stops being valid (deleted, or its hash replaced). */
   private readonly revoked = new Set<(keyId: string) => void>();
 
-  private constructor(private readonly kv: KV) {}
+  private constructor(private readonly reader: RelayReader) {}
 
-  /** Resolves once the watch has replayed every stored key. */
-  static async start(kv: KV): Promise<AccessKeyCache> {
-    const cache = new AccessKeyCache(kv);
-    await cache.follow();
+  /** Resolves once every stored key is read; refused while no node answers (they open relays). */
+  static async start(nc: NatsConnection, retryForMs = 5_000): Promise<AccessKeyCache> {
+    const prefix = `$KV.${BUCKETS.accessKeys}.`;
+    const reader = await RelayReader.open(nc, 'gateway', { stream: 'accesskeys', filter: `${prefix}key.*`, deliver: 'last_per_subject' }, retryForMs);
+    const cache = new AccessKeyCache(reader);
+    void (async () => {
+      for await (const m of reader) cache.apply(m.subject.slice(prefix.length), m);
+    })();
+    await reader.caughtUp;
     return cache;
   }
 
-  private async follow(): Promise<void> {
-    this.following = followKeys(this.kv, 'key.*', (e) => this.apply(e));
-    await this.following.ready;
-  }
-
-  private apply(e: KvWatchEntry): void {
-    const id = e.key.slice('key.'.length);
+  private apply(key: string, m: RelayMessage): void {
+    const id = key.slice('key.'.length);
     const old = this.hashById.get(id);
     if (old !== undefined) this.byHash.delete(old);
     this.hashById.delete(id);
-    const parsed = e.operation === 'PUT' ? StoredAccessKey.safeParse(decodeJson(e.value)) : null;
+    // A delete or purge is a message with a KV-Operation header and no value.
+    const parsed = m.headers?.get('KV-Operation') ? null : StoredAccessKey.safeParse(decodeJson(m.data));
     if (parsed?.success === true) {
       this.byHash.set(parsed.data.token_sha256, parsed.data);
       this.hashById.set(id, parsed.data.token_sha256);
@@ -139,6 +145,6 @@ export class AccessKeyCache {
   }
 
   stop(): void {
-    this.following?.stop();
+    this.reader.stop();
   }
 }

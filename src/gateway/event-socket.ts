@@ -14,13 +14,12 @@
  * A client that reads too slowly is disconnected (1013, "try again later") instead of having its
  * events buffered without bound; it resumes from the last event it saw.
  */
-import { DeliverPolicy, jetstream, type Consumer, type ConsumerMessages, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { describeIssues, StreamEvent, Uuid } from '../../machines/index.js';
 import type { Logger } from '../log.js';
-import { EVENTS_STREAM } from '../store/buckets.js';
+import { RelayReader, type RelaySpec } from '../nats/relay-reader.js';
 import { decodeJson } from '../store/codec.js';
 import type { StoredAccessKey } from './access-keys.js';
 import { restActiveflow } from './rest-schemas.js';
@@ -45,19 +44,14 @@ export const ClientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('unsubscribe'), topics: z.array(Topic).min(1).max(MAX_TOPICS) }),
 ]);
 
-interface Feed {
-  messages: ConsumerMessages;
-  /** Deleted with the feed: a stopped reader's consumer would otherwise linger for 5 minutes. */
-  consumer: Consumer;
-}
 
 /** The close code and reason a client sees when its access key is deleted. */
 export const REVOKED_CLOSE = { code: 1008, reason: 'access key revoked' } as const;
 
 /** One client connection: its topics and the stream readers behind them. */
 export class EventSocket {
-  private readonly feeds = new Map<string, Feed>();
-  private readonly js: JetStreamClient;
+  /** The topics followed, each read through a relay (src/nats/relay-reader.ts). */
+  private readonly feeds = new Map<string, RelayReader>();
   private alive = true;
   private closed = false;
   /**
@@ -69,13 +63,12 @@ export class EventSocket {
 
   constructor(
     private readonly ws: WebSocket,
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
     readonly key: StoredAccessKey,
     private readonly log: Logger,
     /** Told when the connection ends (the gateway forgets it). */
     private readonly onClosed: (socket: EventSocket) => void = () => undefined,
   ) {
-    this.js = jetstream(nc);
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? null : data.toString();
       this.inbox = this.inbox.then(() => this.onMessage(text)).catch(() => undefined);
@@ -124,6 +117,7 @@ export class EventSocket {
       const customer = topic.split(':')[1]!.toLowerCase();
       // Another customer's topic is refused like a missing one: nothing is told about it.
       if (this.key.role !== 'operator' && customer !== this.key.customer_id) return this.error('not_found', `no topic ${topic} for this access key`);
+      if (!Uuid.safeParse(customer).success) return this.error('invalid_argument', `${topic}: not a customer id`);
       if (topic.split(':')[3] !== undefined && !Uuid.safeParse(topic.split(':')[3]).success) return this.error('invalid_argument', `${topic}: not an activeflow id`);
     }
     if (m.type === 'unsubscribe') {
@@ -148,22 +142,20 @@ export class EventSocket {
   private async subscribe(topic: string, fromSeq: number | undefined, fromStreamSeq: number | undefined): Promise<void> {
     const [, customer, , activeflow] = topic.toLowerCase().split(':');
     const subject = `activeflow.events.${customer}.${activeflow ?? '*'}`;
-    const start = activeflow !== undefined && fromSeq !== undefined
-      ? { deliver_policy: DeliverPolicy.All } // the activeflow's own events, skipped up to from_seq
+    const start: Pick<RelaySpec, 'deliver' | 'start_seq'> = activeflow !== undefined && fromSeq !== undefined
+      ? { deliver: 'all' } // the activeflow's own events, skipped up to from_seq
       : fromStreamSeq !== undefined
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromStreamSeq }
-        : { deliver_policy: DeliverPolicy.New };
-    const consumer = await this.js.consumers.get(EVENTS_STREAM, { filter_subjects: subject, ...start });
-    const messages = await consumer.consume();
+        ? { deliver: 'all', start_seq: fromStreamSeq }
+        : { deliver: 'new' };
+    const reader = await RelayReader.open(this.nc, 'gateway', { stream: 'events', filter: subject, ...start });
     if (this.closed) { // the connection ended while this was being set up
-      messages.stop();
-      await consumer.delete().catch(() => undefined);
+      reader.stop();
       return;
     }
-    this.feeds.set(topic, { messages, consumer });
+    this.feeds.set(topic, reader);
     void (async () => {
       try {
-        for await (const msg of messages) {
+        for await (const msg of reader) {
           const event = StreamEvent.safeParse(decodeJson(msg.data));
           if (!event.success) continue;
           if (fromSeq !== undefined && activeflow !== undefined && event.data.seq < fromSeq) continue;
@@ -179,11 +171,10 @@ export class EventSocket {
   }
 
   private unsubscribe(topic: string): void {
-    const feed = this.feeds.get(topic);
-    if (feed === undefined) return;
+    const reader = this.feeds.get(topic);
+    if (reader === undefined) return;
     this.feeds.delete(topic);
-    feed.messages.stop();
-    void feed.consumer.delete().catch(() => undefined);
+    reader.stop();
   }
 
   /** Its access key was deleted: the client is told why, and everything it followed goes. */

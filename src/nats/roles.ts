@@ -8,6 +8,7 @@
  * `activeflow.v1.<id>.<verb>` becomes.
  */
 
+import { SUBJECTS, type RelayRole } from '../api/subjects.js';
 import { EVENTS_STREAM, WEBHOOK_CONSUMER } from '../store/buckets.js';
 
 export const ROLES = ['node', 'gateway', 'call-service', 'operator'] as const;
@@ -25,25 +26,25 @@ const inboxes = (role: Role) => `${inboxPrefixOf(role)}.>`;
 const verbs = (...vs: string[]) => vs.map((v) => `activeflow.shard.*.*.${v}`);
 
 /**
- * JetStream requests to read one stream with consumers of its own (watch, history, the WebSocket).
- * Only the form of CONSUMER.CREATE that names the consumer in the subject is allowed (not the
- * older `$JS.API.CONSUMER.CREATE.<stream>` with the name in the body), so that the deny list below
- * can keep a role off a consumer by its name.
+ * Reading a stream through a relay (src/node/stream-relay.ts): asking a node to open and close one
+ * for this role, receiving its deliveries, and answering their flow control. No consumer verb of
+ * the JetStream API: whoever may create a consumer may have it deliver to any subject.
  */
-const readStream = (stream: string) => [
-  `$JS.API.STREAM.INFO.${stream}`,
-  `$JS.API.CONSUMER.CREATE.${stream}.>`,
-  `$JS.API.CONSUMER.INFO.${stream}.>`, `$JS.API.CONSUMER.DELETE.${stream}.>`,
-  `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, `$JS.ACK.${stream}.>`,
-];
+const readThroughRelay = (role: RelayRole) => ({
+  publish: [SUBJECTS.relay(role, 'open'), SUBJECTS.relay(role, 'close'), '$JS.FC.>'],
+  subscribe: [SUBJECTS.relayDeliver(role, '>')],
+});
 
-/** The nodes' durable consumers, per stream: another role may not create, read, pull, ack or delete them. */
+/** The nodes' durable consumers, per stream: another role may not touch them in any way. */
 export const NODE_CONSUMERS: Readonly<Record<string, readonly string[]>> = { [EVENTS_STREAM]: [WEBHOOK_CONSUMER] };
 
-/** Every JetStream subject that names one of the nodes' consumers (API verbs of one or two tokens, acks). */
+/**
+ * The flow-control subjects of the nodes' consumers (the server's first and second formats): the
+ * one JetStream subject space other roles may publish to (`$JS.FC.>`, for their relays) is
+ * closed to these too.
+ */
 const nodeConsumers = () => Object.entries(NODE_CONSUMERS).flatMap(([stream, names]) => names.flatMap((c) => [
-  `$JS.API.CONSUMER.*.${stream}.${c}`, `$JS.API.CONSUMER.*.${stream}.${c}.>`, `$JS.API.CONSUMER.*.*.${stream}.${c}`,
-  `$JS.API.CONSUMER.*.*.${stream}.${c}.>`, `$JS.ACK.${stream}.${c}.>`, `$JS.FC.${stream}.${c}.>`,
+  `$JS.FC.${stream}.${c}.>`, `$JS.FC.*.*.${stream}.${c}.>`,
 ]));
 
 interface Permissions { publish: string[]; subscribe: string[]; /** Refused even where `publish` allows. */ denyPublish?: string[] }
@@ -54,14 +55,14 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
     publish: ['activeflow.>', '$JS.API.>', '$KV.>', '$JS.ACK.>', '$JS.FC.>', '$SRV.>'],
     subscribe: ['activeflow.>', 'flow.v1.>', '$SRV.>', inboxes('node')],
   },
-  /** The REST gateway: the verbs its endpoints use, flows, the cluster's state, events and access keys to read. */
+  /** The REST gateway: the verbs its endpoints use, flows, the cluster's state, events and access keys through relays. */
   gateway: {
     publish: [
       ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
       'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards', 'activeflow.admin.v1.customers',
-      '$JS.API.INFO', ...readStream(EVENTS_STREAM), ...readStream('KV_af_accesskeys'), '$JS.FC.>',
+      ...readThroughRelay('gateway').publish,
     ],
-    subscribe: [inboxes('gateway')],
+    subscribe: [inboxes('gateway'), ...readThroughRelay('gateway').subscribe],
     denyPublish: nodeConsumers(),
   },
   /** A reference's service (calls, conversations): drives its activeflows and answers service actions. */
@@ -72,13 +73,13 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
     ],
     subscribe: ['activeflow.service.>', inboxes('call-service')],
   },
-  /** Operators and their CLI: the admin verbs, reading activeflows and flows, stopping one, following events. */
+  /** Operators and their CLI: the admin verbs, reading activeflows and flows, stopping one, following events through relays. */
   operator: {
     publish: [
       'activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get',
-      '$JS.API.INFO', ...readStream(EVENTS_STREAM), '$JS.FC.>',
+      ...readThroughRelay('operator').publish,
     ],
-    subscribe: [inboxes('operator')],
+    subscribe: [inboxes('operator'), ...readThroughRelay('operator').subscribe],
     denyPublish: nodeConsumers(),
   },
 };

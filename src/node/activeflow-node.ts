@@ -13,11 +13,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { ActorRegistry, EgressPolicy } from '../../actors/index.js';
 import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
-import { parseRequest, respondError, respondOk } from '../api/reply.js';
+import { parseRequest, repliesToInbox, respondError, respondOk } from '../api/reply.js';
 import {
-  ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest,
+  ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest, RelayRequests,
 } from '../api/schemas.js';
-import { ACTIVEFLOW_VERBS, FLOW_VERBS, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
+import { ACTIVEFLOW_VERBS, FLOW_VERBS, RELAY_ROLES, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -44,6 +44,7 @@ import { WebhookDispatcher, type AckFloorStore } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import { IdleWatchdog } from './idle-watchdog.js';
+import { StreamRelay } from './stream-relay.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 import { CreationRate } from '../quota/creation-rate.js';
 import { CustomerQuotas } from '../quota/customer-quotas.js';
@@ -249,6 +250,11 @@ export class ActiveflowNode {
       return quotaReply(await this.quotas.set(r.customer_id, r.quotas as Record<string, number | null>));
     }) });
     svc.addEndpoint('admin_quotas_reset', { subject: SUBJECTS.adminQuotas('reset'), handler: handle(async (m) => quotaReply(await this.quotas.reset(parseRequest(m, QuotaRequests.reset).customer_id))) });
+    const relay = new StreamRelay(this.storage.jsm);
+    for (const role of RELAY_ROLES) {
+      svc.addEndpoint(`relay_${role}_open`, { subject: SUBJECTS.relay(role, 'open'), handler: handle((m) => relay.open(role, parseRequest(m, RelayRequests.open))) });
+      svc.addEndpoint(`relay_${role}_close`, { subject: SUBJECTS.relay(role, 'close'), handler: handle((m) => relay.close(role, parseRequest(m, RelayRequests.close).token)) });
+    }
     svc.addEndpoint('admin_node_status', { subject: SUBJECTS.adminNodeStatus(this.options.nodeId), handler: handle(async (m) => (parseRequest(m, AdminRequests.status), this.status())) });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
     if (this.options.shardLeases === true) {
@@ -353,12 +359,19 @@ export class ActiveflowNode {
 
   /**
    * Runs a request through fair admission (src/quota/fair-admission.ts). Operators' requests skip
-   * it, so a flooded node still answers `activeflow nodes` and a drain; so does the routing step of
+   * it, so a flooded node still answers `activeflow nodes` and a drain; so do relays (a gateway's
+   * readers are nobody's customer); so does the routing step of
    * `activeflow.v1.create`, which only waits for the shard owner: holding a place while it waits
    * for a place (maybe on this very node) could leave every place waiting.
    */
   private admitted(msg: ServiceMsg, run: () => Promise<void>): Promise<void> {
-    if (msg.subject.startsWith('activeflow.admin.') || msg.subject === SUBJECTS.activeflowCreate) return run();
+    if (!repliesToInbox(msg)) {
+      // Not run, not answered: its answer would go where the requester chose (docs/operations.md).
+      this.metrics.requests.inc({ verb: verbOf(msg.subject), code: 'reply_refused' });
+      this.log.debug({ event: 'request_reply_refused', subject: msg.subject, reply: msg.reply });
+      return Promise.resolve();
+    }
+    if (msg.subject.startsWith('activeflow.admin.') || msg.subject.startsWith('activeflow.relay.') || msg.subject === SUBJECTS.activeflowCreate) return run();
     return this.admission.run(() => this.customerKey(msg), run).catch((e: unknown) => {
       const error = ensureError(e);
       if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });

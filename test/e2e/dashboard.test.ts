@@ -5,7 +5,6 @@
  * executed actions) follows its moves. Screenshots go to test/artifacts/.
  */
 import { mkdirSync } from 'node:fs';
-import { Kvm } from '@nats-io/kv';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
@@ -38,7 +37,7 @@ beforeAll(async () => {
   nc = await connectNats(server.url, 'dashboard-test');
   client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 10_000 });
   expect(await until(() => nodes[0]!.servedShards + nodes[1]!.servedShards === 256, 10_000)).toBe(true);
-  keys = await AccessKeyCache.start(await new Kvm(nc).open('af_accesskeys'));
+  keys = await AccessKeyCache.start(nc);
   gateway = await HttpGateway.start({ nc, keys, log: silentLogger, port: 0 });
   // The flags this machine's closed network needs (see the library's env notes).
   browser = await chromium.launch({

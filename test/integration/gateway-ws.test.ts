@@ -3,7 +3,6 @@
  * and a client that reconnects (to the same gateway or, after a restart, a new one) resumes with
  * `from_seq` / `from_stream_seq` and gets exactly what it missed: no gap, no duplicate.
  */
-import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SUBJECTS } from '../../src/api/subjects.js';
@@ -41,7 +40,7 @@ const SEVEN_TALKS = Array.from({ length: 7 }, (_, i) => ({ type: 'talk', option:
 
 beforeAll(async () => {
   token = (await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER })).token;
-  keys = await AccessKeyCache.start(await new Kvm(env.nc).open('af_accesskeys'));
+  keys = await AccessKeyCache.start(env.nc);
   gateway = await HttpGateway.start({ nc: env.nc, keys, log: silentLogger, port: 0 });
   flowId = (await env.client.createFlow({ customer_id: CUSTOMER, actions: SEVEN_TALKS })).id;
 });
@@ -189,7 +188,7 @@ describe('WebSocket limits and revocation', () => {
 
   it('a deleted access key closes its WebSockets at every gateway within a second, with a code and a reason', async () => {
     const { token: t, id } = await env.client.call<{ token: string; id: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });
-    const keys2 = await AccessKeyCache.start(await new Kvm(env.nc).open('af_accesskeys'));
+    const keys2 = await AccessKeyCache.start(env.nc);
     const second = await HttpGateway.start({ nc: env.nc, keys: keys2, log: silentLogger, port: 0 });
     try {
       const clients = [await connect(gateway, t), await connect(second, t)];

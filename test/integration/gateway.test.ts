@@ -16,7 +16,7 @@ import { AccessKeyCache } from '../../src/gateway/access-keys.js';
 import { HttpGateway } from '../../src/gateway/http-gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
-import { startNats, useNode } from '../helpers/nats.js';
+import { startNats, startNode, useNode } from '../helpers/nats.js';
 
 const env = useNode({ quotas: { flows: 30 } });
 let gateway: HttpGateway;
@@ -74,7 +74,7 @@ beforeAll(async () => {
   const other = await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: OTHER_CUSTOMER });
   key = created.token;
   otherKey = other.token;
-  keys = await AccessKeyCache.start(await new Kvm(env.nc).open('af_accesskeys'));
+  keys = await AccessKeyCache.start(env.nc);
   gateway = await HttpGateway.start({ nc: env.nc, keys, log: silentLogger, port: 0, maxBodyBytes: 64 * 1024 });
 });
 afterAll(async () => {
@@ -356,10 +356,13 @@ describe('REST gateway: the runtime\'s refusals as HTTP statuses', () => {
     const { connectNats } = await import('../../src/nats/connect.js');
     const nc = await connectNats(lonely.url, 'lonely-gateway');
     try {
-      const kv = await new Kvm(nc).create('af_accesskeys', { history: 1 });
+      // A gateway needs a node to start (it reads the access keys through one); then the node goes.
+      const only = await startNode(lonely, { nodeId: 'lonely-node' });
+      const kv = await new Kvm(nc).open('af_accesskeys');
       const { AccessKeyStore } = await import('../../src/gateway/access-keys.js');
       const { token: t } = await new AccessKeyStore(kv).create(CUSTOMER, 'x', '2026-11-27T10:00:00.000000Z');
-      const cache = await AccessKeyCache.start(await new Kvm(nc).open('af_accesskeys'));
+      const cache = await AccessKeyCache.start(nc);
+      await only.stop();
       const g = await HttpGateway.start({ nc, keys: cache, log: silentLogger, port: 0, retryForMs: 300 });
       const res = await fetch(`${g.url}/v1.0/activeflows/44444444-4444-4444-8444-444444444444`, { headers: { authorization: `Bearer ${t}` } });
       expect(res.status).toBe(503);

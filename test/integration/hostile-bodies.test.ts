@@ -3,7 +3,6 @@
  * NATS's payload once stored. Each is refused with a 4xx that names the limit and stores nothing,
  * and whatever was accepted reads back (one flow, the customer's list, creating from it, deleting).
  */
-import { Kvm } from '@nats-io/kv';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_ACTIONS_PER_LIST } from '../../machines/index.js';
@@ -24,7 +23,7 @@ let key: string;
 
 beforeAll(async () => {
   key = (await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER })).token;
-  keys = await AccessKeyCache.start(await new Kvm(env.nc).open('af_accesskeys'));
+  keys = await AccessKeyCache.start(env.nc);
   gateway = await HttpGateway.start({ nc: env.nc, keys, log: silentLogger, port: 0 }); // the default 1 MiB body limit
 });
 afterAll(async () => {

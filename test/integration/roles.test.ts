@@ -3,7 +3,6 @@
  * connect as their role (src/nats/roles.ts) and do their job; what the role must not do is refused
  * by the server as a permission violation.
  */
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
@@ -68,19 +67,18 @@ const STREAMS = ['ACTIVEFLOW_EVENTS', 'WEBHOOK_RETRY', ...['af_cluster', 'af_flo
 /** Stream verbs (one token after the verb: the stream) and consumer verbs (stream, then consumer). */
 const STREAM_VERBS = ['STREAM.CREATE', 'STREAM.UPDATE', 'STREAM.DELETE', 'STREAM.INFO', 'STREAM.PURGE', 'STREAM.MSG.GET', 'STREAM.MSG.DELETE', 'STREAM.SNAPSHOT', 'STREAM.RESTORE', 'STREAM.LEADER.STEPDOWN', 'DIRECT.GET', 'CONSUMER.LIST', 'CONSUMER.NAMES', 'CONSUMER.CREATE'];
 const CONSUMER_VERBS = ['CONSUMER.CREATE', 'CONSUMER.DURABLE.CREATE', 'CONSUMER.INFO', 'CONSUMER.DELETE', 'CONSUMER.MSG.NEXT', 'CONSUMER.PAUSE', 'CONSUMER.LEADER.STEPDOWN', 'CONSUMER.UNPIN'];
-/** What the gateway and the operator may do, on which streams, with consumers of their own. */
-const READERS: Partial<Record<Role, string[]>> = { gateway: ['ACTIVEFLOW_EVENTS', 'KV_af_accesskeys'], operator: ['ACTIVEFLOW_EVENTS'] };
-const READER_STREAM_VERBS = new Set(['STREAM.INFO']);
-const READER_CONSUMER_VERBS = new Set(['CONSUMER.CREATE', 'CONSUMER.INFO', 'CONSUMER.DELETE', 'CONSUMER.MSG.NEXT']);
 
 interface Probe { subject: string; verb: string; stream: string; consumer?: string }
 
+/**
+ * Only nodes use the JetStream API: the gateway and operators read streams through relays that
+ * nodes open (src/node/stream-relay.ts), since whoever may create a consumer may have it deliver
+ * anywhere. What they keep is answering their relays' flow control, never the nodes' consumer's.
+ */
 function expectedAllowed(role: Role, p: Probe): boolean {
   if (role === 'node') return true;
-  if (!(READERS[role]?.includes(p.stream) ?? false)) return false;
-  if (p.stream === 'ACTIVEFLOW_EVENTS' && p.consumer === 'af_webhooks') return false; // the nodes' consumer
-  if (p.verb === 'ACK') return true;
-  return p.consumer === undefined ? READER_STREAM_VERBS.has(p.verb) : READER_CONSUMER_VERBS.has(p.verb);
+  if (p.verb !== 'FC' || role === 'call-service') return false;
+  return !(p.stream === 'ACTIVEFLOW_EVENTS' && p.consumer === 'af_webhooks');
 }
 
 function probes(): Probe[] {
@@ -89,6 +87,7 @@ function probes(): Probe[] {
     ...['af_webhooks', 'mine_1'].flatMap((consumer) => [
       ...CONSUMER_VERBS.map((verb) => ({ subject: `$JS.API.${verb}.${stream}.${consumer}`, verb, stream, consumer })),
       { subject: `$JS.ACK.${stream}.${consumer}.1.1.1.1.1`, verb: 'ACK', stream, consumer },
+      { subject: `$JS.FC.${stream}.${consumer}.x`, verb: 'FC', stream, consumer },
     ]),
   ]);
 }
@@ -115,22 +114,78 @@ describe('NATS roles', () => {
     expect((await jsm.streams.names().next()).sort()).toEqual([...STREAMS].sort());
   }, 30_000);
 
-  it('gateway and operator cannot delete, read or pull from the nodes\' af_webhooks consumer, but can manage consumers of their own', async () => {
+  it('no role but the node can point a consumer at a subject: a push consumer to the call service\'s subjects is refused, and nothing arrives there', async () => {
     const { jetstreamManager, jetstream } = await import('@nats-io/jetstream');
+    const svc = await as('call-service');
+    const received: string[] = [];
+    const sub = svc.nc.subscribe('activeflow.service.stolen', { callback: (_e, m) => { received.push(m.subject); } });
+    await svc.nc.flush();
     for (const role of ['gateway', 'operator'] as const) {
       const who = await as(role);
-      const jsm = await jetstreamManager(who.nc, { checkAPI: false });
+      const jsm = await jetstreamManager(who.nc, { checkAPI: false, timeout: 1_000 });
+      await expect(jsm.consumers.add('ACTIVEFLOW_EVENTS', { name: `steal_${role}`, deliver_subject: 'activeflow.service.stolen', filter_subject: 'activeflow.events.>' })).rejects.toThrow();
       await expect(jsm.consumers.delete('ACTIVEFLOW_EVENTS', 'af_webhooks')).rejects.toThrow();
-      await expect(jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).rejects.toThrow();
-      await expect(jetstream(who.nc).consumers.get('ACTIVEFLOW_EVENTS', 'af_webhooks').then((c) => c.next({ expires: 1_000 }))).rejects.toThrow();
-      await expect.poll(() => who.violations.filter((v) => v.includes('af_webhooks')).length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
-      // Its own: an ordered consumer reads the stream (what the WebSocket and `watch` do).
-      const c = await jetstream(who.nc).consumers.get('ACTIVEFLOW_EVENTS', { filter_subjects: 'activeflow.events.>' });
-      expect((await c.info()).config.filter_subject ?? (await c.info()).config.filter_subjects).toBeTruthy();
-      await c.delete();
+      await expect(jetstream(who.nc, { timeout: 1_000 }).consumers.get('ACTIVEFLOW_EVENTS', 'af_webhooks').then((c) => c.next({ expires: 1_000 }))).rejects.toThrow();
+      await expect.poll(() => who.violations.filter((v) => v.includes('CONSUMER')).length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
     }
+    // Events are written meanwhile; none reaches the call service's subject.
+    const af = await svc.client.createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'talk', option: { text: 'x' } }], reference_type: 'call' });
+    await svc.client.next(af.id, af.current_action.id);
+    await new Promise((r) => setTimeout(r, 500));
+    sub.unsubscribe();
+    expect(received).toEqual([]);
     const { jetstreamManager: m } = await import('@nats-io/jetstream');
-    expect((await (await m((await as('node')).nc)).consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
+    const names = await (await m((await as('node')).nc)).consumers.list('ACTIVEFLOW_EVENTS').next();
+    expect(names.map((c) => c.name)).not.toContain('steal_gateway');
+    expect(names.map((c) => c.name)).toContain('af_webhooks');
+  });
+
+  it('gateway and operator read the events through relays, each only its own, only what it may read; the call service none', async () => {
+    const { RelayReader } = await import('../../src/nats/relay-reader.js');
+    const svc = await as('call-service');
+    const af = await svc.client.createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'talk', option: { text: 'x' } }], reference_type: 'call' });
+    for (const role of ['gateway', 'operator'] as const) {
+      const who = await as(role);
+      const reader = await RelayReader.open(who.nc, role, { stream: 'events', filter: `activeflow.events.${CUSTOMER}.${af.id}`, deliver: 'all' });
+      const first = await reader[Symbol.asyncIterator]().next();
+      expect(first.done).toBe(false);
+      expect(first.value?.subject).toBe(`activeflow.events.${CUSTOMER}.${af.id}`);
+      reader.stop();
+      // Another role's relay: neither its open nor its deliveries.
+      const other = role === 'gateway' ? 'operator' : 'gateway';
+      await refusedPublish(who, SUBJECTS.relay(other, 'open'));
+      await refusedSubscribe(who, SUBJECTS.relayDeliver(other, '>'));
+    }
+    // What a relay may read is checked by the node, whatever the request says.
+    const gw = await as('gateway');
+    const refused = async (role: 'gateway' | 'operator', body: Record<string, unknown>, message: RegExp) => {
+      const who = role === 'gateway' ? gw : await as('operator');
+      await expect(who.client.call(SUBJECTS.relay(role, 'open'), { token: 'abcdefghijklmnop1234', deliver: 'all', ...body })).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(message) });
+    };
+    await refused('gateway', { stream: 'events', filter: 'activeflow.events.>' }, /filter/); // every customer's
+    await refused('gateway', { stream: 'accesskeys', filter: '$KV.af_leases.>' }, /filter/);
+    await refused('operator', { stream: 'accesskeys', filter: '$KV.af_accesskeys.key.*' }, /operator role reads events only/);
+    await refused('gateway', { stream: 'events', filter: `activeflow.events.${CUSTOMER}.*`, deliver_subject: 'activeflow.service.x' }, /deliver_subject/);
+    await refused('gateway', { stream: 'events', filter: `activeflow.events.${CUSTOMER}.*`, token: 'a.b.c.d.e.f.g.h.i.j.k' }, /token/);
+    // The call service may neither open a relay nor receive a relay's deliveries.
+    await refusedPublish(svc, SUBJECTS.relay('gateway', 'open'));
+    await refusedSubscribe(svc, 'activeflow.deliver.>');
+  });
+
+  it('a node answers only to inboxes: a request naming another reply subject is neither run nor answered', async () => {
+    const svc = await as('call-service');
+    const af = await svc.client.createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'talk', option: { text: 'x' } }, { type: 'talk', option: { text: 'y' } }], reference_type: 'call' });
+    const received: string[] = [];
+    const sub = svc.nc.subscribe('activeflow.service.redirected', { callback: (_e, m) => { received.push(m.string()); } });
+    await svc.nc.flush();
+    const gw = await as('gateway');
+    gw.nc.publish(SUBJECTS.activeflowVerb(af.id, 'get'), '{}', { reply: 'activeflow.service.redirected' });
+    gw.nc.publish(SUBJECTS.activeflowVerb(af.id, 'stop'), '{}', { reply: 'activeflow.service.redirected' });
+    await gw.nc.flush();
+    await new Promise((r) => setTimeout(r, 1_000));
+    sub.unsubscribe();
+    expect(received).toEqual([]);
+    expect((await svc.client.get(af.id)).status).toBe('running'); // the stop was not run
   });
 
   it('node: serves everything as the node user (shards, buckets, stream, webhooks), and nothing outside its subjects', async () => {
@@ -162,7 +217,7 @@ describe('NATS roles', () => {
     const gw = await as('gateway');
     const op = await as('operator');
     const { token } = await op.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });
-    const keys = await AccessKeyCache.start(await new Kvm(gw.nc).open('af_accesskeys'));
+    const keys = await AccessKeyCache.start(gw.nc);
     const g = await HttpGateway.start({ nc: gw.nc, keys, log: silentLogger, port: 0, retryForMs: 500 });
     try {
       const created = await fetch(`${g.url}/v1.0/activeflows`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ actions: [{ type: 'block' }] }) });
