@@ -14,7 +14,7 @@ import {
 } from './conditions.js';
 import { FINISH, MAIN, NIL, START } from './constants.js';
 import { ServiceReply, type Effect } from './effects.js';
-import { engineError, type EngineError } from './errors.js';
+import { describeIssues, engineError, type EngineError } from './errors.js';
 import type { EffectResult, EngineEvent } from './events.js';
 import { idSource, type IdSource } from './ids.js';
 import { ActionInputList, EMPTY_ACTION, Flow, toPublicWithoutHistory, type Action, type Activeflow, type ActiveflowError, type EndReason } from './schema.js';
@@ -375,13 +375,6 @@ function applyResult(d: Draft, pending: Pending, result: EffectResult): Outcome 
     default:
       return fail(`unexpected effect ${pending.effect_type}`);
   }
-}
-
-export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
-  return issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,3 +14,11 @@ export interface EngineError {
 
 export const engineError = (code: ErrorCode, message: string, quota?: string): EngineError =>
   quota === undefined ? { code, message } : { code, message, quota };
+
+/** A validation failure in one line: the first five issues, each with its path. */
+export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}

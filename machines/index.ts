@@ -5,8 +5,8 @@ export { activeflowMachine, type ActiveflowMachine } from './activeflow-machine.
 export { FINISH, MAIN, NIL, START } from './constants.js';
 export { createActiveflow, CreateRequest, type CreateContext, type CreateResult } from './create.js';
 export { Effect, ServiceReply } from './effects.js';
-export { reduce, substituteText, describeIssues } from './engine.js';
-export { ERROR_CODES, type EngineError, type ErrorCode } from './errors.js';
+export { reduce, substituteText } from './engine.js';
+export { describeIssues, ERROR_CODES, type EngineError, type ErrorCode } from './errors.js';
 export { EffectResult, EngineEvent, VERBS, VerbBodies, type Verb } from './events.js';
 export { idSource, type IdSource } from './ids.js';
 export { DEFAULT_LIMITS, Limits, type LimitsInput } from './limits.js';

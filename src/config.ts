@@ -128,14 +128,6 @@ function readConfig<S extends z.ZodObject>(schema: S, env: Record<string, string
   return config as z.output<S>;
 }
 
-/** How to reach NATS as configured: the user, and TLS files (from a config or the environment). */
-export function natsAccess(c: Partial<Record<'NATS_USER' | 'NATS_PASSWORD' | 'NATS_TLS_CA' | 'NATS_TLS_CERT' | 'NATS_TLS_KEY', string | undefined>>): { credentials?: { user: string; pass: string }; tls?: TlsFiles } {
-  return {
-    ...(c.NATS_USER && c.NATS_PASSWORD ? { credentials: { user: c.NATS_USER, pass: c.NATS_PASSWORD } } : {}),
-    ...(c.NATS_TLS_CA ? { tls: { caFile: c.NATS_TLS_CA, ...(c.NATS_TLS_CERT && c.NATS_TLS_KEY ? { certFile: c.NATS_TLS_CERT, keyFile: c.NATS_TLS_KEY } : {}) } } : {}),
-  };
-}
-
 /** `--help` text for the environment variables. */
 export function describeConfig(shape: Record<string, z.ZodType> = NodeConfig.shape): string {
   return Object.entries(shape)

@@ -3,7 +3,10 @@
  * error to the reply (JSON body and service-error headers), one maps a reply back in the client.
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { ERROR_CODES, type EngineError, type ErrorCode } from '../machines/index.js';
+// The status and not-enabled errors are exported by the library's `internal` entry only.
+import { JetStreamStatusError, jserrors } from '@nats-io/jetstream/internal';
+import { errors } from '@nats-io/transport-node';
+import { ERROR_CODES, type EngineError, type ErrorCode } from '../machines/errors.js';
 
 /** The service-error code (a status number, as the services framework wants) for each API code. */
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
@@ -40,24 +43,57 @@ export class ActiveflowError extends Error {
   }
 }
 
-const TRANSIENT_NAMES = new Set(['TimeoutError', 'RequestError', 'NoRespondersError', 'JetStreamNotEnabled', 'ClosedConnectionError', 'ConnectionError', 'DrainingConnectionError']);
+/** Our own deadline on a NATS operation that did not settle (src/cluster/async-limits.ts withTimeout). */
+export class DeadlineExceeded extends Error {
+  override readonly name = 'DeadlineExceeded';
+}
 
-/** JetStream answered that the consumer does not exist (deleted, or never made). */
+/** JetStream consumer lookups: the consumer does not exist (deleted, or never made). */
 export function isConsumerNotFound(e: unknown): boolean {
   return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound;
 }
 
+/** A consumer made while another node made it too: it is there, with some configuration. */
+export function isConsumerExists(e: unknown): boolean {
+  return e instanceof JetStreamApiError && (e.code === 10013 || e.code === 10148); // JSConsumerNameExistErr, JSConsumerAlreadyExists
+}
+
+/** The message asked for (a get, a delete) is not in the stream (any more). */
+export function isMessageGone(e: unknown): boolean {
+  return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.NoMessageFound || e.code === 10043); // JSSequenceNotFoundErrF
+}
+
+/** The client library's errors for a server that cannot be reached or does not answer in time. */
+const UNREACHABLE = [errors.TimeoutError, errors.NoRespondersError, errors.ClosedConnectionError, errors.ConnectionError, errors.DrainingConnectionError, jserrors.JetStreamNotEnabled, DeadlineExceeded];
+
+/**
+ * JetStream API errors of a cluster in motion, by the server's error codes (nats-server
+ * errors.json): no leader or no peers yet, resources being placed, a stream or consumer offline
+ * while its servers come back. Any 503 answer is one too.
+ */
+const CLUSTER_IN_MOTION = new Set([
+  10005, // JSClusterNoPeersErrF: no suitable peers for placement (a server is down)
+  10008, // JSClusterNotAvailErr: JetStream system temporarily unavailable
+  10009, // JSClusterNotLeaderErr: JetStream cluster can not handle request
+  10023, // JSInsufficientResourcesErr
+  10039, // JSNotEnabledForAccountErr (a restarting server, before its JetStream is up)
+  10076, // JSNotEnabledErr
+  10118, 10119, 10194, 10195, // stream or consumer offline
+  10163, // JSStreamExpectedLastSeqPerSubjectNotReady
+]);
+
 /**
  * Whether a failure comes from NATS being unreachable for a while (a server restarting, a
- * JetStream leader election): the same request will work again shortly.
+ * JetStream leader election): the same request will work again shortly. Classified by the client
+ * library's error classes and the server's codes, never by message text.
  */
 export function isTransient(e: unknown): boolean {
-  const err = e as { name?: string; message?: string; code?: unknown };
-  if (err === null || typeof err !== 'object') return false;
-  if (TRANSIENT_NAMES.has(err.name ?? '')) return true;
-  // JetStream answers 503 while a stream has no leader (an election, a server restarting).
-  if ((err as { status?: unknown }).status === 503) return true;
-  return /timeout|no responders|jetstream not enabled|not enabled for account|insufficient resources|closed|disconnect|no suitable peers|leader/i.test(err.message ?? '');
+  if (UNREACHABLE.some((c) => e instanceof c)) return true;
+  if (e instanceof errors.RequestError) return e.isNoResponders() || isTransient((e as Error).cause);
+  if (e instanceof JetStreamApiError) return e.status === 503 || CLUSTER_IN_MOTION.has(e.code);
+  // A pull or a consume that the server answered with a status: 408 (expired), 503 (no responders).
+  if (e instanceof JetStreamStatusError) return e.code === 503 || e.code === 408;
+  return false;
 }
 
 /**

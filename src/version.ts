@@ -1,2 +1,4 @@
-/** The runtime's version, as the services framework and the OpenAPI document report it. */
-export const VERSION = '0.1.0';
+import { PACKAGE } from './project.js';
+
+/** The runtime's version (package.json's), as the services framework and the OpenAPI document report it. */
+export const VERSION: string = PACKAGE.version;

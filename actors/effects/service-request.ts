@@ -2,7 +2,7 @@
  * Service actions are requests to `activeflow.service.<action_type>` (docs/architecture.md, design 6). No
  * responder, a timeout, a service error header or an `{error}` body is the action's failure.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
+import { errors, type NatsConnection } from '@nats-io/transport-node';
 import type { Effect, EffectResult } from '../../machines/index.js';
 import { decodeJson, encodeJson } from '../../src/store/codec.js';
 
@@ -18,10 +18,8 @@ export async function performService(nc: NatsConnection, effect: ServiceEffect, 
     if (error !== undefined) return { kind: 'failure', message: `${effect.subject}: ${typeof error === 'string' ? error : (error.message ?? JSON.stringify(error))}` };
     return { kind: 'service', reply };
   } catch (e) {
-    const err = e as Error & { isNoResponders?: () => boolean };
-    if (typeof err.isNoResponders === 'function' && err.isNoResponders()) return { kind: 'failure', message: `no responders on ${effect.subject}` };
-    if (/no responders/i.test(err.message)) return { kind: 'failure', message: `no responders on ${effect.subject}` };
-    if (err.name === 'TimeoutError' || /timeout/i.test(err.message)) return { kind: 'failure', message: `${effect.subject} did not answer within ${timeoutMs} ms` };
-    return { kind: 'failure', message: `${effect.subject}: ${err.message}` };
+    if (e instanceof errors.NoRespondersError || (e instanceof errors.RequestError && e.isNoResponders())) return { kind: 'failure', message: `no responders on ${effect.subject}` };
+    if (e instanceof errors.TimeoutError) return { kind: 'failure', message: `${effect.subject} did not answer within ${timeoutMs} ms` };
+    return { kind: 'failure', message: `${effect.subject}: ${(e as Error).message}` };
   }
 }

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Action, Activeflow, Flow, StreamEvent } from '../../machines/index.js';
-import { ActiveflowError } from '../errors.js';
+import { ActiveflowError, isTransient } from '../errors.js';
 import { encodeJson } from '../store/codec.js';
 import { decodeReply } from './reply.js';
 import { SUBJECTS } from './subjects.js';
@@ -26,11 +26,9 @@ export interface Page<T> {
 
 type Body = Record<string, unknown>;
 
+/** What a caller should not see: the node's own `unavailable`, and NATS unreachable for a moment. */
 function isRetryable(e: unknown): boolean {
-  if (e instanceof ActiveflowError) return e.retryable;
-  const err = e as { name?: string; message?: string; isNoResponders?: () => boolean };
-  if (typeof err.isNoResponders === 'function' && err.isNoResponders()) return true;
-  return err.name === 'TimeoutError' || err.name === 'NoRespondersError' || /no responders|timeout|disconnect|closed/i.test(err.message ?? '');
+  return e instanceof ActiveflowError ? e.retryable : isTransient(e);
 }
 
 export class ActiveflowClient {

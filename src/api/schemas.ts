@@ -93,9 +93,6 @@ export const AdminRequests = {
 /** A relay's name, chosen by its reader (it subscribes to the delivery subject before asking). */
 export const RelayToken = z.string().regex(/^[A-Za-z0-9]{16,64}$/, 'a relay token: 16 to 64 letters and digits');
 
-/** A relay's consumer sends heartbeats this often while idle, so its reader notices one that vanished. */
-export const RELAY_HEARTBEAT_MS = 2_000;
-
 /** `activeflow.relay.v1.<role>.<verb>` (src/node/stream-relay.ts). */
 export const RelayRequests = {
   open: z.strictObject({

@@ -40,6 +40,9 @@ export const SUBJECTS = {
   referenceActionNext: 'activeflow.service.action_next',
 } as const;
 
+/** A relay's consumer sends heartbeats this often while idle, so its reader notices one that vanished. */
+export const RELAY_HEARTBEAT_MS = 2_000;
+
 /** The roles that read streams through a relay. */
 export const RELAY_ROLES = ['gateway', 'operator'] as const;
 export type RelayRole = (typeof RELAY_ROLES)[number];

@@ -14,6 +14,8 @@ export interface Command {
   usage: string;
   summary: string;
   help: string;
+  /** Options of its own that take a value, beyond the common ones main.ts knows. */
+  valued?: readonly string[];
   run(args: ParsedArgs, io: CliIo): number | Promise<number>;
 }
 

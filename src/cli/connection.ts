@@ -1,8 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActiveflowClient } from '../api/client.js';
 import { ActiveflowError } from '../errors.js';
-import { natsAccess } from '../config.js';
-import { connectNats, parseServers } from '../nats/connect.js';
+
+import { connectNats, natsAccess, parseServers } from '../nats/connect.js';
 import type { CliIo, ParsedArgs } from './command.js';
 
 /** Connects to `--servers` or NATS_URL (default the local development server), runs `fn`, closes. */

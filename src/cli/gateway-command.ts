@@ -1,10 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeConfig, GatewayConfig, natsAccess, readGatewayConfig } from '../config.js';
+import { describeConfig, GatewayConfig, readGatewayConfig } from '../config.js';
 import { AccessKeyCache } from '../gateway/access-keys.js';
 import { HttpGateway } from '../gateway/http-gateway.js';
 import type { Logger } from '../log.js';
 import { createLogger } from '../log.js';
-import { checkServerVersion, connectNats, parseServers } from '../nats/connect.js';
+import { checkServerVersion, connectNats, natsAccess, parseServers } from '../nats/connect.js';
 import type { Command } from './command.js';
 import { stopOnSignals } from './signals.js';
 

@@ -1,6 +1,6 @@
-import { describeConfig, defaultNodeId, natsAccess, readNodeConfig, type NodeConfig } from '../config.js';
+import { describeConfig, defaultNodeId, readNodeConfig, type NodeConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import { parseServers } from '../nats/connect.js';
+import { natsAccess, parseServers } from '../nats/connect.js';
 import { ActiveflowNode } from '../node/activeflow-node.js';
 import type { Command, CliIo } from './command.js';
 import { startGateway } from './gateway-command.js';

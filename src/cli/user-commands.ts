@@ -1,7 +1,7 @@
 /** Commands for users of the runtime: flows and activeflows over the control API. */
 import { readFileSync } from 'node:fs';
 import type { Activeflow, Flow } from '../../machines/schema.js';
-import { StreamEvent } from '../../machines/state.js';
+import type { StreamEvent } from '../../machines/state.js';
 import { RelayReader } from '../nats/relay-reader.js';
 import { decodeJson } from '../store/codec.js';
 import type { Command, CliIo, ParsedArgs } from './command.js';
@@ -223,13 +223,14 @@ export const listCommand: Command = {
 export const watchCommand = oneActiveflow('watch', 'Follow an activeflow\'s events live (Ctrl-C stops).', (args, io, id) =>
   withClient(args, io, async (client, nc) => {
     const af = await client.get(id);
+    const { StreamEvent: Event } = await import('../../machines/state.js'); // not loaded by the other commands
     // Operators may not make consumers (docs/operations.md): a node opens one for them.
     const messages = await RelayReader.open(nc, 'operator', { stream: 'events', filter: `activeflow.events.${af.customer_id}.${id}`, deliver: 'all' });
     const stop = () => messages.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     for await (const m of messages) {
-      const e = StreamEvent.parse(decodeJson(m.data));
+      const e = Event.parse(decodeJson(m.data));
       io.out(args.flags.has('json') ? JSON.stringify(e) : eventLine(e));
       if (e.type === 'activeflow_ended' && !args.flags.has('follow')) break;
     }

@@ -1,10 +1,11 @@
 /** Small tools to bound asynchronous work: a deadline, a fixed number at once, a worker pool, a stop that ends sleeps. */
+import { DeadlineExceeded } from '../errors.js';
 
 /** A key listing can hang (a consumer creation that never answers): reconcile gives up on it. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new DeadlineExceeded(`${what} took longer than ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

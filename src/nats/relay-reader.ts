@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import { nanos, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { ActiveflowClient } from '../api/client.js';
-import { RELAY_HEARTBEAT_MS, type RelayOpen } from '../api/schemas.js';
-import { SUBJECTS, type RelayRole } from '../api/subjects.js';
+import type { RelayOpen } from '../api/schemas.js';
+import { RELAY_HEARTBEAT_MS, SUBJECTS, type RelayRole } from '../api/subjects.js';
 import { StopSignal } from '../cluster/async-limits.js';
 
 export type RelaySpec = Omit<RelayOpen, 'token'>;

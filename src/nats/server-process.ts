@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PINNED_SERVER_VERSION, PROJECT_ROOT } from './server-version.js';
+import { PROJECT_ROOT } from '../project.js';
+import { PINNED_SERVER_VERSION } from './server-version.js';
 
 /**
  * The nats-server to run, resolved as scripts/install-deps.sh does: NATS_SERVER_BIN if set, the

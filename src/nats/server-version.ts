@@ -4,23 +4,9 @@
  * deploy/ config runs and the project builds from its Go module; `minimum` is the oldest release a
  * node or gateway accepts in a cluster (docs/operations.md, "The NATS server", says why each).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE } from '../project.js';
 
-/** The project's root: the nearest folder above this file with activeflow's package.json. */
-export const PROJECT_ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const file = join(dir, 'package.json');
-    if (existsSync(file) && (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name === 'activeflow') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('activeflow: cannot find the project folder (its package.json) above this module');
-    dir = up;
-  }
-})();
-
-const versions = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { natsServer: { pinned: string; minimum: string } }).natsServer;
+const versions = PACKAGE.natsServer;
 export const PINNED_SERVER_VERSION: string = versions.pinned;
 export const MINIMUM_SERVER_VERSION: string = versions.minimum;
 

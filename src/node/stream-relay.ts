@@ -15,8 +15,8 @@
  */
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { RELAY_HEARTBEAT_MS, type RelayOpen } from '../api/schemas.js';
-import { SUBJECTS, type RelayRole } from '../api/subjects.js';
+import type { RelayOpen } from '../api/schemas.js';
+import { RELAY_HEARTBEAT_MS, SUBJECTS, type RelayRole } from '../api/subjects.js';
 import { ActiveflowError, isConsumerNotFound } from '../errors.js';
 import { BUCKETS, EVENTS_STREAM } from '../store/buckets.js';
 

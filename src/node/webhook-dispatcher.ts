@@ -31,7 +31,7 @@
  * exactly the backlog.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import { isConsumerNotFound } from '../errors.js';
+import { isConsumerExists, isConsumerNotFound } from '../errors.js';
 import { StreamEvent } from '../../machines/index.js';
 import { StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
@@ -316,7 +316,7 @@ export class WebhookDispatcher {
       const from = floor === null ? { deliver_policy: deliver } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 };
       if (floor !== null) this.log.warn({ event: 'webhook_consumer_recreated', from_seq: floor + 1 }, 'the webhook consumer was gone; made again from the last recorded ack floor');
       await this.jsm.consumers.add(stream, { durable_name: name, ...from, ...config }).catch(async (e: unknown) => {
-        if (!/already in use|exists/i.test(String((e as Error).message))) throw e;
+        if (!isConsumerExists(e)) throw e;
         await this.jsm.consumers.update(stream, name, config); // made by another node meanwhile
       });
       return null;

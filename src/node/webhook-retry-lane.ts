@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import { WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import type { RecentMap } from '../recent-map.js';
+import { isMessageGone } from '../errors.js';
 
 export interface RetryLaneOptions {
   /** How long one event is retried before it is given up. */
@@ -179,7 +180,7 @@ export class RetryLane {
 
   private async remove(seq: number): Promise<void> {
     await this.jsm.streams.deleteMessage(WEBHOOK_RETRY_STREAM, seq, false).catch((e: unknown) => {
-      if (!/no message found|not found/i.test(String((e as Error).message))) throw e; // a former deliverer deleted it
+      if (!isMessageGone(e)) throw e; // a former deliverer deleted it
     });
   }
 

@@ -8,6 +8,7 @@ import { headers } from '@nats-io/transport-node';
 import { StreamEvent } from '../../machines/index.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { EVENTS_STREAM } from './buckets.js';
+import { isMessageGone } from '../errors.js';
 
 export const eventSubject = (customerId: string, activeflowId: string): string => `activeflow.events.${customerId}.${activeflowId}`;
 
@@ -40,7 +41,7 @@ export class EventLog {
       const msg = await this.jsm.streams.getMessage(EVENTS_STREAM, { last_by_subj: eventSubject(customerId, activeflowId) });
       return msg === null ? 0 : StreamEvent.parse(decodeJson(msg.data)).seq;
     } catch (e) {
-      if (/no message found|not found/i.test(String((e as Error).message))) return 0;
+      if (isMessageGone(e)) return 0;
       throw e;
     }
   }

@@ -3,7 +3,7 @@
  * closest known one, never silently ignored; every option a command accepts is in its --help.
  */
 import { describe, expect, it } from 'vitest';
-import { main, optionsOf } from '../../src/cli/main.js';
+import { COMMANDS, main, optionsOf } from '../../src/cli/main.js';
 import { closest, editDistance } from '../../src/cli/suggest.js';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -14,6 +14,11 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
 }
 
 describe('the command line', () => {
+  it('each command of the overview loads the command of that name and summary (they load lazily)', async () => {
+    expect(COMMANDS.length).toBeGreaterThan(20);
+    for (const c of COMMANDS) expect(await c.load()).toMatchObject({ name: c.name, summary: c.summary });
+  });
+
   it('refuses an unknown option, naming the closest one (list --stauts must not list everything)', async () => {
     const r = await run('list', '--stauts', 'running', '--customer', '11111111-1111-4111-8111-111111111111');
     expect(r.code).toBe(2);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../src/nats/server-version.js';
+import { PROJECT_ROOT } from '../../src/project.js';
 
 /** Relative paths: `../x`, `../../x/y`... as they stand in code, docs and configs. */
 const RELATIVE = /(?<![\w./-])((?:\.\.\/)+)([\w@.-]+(?:\/[\w@.-]+)*)/g;
