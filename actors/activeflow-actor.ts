@@ -30,6 +30,7 @@ import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
 import type { EventLog } from '../src/store/event-log.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { Revision, SnapshotStore } from '../src/store/snapshot-store.js';
+import { backoffDelay, type Backoff } from '../src/retry.js';
 
 export interface EffectRunner {
   /** Performs an awaited effect; failures are results, never throws. */
@@ -103,6 +104,9 @@ export type ActorReply = { ok: true; value: unknown } | { ok: false; error: Acti
 const ok = (value: unknown): ActorReply => ({ ok: true, value });
 const fail = (code: ActiveflowError['code'], message: string): ActorReply => ({ ok: false, error: new ActiveflowError(code, message) });
 
+/** Between tries of the last steps of an end that failed (NATS unreachable for a while). */
+const END_RETRY_BACKOFF: Backoff = { firstMs: 250, maxMs: 30_000 };
+
 export class ActiveflowActor {
   private mode: Mode = { kind: 'unloaded' };
   private tail: Promise<unknown> = Promise.resolve();
@@ -111,7 +115,7 @@ export class ActiveflowActor {
   /** An end whose events are not out yet: its running key is deleted once they are. */
   private endPending: Revision | null = null;
   /** The wait before the next retry of an end that could not finish (doubles, at most 30 s). */
-  private endRetryMs = 0;
+  private endRetries = 0;
   private requestCounter = 0;
   lastUsedMs: number;
   /** Made on first use: most activeflows never log, and two child loggers each were ~5% of their memory. */
@@ -419,7 +423,6 @@ export class ActiveflowActor {
    * the shard moved away is refused rather than wrong.
    */
   private retryEndLater(): void {
-    this.endRetryMs = Math.min(Math.max(this.endRetryMs * 2, 250), 30_000);
     const timer = setTimeout(() => {
       if (this.endPending === null || this.mode.kind !== 'ended') return;
       void this.enqueue(async () => {
@@ -430,7 +433,7 @@ export class ActiveflowActor {
         }
         await this.completeEnd();
       }).catch(() => this.retryEndLater());
-    }, this.endRetryMs);
+    }, backoffDelay(END_RETRY_BACKOFF, ++this.endRetries));
     timer.unref();
   }
 

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Action, Activeflow, Flow, StreamEvent } from '../../machines/index.js';
 import { ActiveflowError, isTransient } from '../errors.js';
+import { retry, type Backoff } from '../retry.js';
 import { encodeJson } from '../store/codec.js';
 import { decodeReply } from './reply.js';
 import { SUBJECTS } from './subjects.js';
@@ -25,6 +26,9 @@ export interface Page<T> {
 }
 
 type Body = Record<string, unknown>;
+
+/** Short at first (a shard changes owner in milliseconds), never more than half a second. */
+const REQUEST_BACKOFF: Backoff = { firstMs: 10, maxMs: 500, jitter: true };
 
 /** What a caller should not see: the node's own `unavailable`, and NATS unreachable for a moment. */
 function isRetryable(e: unknown): boolean {
@@ -45,20 +49,15 @@ export class ActiveflowClient {
 
   /** One request with retries; the raw reply value. */
   async call<T = unknown>(subject: string, body: Body = {}): Promise<T> {
-    const deadline = Date.now() + this.retryForMs;
-    let delay = 10;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const msg = await this.nc.request(subject, encodeJson(body), { timeout: this.timeoutMs });
-        return decodeReply(msg) as T;
-      } catch (e) {
-        if (!isRetryable(e) || Date.now() + delay > deadline) {
-          if (e instanceof ActiveflowError) throw e;
-          throw new ActiveflowError('unavailable', `${subject}: ${(e as Error).message} (after ${attempt} attempts)`, { cause: e });
-        }
-        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
-        delay = Math.min(delay * 2, 500);
-      }
+    let attempts = 0;
+    try {
+      return await retry(async (attempt) => {
+        attempts = attempt;
+        return decodeReply(await this.nc.request(subject, encodeJson(body), { timeout: this.timeoutMs })) as T;
+      }, { backoff: REQUEST_BACKOFF, retryable: isRetryable, forMs: this.retryForMs });
+    } catch (e) {
+      if (e instanceof ActiveflowError) throw e;
+      throw new ActiveflowError('unavailable', `${subject}: ${(e as Error).message} (after ${attempts} attempts)`, { cause: e });
     }
   }
 

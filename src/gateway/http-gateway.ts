@@ -221,6 +221,7 @@ const asset = (file: string, type: string) => ({ body: readFileSync(new URL(`./d
 const DASHBOARD: Record<string, { body: Buffer; type: string }> = {
   '/': asset('index.html', 'text/html; charset=utf-8'),
   '/dashboard.js': asset('dashboard.js', 'text/javascript; charset=utf-8'),
+  '/flow-picture.js': asset('flow-picture.js', 'text/javascript; charset=utf-8'),
   '/dashboard.css': asset('dashboard.css', 'text/css; charset=utf-8'),
   '/docs': asset('docs.html', 'text/html; charset=utf-8'),
   '/docs.js': asset('docs.js', 'text/javascript; charset=utf-8'),

@@ -15,6 +15,7 @@ import { ActiveflowClient } from '../api/client.js';
 import type { RelayOpen } from '../api/schemas.js';
 import { RELAY_HEARTBEAT_MS, SUBJECTS, type RelayRole } from '../api/subjects.js';
 import { StopSignal } from '../cluster/async-limits.js';
+import { retry, type Backoff } from '../retry.js';
 
 export type RelaySpec = Omit<RelayOpen, 'token'>;
 
@@ -28,8 +29,8 @@ export interface RelayMessage {
 
 interface Opened { token: string; messages: ConsumerMessages; pending: number }
 
-/** How long a reopen waits between tries while no node answers. */
-const REOPEN_MS = 500;
+/** Between tries of a reopen while no node answers. */
+const REOPEN_BACKOFF: Backoff = { firstMs: 100, maxMs: 2_000, jitter: true };
 
 export class RelayReader implements AsyncIterable<RelayMessage> {
   private current: Opened;
@@ -107,14 +108,11 @@ export class RelayReader implements AsyncIterable<RelayMessage> {
     this.current.messages.stop();
     this.closeRelay(this.current.token);
     const spec: RelaySpec = this.lastSeq === 0 ? this.spec : { ...this.spec, start_seq: this.lastSeq + 1 };
-    while (!this.halt.stopped) {
-      try {
-        this.current = await RelayReader.relay(this.nc, this.client, this.role, spec);
-        if (this.current.pending === 0) this.markCaughtUp();
-        return;
-      } catch {
-        await this.halt.sleep(REOPEN_MS);
-      }
+    try {
+      this.current = await retry(() => RelayReader.relay(this.nc, this.client, this.role, spec), { backoff: REOPEN_BACKOFF, halt: this.halt });
+      if (this.current.pending === 0) this.markCaughtUp();
+    } catch {
+      // stopped while no node answered: the iteration ends
     }
   }
 

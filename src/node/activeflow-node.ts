@@ -45,6 +45,7 @@ import { WebhookLeadership } from './webhook-leadership.js';
 import { DeliveryMemory } from './delivery-memory.js';
 import { IdleWatchdog } from './idle-watchdog.js';
 import { StreamRelay } from './stream-relay.js';
+import { retry } from '../retry.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 import { CreationRate } from '../quota/creation-rate.js';
 import { CustomerQuotas } from '../quota/customer-quotas.js';
@@ -646,19 +647,17 @@ function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_
   return { events: page };
 }
 
-/** JetStream answers only some seconds after a cold start (NATS-FACTS): retry its first calls. */
+/** JetStream answers only some seconds after a cold start of its server: retry its first calls. */
 async function withJetStreamRetry<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > deadline) {
-        throw new Error(`JetStream did not answer for 30 s (${(e as Error).message}); is nats-server running with jetstream enabled?`, { cause: e });
-      }
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'jetstream_not_ready', err: (e as Error).message }, 'waiting for JetStream');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+  try {
+    return await retry(fn, {
+      backoff: { firstMs: 100, maxMs: 1_000 }, forMs: 30_000,
+      onRetry: (e, attempt) => {
+        if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'jetstream_not_ready', err: (e as Error).message }, 'waiting for JetStream');
+      },
+    });
+  } catch (e) {
+    throw new Error(`JetStream did not answer for 30 s (${(e as Error).message}); is nats-server running with jetstream enabled?`, { cause: e });
   }
 }
 

@@ -22,6 +22,10 @@ import { WEBHOOK_RETRY_STREAM, webhookRetrySubject } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import type { RecentMap } from '../recent-map.js';
 import { isMessageGone } from '../errors.js';
+import { backoffDelay, type Backoff } from '../retry.js';
+
+/** Between tries of the lane's own NATS work (parking an event, reading the lane's head). */
+const LANE_BACKOFF: Backoff = { firstMs: 100, maxMs: 5_000 };
 
 export interface RetryLaneOptions {
   /** How long one event is retried before it is given up. */
@@ -101,7 +105,7 @@ export class RetryLane {
           return true;
         } catch (e) {
           this.log.warn({ event: 'webhook_park_failed', activeflow_id: id, seq: event.seq, err: e });
-          await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures));
+          await this.halt.sleep(backoffDelay(LANE_BACKOFF, failures + 1));
         }
       }
     } finally {
@@ -173,7 +177,7 @@ export class RetryLane {
         if (this.halt.stopped) await this.remove(done).catch(() => undefined);
       } catch (e) {
         this.log.warn({ event: 'webhook_retry_lane_failed', activeflow_id: id, err: e });
-        await this.halt.sleep(Math.min(5_000, 100 * 2 ** failures++));
+        await this.halt.sleep(backoffDelay(LANE_BACKOFF, ++failures));
       }
     }
   }
@@ -211,7 +215,7 @@ export class RetryLane {
         this.hooks.givenUp();
         return true;
       }
-      const backoff = Math.min(this.options.maxBackoffMs, 100 * 2 ** (attempt - 1));
+      const backoff = backoffDelay({ firstMs: 100, maxMs: this.options.maxBackoffMs }, attempt);
       await this.halt.sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
     }
   }

@@ -13,6 +13,7 @@ import type { KV } from '@nats-io/kv';
 import { ActiveflowError } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { valuesNow } from '../store/kv-keys.js';
+import { retry } from '../retry.js';
 import { isRevisionConflict } from '../store/revision-conflict.js';
 
 const PREFIX = 'running.';
@@ -105,7 +106,8 @@ export class RunningCount {
   /** One revision-checked write of the count: the gives first, then as many takes as fit. */
   private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<{ admitted: Batch['takes']; refused: Batch['takes']; count: number }> {
     const key = PREFIX + customerId;
-    for (let attempt = 0; ; attempt++) {
+    // Another node changed the count meanwhile: read it again (the jitter spreads the retries).
+    return retry(async () => {
       const e = await this.kv.get(key);
       const present = e !== null && e.operation === 'PUT';
       let n = Math.max(0, (present ? (decodeJson(e.value) as { running: number }).running : 0) - gives);
@@ -120,15 +122,9 @@ export class RunningCount {
         }
       }
       const value = encodeJson({ running: n });
-      try {
-        if (e === null) await this.kv.create(key, value);
-        else await this.kv.update(key, value, e.revision);
-        return { admitted, refused, count: n };
-      } catch (err) {
-        if (!isRevisionConflict(err) || attempt >= 50) throw err;
-        // another node changed the count meanwhile: read it again (a short jitter spreads the retries)
-        await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 1 + attempt * 2)));
-      }
-    }
+      if (e === null) await this.kv.create(key, value);
+      else await this.kv.update(key, value, e.revision);
+      return { admitted, refused, count: n };
+    }, { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 51 });
   }
 }

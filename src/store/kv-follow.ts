@@ -6,8 +6,11 @@
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import { withTimeout } from '../cluster/async-limits.js';
 import { keysNow } from './kv-keys.js';
+import { backoffDelay, type Backoff } from '../retry.js';
 
 const OPEN_TIMEOUT_MS = 5_000;
+/** Between reopenings of a watch that ended or could not open. */
+const REOPEN_BACKOFF: Backoff = { firstMs: 250, maxMs: 5_000, jitter: true };
 
 export interface Following {
   /** Resolves once the first replay is applied. */
@@ -20,6 +23,7 @@ export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void
   let iter: { stop(): void } | null = null;
   let ready!: () => void;
   const replayed = new Promise<void>((r) => (ready = r));
+  let failures = 0;
   const run = async (): Promise<void> => {
     while (!stopped) {
       try {
@@ -35,6 +39,7 @@ export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void
         if (none) ready();
         const fallback = setTimeout(ready, 5_000); // keys deleted between the listing and the watch
         for await (const e of watch) {
+          failures = 0;
           apply(e);
           if (e.isUpdate) {
             clearTimeout(fallback);
@@ -45,7 +50,7 @@ export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void
       } catch (e) {
         if (!stopped) onLost(e);
       }
-      if (!stopped) await new Promise((r) => setTimeout(r, 250));
+      if (!stopped) await new Promise((r) => setTimeout(r, backoffDelay(REOPEN_BACKOFF, ++failures)));
     }
   };
   void run();

@@ -36,7 +36,7 @@ export async function keysNow(kv: KV, filter: string): Promise<string[]> {
 async function replay(kv: KV, filter: string, headersOnly: boolean, timeoutMs: number, each: (e: Entry) => void): Promise<void> {
   const waiting = new Set(await keysNow(kv, filter));
   if (waiting.size === 0) return;
-  // While a server of a cluster is down, some consumer creations hang (NATS-FACTS): bounded too.
+  // While a server of a cluster is down, some consumer creations hang: bounded too.
   const opening = kv.watch({ key: filter, headers_only: headersOnly });
   const watch = await withTimeout(opening, timeoutMs, `reading ${filter}`).catch((e: unknown) => {
     void opening.then((w) => w.stop(), () => undefined); // if it opens after all, it is not leaked

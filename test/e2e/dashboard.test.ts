@@ -4,7 +4,7 @@
  * running activeflows are listed, and one activeflow's live view (cursor, stacks, variables,
  * executed actions) follows its moves. Screenshots go to test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
@@ -99,12 +99,30 @@ describe('the dashboard in headless Chromium', () => {
     const perCustomer = () => page.$$eval('#customers tbody tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join(' ')));
     await expect.poll(perCustomer, { timeout: 10_000 }).toEqual([`${OTHER_CUSTOMER} 2`, `${CUSTOMER} 1`]);
     expect(await page.getByTestId('customers-note').textContent()).toBe('3 running, 2 customers');
+    // The operator typed no customer: no error, but a pointer to the table.
+    await expect.poll(() => page.getByTestId('status').textContent(), { timeout: 5_000 }).toBe('connected (operator key)');
+    expect(await page.getByTestId('flow-count').textContent()).toMatch(/choose a customer/);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-operator.png`, fullPage: false });
     await page.locator(`#customers tbody tr[data-customer="${CUSTOMER}"]`).click();
     const row = page.locator(`#activeflows tbody tr[data-id="${af.id}"]`);
     await row.waitFor({ timeout: 10_000 });
+    await page.evaluate('window.scrollTo(0, 0)');
     await row.click();
     await expect.poll(() => page.getByTestId('live-id').textContent()).toBe(af.id);
     await expect.poll(() => page.getByTestId('live-variables').textContent()).toContain('alice');
+    // The view opened below the tables is brought into sight.
+    const inSight = () => page.evaluate('(() => { const top = document.getElementById("live").getBoundingClientRect().top; return top >= 0 && top < 50; })()');
+    await expect.poll(inSight, { timeout: 5_000 }).toBe(true);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-selected.png`, fullPage: false });
+    // The picture of the flow: a box per action, the cursor's highlighted, full ids on hover.
+    const picture = page.getByTestId('flow-picture');
+    const boxes = () => picture.locator('g.action').evaluateAll((gs) => gs.map((g) => ({
+      id: g.getAttribute('data-action-id'), current: g.classList.contains('current'), executed: g.classList.contains('executed'), title: g.querySelector('title')?.textContent ?? '',
+    })));
+    await expect.poll(async () => (await boxes()).length, { timeout: 5_000 }).toBe(3);
+    expect((await boxes()).map((b) => b.id)).toEqual(flow.actions.map((a) => a.id));
+    expect((await boxes()).every((b) => b.title.includes(b.id!))).toBe(true);
+    expect((await boxes()).filter((b) => b.current).map((b) => b.id)).toEqual([]); // not started: the cursor is before the first action
 
     let current = (await client.get(af.id)).current_action.id;
     for (const expected of flow.actions.slice(0, 2)) {
@@ -112,13 +130,28 @@ describe('the dashboard in headless Chromium', () => {
       expect(action.id).toBe(expected.id);
       current = action.id;
       await expect.poll(() => page.getByTestId('live-action').textContent(), { timeout: 5_000 }).toContain(expected.id);
+      // The picture follows: the cursor's box, and every action run so far marked.
+      await expect.poll(async () => (await boxes()).filter((b) => b.current).map((b) => b.id), { timeout: 5_000 }).toEqual([expected.id]);
+      if (expected === flow.actions[0]) await picture.screenshot({ path: `${ARTIFACTS}dashboard-flow-picture-1.png` });
     }
+    expect((await boxes()).filter((b) => b.executed).map((b) => b.id)).toEqual([flow.actions[0]!.id]);
+    await picture.screenshot({ path: `${ARTIFACTS}dashboard-flow-picture-2.png` });
     await client.setVariables(af.id, { mood: 'curious' });
     await expect.poll(() => page.getByTestId('live-variables').textContent(), { timeout: 5_000 }).toContain('curious');
     expect(Number(await page.getByTestId('live-events').textContent())).toBe(3); // created and 2 moves (variables are not events)
-    expect(await page.locator('#live-stacks li.current').textContent()).toContain(flow.actions[1]!.id.slice(0, 8));
+    expect(await page.locator('#live-stacks li.current').getAttribute('title')).toBe(flow.actions[1]!.id); // the whole id on hover
     expect(await page.locator('#live-executed li').count()).toBe(2); // start, answer
     await page.screenshot({ path: `${ARTIFACTS}dashboard-live-activeflow.png`, fullPage: true });
+    // A flow with jumps (the IVR example): its branch, default and goto arcs, labelled.
+    const ivr = JSON.parse(readFileSync(new URL('../../examples/ivr-menu.json', import.meta.url), 'utf8')) as { actions: unknown[] };
+    const menu = await client.createActiveflow({ customer_id: CUSTOMER, actions: ivr.actions as never, reference_type: 'call' });
+    await page.evaluate('window.scrollTo(0, 0)');
+    await page.locator(`#activeflows tbody tr[data-id="${menu.id}"]`).click({ timeout: 10_000 });
+    await expect.poll(async () => (await boxes()).length, { timeout: 5_000 }).toBe(9);
+    const jumps = await picture.locator('path.jump').evaluateAll((ps) => ps.map((p) => p.getAttribute('data-label')));
+    expect(jumps.sort()).toEqual(['1', '2', 'default', 'goto']);
+    await picture.screenshot({ path: `${ARTIFACTS}dashboard-flow-picture-ivr.png` });
+    await client.stop(menu.id);
     for (const o of others) await client.stop(o.id);
     await expect.poll(perCustomer, { timeout: 10_000 }).toEqual([`${CUSTOMER} 1`]);
   }, 90_000);

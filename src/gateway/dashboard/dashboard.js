@@ -1,4 +1,6 @@
 // The dashboard: plain browser JavaScript against the gateway's own API (no build step).
+import { flowPicture, shortId } from '/flow-picture.js';
+
 const $ = (id) => document.getElementById(id);
 const NIL = '00000000-0000-0000-0000-000000000000';
 const PALETTE = ['#2563eb', '#16a34a', '#dc2626', '#9333ea', '#0891b2', '#ea580c', '#4d7c0f', '#be185d'];
@@ -98,11 +100,19 @@ async function refreshFlows() {
     $('activeflows').tBodies[0].replaceChildren(...page.result.map((af) => {
       const tr = row([af.id, `${af.reference_type} ${af.reference_id === NIL ? '' : af.reference_id}`, af.current_action.type ?? af.current_action.id, af.tm_update ?? af.tm_create ?? '']);
       tr.dataset.id = af.id;
+      tr.classList.toggle('current', live?.id === af.id);
       tr.addEventListener('click', () => follow(af.id, af.customer_id));
       return tr;
     }));
     $('status').textContent = 'connected';
   } catch (e) {
+    if (customer === '' && e.status === 400 && customersAllowed) {
+      // An operator's key spans every customer: it picks one in the table above, nothing to type.
+      $('flow-count').textContent = '(choose a customer in the table above)';
+      $('activeflows').tBodies[0].replaceChildren();
+      $('status').textContent = 'connected (operator key)';
+      return;
+    }
     $('status').textContent = e.message;
   }
 }
@@ -116,7 +126,7 @@ function renderLive(af) {
     div.append(Object.assign(document.createElement('code'), { textContent: id === '00000000-0000-0000-0000-000000000001' ? 'main' : id }));
     const ol = document.createElement('ol');
     for (const a of st.actions) {
-      const li = Object.assign(document.createElement('li'), { textContent: `${a.type} ${a.id.slice(0, 8)}` });
+      const li = Object.assign(document.createElement('li'), { textContent: `${a.type} ${shortId(a.id)}`, title: a.id });
       if (id === af.current_stack_id && a.id === af.current_action.id) li.className = 'current';
       ol.append(li);
     }
@@ -124,19 +134,28 @@ function renderLive(af) {
     return div;
   }));
   $('live-variables').tBodies[0].replaceChildren(...Object.entries(af.variables).sort().map(([k, v]) => row([k, v])));
-  $('live-executed').replaceChildren(...af.executed_actions.map((a) => Object.assign(document.createElement('li'), { textContent: `${a.type ?? 'start'} ${a.id.slice(0, 8)}` })));
+  $('live-executed').replaceChildren(...af.executed_actions.map((a) => Object.assign(document.createElement('li'), { textContent: `${a.type ?? 'start'} ${shortId(a.id)}`, title: a.id })));
+  $('live-picture').replaceChildren(flowPicture(af));
 }
 
 async function inspect() {
   if (live === null) return;
-  renderLive(await api(`/v1.0/activeflows/${live.id}/inspect`));
+  const shown = live;
+  renderLive(await api(`/v1.0/activeflows/${shown.id}/inspect`));
+  if (!shown.scrolled && shown === live) {
+    // The view opens below the tables: bring it into sight once it has its content, or the click
+    // looks like it did nothing.
+    shown.scrolled = true;
+    $('live').scrollIntoView({ block: 'start' });
+  }
 }
 
 function follow(id, customerId) {
-  live = { id, customer: customerId, events: 0 };
+  live = { id, customer: customerId, events: 0, scrolled: false };
   $('live').hidden = false;
   $('live-id').textContent = id;
   $('live-events').textContent = '0';
+  for (const tr of $('activeflows').tBodies[0].rows) tr.classList.toggle('current', tr.dataset.id === id);
   void inspect();
   if (socket === null) return;
   for (const t of socket.topics) socket.ws.send(JSON.stringify({ type: 'unsubscribe', topics: [t] }));
