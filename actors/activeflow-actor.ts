@@ -18,9 +18,22 @@
  */
 import { createActor, type Actor } from 'xstate';
 import {
-  activeflowMachine, createActiveflow, materializeEvents, reduce, substituteText,
-  type ActiveflowMachine, type CreateRequest, type Effect, type EffectResult, type EngineEvent, type EngineState,
-  type Flow, type Limits, type Reply, type StreamEvent, type Verb,
+  activeflowMachine,
+  createActiveflow,
+  materializeEvents,
+  reduce,
+  substituteText,
+  type ActiveflowMachine,
+  type CreateRequest,
+  type Effect,
+  type EffectResult,
+  type EngineEvent,
+  type EngineState,
+  type Flow,
+  type Limits,
+  type Reply,
+  type StreamEvent,
+  type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
 import { persistedSnapshot } from './persisted-snapshot.js';
@@ -165,10 +178,12 @@ export class ActiveflowActor {
     this.queued++;
     this.lastUsedMs = Date.now();
     const run = this.tail.then(fn);
-    this.tail = run.catch(() => undefined).finally(() => {
-      this.queued--;
-      this.lastUsedMs = Date.now();
-    });
+    this.tail = run
+      .catch(() => undefined)
+      .finally(() => {
+        this.queued--;
+        this.lastUsedMs = Date.now();
+      });
     return run;
   }
 
@@ -183,7 +198,11 @@ export class ActiveflowActor {
       const parentVariables = parentId !== undefined ? await this.deps.findVariables(parentId) : null;
       const admission = this.deps.admission;
       const created = createActiveflow({
-        request: { ...request, id: this.id }, flow, parentVariables, now: this.deps.clock.now(), entropy: this.deps.clock.entropy(),
+        request: { ...request, id: this.id },
+        flow,
+        parentVariables,
+        now: this.deps.clock.now(),
+        entropy: this.deps.clock.entropy(),
         limits: admission?.limits(request.customer_id) ?? this.deps.limits,
       });
       if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
@@ -262,9 +281,12 @@ export class ActiveflowActor {
   /** The current state, if loaded. */
   state(): EngineState | undefined {
     switch (this.mode.kind) {
-      case 'running': return this.mode.actor.getSnapshot().context;
-      case 'ended': return this.mode.state;
-      default: return undefined;
+      case 'running':
+        return this.mode.actor.getSnapshot().context;
+      case 'ended':
+        return this.mode.state;
+      default:
+        return undefined;
     }
   }
 
@@ -294,7 +316,11 @@ export class ActiveflowActor {
     const requestId = `${this.id}:${++this.requestCounter}`;
     const { request_id: clientRequestId, ...rest } = body as Record<string, unknown> & { request_id?: string };
     let state = await this.transition({
-      ...rest, type: verb, request_id: requestId, ...this.stamp(), ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
+      ...rest,
+      type: verb,
+      request_id: requestId,
+      ...this.stamp(),
+      ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
     } as EngineEvent);
     let reply = findReply(state, requestId);
     for (;;) {
@@ -325,9 +351,12 @@ export class ActiveflowActor {
   private materialize(reply: Reply, state: EngineState): ActorReply {
     if (!reply.ok) return { ok: false, error: ActiveflowError.from(reply.error) };
     switch (reply.value.kind) {
-      case 'action': return ok(reply.value.action);
-      case 'activeflow': return ok(state.activeflow);
-      case 'variables': return ok({ id: this.id, variables: state.variables });
+      case 'action':
+        return ok(reply.value.action);
+      case 'activeflow':
+        return ok(state.activeflow);
+      case 'variables':
+        return ok({ id: this.id, variables: state.variables });
     }
   }
 
@@ -423,17 +452,20 @@ export class ActiveflowActor {
    * the shard moved away is refused rather than wrong.
    */
   private retryEndLater(): void {
-    const timer = setTimeout(() => {
-      if (this.endPending === null || this.mode.kind !== 'ended') return;
-      void this.enqueue(async () => {
-        if (this.unpublished !== null) {
-          const { customerId, events } = this.unpublished;
-          await this.deps.events.publish(customerId, this.id, events);
-          this.unpublished = null;
-        }
-        await this.completeEnd();
-      }).catch(() => this.retryEndLater());
-    }, backoffDelay(END_RETRY_BACKOFF, ++this.endRetries));
+    const timer = setTimeout(
+      () => {
+        if (this.endPending === null || this.mode.kind !== 'ended') return;
+        void this.enqueue(async () => {
+          if (this.unpublished !== null) {
+            const { customerId, events } = this.unpublished;
+            await this.deps.events.publish(customerId, this.id, events);
+            this.unpublished = null;
+          }
+          await this.completeEnd();
+        }).catch(() => this.retryEndLater());
+      },
+      backoffDelay(END_RETRY_BACKOFF, ++this.endRetries),
+    );
     timer.unref();
   }
 
@@ -490,8 +522,7 @@ export class ActiveflowActor {
     // never reached the stream, its effects never started either, and they start now. (After the
     // events, a crash can still fall between them and the effects: that window is a few lines of
     // synchronous code, not a round trip.)
-    const unstarted = state.outbox.events.length > 0 && state.outbox.events.every((e) => e.seq > lastSeq)
-      && state.outbox.effects.some((e) => !e.await && e.type !== 'start_child');
+    const unstarted = state.outbox.events.length > 0 && state.outbox.events.every((e) => e.seq > lastSeq) && state.outbox.effects.some((e) => !e.await && e.type !== 'start_child');
     if (lastSeq < state.seq) {
       const missing = materializeEvents(state).filter((e) => e.seq > lastSeq);
       if (missing.length === 0 || missing[0]!.seq !== lastSeq + 1) {
@@ -502,7 +533,7 @@ export class ActiveflowActor {
     }
     if (unstarted) {
       this.launchEffects(state); // the awaited one, if any, is resumed below with its cycle
-      this.log.info({ event: 'effects_restarted', seq: state.seq }, 'the last change\'s fire-and-forget effects had not started: started now');
+      this.log.info({ event: 'effects_restarted', seq: state.seq }, "the last change's fire-and-forget effects had not started: started now");
     }
     if (stored.kind === 'ended') {
       this.mode = { kind: 'ended', state, revision: stored.revision };

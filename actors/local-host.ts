@@ -5,9 +5,26 @@
  */
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import {
-  activeflowMachine, createActiveflow, CreateRequest, describeIssues, EngineState, Flow, materializeEvents, reduce, substituteText, VerbBodies,
-  type ActiveflowMachine, type Effect, type EffectResult, type EngineError, type EngineEvent, type Limits, type Reply,
-  type StreamEvent, type Variables, type Verb,
+  activeflowMachine,
+  createActiveflow,
+  CreateRequest,
+  describeIssues,
+  EngineState,
+  type Flow,
+  materializeEvents,
+  reduce,
+  substituteText,
+  VerbBodies,
+  type ActiveflowMachine,
+  type Effect,
+  type EffectResult,
+  type EngineError,
+  type EngineEvent,
+  type Limits,
+  type Reply,
+  type StreamEvent,
+  type Variables,
+  type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
 
@@ -70,7 +87,12 @@ export class LocalHost {
     const parentId = request.reference_activeflow_id;
     const parentVariables = parentId === undefined ? null : (this.state(parentId)?.variables ?? null);
     const created = createActiveflow({
-      request, flow, parentVariables, now: this.clock.now(), entropy: this.clock.entropy(), ...(this.limits ? { limits: this.limits } : {}),
+      request,
+      flow,
+      parentVariables,
+      now: this.clock.now(),
+      entropy: this.clock.entropy(),
+      ...(this.limits ? { limits: this.limits } : {}),
     });
     if (!created.ok) return { ok: false, error: created.error };
     const id = created.state.activeflow.id;
@@ -94,7 +116,11 @@ export class LocalHost {
     const requestId = `r${++this.requestCounter}`;
     const { request_id: clientRequestId, ...fields } = parsed.data as Record<string, unknown> & { request_id?: string };
     let event = {
-      ...fields, type: verb, request_id: requestId, now: this.clock.now(), entropy: this.clock.entropy(),
+      ...fields,
+      type: verb,
+      request_id: requestId,
+      now: this.clock.now(),
+      entropy: this.clock.entropy(),
       ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
     } as EngineEvent;
     let answer: Reply | undefined;
@@ -233,8 +259,12 @@ export class LocalHost {
       case 'start_child': {
         const created = this.create(
           {
-            id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id,
-            reference_type: effect.reference_type, reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id,
+            id: effect.activeflow_id,
+            customer_id: effect.customer_id,
+            flow_id: effect.flow_id,
+            reference_type: effect.reference_type,
+            reference_id: effect.reference_id,
+            reference_activeflow_id: effect.reference_activeflow_id,
           },
           id,
         );

@@ -51,10 +51,19 @@ interface NodeProc {
 async function startNode(urls: readonly string[], id: string, env: Record<string, string> = {}): Promise<NodeProc> {
   const child = spawn(process.execPath, [...ACTIVEFLOW, 'node'], {
     env: {
-      ...process.env, NATS_URL: urls.join(','), NODE_ID: id, LEASE_TTL_MS: String(TTL_MS), SHARD_LEASES: '1', LOG_LEVEL: 'info',
-      NATS_SYSTEM_USER: 'system', NATS_SYSTEM_PASSWORD: 'system-dev-only',
+      ...process.env,
+      NATS_URL: urls.join(','),
+      NODE_ID: id,
+      LEASE_TTL_MS: String(TTL_MS),
+      SHARD_LEASES: '1',
+      LOG_LEVEL: 'info',
+      NATS_SYSTEM_USER: 'system',
+      NATS_SYSTEM_PASSWORD: 'system-dev-only',
       // One customer plays every caller here: its quotas are raised past what the bench creates.
-      QUOTA_RUNNING_ACTIVEFLOWS: '10000000', QUOTA_CREATIONS_PER_SECOND: '10000000', QUOTA_CREATION_BURST: '10000000', ...env,
+      QUOTA_RUNNING_ACTIVEFLOWS: '10000000',
+      QUOTA_CREATIONS_PER_SECOND: '10000000',
+      QUOTA_CREATION_BURST: '10000000',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -129,18 +138,22 @@ async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim
   const t0 = performance.now();
   const wall0 = Date.now();
   victim.child.kill('SIGKILL');
-  const gets = await Promise.all(affected.map(async (id) => {
-    for (;;) {
-      try {
-        await quickClient.get(id);
-        return performance.now() - t0;
-      } catch {
-        if (performance.now() - t0 > 30_000) return Number.POSITIVE_INFINITY;
-        await sleep(20); // a caller retrying every 20 ms: the figure's resolution
+  const gets = await Promise.all(
+    affected.map(async (id) => {
+      for (;;) {
+        try {
+          await quickClient.get(id);
+          return performance.now() - t0;
+        } catch {
+          if (performance.now() - t0 > 30_000) return Number.POSITIVE_INFINITY;
+          await sleep(20); // a caller retrying every 20 ms: the figure's resolution
+        }
       }
-    }
-  }));
-  const takes = survivors.flatMap((n, i) => n.log.slice(marks[i])).filter((l) => l['event'] === 'shard_acquired' && l['handed_over'] === false)
+    }),
+  );
+  const takes = survivors
+    .flatMap((n, i) => n.log.slice(marks[i]))
+    .filter((l) => l['event'] === 'shard_acquired' && l['handed_over'] === false)
     .map((l) => Date.parse(String(l['time'])) - wall0);
   return { gets, takes };
 }
@@ -159,7 +172,13 @@ async function failover(label: string, urls: readonly string[], env: Record<stri
   const takes: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const victim = nodes.get(ids[r % 3]!)!;
-    const t = await failoverOnce(nc, client, victim, afs, [...nodes.values()].filter((n) => n !== victim));
+    const t = await failoverOnce(
+      nc,
+      client,
+      victim,
+      afs,
+      [...nodes.values()].filter((n) => n !== victim),
+    );
     times.push(...t.gets);
     takes.push(...t.takes);
     await kill(victim);
@@ -168,7 +187,10 @@ async function failover(label: string, urls: readonly string[], env: Record<stri
   }
   times.sort((a, b) => a - b);
   takes.sort((a, b) => a - b);
-  line(`${label}: its shards taken (lease expired + claim), p50 / max`, `${fmt(percentile(takes, 50))} / ${fmt(takes[takes.length - 1] ?? 0)} ms (${takes.length} shards; a lease lasts ${fmt(ttlMs * 2 / 3)}-${fmt(ttlMs)} ms after a kill)`);
+  line(
+    `${label}: its shards taken (lease expired + claim), p50 / max`,
+    `${fmt(percentile(takes, 50))} / ${fmt(takes[takes.length - 1] ?? 0)} ms (${takes.length} shards; a lease lasts ${fmt((ttlMs * 2) / 3)}-${fmt(ttlMs)} ms after a kill)`,
+  );
   line(`${label}: first get after kill -9, p50 / max (${times.length} afs)`, `${fmt(percentile(times, 50))} / ${fmt(times[times.length - 1]!)} ms (goal <= 1,000 ms)`);
   await nc.close();
   for (const n of nodes.values()) await kill(n);
@@ -259,8 +281,11 @@ async function movePause(urls: readonly string[], intervalMs: number): Promise<v
     await sleep(300);
     const { samples, failed } = await load.stop();
     const moved = new Set(end.shards.filter((s, i) => s.owner !== before[i]!.owner).map((s) => s.shard));
-    const pauses = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0))
-      .filter((l) => l['event'] === 'shard_acquired' && typeof l['pause_ms'] === 'number').map((l) => l['pause_ms'] as number).sort((a, b) => a - b);
+    const pauses = [...nodes.values()]
+      .flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0))
+      .filter((l) => l['event'] === 'shard_acquired' && typeof l['pause_ms'] === 'number')
+      .map((l) => l['pause_ms'] as number)
+      .sort((a, b) => a - b);
     const worst = (inMoved: boolean) => {
       const byShard = new Map<number, number>();
       for (const s of samples) {
@@ -270,7 +295,11 @@ async function movePause(urls: readonly string[], intervalMs: number): Promise<v
       return [...byShard.values()].sort((a, b) => a - b);
     };
     const released = [...nodes.values()].flatMap((n) => n.log.slice(logMarks.get(n.id) ?? 0)).filter((l) => l['event'] === 'shard_released');
-    const part = (key: string) => released.map((l) => l[key]).filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
+    const part = (key: string) =>
+      released
+        .map((l) => l[key])
+        .filter((v): v is number => typeof v === 'number')
+        .sort((a, b) => a - b);
     const movedWaits = worst(true);
     const stillWaits = worst(false);
     line(`${label}: shards moved`, `${moved.size} (${pauses.length} handed over; 512 callers, a get every ${intervalMs} ms each)`);
@@ -289,9 +318,13 @@ async function movePause(urls: readonly string[], intervalMs: number): Promise<v
   await measure(`join (3 -> 4 nodes), ${load}`, async () => {
     nodes.set('move-d', await startNode(urls, 'move-d'));
   }, [...ids, 'move-d']);
-  await measure(`drain (4 -> 3 nodes), ${load}`, async () => {
-    await client.call(SUBJECTS.adminDrain, { node_id: 'move-d' });
-  }, ids);
+  await measure(
+    `drain (4 -> 3 nodes), ${load}`,
+    async () => {
+      await client.call(SUBJECTS.adminDrain, { node_id: 'move-d' });
+    },
+    ids,
+  );
   await client.call(SUBJECTS.adminUndrain, { node_id: 'move-d' });
   await nc.close();
   for (const n of nodes.values()) await kill(n);
@@ -324,12 +357,15 @@ async function throughput(urls: readonly string[], natsPid: number): Promise<voi
     const benchCpu = (benchUsage.user + benchUsage.system) / 1000;
     const rate = report.moves / (report.durationMs / 1000);
     if (count === 1) one = rate;
-    line(`throughput with ${count} node(s): durable moves/s (next p50 / p99)`, `${fmt(rate)} (${fmt(rate / one, 2)}x one node; ${fmt(report.p50Ms, 1)} / ${fmt(report.p99Ms, 1)} ms; ${report.errors} errors)`);
+    line(
+      `throughput with ${count} node(s): durable moves/s (next p50 / p99)`,
+      `${fmt(rate)} (${fmt(rate / one, 2)}x one node; ${fmt(report.p50Ms, 1)} / ${fmt(report.p99Ms, 1)} ms; ${report.errors} errors)`,
+    );
     const per = (ms: number) => fmt((ms * 1000) / report.moves);
     line(`  CPU per move: nodes / nats-server / simulator`, `${per(nodeCpu)} / ${per(natsCpu)} / ${per(benchCpu)} us`);
     const during = nodes.flatMap((n, i) => n.log.slice(logMarks[i]));
     const events = (event: string) => during.filter((l) => l['event'] === event).length;
-    line(`  shards lost (self-fenced) / taken during the run`, `${events("shard_fenced")} / ${events("shard_acquired")} (should be 0 / 0)`);
+    line(`  shards lost (self-fenced) / taken during the run`, `${events('shard_fenced')} / ${events('shard_acquired')} (should be 0 / 0)`);
     await nc.close();
     for (const n of nodes) await kill(n, 'SIGTERM');
     await sleep(500);

@@ -10,10 +10,7 @@
  *    (JSON parse + zod validation + actor start), against a plain JSON round trip of the context.
  */
 import { createActor } from 'xstate';
-import {
-  activeflowMachine, createActiveflow, EngineState, FINISH, Limits, reduce, START,
-  type EngineEvent, type EngineState as State,
-} from '../machines/index.js';
+import { activeflowMachine, createActiveflow, EngineState, FINISH, Limits, reduce, START, type EngineEvent, type EngineState as State } from '../machines/index.js';
 
 const NOW = '2026-11-27T10:00:00.000000Z';
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
@@ -22,11 +19,15 @@ function initial(moves: number, limits?: Partial<Limits>): State {
   const actions = Array.from({ length: moves }, (_, i) => ({
     id: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`,
     type: i % 2 === 0 ? 'talk' : 'play',
-    option: i % 2 === 0 ? { text: 'Hello ${name}, this is step ' + i, language: 'en-US' } : { stream_urls: ['https://media.example.test/a.wav'] },
+    option: i % 2 === 0 ? { text: `Hello \${name}, this is step ${i}`, language: 'en-US' } : { stream_urls: ['https://media.example.test/a.wav'] },
   }));
   const created = createActiveflow({
     request: { customer_id: CUSTOMER, reference_type: 'call', actions: actions as never, variables: { name: 'Ada' } },
-    flow: null, parentVariables: null, now: NOW, entropy: 'bench-create', ...(limits ? { limits: Limits.parse(limits) } : {}),
+    flow: null,
+    parentVariables: null,
+    now: NOW,
+    entropy: 'bench-create',
+    ...(limits ? { limits: Limits.parse(limits) } : {}),
   });
   if (!created.ok) throw new Error(created.error.message);
   return created.state;

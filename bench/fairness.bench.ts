@@ -38,10 +38,21 @@ async function quiet(client: ActiveflowClient, customer: string, until: () => bo
 }
 
 async function scenario(server: NatsServer, label: string, concurrency: number, perCustomer: number): Promise<void> {
-  const node = await spawnAndWait([...ACTIVEFLOW, 'node'], {
-    NATS_URL: server.url, NODE_ID: `fair-${concurrency}-${perCustomer}`, SHARD_LEASES: '0', LOG_LEVEL: 'info', ADMISSION_CONCURRENCY: String(concurrency), ADMISSION_PER_CUSTOMER: String(perCustomer),
-    ADMISSION_QUEUE_PER_CUSTOMER: '100000', QUOTA_CREATIONS_PER_SECOND: '100000', QUOTA_CREATION_BURST: '100000',
-  }, '"node_serving"');
+  const node = await spawnAndWait(
+    [...ACTIVEFLOW, 'node'],
+    {
+      NATS_URL: server.url,
+      NODE_ID: `fair-${concurrency}-${perCustomer}`,
+      SHARD_LEASES: '0',
+      LOG_LEVEL: 'info',
+      ADMISSION_CONCURRENCY: String(concurrency),
+      ADMISSION_PER_CUSTOMER: String(perCustomer),
+      ADMISSION_QUEUE_PER_CUSTOMER: '100000',
+      QUOTA_CREATIONS_PER_SECOND: '100000',
+      QUOTA_CREATION_BURST: '100000',
+    },
+    '"node_serving"',
+  );
   const nc = await connectNats(server.url, 'bench-fairness');
   try {
     const client = new ActiveflowClient(nc, { requestTimeoutMs: 10_000, retryForMs: 10_000 });
@@ -75,13 +86,17 @@ async function scenario(server: NatsServer, label: string, concurrency: number, 
     const p = (xs: number[], q: number) => fmt(percentile(xs, q));
     process.stdout.write(`${label}:\n`);
     process.stdout.write(`  quiet customer's next alone             p50 / p99  ${p(alone, 50)} / ${p(alone, 99)} ms  (${alone.length} calls)\n`);
-    process.stdout.write(`  quiet customer's next while one floods  p50 / p99  ${p(during, 50)} / ${p(during, 99)} ms  (${during.length} calls)  p99 ratio ${fmt(percentile(during, 99) / percentile(alone, 99), 2)}x\n`);
+    process.stdout.write(
+      `  quiet customer's next while one floods  p50 / p99  ${p(during, 50)} / ${p(during, 99)} ms  (${during.length} calls)  p99 ratio ${fmt(percentile(during, 99) / percentile(alone, 99), 2)}x\n`,
+    );
     process.stdout.write(`  flooding customer's writes              p50 / p99  ${p(floodMs, 50)} / ${p(floodMs, 99)} ms  ${fmt(floodMs.length / (FLOOD_SECONDS + 1), 0)}/s  (failed ${failed})\n`);
     // One customer alone, as many calls as a busy trunk: the share must not cost it throughput.
     const flow = await client.createFlow({ customer_id: floodCustomer, actions: talks(20) });
     await new Promise((r) => setTimeout(r, 1_500)); // the quiet customer is no longer active
     const alone1k = await simulateCalls(client, { flowId: flow.id, customerId: floodCustomer, calls: 1_000, concurrency: 1_000, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
-    process.stdout.write(`  one customer alone, 1,000 calls at once  ${fmt(alone1k.moves / (alone1k.durationMs / 1000), 0)} moves/s, next p50 / p99 ${fmt(alone1k.p50Ms)} / ${fmt(alone1k.p99Ms)} ms  (errors ${alone1k.errors})\n`);
+    process.stdout.write(
+      `  one customer alone, 1,000 calls at once  ${fmt(alone1k.moves / (alone1k.durationMs / 1000), 0)} moves/s, next p50 / p99 ${fmt(alone1k.p50Ms)} / ${fmt(alone1k.p99Ms)} ms  (errors ${alone1k.errors})\n`,
+    );
   } finally {
     await nc.close();
     node.kill('SIGTERM');

@@ -32,25 +32,26 @@ function freePort(): Promise<number> {
   });
 }
 
-
 /** `concurrency` loops, each doing `op` back to back for `seconds`: requests/s and latency. */
 async function load(concurrency: number, seconds: number, op: (i: number) => Promise<void>): Promise<{ rps: number; p50: number; p99: number; failed: number }> {
   const xs: number[] = [];
   let failed = 0;
   const end = performance.now() + seconds * 1000;
-  await Promise.all(Array.from({ length: concurrency }, async (_, c) => {
-    let i = c;
-    while (performance.now() < end) {
-      const t = performance.now();
-      try {
-        await op(i);
-        xs.push(performance.now() - t);
-      } catch {
-        failed++;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, c) => {
+      let i = c;
+      while (performance.now() < end) {
+        const t = performance.now();
+        try {
+          await op(i);
+          xs.push(performance.now() - t);
+        } catch {
+          failed++;
+        }
+        i += concurrency;
       }
-      i += concurrency;
-    }
-  }));
+    }),
+  );
   xs.sort((a, b) => a - b);
   return { rps: xs.length / seconds, p50: percentile(xs, 50), p99: percentile(xs, 99), failed };
 }
@@ -72,16 +73,21 @@ try {
     ids.push(af.id);
   }
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const httpGet = (id: string) => new Promise<void>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: `/v1.0/activeflows/${id}`, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => (res.statusCode === 200 ? (JSON.parse(body), resolve()) : reject(new Error(`HTTP ${res.statusCode}`))));
+  const httpGet = (id: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: `/v1.0/activeflows/${id}`, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+          JSON.parse(body); // a whole answer, as a client would read it
+          resolve();
+        });
+      });
+      req.on('error', reject);
+      req.end();
     });
-    req.on('error', reject);
-    req.end();
-  });
   const natsGet = async (id: string) => {
     await client.get(id, CUSTOMER);
   };

@@ -31,7 +31,6 @@ const quick = process.argv.includes('--quick');
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
 
-
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
@@ -56,22 +55,26 @@ async function interleaved<K extends string>(n: number, ops: Record<K, () => Pro
       }
     }
   }
-  return Object.fromEntries(names.map((k) => {
-    const v = xs[k].sort((a, b) => a - b);
-    return [k, { p50: percentile(v, 50), p99: percentile(v, 99) }];
-  })) as Record<K, { p50: number; p99: number }>;
+  return Object.fromEntries(
+    names.map((k) => {
+      const v = xs[k].sort((a, b) => a - b);
+      return [k, { p50: percentile(v, 50), p99: percentile(v, 99) }];
+    }),
+  ) as Record<K, { p50: number; p99: number }>;
 }
 
 /** `concurrency` loops doing `op` back to back for `seconds`: completed operations per second. */
 async function loadFor(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<{ rps: number }> {
   let done = 0;
   const end = performance.now() + seconds * 1000;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < end) {
-      await op();
-      done++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        await op();
+        done++;
+      }
+    }),
+  );
   return { rps: done / seconds };
 }
 
@@ -83,16 +86,29 @@ const children: ChildProcess[] = [];
 try {
   // info level: the readiness line (node_serving) is an info log; nothing else logs per request.
   // One customer plays every caller here: its quotas are raised past what the bench creates.
-  const nodeProc = await spawnAndWait([...ACTIVEFLOW, 'node'], {
-    NATS_URL: server.url, NODE_ID: 'bench', LOG_LEVEL: 'info', PASSIVATE_AFTER_MS: String(3_600_000),
-    QUOTA_RUNNING_ACTIVEFLOWS: '10000000', QUOTA_CREATIONS_PER_SECOND: '10000000', QUOTA_CREATION_BURST: '10000000',
-  }, '"node_serving"');
+  const nodeProc = await spawnAndWait(
+    [...ACTIVEFLOW, 'node'],
+    {
+      NATS_URL: server.url,
+      NODE_ID: 'bench',
+      LOG_LEVEL: 'info',
+      PASSIVATE_AFTER_MS: String(3_600_000),
+      QUOTA_RUNNING_ACTIVEFLOWS: '10000000',
+      QUOTA_CREATIONS_PER_SECOND: '10000000',
+      QUOTA_CREATION_BURST: '10000000',
+    },
+    '"node_serving"',
+  );
   children.push(nodeProc);
 
   const latencyOnly = process.argv.includes('--latency-only');
   // A responder in its own process, as the node is: plain echo, and the least a durable request
   // can do (one KV put, or a KV put and a stream publish, as a move's snapshot and event), then reply.
-  const echo = await spawnAndWait(['--input-type=module', '-e', `
+  const echo = await spawnAndWait(
+    [
+      '--input-type=module',
+      '-e',
+      `
     import { connect } from '@nats-io/transport-node';
     import { jetstream } from '@nats-io/jetstream';
     import { Kvm } from '@nats-io/kv';
@@ -106,7 +122,11 @@ try {
     nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data.length > 8 ? m.data : new Uint8Array(Number(new TextDecoder().decode(m.data)))) });
     nc.subscribe('bench.durable1', { callback: (_e, m) => { kv.put('k' + (i++ % 5000), value).then(() => m.respond(m.data)); } });
     nc.subscribe('bench.durable2', { callback: (_e, m) => { const n = i++ % 5000; Promise.all([kv.put('k' + n, value), js.publish('bench.events.' + n, value)]).then(() => m.respond(m.data)); } });
-    await nc.flush(); console.log('echo ready');`], {}, 'echo ready');
+    await nc.flush(); console.log('echo ready');`,
+    ],
+    {},
+    'echo ready',
+  );
   children.push(echo);
 
   // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------
@@ -141,7 +161,7 @@ try {
   process.stdout.write(`  ceilings: ${CALLS} concurrent requests to a responder that does only this\n`);
   line('  reply at once (echo)', `${fmt(echoRate)}/s  (${fmt(echoRate / putRate, 2)}x the KV puts)`);
   line('  one KV put, then reply', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
-  line('  KV put + stream publish, then reply (a move\'s writes)', `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x; moves reach ${fmt(moveRate / durable2Rate, 2)}x of it)`);
+  line("  KV put + stream publish, then reply (a move's writes)", `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x; moves reach ${fmt(moveRate / durable2Rate, 2)}x of it)`);
   line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
 
   // 2. latency against a raw echo ---------------------------------------------------------------
@@ -154,7 +174,12 @@ try {
   // The same get over raw request-reply, the reply left unparsed: the node's own cost alone.
   const getSubject = `activeflow.v1.${af.id}.get`;
   const emptyBody = new TextEncoder().encode('{}');
-  const { echo: echoLat, sized: sizedLat, get: getLat, rawGet: rawGetLat } = await interleaved(N, {
+  const {
+    echo: echoLat,
+    sized: sizedLat,
+    get: getLat,
+    rawGet: rawGetLat,
+  } = await interleaved(N, {
     echo: () => nc.request('bench.echo', payload, { timeout: 5000 }),
     sized: () => nc.request('bench.echo', sizedRequest, { timeout: 5000 }),
     get: () => client.get(af.id),
@@ -178,7 +203,10 @@ try {
   line('get p50 / p99', `${fmt(getLat.p50, 3)} / ${fmt(getLat.p99, 3)} ms`);
   line('get p50 / same-size echo p50 (goal <= 1.2x)', `${fmt(getLat.p50 / sizedLat.p50, 2)}x  (${fmt(getLat.p50 / echoLat.p50, 2)}x the 64-byte echo)`);
   line('get over raw request-reply, reply not parsed, p50 / p99', `${fmt(rawGetLat.p50, 3)} / ${fmt(rawGetLat.p99, 3)} ms  (${fmt(rawGetLat.p50 / sizedLat.p50, 2)}x the same-size echo)`);
-  line('next p50 / p99 (a KV write and an event publish each)', `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`);
+  line(
+    'next p50 / p99 (a KV write and an event publish each)',
+    `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`,
+  );
 
   if (latencyOnly) process.exit(0);
   // 3. memory per live activeflow ---------------------------------------------------------------
@@ -186,12 +214,14 @@ try {
   const rssBefore = rssKiB(nodeProc.pid!);
   let created = 0;
   t0 = performance.now();
-  await Promise.all(Array.from({ length: 500 }, async () => {
-    while (created < LIVE) {
-      created++;
-      await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 500 }, async () => {
+      while (created < LIVE) {
+        created++;
+        await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
+      }
+    }),
+  );
   const createSecs = (performance.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 2_000));
   const rssAfter = rssKiB(nodeProc.pid!);
@@ -209,8 +239,17 @@ try {
   const longNc = await connectNats(longServer.url, 'bench-long');
   const longClient = new ActiveflowClient(longNc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
   const longNode = await ActiveflowNode.start({
-    servers: [longServer.url], nodeId: 'bench-long', shardCount: 256, replicas: 1, passivateAfterMs: 3_600_000, endedRetentionMs: 86_400_000,
-    eventRetentionMs: 86_400_000, httpTimeoutMs: 5_000, httpMaxResponseBytes: 1 << 20, serviceTimeoutMs: 5_000, log: silentLogger,
+    servers: [longServer.url],
+    nodeId: 'bench-long',
+    shardCount: 256,
+    replicas: 1,
+    passivateAfterMs: 3_600_000,
+    endedRetentionMs: 86_400_000,
+    eventRetentionMs: 86_400_000,
+    httpTimeoutMs: 5_000,
+    httpMaxResponseBytes: 1 << 20,
+    serviceTimeoutMs: 5_000,
+    log: silentLogger,
     limits: Limits.parse({ max_execute_count: 2 * LONG + 20, max_cycle_iterations: 2 * LONG + 20 }),
   });
   // A flow may hold 1,000 actions: at most 999 talks, walked again by a goto back to the first.

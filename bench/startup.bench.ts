@@ -17,7 +17,8 @@ const BIN = ACTIVEFLOW.at(-1)!;
 /** One run's process time and wall time, in seconds, from bash's `time` (the child's rusage). */
 function timed(how: 'dist' | 'tsx', args: string[], env: Record<string, string>): { cpu: number; wall: number } {
   const out = execFileSync('bash', ['-c', 'TIMEFORMAT="%3U %3S %3R"; { time node "$@" > /dev/null; } 2>&1', 'timed', BIN, ...args], {
-    env: { ...process.env, ...env, ACTIVEFLOW_RUN: how }, encoding: 'utf8',
+    env: { ...process.env, ...env, ACTIVEFLOW_RUN: how },
+    encoding: 'utf8',
   });
   const [user, sys, real] = out.trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number, number];
   return { cpu: user + sys, wall: real };
@@ -33,7 +34,10 @@ try {
   const nc = await connectNats(server.url, 'startup-bench');
   const af = await new ActiveflowClient(nc).createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'talk', option: { text: 'hi' } }], reference_type: 'call' });
   await nc.close();
-  const cases: [string, string[]][] = [['activeflow --help', ['--help']], ['activeflow get <id>', ['get', af.id]]];
+  const cases: [string, string[]][] = [
+    ['activeflow --help', ['--help']],
+    ['activeflow get <id>', ['get', af.id]],
+  ];
   const env = { NATS_URL: server.url };
   process.stdout.write(`startup: ${ROUNDS} rounds, dist and tsx alternated; process time = user + system CPU of the command\n`);
   for (const [label, args] of cases) {

@@ -8,9 +8,7 @@ import { z } from 'zod';
 import type { ActionType } from './action-kinds.js';
 
 const UUID_ANY_CASE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const idOrTemplate = z
-  .string()
-  .refine((s) => UUID_ANY_CASE.test(s) || s.includes('${'), { message: 'must be a UUID or a ${variable} template' });
+const idOrTemplate = z.string().refine((s) => UUID_ANY_CASE.test(s) || s.includes('${'), { message: 'must be a UUID or a ${variable} template' });
 const int = z.number().int();
 const str = z.string();
 const bool = z.boolean();

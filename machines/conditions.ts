@@ -9,13 +9,20 @@ type Condition = '==' | '!=' | '>' | '>=' | '<' | '<=';
 
 function holds(order: number, condition: unknown): boolean {
   switch (condition as Condition) {
-    case '==': return order === 0;
-    case '!=': return order !== 0;
-    case '>': return order > 0;
-    case '>=': return order >= 0;
-    case '<': return order < 0;
-    case '<=': return order <= 0;
-    default: return false; // unknown condition: no match
+    case '==':
+      return order === 0;
+    case '!=':
+      return order !== 0;
+    case '>':
+      return order > 0;
+    case '>=':
+      return order >= 0;
+    case '<':
+      return order < 0;
+    case '<=':
+      return order <= 0;
+    default:
+      return false; // unknown condition: no match
   }
 }
 

@@ -8,10 +8,7 @@ import { MAIN, NIL, START } from './constants.js';
 import { engineError, type EngineError } from './errors.js';
 import { idSource } from './ids.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
-import {
-  ActionInputList, ReferenceTypeSchema, toPublicWithoutHistory, Uuid, Variables, WebhookMethodSchema,
-  type Activeflow, type Flow,
-} from './schema.js';
+import { ActionInputList, ReferenceTypeSchema, toPublicWithoutHistory, Uuid, Variables, WebhookMethodSchema, type Activeflow, type Flow } from './schema.js';
 import { emptyOutbox, type EngineState } from './state.js';
 import { builtinVariables, completeCountOf, sanitizeInitialVariables } from './variables.js';
 

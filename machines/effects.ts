@@ -68,9 +68,7 @@ export const ReferenceActionNextEffect = z.object({
   await: z.literal(false),
 });
 
-export const Effect = z.discriminatedUnion('type', [
-  HttpRequestEffect, ServiceRequestEffect, FlowGetEffect, StartChildEffect, ReferenceActionNextEffect,
-]);
+export const Effect = z.discriminatedUnion('type', [HttpRequestEffect, ServiceRequestEffect, FlowGetEffect, StartChildEffect, ReferenceActionNextEffect]);
 export type Effect = z.infer<typeof Effect>;
 
 /** What a service answers on `activeflow.service.<action_type>` (docs/architecture.md, design 6). */

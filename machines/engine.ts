@@ -9,18 +9,14 @@
  */
 import { ACTION_KINDS, isActionType, isAvailable } from './action-kinds.js';
 import { prepareActions } from './actions.js';
-import {
-  conditionCallDigitsHolds, conditionCallStatusHolds, conditionDatetimeHolds, conditionVariableHolds,
-} from './conditions.js';
+import { conditionCallDigitsHolds, conditionCallStatusHolds, conditionDatetimeHolds, conditionVariableHolds } from './conditions.js';
 import { FINISH, MAIN, NIL, START } from './constants.js';
 import { ServiceReply, type Effect } from './effects.js';
 import { describeIssues, engineError, type EngineError } from './errors.js';
 import type { EffectResult, EngineEvent } from './events.js';
 import { idSource, type IdSource } from './ids.js';
 import { ActionInputList, EMPTY_ACTION, Flow, toPublicWithoutHistory, type Action, type Activeflow, type ActiveflowError, type EndReason } from './schema.js';
-import {
-  FINISH_ACTION, getAction, getNextAction, insertAfter, isInReturnChain, pushStack, removeStackAndAbove, replaceAction,
-} from './stack-map.js';
+import { FINISH_ACTION, getAction, getNextAction, insertAfter, isInReturnChain, pushStack, removeStackAndAbove, replaceAction } from './stack-map.js';
 import { emptyOutbox, RECENT_REQUESTS, CycleVerb, type EngineState, type Outbox, type Pending, type RecentRequest, type ReplyValue } from './state.js';
 import { completeCountOf, setVariables, substitute, substituteOption } from './variables.js';
 
@@ -34,12 +30,7 @@ interface Draft {
   clientIds: Map<string, { id: string; verb: string }>;
 }
 
-type Outcome =
-  | { kind: 'continue' }
-  | { kind: 'block' }
-  | { kind: 'ended' }
-  | { kind: 'await'; effect: Effect }
-  | { kind: 'fail'; message: string };
+type Outcome = { kind: 'continue' } | { kind: 'block' } | { kind: 'ended' } | { kind: 'await'; effect: Effect } | { kind: 'fail'; message: string };
 
 const CONTINUE: Outcome = { kind: 'continue' };
 const fail = (message: string): Outcome => ({ kind: 'fail', message });
@@ -177,9 +168,7 @@ function move(d: Draft, finishReason: EndReason = 'finished'): boolean {
   } else {
     ({ stackId, action: target, map } = getNextAction(map, af.current_stack_id, af.current_action.id, true, limits.max_stack_hops));
   }
-  const chosen: Action = target.id === FINISH || target.option === undefined
-    ? target
-    : { ...target, option: substituteOption(target.option, d.state.variables) };
+  const chosen: Action = target.id === FINISH || target.option === undefined ? target : { ...target, option: substituteOption(target.option, d.state.variables) };
   af = d.state.activeflow;
   update(d, {
     stack_map: map,
@@ -292,8 +281,12 @@ function startHttp(d: Draft, action: Action): Outcome {
     return {
       kind: 'await',
       effect: {
-        type: 'http_request', effect_id: d.ids.next(), purpose: 'fetch', action_id: action.id,
-        method: (str(o['event_method']) || 'GET').toUpperCase(), url,
+        type: 'http_request',
+        effect_id: d.ids.next(),
+        purpose: 'fetch',
+        action_id: action.id,
+        method: (str(o['event_method']) || 'GET').toUpperCase(),
+        url,
         headers: { 'Content-Type': 'application/json; charset=utf-8' },
         body: JSON.stringify({ activeflow_id: af.id, reference_id: af.reference_id }),
         await: true,
@@ -303,8 +296,12 @@ function startHttp(d: Draft, action: Action): Outcome {
   const uri = str(o['uri']);
   if (uri === '') return fail('webhook_send needs option.uri');
   const effect: Effect = {
-    type: 'http_request', effect_id: d.ids.next(), purpose: 'webhook_send', action_id: action.id,
-    method: (str(o['method']) || 'POST').toUpperCase(), url: uri,
+    type: 'http_request',
+    effect_id: d.ids.next(),
+    purpose: 'webhook_send',
+    action_id: action.id,
+    method: (str(o['method']) || 'POST').toUpperCase(),
+    url: uri,
     headers: { 'Content-Type': str(o['data_type']) || 'application/json' },
     body: str(o['data']),
     await: o['sync'] === true,
@@ -321,7 +318,10 @@ function startService(d: Draft, action: Action): Outcome {
   // it may push a stack, set variables or report the failure of a critical action.
   const awaited = !(type === 'conversation_send' && opt(action)['sync'] !== true);
   const effect: Effect = {
-    type: 'service_request', effect_id: d.ids.next(), action_type: type, subject: `activeflow.service.${type}`,
+    type: 'service_request',
+    effect_id: d.ids.next(),
+    action_type: type,
+    subject: `activeflow.service.${type}`,
     request: { activeflow_id: af.id, customer_id: af.customer_id, reference_type: af.reference_type, reference_id: af.reference_id, action },
     await: awaited,
   };
@@ -414,7 +414,11 @@ function settle(d: Draft, req: CycleRequest, outcome: Outcome, iterations: numbe
       d.state = {
         ...d.state,
         pending: {
-          ...req, effect_id: outcome.effect.effect_id, effect_type: outcome.effect.type, action_id: action.id, iterations,
+          ...req,
+          effect_id: outcome.effect.effect_id,
+          effect_type: outcome.effect.type,
+          action_id: action.id,
+          iterations,
           ...(d.clientIds.has(req.request_id) ? { client_request_id: d.clientIds.get(req.request_id)!.id } : {}),
         },
       };
@@ -551,7 +555,10 @@ function onRunning(d: Draft, event: EngineEvent): void {
         return;
       }
       const refused = busy(d) ?? checkCycle(d, event);
-      if (refused) return replyError(d, event.request_id, refused);
+      if (refused) {
+        replyError(d, event.request_id, refused);
+        return;
+      }
       const from = event.type === 'execute' ? START : event.current_action_id;
       runCycle(d, { request_id: event.request_id, verb: event.type, from_action_id: from }, 0);
       return;
@@ -559,7 +566,8 @@ function onRunning(d: Draft, event: EngineEvent): void {
     case 'effect_result': {
       const pending = d.state.pending;
       if (pending === null || pending.effect_id !== event.effect_id) {
-        return replyError(d, event.request_id, conflict(`no cycle is waiting for effect ${event.effect_id}`));
+        replyError(d, event.request_id, conflict(`no cycle is waiting for effect ${event.effect_id}`));
+        return;
       }
       d.state = { ...d.state, pending: null };
       if (pending.client_request_id !== undefined) d.clientIds.set(pending.request_id, { id: pending.client_request_id, verb: pending.verb });
@@ -579,15 +587,25 @@ function onRunning(d: Draft, event: EngineEvent): void {
       return;
     case 'forward': {
       const refused = busy(d);
-      if (refused) return replyError(d, event.request_id, refused);
+      if (refused) {
+        replyError(d, event.request_id, refused);
+        return;
+      }
       const found = getAction(af.stack_map, af.current_stack_id, event.forward_action_id, false, d.state.limits.max_stack_hops);
-      if (!found.ok) return replyError(d, event.request_id, engineError('not_found', `forward_action_id ${event.forward_action_id}: ${found.message}`));
+      if (!found.ok) {
+        replyError(d, event.request_id, engineError('not_found', `forward_action_id ${event.forward_action_id}: ${found.message}`));
+        return;
+      }
       update(d, { forward_stack_id: found.stackId, forward_action_id: event.forward_action_id });
       bumpVersion(d);
       if (event.forward_now === true && af.reference_type === 'call') {
         d.outbox.effects.push({
-          type: 'reference_action_next', effect_id: d.ids.next(), activeflow_id: af.id,
-          reference_type: af.reference_type, reference_id: af.reference_id, await: false,
+          type: 'reference_action_next',
+          effect_id: d.ids.next(),
+          activeflow_id: af.id,
+          reference_type: af.reference_type,
+          reference_id: af.reference_id,
+          await: false,
         });
       }
       reply(d, event.request_id, { kind: 'activeflow' });
@@ -595,20 +613,33 @@ function onRunning(d: Draft, event: EngineEvent): void {
     }
     case 'push_actions': {
       const refused = busy(d);
-      if (refused) return replyError(d, event.request_id, refused);
+      if (refused) {
+        replyError(d, event.request_id, refused);
+        return;
+      }
       const pushed = push(d, d.ids.next(), prepareActions(event.actions, d.ids));
-      if (!pushed.ok) return replyError(d, event.request_id, engineError('limit_exceeded', pushed.message));
+      if (!pushed.ok) {
+        replyError(d, event.request_id, engineError('limit_exceeded', pushed.message));
+        return;
+      }
       reply(d, event.request_id, { kind: 'activeflow' });
       return;
     }
     case 'add_actions': {
       const refused = busy(d);
-      if (refused) return replyError(d, event.request_id, refused);
+      if (refused) {
+        replyError(d, event.request_id, refused);
+        return;
+      }
       if (af.current_stack_id === MAIN) {
-        return replyError(d, event.request_id, conflict('add_actions inserts into a pushed stack, and the cursor is in the main stack; use push_actions'));
+        replyError(d, event.request_id, conflict('add_actions inserts into a pushed stack, and the cursor is in the main stack; use push_actions'));
+        return;
       }
       const inserted = insertAfter(af.stack_map, af.current_stack_id, af.current_action.id, prepareActions(event.actions, d.ids));
-      if (!inserted.ok) return replyError(d, event.request_id, conflict(`add_actions: ${inserted.message}`));
+      if (!inserted.ok) {
+        replyError(d, event.request_id, conflict(`add_actions: ${inserted.message}`));
+        return;
+      }
       update(d, { stack_map: inserted.map });
       bumpVersion(d);
       reply(d, event.request_id, { kind: 'activeflow' });
@@ -616,11 +647,20 @@ function onRunning(d: Draft, event: EngineEvent): void {
     }
     case 'service_stop': {
       const refused = busy(d);
-      if (refused) return replyError(d, event.request_id, refused);
+      if (refused) {
+        replyError(d, event.request_id, refused);
+        return;
+      }
       const sid = event.service_id;
-      if (sid === MAIN) return replyError(d, event.request_id, engineError('invalid_argument', 'service_id names the main stack, which cannot be stopped'));
+      if (sid === MAIN) {
+        replyError(d, event.request_id, engineError('invalid_argument', 'service_id names the main stack, which cannot be stopped'));
+        return;
+      }
       const stack = af.stack_map[sid];
-      if (stack === undefined) return replyError(d, event.request_id, engineError('not_found', `service ${sid} has no stack in this activeflow`));
+      if (stack === undefined) {
+        replyError(d, event.request_id, engineError('not_found', `service ${sid} has no stack in this activeflow`));
+        return;
+      }
       const hops = d.state.limits.max_stack_hops;
       const inChain = isInReturnChain(af.stack_map, af.current_stack_id, sid, hops);
       const removed = removeStackAndAbove(af.stack_map, sid, hops);
@@ -641,7 +681,10 @@ function onRunning(d: Draft, event: EngineEvent): void {
     }
     case 'variables_set': {
       const set = setVariables(d.state.variables, event.variables, d.state.limits);
-      if (!set.ok) return replyError(d, event.request_id, set.quota === undefined ? engineError('invalid_argument', set.message) : engineError('limit_exceeded', set.message, set.quota));
+      if (!set.ok) {
+        replyError(d, event.request_id, set.quota === undefined ? engineError('invalid_argument', set.message) : engineError('limit_exceeded', set.message, set.quota));
+        return;
+      }
       d.state = { ...d.state, variables: set.variables, activeflow: { ...d.state.activeflow, tm_update: d.now } };
       reply(d, event.request_id, { kind: 'variables' });
       return;

@@ -12,8 +12,7 @@ export interface EngineError {
   quota?: string;
 }
 
-export const engineError = (code: ErrorCode, message: string, quota?: string): EngineError =>
-  quota === undefined ? { code, message } : { code, message, quota };
+export const engineError = (code: ErrorCode, message: string, quota?: string): EngineError => (quota === undefined ? { code, message } : { code, message, quota });
 
 /** A validation failure in one line: the first five issues, each with its path. */
 export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {

@@ -11,16 +11,11 @@ import { ACTION_OPTION_SCHEMAS } from './action-options.js';
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A UUID; upper case is accepted and stored lower case, as VoIPBIN's routes only match lower case. */
-export const Uuid = z
-  .string()
-  .toLowerCase()
-  .regex(UUID_RE, { message: 'must be a UUID such as 3f2504e0-4f89-41d3-9a0c-0305e82c3301' });
+export const Uuid = z.string().toLowerCase().regex(UUID_RE, { message: 'must be a UUID such as 3f2504e0-4f89-41d3-9a0c-0305e82c3301' });
 export type Uuid = z.infer<typeof Uuid>;
 
 /** Timestamps as VoIPBIN's REST API prints them: `2026-01-15T09:30:00.000000Z`. */
-export const Timestamp = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/, { message: 'must be a UTC timestamp like 2026-01-15T09:30:00.000000Z' });
+export const Timestamp = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/, { message: 'must be a UTC timestamp like 2026-01-15T09:30:00.000000Z' });
 export type Timestamp = z.infer<typeof Timestamp>;
 
 /** Edit distance, for "did you mean" hints on misspelt action types. */
@@ -102,14 +97,17 @@ export type ActionInput = z.infer<typeof ActionInput>;
 export const MAX_ACTIONS_PER_LIST = 1_000;
 
 /** A list of client actions whose given ids are unique (lookups take the first match). */
-export const ActionInputList = z.array(ActionInput).max(MAX_ACTIONS_PER_LIST, { message: `at most ${MAX_ACTIONS_PER_LIST} actions are accepted in one list (limit actions_per_list)` }).superRefine((actions, ctx) => {
-  const seen = new Set<string>();
-  actions.forEach((a, i) => {
-    if (a.id === undefined) return;
-    if (seen.has(a.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicates the id of an earlier action (${a.id})` });
-    seen.add(a.id);
+export const ActionInputList = z
+  .array(ActionInput)
+  .max(MAX_ACTIONS_PER_LIST, { message: `at most ${MAX_ACTIONS_PER_LIST} actions are accepted in one list (limit actions_per_list)` })
+  .superRefine((actions, ctx) => {
+    const seen = new Set<string>();
+    actions.forEach((a, i) => {
+      if (a.id === undefined) return;
+      if (seen.has(a.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicates the id of an earlier action (${a.id})` });
+      seen.add(a.id);
+    });
   });
-});
 
 export const Stack = z.object({
   id: Uuid,

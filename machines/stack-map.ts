@@ -8,9 +8,7 @@ import type { Action, Stack, StackMap } from './schema.js';
 
 export const FINISH_ACTION: Action = Object.freeze({ id: FINISH, next_id: NIL, tm_execute: null }) as Action;
 
-export type Lookup =
-  | { ok: true; stackId: string; action: Action; map: StackMap }
-  | { ok: false; message: string };
+export type Lookup = { ok: true; stackId: string; action: Action; map: StackMap } | { ok: false; message: string };
 
 export interface Position {
   stackId: string;
@@ -86,14 +84,7 @@ export function getNextAction(map: StackMap, stackId: string, actionId: string, 
 export type PushResult = { ok: true; map: StackMap } | { ok: false; message: string };
 
 /** Adds a stack that returns to (returnStackId, returnActionId). */
-export function pushStack(
-  map: StackMap,
-  stackId: string,
-  actions: Action[],
-  returnStackId: string,
-  returnActionId: string,
-  maxStacks: number,
-): PushResult {
+export function pushStack(map: StackMap, stackId: string, actions: Action[], returnStackId: string, returnActionId: string, maxStacks: number): PushResult {
   if (Object.hasOwn(map, stackId)) return { ok: false, message: `stack ${stackId} already exists` };
   if (Object.keys(map).length >= maxStacks) return { ok: false, message: `the activeflow already holds ${maxStacks} stacks` };
   return { ok: true, map: { ...map, [stackId]: { id: stackId, actions, return_stack_id: returnStackId, return_action_id: returnActionId } } };

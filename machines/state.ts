@@ -26,8 +26,7 @@ export const StreamEvent = z.object({
   seq: z.number().int().positive(),
   at: Timestamp,
   data: PublicActiveflow.extend({
-    executed_actions_omitted: z.number().int().positive().optional()
-      .describe('Older executed actions left out of this event (it carries the latest 128); get the activeflow for all of them.'),
+    executed_actions_omitted: z.number().int().positive().optional().describe('Older executed actions left out of this event (it carries the latest 128); get the activeflow for all of them.'),
   }),
 });
 export type StreamEvent = z.infer<typeof StreamEvent>;

@@ -85,7 +85,11 @@ export function sanitizeInitialVariables(input: Variables, limits: Limits): Vari
   }
   const total = variablesBytes(out);
   if (total > limits.max_injected_variables_bytes) {
-    return { ok: false, quota: 'injected_variables_bytes', message: `variables: ${total} bytes of keys and values, at most ${limits.max_injected_variables_bytes} are allowed (quota injected_variables_bytes)` };
+    return {
+      ok: false,
+      quota: 'injected_variables_bytes',
+      message: `variables: ${total} bytes of keys and values, at most ${limits.max_injected_variables_bytes} are allowed (quota injected_variables_bytes)`,
+    };
   }
   return { ok: true, variables: out };
 }

@@ -24,7 +24,11 @@ export class ActiveflowError extends Error {
   /** With `limit_exceeded`: the quota reached, for clients that back off per quota. */
   readonly quota: string | undefined;
 
-  constructor(readonly code: ErrorCode, message: string, options?: { cause?: unknown; quota?: string }) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; quota?: string },
+  ) {
     super(message, options);
     this.quota = options?.quota;
   }
@@ -64,7 +68,15 @@ export function isMessageGone(e: unknown): boolean {
 }
 
 /** The client library's errors for a server that cannot be reached or does not answer in time. */
-const UNREACHABLE = [errors.TimeoutError, errors.NoRespondersError, errors.ClosedConnectionError, errors.ConnectionError, errors.DrainingConnectionError, jserrors.JetStreamNotEnabled, DeadlineExceeded];
+const UNREACHABLE = [
+  errors.TimeoutError,
+  errors.NoRespondersError,
+  errors.ClosedConnectionError,
+  errors.ConnectionError,
+  errors.DrainingConnectionError,
+  jserrors.JetStreamNotEnabled,
+  DeadlineExceeded,
+];
 
 /**
  * JetStream API errors of a cluster in motion, by the server's error codes (nats-server
@@ -78,7 +90,10 @@ const CLUSTER_IN_MOTION = new Set([
   10023, // JSInsufficientResourcesErr
   10039, // JSNotEnabledForAccountErr (a restarting server, before its JetStream is up)
   10076, // JSNotEnabledErr
-  10118, 10119, 10194, 10195, // stream or consumer offline
+  10118,
+  10119,
+  10194,
+  10195, // stream or consumer offline
   10163, // JSStreamExpectedLastSeqPerSubjectNotReady
 ]);
 
@@ -103,7 +118,7 @@ export function isTransient(e: unknown): boolean {
 export function ensureError(e: unknown): ActiveflowError {
   if (e instanceof ActiveflowError) return e;
   if (isTransient(e)) return new ActiveflowError('unavailable', `storage is not reachable right now (${(e as Error).message}); retry`, { cause: e });
-  return new ActiveflowError('internal', 'internal error; the details are in the node\'s log', { cause: e });
+  return new ActiveflowError('internal', "internal error; the details are in the node's log", { cause: e });
 }
 
 export function isErrorCode(code: unknown): code is ErrorCode {

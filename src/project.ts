@@ -6,7 +6,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-interface PackageJson { name: string; version: string; natsServer: { pinned: string; minimum: string } }
+interface PackageJson {
+  name: string;
+  version: string;
+  natsServer: { pinned: string; minimum: string };
+}
 
 /** The nearest folder above this module with activeflow's package.json. */
 export const PROJECT_ROOT = (() => {

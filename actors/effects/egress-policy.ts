@@ -21,7 +21,7 @@ const DENIED: readonly [string, number, 'ipv4' | 'ipv6', string][] = [
   ['127.0.0.0', 8, 'ipv4', 'a loopback address'],
   ['169.254.0.0', 16, 'ipv4', 'a link-local address (cloud metadata services live here)'],
   ['172.16.0.0', 12, 'ipv4', 'a private address'],
-  ['192.0.0.0', 24, 'ipv4', 'an IETF protocol address (some clouds\' metadata services)'],
+  ['192.0.0.0', 24, 'ipv4', "an IETF protocol address (some clouds' metadata services)"],
   ['192.168.0.0', 16, 'ipv4', 'a private address'],
   ['198.18.0.0', 15, 'ipv4', 'a benchmarking address'],
   ['224.0.0.0', 4, 'ipv4', 'a multicast address'],

@@ -51,10 +51,13 @@ export class ActiveflowClient {
   async call<T = unknown>(subject: string, body: Body = {}): Promise<T> {
     let attempts = 0;
     try {
-      return await retry(async (attempt) => {
-        attempts = attempt;
-        return decodeReply(await this.nc.request(subject, encodeJson(body), { timeout: this.timeoutMs })) as T;
-      }, { backoff: REQUEST_BACKOFF, retryable: isRetryable, forMs: this.retryForMs });
+      return await retry(
+        async (attempt) => {
+          attempts = attempt;
+          return decodeReply(await this.nc.request(subject, encodeJson(body), { timeout: this.timeoutMs })) as T;
+        },
+        { backoff: REQUEST_BACKOFF, retryable: isRetryable, forMs: this.retryForMs },
+      );
     } catch (e) {
       if (e instanceof ActiveflowError) throw e;
       throw new ActiveflowError('unavailable', `${subject}: ${(e as Error).message} (after ${attempts} attempts)`, { cause: e });

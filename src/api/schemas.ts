@@ -4,9 +4,7 @@
  * `customer_id`, when given, must own the activeflow or flow (else not_found).
  */
 import { z } from 'zod';
-import {
-  ActionInputList, CreateRequest, FlowTypeSchema, ReferenceTypeSchema, Uuid, VerbBodies,
-} from '../../machines/index.js';
+import { ActionInputList, CreateRequest, FlowTypeSchema, ReferenceTypeSchema, Uuid, VerbBodies } from '../../machines/index.js';
 import type { ActiveflowVerb } from './subjects.js';
 
 /**
@@ -52,7 +50,12 @@ export const FlowCreateRequest = z.strictObject({
   detail: z.string().max(4096).optional(),
   actions: ActionInputList,
   on_complete_flow_id: Uuid.optional(),
-  max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional(),
+  max_idle_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86_400)
+    .optional(),
 });
 export type FlowCreateRequest = z.infer<typeof FlowCreateRequest>;
 
@@ -66,7 +69,12 @@ export const FlowRequests = {
     detail: z.string().max(4096).optional(),
     actions: ActionInputList.optional(),
     on_complete_flow_id: Uuid.optional(),
-    max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional(),
+    max_idle_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(365 * 86_400)
+      .optional(),
   }),
   delete: z.strictObject({ ...customer }),
 } as const;

@@ -49,8 +49,22 @@ export type RelayRole = (typeof RELAY_ROLES)[number];
 
 /** Per-activeflow verbs; `create` here is the routed create (`activeflow.v1.<id>.create`). */
 export const ACTIVEFLOW_VERBS = [
-  'create', 'get', 'stop', 'delete', 'next', 'execute', 'continue', 'forward', 'push_actions', 'add_actions',
-  'service_stop', 'variables_get', 'variables_set', 'variables_delete', 'substitute', 'history',
+  'create',
+  'get',
+  'stop',
+  'delete',
+  'next',
+  'execute',
+  'continue',
+  'forward',
+  'push_actions',
+  'add_actions',
+  'service_stop',
+  'variables_get',
+  'variables_set',
+  'variables_delete',
+  'substitute',
+  'history',
 ] as const;
 export type ActiveflowVerb = (typeof ACTIVEFLOW_VERBS)[number];
 

@@ -6,7 +6,7 @@ import { need, table, withClient } from './connection.js';
 export const accessKeysCommand: Command = {
   name: 'accesskeys',
   usage: 'activeflow accesskeys create|list|delete ...',
-  summary: 'Manage the REST gateway\'s access keys (each bound to one customer).',
+  summary: "Manage the REST gateway's access keys (each bound to one customer).",
   help: `  activeflow accesskeys create --customer <id> [--name <name>]
   activeflow accesskeys create --operator [--name <name>]
       prints the new key once: only its hash is stored, so keep it. An operator's key reads
@@ -30,7 +30,8 @@ Options:
         if (!operator && customer === null) return 2;
         const name = args.options.get('name');
         const key = await client.call<AccessKeyInfo & { token: string }>(SUBJECTS.adminAccessKeys('create'), {
-          ...(operator ? { operator: true } : { customer_id: customer }), ...(name === undefined ? {} : { name }),
+          ...(operator ? { operator: true } : { customer_id: customer }),
+          ...(name === undefined ? {} : { name }),
         });
         const whose = operator ? 'an operator (every customer, the cluster, the dashboard)' : `customer ${key.customer_id}`;
         if (args.flags.has('json')) io.out(JSON.stringify(key, null, 2));
@@ -41,7 +42,12 @@ Options:
         const customer = args.options.get('customer');
         const { result } = await client.call<{ result: AccessKeyInfo[] }>(SUBJECTS.adminAccessKeys('list'), customer === undefined ? {} : { customer_id: customer });
         if (args.flags.has('json')) io.out(JSON.stringify(result, null, 2));
-        else io.out(result.length === 0 ? 'no access keys' : table([['ID', 'CUSTOMER', 'NAME', 'KEY', 'CREATED'], ...result.map((k) => [k.id, k.role === 'operator' ? 'operator' : k.customer_id, k.name || '-', k.token_hint, k.tm_create])]));
+        else
+          io.out(
+            result.length === 0
+              ? 'no access keys'
+              : table([['ID', 'CUSTOMER', 'NAME', 'KEY', 'CREATED'], ...result.map((k) => [k.id, k.role === 'operator' ? 'operator' : k.customer_id, k.name || '-', k.token_hint, k.tm_create])]),
+          );
         return 0;
       }
       if (id === undefined) {

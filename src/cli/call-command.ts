@@ -37,7 +37,10 @@ Options:
   run(args, io) {
     const flowId = need(args, 'flow', io);
     if (flowId === null) return 2;
-    const scripted = (args.options.get('digits') ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '');
+    const scripted = (args.options.get('digits') ?? '')
+      .split(',')
+      .map((d) => d.trim())
+      .filter((d) => d !== '');
     const interactive = process.stdin.isTTY === true || args.flags.has('interactive');
     return withClient(args, io, async (client) => {
       const flow = await client.getFlow(flowId);

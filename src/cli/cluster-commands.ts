@@ -51,10 +51,18 @@ ${SERVERS}`,
         return 0;
       }
       const unowned = reply.shards.filter((s) => s.owner === null).map((s) => s.shard);
-      io.out(table([
-        ['NODE', 'STATE', 'SHARDS', 'TARGET', 'RANGES'],
-        ...reply.nodes.map((n) => [n.node_id, n.draining ? 'draining' : 'live', String(n.shards), String(n.target_shards), ranges(reply.shards.filter((s) => s.owner === n.node_id).map((s) => s.shard))]),
-      ]));
+      io.out(
+        table([
+          ['NODE', 'STATE', 'SHARDS', 'TARGET', 'RANGES'],
+          ...reply.nodes.map((n) => [
+            n.node_id,
+            n.draining ? 'draining' : 'live',
+            String(n.shards),
+            String(n.target_shards),
+            ranges(reply.shards.filter((s) => s.owner === n.node_id).map((s) => s.shard)),
+          ]),
+        ]),
+      );
       io.out(`${reply.shard_count} shards; ${reply.moving} moving; ${unowned.length} without an owner${unowned.length > 0 ? ` (${ranges(unowned)})` : ''}`);
       return 0;
     });
@@ -91,7 +99,11 @@ ${SERVERS}`,
       return 2;
     }
     return withClient(args, io, async (client) => {
-      const r = await client.call<{ moving: number }>(SUBJECTS.adminDrain, { node_id: node, ...(args.flags.has('force') ? { force: true } : {}), ...(args.flags.has('until-stop') ? { until_stop: true } : {}) });
+      const r = await client.call<{ moving: number }>(SUBJECTS.adminDrain, {
+        node_id: node,
+        ...(args.flags.has('force') ? { force: true } : {}),
+        ...(args.flags.has('until-stop') ? { until_stop: true } : {}),
+      });
       io.out(`node ${node} drained; ${r.moving} shard(s) to move`);
       if (!args.flags.has('wait')) return 0;
       const bar = progressBar(`draining ${node}`);

@@ -37,7 +37,14 @@ export async function withClient(args: ParsedArgs, io: CliIo, fn: (client: Activ
 /** A plain table: columns padded to their widest cell. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function need(args: ParsedArgs, name: string, io: CliIo): string | null {

@@ -12,7 +12,10 @@ import { stopOnSignals } from './signals.js';
 const NODE_WAIT_MS = 60_000;
 
 /** The gateway on a connection: the access keys (read through a node), then the HTTP listener. */
-export async function startGateway(nc: NatsConnection, o: { port: number; host: string; maxBodyBytes: number; retryForMs?: number; log: Logger }): Promise<{ gateway: HttpGateway; stop: () => Promise<void> }> {
+export async function startGateway(
+  nc: NatsConnection,
+  o: { port: number; host: string; maxBodyBytes: number; retryForMs?: number; log: Logger },
+): Promise<{ gateway: HttpGateway; stop: () => Promise<void> }> {
   // Gateways and nodes often start together (a deployment): wait a while for a node to answer.
   const waiting = setTimeout(() => o.log.info({ event: 'gateway_waiting_for_node' }, 'waiting for a node to answer: the gateway reads its access keys through one'), 2_000);
   let keys: AccessKeyCache;
@@ -46,7 +49,7 @@ export async function startGateway(nc: NatsConnection, o: { port: number; host: 
 export const gatewayCommand: Command = {
   name: 'gateway',
   usage: 'activeflow gateway',
-  summary: 'Run a REST gateway (VoIPBIN\'s /v1.0 activeflow and flow API) in front of the nodes.',
+  summary: "Run a REST gateway (VoIPBIN's /v1.0 activeflow and flow API) in front of the nodes.",
   help: `Serves VoIPBIN's public REST API for activeflows and flows under /v1.0, backed by the nodes'
 NATS API, and its OpenAPI document at /openapi.json. Stateless: run as many as you like.
 Requests need an access key (\`activeflow accesskeys create --customer <id>\`), sent as

@@ -14,20 +14,36 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
   const log = createLogger();
   try {
     return await ActiveflowNode.start({
-      servers: parseServers(config.NATS_URL), nodeId, shardCount: config.SHARD_COUNT, replicas: config.NATS_REPLICAS,
-      passivateAfterMs: config.PASSIVATE_AFTER_MS, endedRetentionMs: config.ENDED_RETENTION_DAYS * DAY_MS,
-      eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS, httpTimeoutMs: config.HTTP_TIMEOUT_MS,
-      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, egressAllow: config.EGRESS_ALLOW, webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS, maxIdleMs: config.MAX_IDLE_SECONDS * 1000, watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS, serviceTimeoutMs: config.SERVICE_TIMEOUT_MS, leaseTtlMs: config.LEASE_TTL_MS,
-      shardLeases: config.SHARD_LEASES === '1', log,
+      servers: parseServers(config.NATS_URL),
+      nodeId,
+      shardCount: config.SHARD_COUNT,
+      replicas: config.NATS_REPLICAS,
+      passivateAfterMs: config.PASSIVATE_AFTER_MS,
+      endedRetentionMs: config.ENDED_RETENTION_DAYS * DAY_MS,
+      eventRetentionMs: config.EVENT_RETENTION_DAYS * DAY_MS,
+      httpTimeoutMs: config.HTTP_TIMEOUT_MS,
+      httpMaxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES,
+      egressAllow: config.EGRESS_ALLOW,
+      webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS,
+      maxIdleMs: config.MAX_IDLE_SECONDS * 1000,
+      watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS,
+      serviceTimeoutMs: config.SERVICE_TIMEOUT_MS,
+      leaseTtlMs: config.LEASE_TTL_MS,
+      shardLeases: config.SHARD_LEASES === '1',
+      log,
       quotas: {
-        running_activeflows: config.QUOTA_RUNNING_ACTIVEFLOWS, creations_per_second: config.QUOTA_CREATIONS_PER_SECOND, creation_burst: config.QUOTA_CREATION_BURST,
-        flows: config.QUOTA_FLOWS, variable_keys: config.QUOTA_VARIABLE_KEYS, variable_value_bytes: config.QUOTA_VARIABLE_VALUE_BYTES,
-        injected_variables_bytes: config.QUOTA_INJECTED_VARIABLES_BYTES, variables_bytes: config.QUOTA_VARIABLES_BYTES,
+        running_activeflows: config.QUOTA_RUNNING_ACTIVEFLOWS,
+        creations_per_second: config.QUOTA_CREATIONS_PER_SECOND,
+        creation_burst: config.QUOTA_CREATION_BURST,
+        flows: config.QUOTA_FLOWS,
+        variable_keys: config.QUOTA_VARIABLE_KEYS,
+        variable_value_bytes: config.QUOTA_VARIABLE_VALUE_BYTES,
+        injected_variables_bytes: config.QUOTA_INJECTED_VARIABLES_BYTES,
+        variables_bytes: config.QUOTA_VARIABLES_BYTES,
       },
       admission: { concurrency: config.ADMISSION_CONCURRENCY, perCustomer: config.ADMISSION_PER_CUSTOMER, maxQueuedPerCustomer: config.ADMISSION_QUEUE_PER_CUSTOMER },
       ...natsAccess(config),
-      ...(config.NATS_SYSTEM_USER !== undefined && config.NATS_SYSTEM_PASSWORD !== undefined
-        ? { systemCredentials: { user: config.NATS_SYSTEM_USER, pass: config.NATS_SYSTEM_PASSWORD } } : {}),
+      ...(config.NATS_SYSTEM_USER !== undefined && config.NATS_SYSTEM_PASSWORD !== undefined ? { systemCredentials: { user: config.NATS_SYSTEM_USER, pass: config.NATS_SYSTEM_PASSWORD } } : {}),
     });
   } catch (e) {
     io.err(`activeflow node: ${(e as Error).message}`);

@@ -18,10 +18,14 @@ Options:
       const { nodes } = await client.call<{ nodes: NodeInfo[] }>(SUBJECTS.adminNodes);
       if (args.flags.has('json')) io.out(JSON.stringify(nodes, null, 2));
       else {
-        io.out(nodes.length === 0 ? 'no live nodes' : table([
-          ['NODE', 'STATE', 'SINCE', 'EPOCH'],
-          ...nodes.map((n) => [n.node_id, n.draining ? (n.live ? 'draining' : 'drained, not running') : 'live', n.acquired_at ?? '-', n.epoch === null ? '-' : String(n.epoch)]),
-        ]));
+        io.out(
+          nodes.length === 0
+            ? 'no live nodes'
+            : table([
+                ['NODE', 'STATE', 'SINCE', 'EPOCH'],
+                ...nodes.map((n) => [n.node_id, n.draining ? (n.live ? 'draining' : 'drained, not running') : 'live', n.acquired_at ?? '-', n.epoch === null ? '-' : String(n.epoch)]),
+              ]),
+        );
       }
       return 0;
     });

@@ -19,7 +19,7 @@ interface QuotaReply {
 export const quotasCommand: Command = {
   name: 'quotas',
   usage: 'activeflow quotas get|set|reset --customer <id> ...',
-  summary: 'Show or change one customer\'s quotas (the rest follow the nodes\' QUOTA_* defaults).',
+  summary: "Show or change one customer's quotas (the rest follow the nodes' QUOTA_* defaults).",
   valued: QUOTA_FLAGS,
   help: `  activeflow quotas get --customer <id>
       the quotas in force, which of them are the customer's own, and its running activeflows

@@ -13,10 +13,15 @@ export function stopOnSignals(stop: () => Promise<void>, deadlineMs: number): Pr
         process.stderr.write(`activeflow: the stop did not finish within ${deadlineMs} ms (STOP_TIMEOUT_MS; is NATS reachable?); exiting: this node's leases expire on their own\n`);
         process.exit(1);
       }, deadlineMs);
-      void stop().then(() => resolve(0), (e: unknown) => {
-        process.stderr.write(`activeflow: the stop failed: ${(e as Error).message}\n`);
-        resolve(1);
-      }).finally(() => clearTimeout(timer));
+      void stop()
+        .then(
+          () => resolve(0),
+          (e: unknown) => {
+            process.stderr.write(`activeflow: the stop failed: ${(e as Error).message}\n`);
+            resolve(1);
+          },
+        )
+        .finally(() => clearTimeout(timer));
     };
     // Kept for the second signal too: it leaves at once (130) instead of the default death by signal.
     process.on('SIGINT', onSignal);

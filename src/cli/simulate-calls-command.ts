@@ -42,19 +42,33 @@ Options:
     return withClient(args, io, async (client) => {
       const bar = progressBar('calls');
       const report = await simulateCalls(client, {
-        flowId, customerId: args.options.get('customer') ?? DEFAULT_CUSTOMER, calls, concurrency,
-        digits: (args.options.get('digits') ?? '').split(',').filter((d) => d !== ''), mediaMs, maxMovesPerCall: 500,
+        flowId,
+        customerId: args.options.get('customer') ?? DEFAULT_CUSTOMER,
+        calls,
+        concurrency,
+        digits: (args.options.get('digits') ?? '').split(',').filter((d) => d !== ''),
+        mediaMs,
+        maxMovesPerCall: 500,
         onProgress: (d, t) => bar.update(d, t),
       });
       bar.finish();
       if (args.flags.has('json')) {
         io.out(JSON.stringify({ ...report, results: undefined }, null, 2));
       } else {
-        io.out(table([
-          ['CALLS', 'MOVES', 'ERRORS', 'NEXT P50', 'NEXT P99', 'DURATION', 'MOVES/S'],
-          [String(report.calls), String(report.moves), String(report.errors), `${report.p50Ms.toFixed(2)} ms`, `${report.p99Ms.toFixed(2)} ms`,
-            `${(report.durationMs / 1000).toFixed(1)} s`, (report.moves / (report.durationMs / 1000)).toFixed(0)],
-        ]));
+        io.out(
+          table([
+            ['CALLS', 'MOVES', 'ERRORS', 'NEXT P50', 'NEXT P99', 'DURATION', 'MOVES/S'],
+            [
+              String(report.calls),
+              String(report.moves),
+              String(report.errors),
+              `${report.p50Ms.toFixed(2)} ms`,
+              `${report.p99Ms.toFixed(2)} ms`,
+              `${(report.durationMs / 1000).toFixed(1)} s`,
+              (report.moves / (report.durationMs / 1000)).toFixed(0),
+            ],
+          ]),
+        );
         const firstError = report.results.find((r) => r.error !== undefined);
         if (firstError) io.err(`first error (activeflow ${firstError.activeflowId}): ${firstError.error}`);
       }

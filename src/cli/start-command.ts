@@ -32,22 +32,24 @@ Options:
     }
     // A development machine: the examples call webhooks and fetch URLs on loopback.
     const config = readNodeConfig({ EGRESS_ALLOW: '127.0.0.0/8,::1', ...process.env, NATS_URL: server.url });
-    let node;
+    let node: Awaited<ReturnType<typeof startNode>>;
     try {
       node = await startNode(config, io);
     } catch {
       await server.stop({ clean: false });
       return 1;
     }
-    io.err([
-      '',
-      `activeflow is running: nats-server on ${server.url} (data in ./data/nats), node ${node.options.nodeId}.`,
-      'Try, in another terminal:',
-      `  NATS_URL=${server.url} npx activeflow flows create --customer 11111111-1111-4111-8111-111111111111 --file examples/ivr-menu.json`,
-      `  NATS_URL=${server.url} npx activeflow simulate-calls --flow <flow id> --calls 100 --concurrency 20`,
-      'Press Ctrl-C to stop.',
-      '',
-    ].join('\n'));
+    io.err(
+      [
+        '',
+        `activeflow is running: nats-server on ${server.url} (data in ./data/nats), node ${node.options.nodeId}.`,
+        'Try, in another terminal:',
+        `  NATS_URL=${server.url} npx activeflow flows create --customer 11111111-1111-4111-8111-111111111111 --file examples/ivr-menu.json`,
+        `  NATS_URL=${server.url} npx activeflow simulate-calls --flow <flow id> --calls 100 --concurrency 20`,
+        'Press Ctrl-C to stop.',
+        '',
+      ].join('\n'),
+    );
     return stopOnSignals(async () => {
       await node.stop();
       await server.stop({ clean: false });

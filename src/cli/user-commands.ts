@@ -53,7 +53,7 @@ ${JSON_HELP}`,
           const customer = need(args, 'customer', io);
           const file = need(args, 'file', io);
           if (customer === null || file === null) return 2;
-          let source;
+          let source: ReturnType<typeof readActionsFile>;
           try {
             source = readActionsFile(file);
           } catch (e) {
@@ -61,8 +61,11 @@ ${JSON_HELP}`,
             return 2;
           }
           const flow = await client.createFlow({
-            customer_id: customer, actions: source.actions, name: args.options.get('name') ?? source.name ?? '',
-            ...(source.detail ? { detail: source.detail } : {}), ...(source.on_complete_flow_id ? { on_complete_flow_id: source.on_complete_flow_id } : {}),
+            customer_id: customer,
+            actions: source.actions,
+            name: args.options.get('name') ?? source.name ?? '',
+            ...(source.detail ? { detail: source.detail } : {}),
+            ...(source.on_complete_flow_id ? { on_complete_flow_id: source.on_complete_flow_id } : {}),
           });
           print(io, args, flow, () => `created flow ${flow.id} (${flow.actions.length} actions)`);
           return 0;
@@ -77,7 +80,9 @@ ${JSON_HELP}`,
             flows.push(...page.result);
             token = page.next_page_token;
           } while (token !== '');
-          print(io, args, flows, () => flows.length === 0 ? 'no flows' : table([['ID', 'NAME', 'ACTIONS', 'CREATED'], ...flows.map((f) => [f.id, f.name, String(f.actions.length), f.tm_create ?? ''])]));
+          print(io, args, flows, () =>
+            flows.length === 0 ? 'no flows' : table([['ID', 'NAME', 'ACTIONS', 'CREATED'], ...flows.map((f) => [f.id, f.name, String(f.actions.length), f.tm_create ?? ''])]),
+          );
           return 0;
         }
         case 'get':
@@ -120,29 +125,41 @@ export const getCommand = oneActiveflow('get', 'Show one activeflow (its status,
     const af = await client.get(id);
     print(io, args, af, () => describeActiveflow(af));
     return 0;
-  }));
+  }),
+);
 
 export const stopCommand = oneActiveflow('stop', 'Stop an activeflow (its on_complete flow then starts).', (args, io, id) =>
   withClient(args, io, async (client) => {
     const af = await client.stop(id);
     print(io, args, af, () => describeActiveflow(af));
     return 0;
-  }));
+  }),
+);
 
-export const nextCommand = oneActiveflow('next', 'Ask for the next action, as a call service does.', (args, io, id) =>
-  withClient(args, io, async (client) => {
-    const current = args.options.get('current-action') ?? (await client.get(id)).current_action.id;
-    const action = await client.next(id, current);
-    print(io, args, action, () => `${action.id} ${action.type ?? (action.id.endsWith('2') ? '(finish)' : '(empty)')} ${JSON.stringify(action.option ?? {})}`);
-    return 0;
-  }), '  --current-action <id>  the action you performed (default: the current one)\n');
+export const nextCommand = oneActiveflow(
+  'next',
+  'Ask for the next action, as a call service does.',
+  (args, io, id) =>
+    withClient(args, io, async (client) => {
+      const current = args.options.get('current-action') ?? (await client.get(id)).current_action.id;
+      const action = await client.next(id, current);
+      print(io, args, action, () => `${action.id} ${action.type ?? (action.id.endsWith('2') ? '(finish)' : '(empty)')} ${JSON.stringify(action.option ?? {})}`);
+      return 0;
+    }),
+  '  --current-action <id>  the action you performed (default: the current one)\n',
+);
 
-export const historyCommand = oneActiveflow('history', 'Print the event history of an activeflow from the event stream.', (args, io, id) =>
-  withClient(args, io, async (client) => {
-    const { events } = await client.history(id, Number(args.options.get('from-seq') ?? 1));
-    print(io, args, events, () => events.map(eventLine).join('\n'));
-    return 0;
-  }), '  --from-seq <n>    start at this sequence number\n');
+export const historyCommand = oneActiveflow(
+  'history',
+  'Print the event history of an activeflow from the event stream.',
+  (args, io, id) =>
+    withClient(args, io, async (client) => {
+      const { events } = await client.history(id, Number(args.options.get('from-seq') ?? 1));
+      print(io, args, events, () => events.map(eventLine).join('\n'));
+      return 0;
+    }),
+  '  --from-seq <n>    start at this sequence number\n',
+);
 
 export const variablesCommand: Command = {
   name: 'variables',
@@ -160,7 +177,7 @@ ${JSON_HELP}`,
       return 2;
     }
     return withClient(args, io, async (client) => {
-      let r;
+      let r: { variables: Record<string, string> };
       if (op === 'set') {
         const pairs = rest.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const);
         if (pairs.length === 0 || pairs.some(([k]) => k === '')) {
@@ -177,7 +194,14 @@ ${JSON_HELP}`,
       } else {
         r = await client.variables(id);
       }
-      print(io, args, r, () => table([['KEY', 'VALUE'], ...Object.entries(r.variables).sort().map(([k, v]) => [k, v.length > 80 ? `${v.slice(0, 77)}...` : v])]));
+      print(io, args, r, () =>
+        table([
+          ['KEY', 'VALUE'],
+          ...Object.entries(r.variables)
+            .sort()
+            .map(([k, v]) => [k, v.length > 80 ? `${v.slice(0, 77)}...` : v]),
+        ]),
+      );
       return 0;
     });
   },
@@ -186,7 +210,7 @@ ${JSON_HELP}`,
 export const listCommand: Command = {
   name: 'list',
   usage: 'activeflow list --customer <id> [--status running|ended] [--reference-type call] [--stuck <duration>]',
-  summary: 'List a customer\'s activeflows.',
+  summary: "List a customer's activeflows.",
   help: `Lists a customer's activeflows (all pages).\nOptions:\n  --customer <id>\n  --status <running|ended>\n  --reference-type <type>\n  --stuck <duration>  only running ones unchanged for longer than this (90s, 15m, 2h, 1d):\n                      what the idle watchdog (MAX_IDLE_SECONDS, a flow's max_idle_seconds) will end\n${JSON_HELP}`,
   run(args, io) {
     const customer = need(args, 'customer', io);
@@ -203,7 +227,9 @@ export const listCommand: Command = {
       let token = '';
       do {
         const page = await client.listActiveflows({
-          customer_id: customer, page_size: 100, ...(token ? { page_token: token } : {}),
+          customer_id: customer,
+          page_size: 100,
+          ...(token ? { page_token: token } : {}),
           ...(args.options.get('status') ? { status: args.options.get('status') } : {}),
           ...(args.options.get('reference-type') ? { reference_type: args.options.get('reference-type') } : {}),
         });
@@ -214,30 +240,42 @@ export const listCommand: Command = {
         const now = Date.now();
         all.splice(0, all.length, ...all.filter((a) => now - Date.parse(a.tm_update ?? a.tm_create) > stuckMs));
       }
-      print(io, args, all, () => all.length === 0 ? 'no activeflows' : table([['ID', 'STATUS', 'REFERENCE', 'MOVES', 'CURRENT'], ...all.map((a) => [a.id, a.status + (a.end_reason ? `/${a.end_reason}` : ''), a.reference_type, String(a.execute_count), a.current_action.type ?? a.current_action.id])]));
+      print(io, args, all, () =>
+        all.length === 0
+          ? 'no activeflows'
+          : table([
+              ['ID', 'STATUS', 'REFERENCE', 'MOVES', 'CURRENT'],
+              ...all.map((a) => [a.id, a.status + (a.end_reason ? `/${a.end_reason}` : ''), a.reference_type, String(a.execute_count), a.current_action.type ?? a.current_action.id]),
+            ]),
+      );
       return 0;
     });
   },
 };
 
-export const watchCommand = oneActiveflow('watch', 'Follow an activeflow\'s events live (Ctrl-C stops).', (args, io, id) =>
-  withClient(args, io, async (client, nc) => {
-    const af = await client.get(id);
-    const { StreamEvent: Event } = await import('../../machines/state.js'); // not loaded by the other commands
-    // Operators may not make consumers (docs/operations.md): a node opens one for them.
-    const messages = await RelayReader.open(nc, 'operator', { stream: 'events', filter: `activeflow.events.${af.customer_id}.${id}`, deliver: 'all' });
-    const stop = () => messages.stop();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    for await (const m of messages) {
-      const e = Event.parse(decodeJson(m.data));
-      io.out(args.flags.has('json') ? JSON.stringify(e) : eventLine(e));
-      if (e.type === 'activeflow_ended' && !args.flags.has('follow')) break;
-    }
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    return 0;
-  }), '  --follow          keep following after the activeflow ends\n');
+export const watchCommand = oneActiveflow(
+  'watch',
+  "Follow an activeflow's events live (Ctrl-C stops).",
+  (args, io, id) =>
+    withClient(args, io, async (client, nc) => {
+      const af = await client.get(id);
+      const { StreamEvent: Event } = await import('../../machines/state.js'); // not loaded by the other commands
+      // Operators may not make consumers (docs/operations.md): a node opens one for them.
+      const messages = await RelayReader.open(nc, 'operator', { stream: 'events', filter: `activeflow.events.${af.customer_id}.${id}`, deliver: 'all' });
+      const stop = () => messages.stop();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      for await (const m of messages) {
+        const e = Event.parse(decodeJson(m.data));
+        io.out(args.flags.has('json') ? JSON.stringify(e) : eventLine(e));
+        if (e.type === 'activeflow_ended' && !args.flags.has('follow')) break;
+      }
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      return 0;
+    }),
+  '  --follow          keep following after the activeflow ends\n',
+);
 
 /** `90s`, `15m`, `2h`, `1d` (or plain seconds) in ms; null when it is none of those. */
 export function parseDuration(text: string): number | null {

@@ -68,12 +68,14 @@ export class ClusterAdmin {
 
   private async owners(): Promise<({ owner: string; epoch: number | null } | null)[]> {
     if (this.servesAllAlone !== null) return Array.from({ length: this.shardCount }, () => ({ owner: this.servesAllAlone!, epoch: null }));
-    return Promise.all(Array.from({ length: this.shardCount }, async (_, shard) => {
-      const e = await this.leases.get(`shard.${shard}`);
-      if (e === null || e.operation !== 'PUT') return null;
-      const value = decodeJson(e.value) as LeaseValue;
-      return value.released_at === undefined ? { owner: value.node_id, epoch: e.revision } : null;
-    }));
+    return Promise.all(
+      Array.from({ length: this.shardCount }, async (_, shard) => {
+        const e = await this.leases.get(`shard.${shard}`);
+        if (e === null || e.operation !== 'PUT') return null;
+        const value = decodeJson(e.value) as LeaseValue;
+        return value.released_at === undefined ? { owner: value.node_id, epoch: e.revision } : null;
+      }),
+    );
   }
 
   /**
@@ -111,6 +113,11 @@ export class ClusterAdmin {
   async rebalance(): Promise<{ moves: Move[] }> {
     const [membership, owners] = await Promise.all([NodeMembership.current(this.leases, this.cluster), this.owners()]);
     this.nc.publish(SUBJECTS.clusterReconcile);
-    return { moves: planMoves(owners.map((o) => o?.owner ?? null), assignment(this.shardCount, membership.eligible)) };
+    return {
+      moves: planMoves(
+        owners.map((o) => o?.owner ?? null),
+        assignment(this.shardCount, membership.eligible),
+      ),
+    };
   }
 }

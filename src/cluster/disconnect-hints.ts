@@ -45,7 +45,7 @@ export class DisconnectHints {
       },
     });
     await nc.flush();
-    log.info({ event: 'disconnect_hints_on' }, 'listening to the servers\' disconnect events');
+    log.info({ event: 'disconnect_hints_on' }, "listening to the servers' disconnect events");
     return new DisconnectHints(nc);
   }
 

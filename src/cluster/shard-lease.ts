@@ -200,10 +200,13 @@ export class ShardLease {
     this.timer = setInterval(() => void tick(), Math.max(50, Math.floor(this.options.ttlMs / 3)));
     this.timer.unref();
     // The deadline check must not wait behind a hung renewal: a separate watchdog.
-    const watchdog = setInterval(() => {
-      if (!this.fenced && (this.options.now ?? Date.now)() >= this.validUntilMs) this.fence('no renewal confirmed before the safety deadline');
-      if (this.fenced) clearInterval(watchdog);
-    }, Math.max(20, Math.floor(this.options.safetyMs / 2)));
+    const watchdog = setInterval(
+      () => {
+        if (!this.fenced && (this.options.now ?? Date.now)() >= this.validUntilMs) this.fence('no renewal confirmed before the safety deadline');
+        if (this.fenced) clearInterval(watchdog);
+      },
+      Math.max(20, Math.floor(this.options.safetyMs / 2)),
+    );
     watchdog.unref();
   }
 
@@ -236,9 +239,10 @@ export class ShardLease {
     if (this.lost) return null;
     if (options.handOver === true) {
       const stopped = options.stoppedAt ? { stopped_at: options.stoppedAt.toISOString() } : {};
-      const marker: LeaseValue = options.to === undefined
-        ? { ...this.value, released_at: new Date().toISOString(), ...stopped }
-        : { node_id: options.to, acquired_at: new Date().toISOString(), transferred_from: this.value.node_id, ...stopped };
+      const marker: LeaseValue =
+        options.to === undefined
+          ? { ...this.value, released_at: new Date().toISOString(), ...stopped }
+          : { node_id: options.to, acquired_at: new Date().toISOString(), transferred_from: this.value.node_id, ...stopped };
       const revision = await this.kv.update(this.key, encodeJson(marker), this.revision).catch(() => null);
       return revision === null ? null : { revision, marker };
     }

@@ -17,7 +17,10 @@ export class Membership {
   readonly eligible: readonly NodeId[];
 
   constructor(readonly members: readonly Member[]) {
-    this.eligible = members.filter((m) => !m.draining).map((m) => m.id).sort();
+    this.eligible = members
+      .filter((m) => !m.draining)
+      .map((m) => m.id)
+      .sort();
   }
 }
 

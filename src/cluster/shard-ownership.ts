@@ -375,9 +375,10 @@ export class ShardOwnership {
         if (this.stopped) return;
         const options = { ttlMs: this.deps.leaseTtlMs, safetyMs: Math.floor(this.deps.leaseTtlMs / 4), onFence: (reason: string) => this.drop(shard, reason) };
         const seen = markers?.get(shard);
-        const lease = seen !== undefined
-          ? await ShardLease.takeReleased(this.deps.leases, `shard.${shard}`, this.deps.nodeId, seen.revision, seen.marker, options)
-          : await ShardLease.acquire(this.deps.leases, `shard.${shard}`, this.deps.nodeId, options);
+        const lease =
+          seen !== undefined
+            ? await ShardLease.takeReleased(this.deps.leases, `shard.${shard}`, this.deps.nodeId, seen.revision, seen.marker, options)
+            : await ShardLease.acquire(this.deps.leases, `shard.${shard}`, this.deps.nodeId, options);
         if (lease === null) {
           // Still held: its owner hands it over (the watch brings the marker), or its lease expires.
           this.taking.delete(shard);
@@ -474,7 +475,9 @@ export class ShardOwnership {
     const stopped = lease.previous?.stopped_at;
     const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
     this.batch.add('shards_acquired', {
-      shard, handed_over: lease.handedOver, epoch: lease.epoch,
+      shard,
+      handed_over: lease.handedOver,
+      epoch: lease.epoch,
       ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: lease.previous!.node_id }),
     });
     // Load each one: fences it, republishes events a crash left out, resumes cycles that were
@@ -489,10 +492,13 @@ export class ShardOwnership {
       let failed = 0;
       await inPool(ids, 2, async (id) => {
         if (this.owns(shard)) {
-          await this.deps.registry.get(id).warm().catch((e: unknown) => {
-            failed++;
-            this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e });
-          });
+          await this.deps.registry
+            .get(id)
+            .warm()
+            .catch((e: unknown) => {
+              failed++;
+              this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e });
+            });
         }
       });
       // Every running activeflow of the shard is fenced now (or fences on its next load).
@@ -521,7 +527,10 @@ export class ShardOwnership {
     if (inProgress !== undefined) return inProgress;
     const o = this.owned.get(shard);
     if (o === undefined) return Promise.resolve();
-    const p = this.handOffSlots.run(() => this.release(shard, o)).catch((e: unknown) => this.deps.log.warn({ event: 'handoff_failed', shard, err: e })).finally(() => this.leaving.delete(shard));
+    const p = this.handOffSlots
+      .run(() => this.release(shard, o))
+      .catch((e: unknown) => this.deps.log.warn({ event: 'handoff_failed', shard, err: e }))
+      .finally(() => this.leaving.delete(shard));
     this.leaving.set(shard, p);
     return p;
   }

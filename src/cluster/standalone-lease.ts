@@ -70,24 +70,30 @@ export class StandaloneLease {
 
   private again(): void {
     if (this.stopped) return;
-    this.retry = setTimeout(() => {
-      void this.acquire().then(async (lease) => {
-        if (this.stopped) {
-          await lease?.release();
-          return;
-        }
-        if (lease === null) {
-          const holder = await StandaloneLease.holder(this.kv).catch(() => null);
-          if (holder !== null && holder !== this.nodeId) {
-            this.log.error({ event: 'standalone_conflict', holder }, `another node with SHARD_LEASES=0 (${holder}) started while this one could not renew its lease: both serve every shard; stop one of them`);
+    this.retry = setTimeout(
+      () => {
+        void this.acquire().then(async (lease) => {
+          if (this.stopped) {
+            await lease?.release();
+            return;
           }
-          this.again();
-          return;
-        }
-        this.lease = lease;
-        lease.keep();
-      });
-    }, Math.max(50, Math.floor(this.ttlMs / 3)));
+          if (lease === null) {
+            const holder = await StandaloneLease.holder(this.kv).catch(() => null);
+            if (holder !== null && holder !== this.nodeId) {
+              this.log.error(
+                { event: 'standalone_conflict', holder },
+                `another node with SHARD_LEASES=0 (${holder}) started while this one could not renew its lease: both serve every shard; stop one of them`,
+              );
+            }
+            this.again();
+            return;
+          }
+          this.lease = lease;
+          lease.keep();
+        });
+      },
+      Math.max(50, Math.floor(this.ttlMs / 3)),
+    );
     this.retry.unref();
   }
 

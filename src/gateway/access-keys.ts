@@ -45,8 +45,9 @@ export type StoredAccessKey = z.infer<typeof StoredAccessKey>;
 export type AccessKeyInfo = Omit<StoredAccessKey, 'token_sha256'>;
 
 export const AccessKeyRequests = {
-  create: z.strictObject({ customer_id: Uuid.optional(), operator: z.boolean().optional(), name: z.string().max(255).optional() })
-    .refine((r) => (r.customer_id !== undefined) !== (r.operator === true), { message: 'give customer_id (a customer\'s key) or operator: true (an operator\'s key), not both', path: ['customer_id'] }),
+  create: z
+    .strictObject({ customer_id: Uuid.optional(), operator: z.boolean().optional(), name: z.string().max(255).optional() })
+    .refine((r) => (r.customer_id !== undefined) !== (r.operator === true), { message: "give customer_id (a customer's key) or operator: true (an operator's key), not both", path: ['customer_id'] }),
   list: z.strictObject({ customer_id: Uuid.optional() }),
   delete: z.strictObject({ id: Uuid }),
 };
@@ -68,7 +69,13 @@ export class AccessKeyStore {
   async create(customerId: string | null, name: string, now: string): Promise<AccessKeyInfo & { token: string }> {
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const key: StoredAccessKey = {
-      id: randomUUID(), role: customerId === null ? 'operator' : 'customer', customer_id: customerId ?? NIL, name, token_sha256: hashToken(token), token_hint: `${token.slice(0, 8)}...`, tm_create: now,
+      id: randomUUID(),
+      role: customerId === null ? 'operator' : 'customer',
+      customer_id: customerId ?? NIL,
+      name,
+      token_sha256: hashToken(token),
+      token_hint: `${token.slice(0, 8)}...`,
+      tm_create: now,
     };
     await this.kv.create(`key.${key.id}`, encodeJson(key));
     return { ...info(key), token };

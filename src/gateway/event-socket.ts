@@ -44,7 +44,6 @@ export const ClientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('unsubscribe'), topics: z.array(Topic).min(1).max(MAX_TOPICS) }),
 ]);
 
-
 /** The close code and reason a client sees when its access key is deleted. */
 export const REVOKED_CLOSE = { code: 1008, reason: 'access key revoked' } as const;
 
@@ -142,13 +141,15 @@ export class EventSocket {
   private async subscribe(topic: string, fromSeq: number | undefined, fromStreamSeq: number | undefined): Promise<void> {
     const [, customer, , activeflow] = topic.toLowerCase().split(':');
     const subject = `activeflow.events.${customer}.${activeflow ?? '*'}`;
-    const start: Pick<RelaySpec, 'deliver' | 'start_seq'> = activeflow !== undefined && fromSeq !== undefined
-      ? { deliver: 'all' } // the activeflow's own events, skipped up to from_seq
-      : fromStreamSeq !== undefined
-        ? { deliver: 'all', start_seq: fromStreamSeq }
-        : { deliver: 'new' };
+    const start: Pick<RelaySpec, 'deliver' | 'start_seq'> =
+      activeflow !== undefined && fromSeq !== undefined
+        ? { deliver: 'all' } // the activeflow's own events, skipped up to from_seq
+        : fromStreamSeq !== undefined
+          ? { deliver: 'all', start_seq: fromStreamSeq }
+          : { deliver: 'new' };
     const reader = await RelayReader.open(this.nc, 'gateway', { stream: 'events', filter: subject, ...start });
-    if (this.closed) { // the connection ended while this was being set up
+    if (this.closed) {
+      // the connection ended while this was being set up
       reader.stop();
       return;
     }
@@ -160,7 +161,11 @@ export class EventSocket {
           if (!event.success) continue;
           if (fromSeq !== undefined && activeflow !== undefined && event.data.seq < fromSeq) continue;
           this.send({
-            type: event.data.type, topic, seq: event.data.seq, stream_seq: msg.seq, at: event.data.at,
+            type: event.data.type,
+            topic,
+            seq: event.data.seq,
+            stream_seq: msg.seq,
+            at: event.data.at,
             data: restActiveflow(event.data.data),
           });
         }

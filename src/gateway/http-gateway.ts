@@ -22,9 +22,7 @@ import { WebSocketServer } from 'ws';
 import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
 import { EventSocket } from './event-socket.js';
 import { openApiDocument } from './openapi.js';
-import {
-  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, restInspection, VariablesBody,
-} from './rest-schemas.js';
+import { ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, NoQuery, restActiveflow, restFlow, restInspection, VariablesBody } from './rest-schemas.js';
 
 export interface GatewayOptions {
   nc: NatsConnection;
@@ -40,7 +38,12 @@ export interface GatewayOptions {
 
 /** An HTTP-level refusal: status, a code for clients to switch on, a message for people. */
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(message);
   }
 }
@@ -90,29 +93,36 @@ function queryOf(q: URLSearchParams): Record<string, string> {
 
 /** The customer a list or a create is for: an operator's key must name one. */
 function customerOf(c: Ctx): string {
-  if (c.customer === undefined) throw new ActiveflowError('invalid_argument', 'an operator\'s key names the customer: add ?customer_id=<customer id>');
+  if (c.customer === undefined) throw new ActiveflowError('invalid_argument', "an operator's key names the customer: add ?customer_id=<customer id>");
   return c.customer;
 }
 
 function operatorOnly(c: Ctx): void {
-  if (c.key.role !== 'operator') throw new HttpError(403, 'permission_denied', 'the cluster\'s state needs an operator\'s access key (activeflow accesskeys create --operator)');
+  if (c.key.role !== 'operator') throw new HttpError(403, 'permission_denied', "the cluster's state needs an operator's access key (activeflow accesskeys create --operator)");
 }
 
 const ROUTES: readonly Route[] = [
   {
-    method: 'GET', path: /^\/v1\.0\/cluster\/nodes$/, handle: async (c) => {
+    method: 'GET',
+    path: /^\/v1\.0\/cluster\/nodes$/,
+    handle: async (c) => {
       operatorOnly(c);
       return { body: await c.client.call(SUBJECTS.adminNodes) };
     },
   },
   {
-    method: 'GET', path: /^\/v1\.0\/cluster\/shards$/, handle: async (c) => {
+    method: 'GET',
+    path: /^\/v1\.0\/cluster\/shards$/,
+    handle: async (c) => {
       operatorOnly(c);
       return { body: await c.client.call(SUBJECTS.adminShards) };
     },
   },
   {
-    method: 'GET', path: /^\/v1\.0\/cluster\/customers$/, query: CustomersQuery, handle: async (c) => {
+    method: 'GET',
+    path: /^\/v1\.0\/cluster\/customers$/,
+    query: CustomersQuery,
+    handle: async (c) => {
       operatorOnly(c);
       const q = c.query as z.output<typeof CustomersQuery>;
       return { body: await c.client.call(SUBJECTS.adminCustomers, q.limit === undefined ? {} : { limit: q.limit }) };
@@ -120,97 +130,127 @@ const ROUTES: readonly Route[] = [
   },
   {
     // Ours, for the dashboard: what VoIPBIN's public form hides (stacks, cursor) and the variables.
-    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/inspect$`), handle: async (c) => {
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/inspect$`),
+    handle: async (c) => {
       const id = pathId(c.params[0]!, 'an activeflow');
       const scope = c.customer === undefined ? {} : { customer_id: c.customer };
-      const [af, vars] = await Promise.all([
-        c.client.get(id, c.customer),
-        c.client.call<{ variables: Record<string, string> }>(`activeflow.v1.${id}.variables_get`, scope),
-      ]);
+      const [af, vars] = await Promise.all([c.client.get(id, c.customer), c.client.call<{ variables: Record<string, string> }>(`activeflow.v1.${id}.variables_get`, scope)]);
       return { body: restInspection(af, vars.variables) };
     },
   },
   {
-    method: 'POST', path: /^\/v1\.0\/activeflows$/, handle: async (c) => {
+    method: 'POST',
+    path: /^\/v1\.0\/activeflows$/,
+    handle: async (c) => {
       const b = parse(ActiveflowCreateBody, await c.body(), 'body');
       const af = await c.client.createActiveflow({ ...b, customer_id: customerOf(c), reference_type: 'api', execute: true });
       return { body: restActiveflow(af) };
     },
   },
   {
-    method: 'GET', path: /^\/v1\.0\/activeflows$/, query: ActiveflowListQuery, handle: async (c) => {
+    method: 'GET',
+    path: /^\/v1\.0\/activeflows$/,
+    query: ActiveflowListQuery,
+    handle: async (c) => {
       const q = c.query as z.output<typeof ActiveflowListQuery>;
       const page = await c.client.listActiveflows({ ...q, page_size: q.page_size ?? 100, customer_id: customerOf(c) });
       return { body: { result: page.result.map(restActiveflow), next_page_token: page.next_page_token } };
     },
   },
   {
-    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}$`),
+    handle: async (c) => {
       return { body: restActiveflow(await c.client.get(pathId(c.params[0]!, 'an activeflow'), c.customer)) };
     },
   },
   {
-    method: 'DELETE', path: new RegExp(`^/v1\\.0/activeflows/${ID}$`), handle: async (c) => {
+    method: 'DELETE',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}$`),
+    handle: async (c) => {
       // VoIPBIN's spec says 204; its api-manager answers 200 with the activeflow, which clients use.
       return { body: restActiveflow(await c.client.delete(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.customer })) };
     },
   },
   {
-    method: 'POST', path: new RegExp(`^/v1\\.0/activeflows/${ID}/stop$`), handle: async (c) => {
+    method: 'POST',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/stop$`),
+    handle: async (c) => {
       return { body: restActiveflow(await c.client.stop(pathId(c.params[0]!, 'an activeflow'), { customer_id: c.customer })) };
     },
   },
   {
-    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/history$`), query: HistoryQuery, handle: async (c) => {
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/history$`),
+    query: HistoryQuery,
+    handle: async (c) => {
       const q = c.query as z.output<typeof HistoryQuery>;
       const id = pathId(c.params[0]!, 'an activeflow');
       const page = await c.client.call<{ events: StreamEvent[]; next_from_seq?: number }>(`activeflow.v1.${id}.history`, {
-        customer_id: c.customer, ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }), limit: q.limit ?? 100,
+        customer_id: c.customer,
+        ...(q.from_seq === undefined ? {} : { from_seq: q.from_seq }),
+        limit: q.limit ?? 100,
       });
       // Each event's activeflow in the REST form, as GET and the WebSocket give it.
       return { body: { ...page, events: page.events.map((e) => ({ ...e, data: restActiveflow(e.data) })) } };
     },
   },
   {
-    method: 'GET', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`),
+    handle: async (c) => {
       const id = pathId(c.params[0]!, 'an activeflow');
       return { body: await c.client.call(`activeflow.v1.${id}.variables_get`, { customer_id: c.customer }) };
     },
   },
   {
-    method: 'PUT', path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`), handle: async (c) => {
+    method: 'PUT',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/variables$`),
+    handle: async (c) => {
       const id = pathId(c.params[0]!, 'an activeflow');
       const b = parse(VariablesBody, await c.body(), 'body');
       return { body: await c.client.call(`activeflow.v1.${id}.variables_set`, { customer_id: c.customer, variables: b.variables }) };
     },
   },
   {
-    method: 'GET', path: /^\/v1\.0\/flows$/, query: FlowListQuery, handle: async (c) => {
+    method: 'GET',
+    path: /^\/v1\.0\/flows$/,
+    query: FlowListQuery,
+    handle: async (c) => {
       const q = c.query as z.output<typeof FlowListQuery>;
       const page = await c.client.listFlows({ ...q, page_size: q.page_size ?? 100, customer_id: customerOf(c) });
       return { body: { result: page.result.map(restFlow), next_page_token: page.next_page_token } };
     },
   },
   {
-    method: 'POST', path: /^\/v1\.0\/flows$/, handle: async (c) => {
+    method: 'POST',
+    path: /^\/v1\.0\/flows$/,
+    handle: async (c) => {
       const b = parse(FlowBody, await c.body(), 'body');
       return { body: restFlow(await c.client.createFlow({ ...b, type: 'flow', customer_id: customerOf(c) })) };
     },
   },
   {
-    method: 'GET', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/flows/${ID}$`),
+    handle: async (c) => {
       return { body: restFlow(await c.client.getFlow(pathId(c.params[0]!, 'a flow'), c.customer)) };
     },
   },
   {
-    method: 'PUT', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+    method: 'PUT',
+    path: new RegExp(`^/v1\\.0/flows/${ID}$`),
+    handle: async (c) => {
       const id = pathId(c.params[0]!, 'a flow');
       const b = parse(FlowBody, await c.body(), 'body');
       return { body: restFlow(await c.client.updateFlow(id, { ...b, customer_id: c.customer })) };
     },
   },
   {
-    method: 'DELETE', path: new RegExp(`^/v1\\.0/flows/${ID}$`), handle: async (c) => {
+    method: 'DELETE',
+    path: new RegExp(`^/v1\\.0/flows/${ID}$`),
+    handle: async (c) => {
       return { body: restFlow(await c.client.deleteFlow(pathId(c.params[0]!, 'a flow'), c.customer)) };
     },
   },
@@ -251,7 +291,9 @@ export class HttpGateway {
     });
     server.on('upgrade', (req, socket, head) => {
       const refuse = (status: number, message: string) => {
-        socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: status === 401 ? 'unauthenticated' : 'not_found', message } })}`);
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: status === 401 ? 'unauthenticated' : 'not_found', message } })}`,
+        );
       };
       const url = new URL(req.url ?? '/', 'http://gateway');
       if (url.pathname !== '/v1.0/ws') return refuse(404, 'the WebSocket is at /v1.0/ws');
@@ -395,8 +437,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
     if (asset !== undefined) {
       // The dashboard is static; it asks for the key itself and talks to this gateway only.
       res.writeHead(200, {
-        'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': 'no-cache',
-        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'", 'x-content-type-options': 'nosniff',
+        'content-type': asset.type,
+        'content-length': asset.body.length,
+        'cache-control': 'no-cache',
+        'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'",
+        'x-content-type-options': 'nosniff',
       });
       res.end(asset.body);
       return;
@@ -434,8 +479,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, client: Activef
       if (e.code === 'internal') o.log.error({ event: 'http_internal', method, path, err: e });
     } else {
       o.log.error({ event: 'http_failed', method, path, err: e });
-      sendError(res, 500, 'internal', 'internal error; the details are in the gateway\'s log');
+      sendError(res, 500, 'internal', "internal error; the details are in the gateway's log");
     }
   }
 }
-

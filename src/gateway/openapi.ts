@@ -5,7 +5,17 @@
 import { z } from 'zod';
 import { VERSION } from '../version.js';
 import {
-  ActiveflowCreateBody, ActiveflowListQuery, CustomersQuery, FlowBody, FlowListQuery, HistoryQuery, RestActiveflow, RestActiveflowInspection, RestError, RestFlow, VariablesBody,
+  ActiveflowCreateBody,
+  ActiveflowListQuery,
+  CustomersQuery,
+  FlowBody,
+  FlowListQuery,
+  HistoryQuery,
+  RestActiveflow,
+  RestActiveflowInspection,
+  RestError,
+  RestFlow,
+  VariablesBody,
 } from './rest-schemas.js';
 
 type Json = Record<string, unknown>;
@@ -27,13 +37,22 @@ function queryParams(s: z.ZodObject): Json[] {
 }
 
 const page = (item: string): Json => ({
-  type: 'object', properties: { result: { type: 'array', items: ref(item) }, next_page_token: { type: 'string' } }, required: ['result', 'next_page_token'],
+  type: 'object',
+  properties: { result: { type: 'array', items: ref(item) }, next_page_token: { type: 'string' } },
+  required: ['result', 'next_page_token'],
 });
 
 const ERROR_TEXT: Record<number, string> = {
-  400: 'Bad input: the message names the field.', 401: 'No access key, or not a valid one.', 403: 'This needs an operator\'s access key.', 404: 'No such resource for this customer.',
-  405: 'Method not allowed on this path.', 409: 'Conflict: the id exists, or the activeflow has ended.', 413: 'Body too large.',
-  415: 'The body is not application/json.', 429: 'A limit was reached.', 503: 'The runtime cannot answer right now: retry (see Retry-After).',
+  400: 'Bad input: the message names the field.',
+  401: 'No access key, or not a valid one.',
+  403: "This needs an operator's access key.",
+  404: 'No such resource for this customer.',
+  405: 'Method not allowed on this path.',
+  409: 'Conflict: the id exists, or the activeflow has ended.',
+  413: 'Body too large.',
+  415: 'The body is not application/json.',
+  429: 'A limit was reached.',
+  503: 'The runtime cannot answer right now: retry (see Retry-After).',
 };
 
 let cached: Json | null = null;
@@ -46,13 +65,18 @@ export function openApiDocument(): Json {
     info: {
       title: 'activeflow REST API',
       version: VERSION,
-      description: 'VoIPBIN-compatible activeflow and flow endpoints, plus history, variables and (operator keys) the cluster. Authenticate with "Authorization: Bearer <access key>" or ?accesskey=<access key>. An operator key names the customer with ?customer_id= on lists and creates. Live events: WebSocket /v1.0/ws?token=<access key> (docs/rest.md).',
+      description:
+        'VoIPBIN-compatible activeflow and flow endpoints, plus history, variables and (operator keys) the cluster. Authenticate with "Authorization: Bearer <access key>" or ?accesskey=<access key>. An operator key names the customer with ?customer_id= on lists and creates. Live events: WebSocket /v1.0/ws?token=<access key> (docs/rest.md).',
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }, { accesskey: [] }],
     paths: {
       '/v1.0/activeflows': {
-        post: { summary: 'Create an activeflow (reference_type api) and execute it', requestBody: { required: true, ...json(ref('ActiveflowCreateRequest')) }, responses: { 200: ok(ref('Activeflow')), ...common, ...errors(409, 413, 415) } },
+        post: {
+          summary: 'Create an activeflow (reference_type api) and execute it',
+          requestBody: { required: true, ...json(ref('ActiveflowCreateRequest')) },
+          responses: { 200: ok(ref('Activeflow')), ...common, ...errors(409, 413, 415) },
+        },
         get: { summary: 'List activeflows', parameters: queryParams(ActiveflowListQuery), responses: { 200: ok(page('Activeflow')), ...common } },
       },
       '/v1.0/activeflows/{id}': {
@@ -64,17 +88,24 @@ export function openApiDocument(): Json {
       },
       '/v1.0/activeflows/{id}/history': {
         get: {
-          summary: 'Events of an activeflow, in order, from a sequence number', parameters: [idParam('activeflow'), ...queryParams(HistoryQuery)],
+          summary: 'Events of an activeflow, in order, from a sequence number',
+          parameters: [idParam('activeflow'), ...queryParams(HistoryQuery)],
           responses: { 200: ok({ type: 'object', properties: { events: { type: 'array', items: ref('Event') }, next_from_seq: { type: 'integer' } }, required: ['events'] }), ...common },
         },
       },
       '/v1.0/activeflows/{id}/variables': {
         get: { summary: 'Variables of an activeflow', parameters: [idParam('activeflow')], responses: { 200: ok(ref('Variables')), ...common } },
-        put: { summary: 'Set variables (merged into the existing ones)', parameters: [idParam('activeflow')], requestBody: { required: true, ...json(schema(VariablesBody, 'input')) }, responses: { 200: ok(ref('Variables')), ...common, ...errors(409, 413, 415) } },
+        put: {
+          summary: 'Set variables (merged into the existing ones)',
+          parameters: [idParam('activeflow')],
+          requestBody: { required: true, ...json(schema(VariablesBody, 'input')) },
+          responses: { 200: ok(ref('Variables')), ...common, ...errors(409, 413, 415) },
+        },
       },
       '/v1.0/activeflows/{id}/inspect': {
         get: {
-          summary: 'An activeflow with what the public form hides: stacks, cursor, execute count, variables (for the dashboard)', parameters: [idParam('activeflow')],
+          summary: 'An activeflow with what the public form hides: stacks, cursor, execute count, variables (for the dashboard)',
+          parameters: [idParam('activeflow')],
           responses: { 200: ok(ref('ActiveflowInspection')), ...common },
         },
       },
@@ -82,12 +113,32 @@ export function openApiDocument(): Json {
         get: { summary: 'The nodes (operator keys only)', responses: { 200: ok({ type: 'object', properties: { nodes: { type: 'array', items: { type: 'object' } } } }), ...errors(401, 403, 503) } },
       },
       '/v1.0/cluster/shards': {
-        get: { summary: 'Who holds each shard and where it is going (operator keys only)', responses: { 200: ok({ type: 'object', properties: { shard_count: { type: 'integer' }, shards: { type: 'array', items: { type: 'object' } }, nodes: { type: 'array', items: { type: 'object' } }, moving: { type: 'integer' } } }), ...errors(401, 403, 503) } },
+        get: {
+          summary: 'Who holds each shard and where it is going (operator keys only)',
+          responses: {
+            200: ok({
+              type: 'object',
+              properties: { shard_count: { type: 'integer' }, shards: { type: 'array', items: { type: 'object' } }, nodes: { type: 'array', items: { type: 'object' } }, moving: { type: 'integer' } },
+            }),
+            ...errors(401, 403, 503),
+          },
+        },
       },
       '/v1.0/cluster/customers': {
         get: {
-          summary: 'The customers with activeflows running, busiest first (operator keys only)', parameters: queryParams(CustomersQuery),
-          responses: { 200: ok({ type: 'object', properties: { customers: { type: 'array', items: { type: 'object', properties: { customer_id: { type: 'string', format: 'uuid' }, running_activeflows: { type: 'integer' } } } }, customer_count: { type: 'integer' }, running_activeflows: { type: 'integer' } } }), ...errors(400, 401, 403, 503) },
+          summary: 'The customers with activeflows running, busiest first (operator keys only)',
+          parameters: queryParams(CustomersQuery),
+          responses: {
+            200: ok({
+              type: 'object',
+              properties: {
+                customers: { type: 'array', items: { type: 'object', properties: { customer_id: { type: 'string', format: 'uuid' }, running_activeflows: { type: 'integer' } } } },
+                customer_count: { type: 'integer' },
+                running_activeflows: { type: 'integer' },
+              },
+            }),
+            ...errors(400, 401, 403, 503),
+          },
         },
       },
       '/v1.0/flows': {
@@ -96,7 +147,12 @@ export function openApiDocument(): Json {
       },
       '/v1.0/flows/{id}': {
         get: { summary: 'Get a flow', parameters: [idParam('flow')], responses: { 200: ok(ref('Flow')), ...common } },
-        put: { summary: 'Update a flow', parameters: [idParam('flow')], requestBody: { required: true, ...json(ref('FlowRequest')) }, responses: { 200: ok(ref('Flow')), ...common, ...errors(413, 415) } },
+        put: {
+          summary: 'Update a flow',
+          parameters: [idParam('flow')],
+          requestBody: { required: true, ...json(ref('FlowRequest')) },
+          responses: { 200: ok(ref('Flow')), ...common, ...errors(413, 415) },
+        },
         delete: { summary: 'Delete a flow', parameters: [idParam('flow')], responses: { 200: ok(ref('Flow')), ...common } },
       },
     },

@@ -6,18 +6,24 @@
 import { z } from 'zod';
 import { ActionInputList, NIL, PublicActiveflow, ReferenceTypeSchema, Uuid, Variables, WebhookMethodSchema, type Action, type Activeflow, type Flow } from '../../machines/index.js';
 
-export const ActiveflowCreateBody = z.strictObject({
-  id: Uuid.optional().describe('Optional client-supplied UUID for the new activeflow. If omitted, the server generates one.'),
-  flow_id: Uuid.optional().describe('UUID of an existing flow to run. Give either flow_id or actions.'),
-  actions: ActionInputList.optional().describe('Inline action list to run when no flow_id is given.'),
-  variables: Variables.optional().describe('Flat key-value context seeded into the activeflow as its variables.'),
-  webhook_uri: z.string().max(1024).regex(/^https?:\/\/[^\s/?#]+[^\s]*$/i, { message: 'must be an absolute http(s) URI with a host' }).optional()
-    .describe('Where this activeflow\'s events are delivered, in addition to the customer\'s webhook.'),
-  webhook_method: WebhookMethodSchema.optional().describe('HTTP method of that delivery (default POST).'),
-}).refine((b) => (b.flow_id !== undefined && b.flow_id !== NIL) !== (b.actions !== undefined), {
-  message: 'give flow_id or actions (one of them)',
-  path: ['flow_id'],
-});
+export const ActiveflowCreateBody = z
+  .strictObject({
+    id: Uuid.optional().describe('Optional client-supplied UUID for the new activeflow. If omitted, the server generates one.'),
+    flow_id: Uuid.optional().describe('UUID of an existing flow to run. Give either flow_id or actions.'),
+    actions: ActionInputList.optional().describe('Inline action list to run when no flow_id is given.'),
+    variables: Variables.optional().describe('Flat key-value context seeded into the activeflow as its variables.'),
+    webhook_uri: z
+      .string()
+      .max(1024)
+      .regex(/^https?:\/\/[^\s/?#]+[^\s]*$/i, { message: 'must be an absolute http(s) URI with a host' })
+      .optional()
+      .describe("Where this activeflow's events are delivered, in addition to the customer's webhook."),
+    webhook_method: WebhookMethodSchema.optional().describe('HTTP method of that delivery (default POST).'),
+  })
+  .refine((b) => (b.flow_id !== undefined && b.flow_id !== NIL) !== (b.actions !== undefined), {
+    message: 'give flow_id or actions (one of them)',
+    path: ['flow_id'],
+  });
 
 /** POST and PUT /flows: `name`, `detail` and `actions` are required, as VoIPBIN's API has them. */
 export const FlowBody = z.strictObject({
@@ -25,8 +31,13 @@ export const FlowBody = z.strictObject({
   detail: z.string().max(4096).describe('A description of the flow.'),
   actions: ActionInputList.describe('The ordered actions of the flow.'),
   on_complete_flow_id: Uuid.optional().describe('The flow started when an activeflow of this one ends.'),
-  max_idle_seconds: z.number().int().min(0).max(365 * 86_400).optional()
-    .describe('Ours: an activeflow of this flow that has not changed for this long is ended (end_reason timeout). 0 or absent: only the deployment\'s ceiling.'),
+  max_idle_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86_400)
+    .optional()
+    .describe("Ours: an activeflow of this flow that has not changed for this long is ended (end_reason timeout). 0 or absent: only the deployment's ceiling."),
 });
 
 export const VariablesBody = z.strictObject({ variables: Variables });
@@ -35,12 +46,15 @@ export const VariablesBody = z.strictObject({ variables: Variables });
  * `page_size`, as VoIPBIN reads it: absent, zero, negative or above 100 means 100. A value that is
  * not a number at all is a 400.
  */
-const PageSize = z.string().regex(/^-?\d{1,64}$/, { message: 'must be a whole number' }).transform((v) => {
-  // Compared as text beyond 9 digits: 99999999999999999999 is above 100 too, not a float.
-  if (v.replace(/^-/, '').length > 9) return 100;
-  const n = Number(v);
-  return n <= 0 || n > 100 ? 100 : n;
-});
+const PageSize = z
+  .string()
+  .regex(/^-?\d{1,64}$/, { message: 'must be a whole number' })
+  .transform((v) => {
+    // Compared as text beyond 9 digits: 99999999999999999999 is above 100 too, not a float.
+    if (v.replace(/^-/, '').length > 9) return 100;
+    const n = Number(v);
+    return n <= 0 || n > 100 ? 100 : n;
+  });
 const PageToken = z.string().max(64);
 
 export const ActiveflowListQuery = z.strictObject({
@@ -52,12 +66,27 @@ export const ActiveflowListQuery = z.strictObject({
 });
 export const FlowListQuery = z.strictObject({ page_size: PageSize.optional(), page_token: PageToken.optional() });
 export const HistoryQuery = z.strictObject({
-  from_seq: z.string().regex(/^\d{1,12}$/, { message: 'must be a positive whole number' }).transform(Number).pipe(z.number().int().min(1)).optional(),
-  limit: z.string().regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' }).transform(Number).pipe(z.number().int().min(1).max(1000)).optional(),
+  from_seq: z
+    .string()
+    .regex(/^\d{1,12}$/, { message: 'must be a positive whole number' })
+    .transform(Number)
+    .pipe(z.number().int().min(1))
+    .optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' })
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(1000))
+    .optional(),
 });
 export const NoQuery = z.strictObject({});
 export const CustomersQuery = z.strictObject({
-  limit: z.string().regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' }).transform(Number).pipe(z.number().int().min(1).max(1000)).optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, { message: 'must be a whole number from 1 to 1000' })
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(1000))
+    .optional(),
 });
 
 // responses -------------------------------------------------------------------------------------
@@ -100,18 +129,29 @@ export function restFlow(f: Flow): Record<string, unknown> {
 
 /** The response shapes, for the OpenAPI document. */
 const RestAction = z.object({
-  id: Uuid, next_id: Uuid, type: z.string().optional(), option: z.record(z.string(), z.unknown()).optional(), tm_execute: z.string().optional(),
+  id: Uuid,
+  next_id: Uuid,
+  type: z.string().optional(),
+  option: z.record(z.string(), z.unknown()).optional(),
+  tm_execute: z.string().optional(),
 });
-export const RestActiveflow = PublicActiveflow.omit({ current_action: true, executed_actions: true, tm_create: true, tm_update: true, tm_delete: true, webhook_uri: true, webhook_method: true })
-  .extend({
-    webhook_uri: z.string().optional(),
-    webhook_method: WebhookMethodSchema.optional(),
-    current_action: RestAction,
-    executed_actions: z.array(RestAction),
-    tm_create: z.string().optional(),
-    tm_update: z.string().optional(),
-    tm_delete: z.string().optional(),
-  });
+export const RestActiveflow = PublicActiveflow.omit({
+  current_action: true,
+  executed_actions: true,
+  tm_create: true,
+  tm_update: true,
+  tm_delete: true,
+  webhook_uri: true,
+  webhook_method: true,
+}).extend({
+  webhook_uri: z.string().optional(),
+  webhook_method: WebhookMethodSchema.optional(),
+  current_action: RestAction,
+  executed_actions: z.array(RestAction),
+  tm_create: z.string().optional(),
+  tm_update: z.string().optional(),
+  tm_delete: z.string().optional(),
+});
 /** The body of `GET /v1.0/activeflows/{id}/inspect` (RestActiveflowInspection). */
 export function restInspection(af: Activeflow, variables: Record<string, string>): Record<string, unknown> {
   const stacks = Object.fromEntries(Object.entries(af.stack_map).map(([id, s]) => [id, { ...s, actions: s.actions.map(restAction) }]));
@@ -127,7 +167,27 @@ export const RestActiveflowInspection = RestActiveflow.extend({
   variables: z.record(z.string(), z.string()),
 });
 export const RestFlow = z.object({
-  id: Uuid, customer_id: Uuid, type: z.string(), name: z.string(), detail: z.string(), actions: z.array(RestAction), on_complete_flow_id: Uuid, max_idle_seconds: z.number().int().optional(),
-  tm_create: z.string().optional(), tm_update: z.string().optional(), tm_delete: z.string().optional(),
+  id: Uuid,
+  customer_id: Uuid,
+  type: z.string(),
+  name: z.string(),
+  detail: z.string(),
+  actions: z.array(RestAction),
+  on_complete_flow_id: Uuid,
+  max_idle_seconds: z.number().int().optional(),
+  tm_create: z.string().optional(),
+  tm_update: z.string().optional(),
+  tm_delete: z.string().optional(),
 });
-export const RestError = z.object({ error: z.object({ code: z.string(), message: z.string(), quota: z.string().optional().describe('With 429 limit_exceeded: the quota reached (running_activeflows, creations_per_second, flows, variable_keys, variable_value_bytes, injected_variables_bytes, variables_bytes, pending_requests).') }) });
+export const RestError = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    quota: z
+      .string()
+      .optional()
+      .describe(
+        'With 429 limit_exceeded: the quota reached (running_activeflows, creations_per_second, flows, variable_keys, variable_value_bytes, injected_variables_bytes, variables_bytes, pending_requests).',
+      ),
+  }),
+});

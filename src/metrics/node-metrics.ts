@@ -40,34 +40,64 @@ export class NodeMetrics {
   readonly registry = new Registry();
   private readonly registers = [this.registry];
   readonly requests = new Counter({ name: 'activeflow_requests_total', help: 'Requests answered, by verb and result code.', labelNames: ['verb', 'code'] as const, registers: this.registers });
-  readonly requestSeconds = new Histogram({ name: 'activeflow_request_duration_seconds', help: 'Time to answer a request, by verb.', labelNames: ['verb'] as const, buckets: LATENCY_BUCKETS, registers: this.registers });
+  readonly requestSeconds = new Histogram({
+    name: 'activeflow_request_duration_seconds',
+    help: 'Time to answer a request, by verb.',
+    labelNames: ['verb'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: this.registers,
+  });
   readonly moves = new Counter({ name: 'activeflow_moves_total', help: 'Cursor moves (executed actions), by action type.', labelNames: ['action_type'] as const, registers: this.registers });
-  readonly kvWriteSeconds = new Histogram({ name: 'activeflow_kv_write_duration_seconds', help: 'Time of one revision-checked snapshot write to af_running.', buckets: LATENCY_BUCKETS, registers: this.registers });
-  readonly revisionConflicts = new Counter({ name: 'activeflow_revision_conflicts_total', help: 'Snapshot writes refused because another owner wrote first (a fenced former owner).', registers: this.registers });
+  readonly kvWriteSeconds = new Histogram({
+    name: 'activeflow_kv_write_duration_seconds',
+    help: 'Time of one revision-checked snapshot write to af_running.',
+    buckets: LATENCY_BUCKETS,
+    registers: this.registers,
+  });
+  readonly revisionConflicts = new Counter({
+    name: 'activeflow_revision_conflicts_total',
+    help: 'Snapshot writes refused because another owner wrote first (a fenced former owner).',
+    registers: this.registers,
+  });
   readonly passivated = new Counter({ name: 'activeflow_actors_passivated_total', help: 'Idle actors dropped from memory (they stay in KV).', registers: this.registers });
-  readonly limitRejections = new Counter({ name: 'activeflow_limit_rejections_total', help: 'Requests refused with limit_exceeded, by customer (at most 200 customers, then "other") and quota.', labelNames: ['customer_id', 'quota'] as const, registers: this.registers });
+  readonly limitRejections = new Counter({
+    name: 'activeflow_limit_rejections_total',
+    help: 'Requests refused with limit_exceeded, by customer (at most 200 customers, then "other") and quota.',
+    labelNames: ['customer_id', 'quota'] as const,
+    registers: this.registers,
+  });
   /** customer_id values of limitRejections, bounded. */
   readonly rejectedCustomer = boundedLabel(200);
-  readonly webhookLagSeconds = new Histogram({ name: 'activeflow_webhook_delivery_lag_seconds', help: 'From an event to its webhook delivery.', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900], registers: this.registers });
+  readonly webhookLagSeconds = new Histogram({
+    name: 'activeflow_webhook_delivery_lag_seconds',
+    help: 'From an event to its webhook delivery.',
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900],
+    registers: this.registers,
+  });
   readonly idleTimeouts = new Counter({ name: 'activeflow_idle_timeouts_total', help: 'Activeflows ended by the idle watchdog (end_reason timeout).', registers: this.registers });
   readonly webhooksGivenUp = new Counter({ name: 'activeflow_webhooks_given_up_total', help: 'Webhook events given up after WEBHOOK_GIVE_UP_MS.', registers: this.registers });
 
   constructor(gauges: NodeGauges) {
-    const gauge = (name: string, help: string, read: () => number) => new Gauge({
-      name, help, registers: this.registers,
-      collect() {
-        this.set(read());
-      },
-    });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: this.registers,
+        collect() {
+          this.set(read());
+        },
+      });
     gauge('activeflow_resident_actors', 'Activeflow actors in memory now.', gauges.residentActors);
     gauge('activeflow_owned_shards', 'Shards this node serves now.', gauges.ownedShards);
-    gauge('activeflow_lease_renewal_lag_seconds', 'Seconds since the oldest confirmation among this node\'s shard leases (renewed every TTL/3).', gauges.leaseRenewalLag);
+    gauge('activeflow_lease_renewal_lag_seconds', "Seconds since the oldest confirmation among this node's shard leases (renewed every TTL/3).", gauges.leaseRenewalLag);
     gauge('activeflow_requests_in_flight', 'Requests being answered now.', gauges.inFlight);
-    gauge('activeflow_admission_queued', 'Requests waiting for a turn in fair admission (beyond ADMISSION_CONCURRENCY, or a customer\'s share).', gauges.admissionQueued);
+    gauge('activeflow_admission_queued', "Requests waiting for a turn in fair admission (beyond ADMISSION_CONCURRENCY, or a customer's share).", gauges.admissionQueued);
     // Only grows: a counter, brought up to the node's own count at each scrape.
     let counted = 0;
     new Counter({
-      name: 'activeflow_shard_moves_total', help: 'Shards this node acquired or handed off since it started.', registers: this.registers,
+      name: 'activeflow_shard_moves_total',
+      help: 'Shards this node acquired or handed off since it started.',
+      registers: this.registers,
       collect() {
         const now = gauges.shardMoves();
         if (now > counted) this.inc(now - counted);
@@ -87,12 +117,15 @@ export class NodeMetrics {
 export async function serveMetrics(metrics: NodeMetrics, port: number, host: string): Promise<{ port: number; stop: () => Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      void metrics.registry.metrics().then((body) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-      }, (e: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(e as Error).message}\n`);
-      });
+      void metrics.registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(body) });
+          res.end(body);
+        },
+        (e: unknown) => {
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(e as Error).message}\n`);
+        },
+      );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('metrics are at /metrics\n');
@@ -103,9 +136,10 @@ export async function serveMetrics(metrics: NodeMetrics, port: number, host: str
   });
   return {
     port: (server.address() as AddressInfo).port,
-    stop: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }

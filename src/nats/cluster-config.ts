@@ -76,7 +76,10 @@ export function accountsConfig(shardCount: number, passwords: AccountPasswords =
     users: [
 ${users.map((u) => `      ${u}`).join('\n')}
     ]
-${shardMappingConfig(shardCount).split('\n').map((l) => `    ${l}`).join('\n')}
+${shardMappingConfig(shardCount)
+  .split('\n')
+  .map((l) => `    ${l}`)
+  .join('\n')}
   }
 }
 system_account: SYS

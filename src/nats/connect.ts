@@ -6,7 +6,10 @@ import { inboxPrefixOf, ROLES, type Role } from './roles.js';
 
 /** `NATS_URL` may list several servers, comma-separated (the client wants an array). */
 export function parseServers(text: string): string[] {
-  return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 /**
@@ -98,7 +101,10 @@ export function watchConnection(nc: NatsConnection, log: Logger): ConnectionStat
 }
 
 /** How to reach NATS as configured: the user, and TLS files (from a config or the environment). */
-export function natsAccess(c: Partial<Record<'NATS_USER' | 'NATS_PASSWORD' | 'NATS_TLS_CA' | 'NATS_TLS_CERT' | 'NATS_TLS_KEY', string | undefined>>): { credentials?: { user: string; pass: string }; tls?: TlsFiles } {
+export function natsAccess(c: Partial<Record<'NATS_USER' | 'NATS_PASSWORD' | 'NATS_TLS_CA' | 'NATS_TLS_CERT' | 'NATS_TLS_KEY', string | undefined>>): {
+  credentials?: { user: string; pass: string };
+  tls?: TlsFiles;
+} {
   return {
     ...(c.NATS_USER && c.NATS_PASSWORD ? { credentials: { user: c.NATS_USER, pass: c.NATS_PASSWORD } } : {}),
     ...(c.NATS_TLS_CA ? { tls: { caFile: c.NATS_TLS_CA, ...(c.NATS_TLS_CERT && c.NATS_TLS_KEY ? { certFile: c.NATS_TLS_CERT, keyFile: c.NATS_TLS_KEY } : {}) } } : {}),

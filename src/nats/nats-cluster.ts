@@ -34,13 +34,24 @@ export class NatsCluster {
     const ports = await Promise.all(Array.from({ length: 6 }, freePort));
     const names = ['n1', 'n2', 'n3'];
     const routes = names.map((_, i) => `127.0.0.1:${ports[3 + i]}`);
-    const servers = await Promise.all(names.map((name, i) => {
-      const file = join(dir, `${name}.conf`);
-      writeFileSync(file, clusterServerConfig({
-        name, host: '127.0.0.1', clientPort: ports[i]!, clusterPort: ports[3 + i]!, storeDir: join(dir, name), routes, shardCount,
-      }));
-      return NatsServer.start({ configFile: file, storeDir: join(dir, name) });
-    }));
+    const servers = await Promise.all(
+      names.map((name, i) => {
+        const file = join(dir, `${name}.conf`);
+        writeFileSync(
+          file,
+          clusterServerConfig({
+            name,
+            host: '127.0.0.1',
+            clientPort: ports[i]!,
+            clusterPort: ports[3 + i]!,
+            storeDir: join(dir, name),
+            routes,
+            shardCount,
+          }),
+        );
+        return NatsServer.start({ configFile: file, storeDir: join(dir, name) });
+      }),
+    );
     return new NatsCluster(servers, names, dir);
   }
 

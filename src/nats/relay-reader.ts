@@ -27,7 +27,11 @@ export interface RelayMessage {
   headers: MsgHdrs | undefined;
 }
 
-interface Opened { token: string; messages: ConsumerMessages; pending: number }
+interface Opened {
+  token: string;
+  messages: ConsumerMessages;
+  pending: number;
+}
 
 /** Between tries of a reopen while no node answers. */
 const REOPEN_BACKOFF: Backoff = { firstMs: 100, maxMs: 2_000, jitter: true };
@@ -40,7 +44,13 @@ export class RelayReader implements AsyncIterable<RelayMessage> {
   /** Resolves once every message there was when the relay first opened has been read. */
   readonly caughtUp = new Promise<void>((r) => (this.markCaughtUp = r));
 
-  private constructor(private readonly nc: NatsConnection, private readonly role: RelayRole, private readonly spec: RelaySpec, first: Opened, private readonly client: ActiveflowClient) {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly role: RelayRole,
+    private readonly spec: RelaySpec,
+    first: Opened,
+    private readonly client: ActiveflowClient,
+  ) {
     this.current = first;
     if (first.pending === 0) this.markCaughtUp();
   }

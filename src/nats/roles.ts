@@ -43,11 +43,13 @@ export const NODE_CONSUMERS: Readonly<Record<string, readonly string[]>> = { [EV
  * one JetStream subject space other roles may publish to (`$JS.FC.>`, for their relays) is
  * closed to these too.
  */
-const nodeConsumers = () => Object.entries(NODE_CONSUMERS).flatMap(([stream, names]) => names.flatMap((c) => [
-  `$JS.FC.${stream}.${c}.>`, `$JS.FC.*.*.${stream}.${c}.>`,
-]));
+const nodeConsumers = () => Object.entries(NODE_CONSUMERS).flatMap(([stream, names]) => names.flatMap((c) => [`$JS.FC.${stream}.${c}.>`, `$JS.FC.*.*.${stream}.${c}.>`]));
 
-interface Permissions { publish: string[]; subscribe: string[]; /** Refused even where `publish` allows. */ denyPublish?: string[] }
+interface Permissions {
+  publish: string[];
+  subscribe: string[] /** Refused even where `publish` allows. */;
+  denyPublish?: string[];
+}
 
 export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   /** Serves the shard and API subjects, writes the buckets and the stream. */
@@ -59,7 +61,11 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   gateway: {
     publish: [
       ...verbs('create', 'get', 'stop', 'delete', 'history', 'variables_get', 'variables_set'),
-      'activeflow.v1.list', 'flow.v1.>', 'activeflow.admin.v1.nodes', 'activeflow.admin.v1.shards', 'activeflow.admin.v1.customers',
+      'activeflow.v1.list',
+      'flow.v1.>',
+      'activeflow.admin.v1.nodes',
+      'activeflow.admin.v1.shards',
+      'activeflow.admin.v1.customers',
       ...readThroughRelay('gateway').publish,
     ],
     subscribe: [inboxes('gateway'), ...readThroughRelay('gateway').subscribe],
@@ -69,16 +75,14 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
   'call-service': {
     publish: [
       ...verbs('create', 'get', 'next', 'continue', 'execute', 'stop', 'forward', 'push_actions', 'add_actions', 'service_stop', 'variables_get', 'variables_set', 'variables_delete', 'substitute'),
-      'activeflow.v1.create', 'flow.v1.*.get',
+      'activeflow.v1.create',
+      'flow.v1.*.get',
     ],
     subscribe: ['activeflow.service.>', inboxes('call-service')],
   },
   /** Operators and their CLI: the admin verbs, reading activeflows and flows, stopping one, following events through relays. */
   operator: {
-    publish: [
-      'activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get',
-      ...readThroughRelay('operator').publish,
-    ],
+    publish: ['activeflow.admin.v1.>', ...verbs('get', 'stop', 'history', 'variables_get'), 'activeflow.v1.list', 'flow.v1.list', 'flow.v1.*.get', ...readThroughRelay('operator').publish],
     subscribe: [inboxes('operator'), ...readThroughRelay('operator').subscribe],
     denyPublish: nodeConsumers(),
   },
@@ -88,7 +92,10 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, Permissions>> = {
 export type RolePasswords = Readonly<Record<Role, string>>;
 
 export const DEV_ROLE_PASSWORDS: RolePasswords = {
-  node: '"node-dev-only"', gateway: '"gateway-dev-only"', 'call-service': '"call-service-dev-only"', operator: '"operator-dev-only"',
+  node: '"node-dev-only"',
+  gateway: '"gateway-dev-only"',
+  'call-service': '"call-service-dev-only"',
+  operator: '"operator-dev-only"',
 };
 
 const list = (xs: readonly string[]) => `[${xs.map((x) => `"${x}"`).join(', ')}]`;

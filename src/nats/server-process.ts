@@ -113,9 +113,14 @@ async function launch(workDir: string, storeDir: string, options: NatsServerOpti
   });
   const failed = new Promise<never>((_, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new NatsServerError(e.code === 'ENOENT'
-        ? `nats-server not found; run \`bash scripts/install-deps.sh\` (it builds nats-server ${PINNED_SERVER_VERSION} into .tools/), set NATS_SERVER_BIN to a nats-server binary, or set NATS_URL to a running server`
-        : `nats-server could not start: ${e.message}`)));
+      reject(
+        new NatsServerError(
+          e.code === 'ENOENT'
+            ? `nats-server not found; run \`bash scripts/install-deps.sh\` (it builds nats-server ${PINNED_SERVER_VERSION} into .tools/), set NATS_SERVER_BIN to a nats-server binary, or set NATS_URL to a running server`
+            : `nats-server could not start: ${e.message}`,
+        ),
+      ),
+    );
     child.once('exit', (code) => reject(new NatsServerError(`nats-server exited with ${code} while starting:\n${stderr}`)));
   });
   const ready = (async () => {

@@ -14,8 +14,9 @@ export const MINIMUM_SERVER_VERSION: string = versions.minimum;
 const KNOWN_BUGS: readonly { fixedIn: string; text: string }[] = [
   {
     fixedIn: '2.9.21',
-    text: 'in a cluster it accepts more than one concurrent revision-checked KV update (nats-io/nats-server#4320), '
-      + 'and shard leases, fencing, snapshot writes and running counts all rest on that check',
+    text:
+      'in a cluster it accepts more than one concurrent revision-checked KV update (nats-io/nats-server#4320), ' +
+      'and shard leases, fencing, snapshot writes and running counts all rest on that check',
   },
   { fixedIn: '2.9.16', text: 'a replicated KV store can answer stale reads after it restarts (nats-io/nats-server#4171)' },
 ];
@@ -59,9 +60,7 @@ export function judgeServerVersion(info: ServerInfoLike, minimum = MINIMUM_SERVE
   if (parseVersion(version) !== null && compareVersions(version, minimum) >= 0) return { kind: 'ok' };
   const clustered = info.cluster !== undefined && info.cluster !== '';
   const bugs = parseVersion(version) === null ? [] : KNOWN_BUGS.filter((b) => compareVersions(version, b.fixedIn) < 0);
-  const why = bugs.length > 0
-    ? bugs.map((b) => `${b.text}; fixed in ${b.fixedIn}`).join('. Also, ')
-    : `activeflow is built and tested on ${PINNED_SERVER_VERSION} and supports ${minimum} or later`;
+  const why = bugs.length > 0 ? bugs.map((b) => `${b.text}; fixed in ${b.fixedIn}`).join('. Also, ') : `activeflow is built and tested on ${PINNED_SERVER_VERSION} and supports ${minimum} or later`;
   const where = info.server_name === undefined ? '' : ` (${info.server_name})`;
   const fix = `Upgrade the NATS servers to ${minimum} or later (${PINNED_SERVER_VERSION} is the tested release; \`bash scripts/install-deps.sh\` builds it)`;
   return clustered

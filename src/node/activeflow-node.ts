@@ -10,13 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ActorRegistry, EgressPolicy } from '../../actors/index.js';
+import { ActorRegistry, EgressPolicy, type ActorReply } from '../../actors/index.js';
 import { DEFAULT_LIMITS, Uuid, type Limits, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, repliesToInbox, respondError, respondOk } from '../api/reply.js';
-import {
-  ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest, RelayRequests,
-} from '../api/schemas.js';
+import { ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest, RelayRequests } from '../api/schemas.js';
 import { ACTIVEFLOW_VERBS, FLOW_VERBS, RELAY_ROLES, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError, ensureError } from '../errors.js';
@@ -151,14 +149,21 @@ export class ActiveflowNode {
     try {
       checkServerVersion(nc, log);
       const connection = watchConnection(nc, log);
-      const storage = await withJetStreamRetry(log, () => openStorage(nc, {
-        replicas: options.replicas, endedRetentionMs: options.endedRetentionMs, eventRetentionMs: options.eventRetentionMs,
-        leaseTtlMs: options.leaseTtlMs ?? 3_000,
-      }));
+      const storage = await withJetStreamRetry(log, () =>
+        openStorage(nc, {
+          replicas: options.replicas,
+          endedRetentionMs: options.endedRetentionMs,
+          eventRetentionMs: options.eventRetentionMs,
+          leaseTtlMs: options.leaseTtlMs ?? 3_000,
+        }),
+      );
       await checkClusterConfig(storage, options.shardCount);
       await verifyShardMapping(nc, options.shardCount);
-      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount,
-        { kv: storage.history, history: new HistoryChunks(storage.history), stacks: new StackLists(storage.history) });
+      const snapshots = new SnapshotStore(storage.running, storage.ended, options.shardCount, {
+        kv: storage.history,
+        history: new HistoryChunks(storage.history),
+        stacks: new StackLists(storage.history),
+      });
       const events = new EventLog(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
       const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);
@@ -177,22 +182,30 @@ export class ActiveflowNode {
         inFlight: () => nodeRef?.inFlightCount ?? 0,
         admissionQueued: () => nodeRef?.admissionQueued ?? 0,
       });
-      const registry = new ActorRegistry({
-        logFields: (id) => ({ shard: shardOf(id, options.shardCount) }),
-        metrics: {
-          kvWrite: (seconds) => metrics.kvWriteSeconds.observe(seconds),
-          revisionConflict: () => metrics.revisionConflicts.inc(),
-          moved: (types) => {
-            for (const t of types) metrics.moves.inc({ action_type: t });
+      const registry = new ActorRegistry(
+        {
+          logFields: (id) => ({ shard: shardOf(id, options.shardCount) }),
+          metrics: {
+            kvWrite: (seconds) => metrics.kvWriteSeconds.observe(seconds),
+            revisionConflict: () => metrics.revisionConflicts.inc(),
+            moved: (types) => {
+              for (const t of types) metrics.moves.inc({ action_type: t });
+            },
           },
+          store: snapshots,
+          events,
+          index,
+          effects,
+          clock,
+          log,
+          limits: options.limits ?? DEFAULT_LIMITS,
+          admission: new CustomerQuotas(quotas, running, new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
+          mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
+          findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
+          findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
         },
-        store: snapshots, events, index, effects, clock, log, limits: options.limits ?? DEFAULT_LIMITS,
-        admission: new CustomerQuotas(quotas, running,
-          new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
-        mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
-        findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
-        findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
-      }, options.passivateAfterMs);
+        options.passivateAfterMs,
+      );
       const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics, egress, connection);
       nodeRef = node;
       await node.serve();
@@ -224,58 +237,115 @@ export class ActiveflowNode {
     svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => this.flowList(m)) });
     svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => this.flowVerb(m)) });
     const admin = new ClusterAdmin(this.nc, this.storage.leases, this.storage.cluster, this.options.shardCount, this.options.shardLeases === true ? null : this.options.nodeId);
-    svc.addEndpoint('admin_nodes', { subject: SUBJECTS.adminNodes, handler: handle(async (m) => (parseRequest(m, AdminRequests.nodes), { nodes: await admin.nodes() })) });
-    svc.addEndpoint('admin_shards', { subject: SUBJECTS.adminShards, handler: handle(async (m) => (parseRequest(m, AdminRequests.shards), admin.shards())) });
-    svc.addEndpoint('admin_drain', { subject: SUBJECTS.adminDrain, handler: handle(async (m) => {
-      const r = parseRequest(m, AdminRequests.drain);
-      return admin.drain(r.node_id, r.force ?? false, r.until_stop ?? false);
-    }) });
+    svc.addEndpoint('admin_nodes', {
+      subject: SUBJECTS.adminNodes,
+      handler: handle(async (m) => {
+        parseRequest(m, AdminRequests.nodes);
+        return { nodes: await admin.nodes() };
+      }),
+    });
+    svc.addEndpoint('admin_shards', {
+      subject: SUBJECTS.adminShards,
+      handler: handle(async (m) => {
+        parseRequest(m, AdminRequests.shards);
+        return admin.shards();
+      }),
+    });
+    svc.addEndpoint('admin_drain', {
+      subject: SUBJECTS.adminDrain,
+      handler: handle(async (m) => {
+        const r = parseRequest(m, AdminRequests.drain);
+        return admin.drain(r.node_id, r.force ?? false, r.until_stop ?? false);
+      }),
+    });
     svc.addEndpoint('admin_undrain', { subject: SUBJECTS.adminUndrain, handler: handle(async (m) => admin.undrain(parseRequest(m, AdminRequests.undrain).node_id)) });
-    svc.addEndpoint('admin_rebalance', { subject: SUBJECTS.adminRebalance, handler: handle(async (m) => (parseRequest(m, AdminRequests.rebalance), admin.rebalance())) });
+    svc.addEndpoint('admin_rebalance', {
+      subject: SUBJECTS.adminRebalance,
+      handler: handle(async (m) => {
+        parseRequest(m, AdminRequests.rebalance);
+        return admin.rebalance();
+      }),
+    });
     const keys = new AccessKeyStore(this.storage.accessKeys);
-    svc.addEndpoint('admin_accesskeys_create', { subject: SUBJECTS.adminAccessKeys('create'), handler: handle(async (m) => {
-      const r = parseRequest(m, AccessKeyRequests.create);
-      return keys.create(r.customer_id ?? null, r.name ?? '', this.clock.now());
-    }) });
-    svc.addEndpoint('admin_accesskeys_list', { subject: SUBJECTS.adminAccessKeys('list'), handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })) });
+    svc.addEndpoint('admin_accesskeys_create', {
+      subject: SUBJECTS.adminAccessKeys('create'),
+      handler: handle(async (m) => {
+        const r = parseRequest(m, AccessKeyRequests.create);
+        return keys.create(r.customer_id ?? null, r.name ?? '', this.clock.now());
+      }),
+    });
+    svc.addEndpoint('admin_accesskeys_list', {
+      subject: SUBJECTS.adminAccessKeys('list'),
+      handler: handle(async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) })),
+    });
     svc.addEndpoint('admin_accesskeys_delete', { subject: SUBJECTS.adminAccessKeys('delete'), handler: handle(async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id)) });
     const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await this.running.of(q.customer_id) } });
-    svc.addEndpoint('admin_customers', { subject: SUBJECTS.adminCustomers, handler: handle(async (m) => {
-      const { limit = 100 } = parseRequest(m, AdminRequests.customers);
-      const all = await this.running.all();
-      return { customers: all.slice(0, limit), customer_count: all.length, running_activeflows: all.reduce((n, c) => n + c.running_activeflows, 0) };
-    }) });
+    svc.addEndpoint('admin_customers', {
+      subject: SUBJECTS.adminCustomers,
+      handler: handle(async (m) => {
+        const { limit = 100 } = parseRequest(m, AdminRequests.customers);
+        const all = await this.running.all();
+        return { customers: all.slice(0, limit), customer_count: all.length, running_activeflows: all.reduce((n, c) => n + c.running_activeflows, 0) };
+      }),
+    });
     svc.addEndpoint('admin_quotas_get', { subject: SUBJECTS.adminQuotas('get'), handler: handle(async (m) => quotaReply(await this.quotas.get(parseRequest(m, QuotaRequests.get).customer_id))) });
-    svc.addEndpoint('admin_quotas_set', { subject: SUBJECTS.adminQuotas('set'), handler: handle(async (m) => {
-      const r = parseRequest(m, QuotaRequests.set);
-      return quotaReply(await this.quotas.set(r.customer_id, r.quotas as Record<string, number | null>));
-    }) });
-    svc.addEndpoint('admin_quotas_reset', { subject: SUBJECTS.adminQuotas('reset'), handler: handle(async (m) => quotaReply(await this.quotas.reset(parseRequest(m, QuotaRequests.reset).customer_id))) });
+    svc.addEndpoint('admin_quotas_set', {
+      subject: SUBJECTS.adminQuotas('set'),
+      handler: handle(async (m) => {
+        const r = parseRequest(m, QuotaRequests.set);
+        return quotaReply(await this.quotas.set(r.customer_id, r.quotas as Record<string, number | null>));
+      }),
+    });
+    svc.addEndpoint('admin_quotas_reset', {
+      subject: SUBJECTS.adminQuotas('reset'),
+      handler: handle(async (m) => quotaReply(await this.quotas.reset(parseRequest(m, QuotaRequests.reset).customer_id))),
+    });
     const relay = new StreamRelay(this.storage.jsm);
     for (const role of RELAY_ROLES) {
       svc.addEndpoint(`relay_${role}_open`, { subject: SUBJECTS.relay(role, 'open'), handler: handle((m) => relay.open(role, parseRequest(m, RelayRequests.open))) });
       svc.addEndpoint(`relay_${role}_close`, { subject: SUBJECTS.relay(role, 'close'), handler: handle((m) => relay.close(role, parseRequest(m, RelayRequests.close).token)) });
     }
-    svc.addEndpoint('admin_node_status', { subject: SUBJECTS.adminNodeStatus(this.options.nodeId), handler: handle(async (m) => (parseRequest(m, AdminRequests.status), this.status())) });
+    svc.addEndpoint('admin_node_status', {
+      subject: SUBJECTS.adminNodeStatus(this.options.nodeId),
+      handler: handle(async (m) => {
+        parseRequest(m, AdminRequests.status);
+        return this.status();
+      }),
+    });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
     if (this.options.shardLeases === true) {
       // Shards come and go with leases: plain subscriptions, one per owned shard.
       const ownership = new ShardOwnership({
-        nc: this.nc, leases: this.storage.leases, cluster: this.storage.cluster, snapshots: this.snapshots, registry: this.registry, membership: this.membership,
-        nodeId: this.options.nodeId, shardCount: this.options.shardCount, leaseTtlMs: this.options.leaseTtlMs ?? 3_000, log: this.log,
+        nc: this.nc,
+        leases: this.storage.leases,
+        cluster: this.storage.cluster,
+        snapshots: this.snapshots,
+        registry: this.registry,
+        membership: this.membership,
+        nodeId: this.options.nodeId,
+        shardCount: this.options.shardCount,
+        leaseTtlMs: this.options.leaseTtlMs ?? 3_000,
+        log: this.log,
         serve: (msg) => this.track(this.admitted(msg as ServiceMsg, () => this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m), true))),
       });
       this.ownership = ownership;
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });
       const marks = new DrainMarks(this.storage.cluster);
-      if (await marks.clearUntilStop(this.options.nodeId)) this.log.info({ event: 'drain_cleared' }, 'removed this node\'s drain mark, which lasted until it stopped');
+      if (await marks.clearUntilStop(this.options.nodeId)) this.log.info({ event: 'drain_cleared' }, "removed this node's drain mark, which lasted until it stopped");
       const mark = await marks.get(this.options.nodeId);
-      if (mark !== null) this.log.warn({ event: 'node_drained', drained_at: mark.drained_at }, `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``);
+      if (mark !== null)
+        this.log.warn(
+          { event: 'node_drained', drained_at: mark.drained_at },
+          `this node is drained (since ${mark.drained_at}): it serves no shard until \`activeflow undrain ${this.options.nodeId}\``,
+        );
       if (this.options.systemCredentials !== undefined) {
         try {
           this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id) => ownership.suspect(id), this.log, this.options.tls);
         } catch (e) {
-          throw new Error(`cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`, { cause: e });
+          throw new Error(
+            `cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`,
+            { cause: e },
+          );
         }
       }
       await refuseBesideStandalone(this.storage, this.options.nodeId);
@@ -302,28 +372,50 @@ export class ActiveflowNode {
         shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
       }
     }
-    this.passivationTimer = setInterval(() => {
-      const n = this.registry.passivateIdle(Date.now());
-      if (n > 0) this.metrics.passivated.inc(n);
-      if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
-    }, Math.max(500, Math.floor(this.options.passivateAfterMs / 2)));
+    this.passivationTimer = setInterval(
+      () => {
+        const n = this.registry.passivateIdle(Date.now());
+        if (n > 0) this.metrics.passivated.inc(n);
+        if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
+      },
+      Math.max(500, Math.floor(this.options.passivateAfterMs / 2)),
+    );
     this.passivationTimer.unref();
     this.watchdog = new IdleWatchdog({
-      snapshots: this.snapshots, flows: this.flows, registry: this.registry,
+      snapshots: this.snapshots,
+      flows: this.flows,
+      registry: this.registry,
       ownedShards: () => this.ownership?.ownedShards ?? [...this.allShards],
       owns: (shard) => this.ownership?.owns(shard) ?? true,
-      ceilingMs: this.options.maxIdleMs ?? 86_400_000, intervalMs: this.options.watchdogIntervalMs ?? 300_000, log: this.log,
+      ceilingMs: this.options.maxIdleMs ?? 86_400_000,
+      intervalMs: this.options.watchdogIntervalMs ?? 300_000,
+      log: this.log,
       onTimeout: () => this.metrics.idleTimeouts.inc(),
     });
     this.watchdog.start();
     const webhookMemory = new DeliveryMemory(); // across this node's terms as deliverer
-    this.webhooks = new WebhookLeadership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000,
-      () => new WebhookDispatcher(this.storage.js, this.storage.jsm, {
-        memory: webhookMemory, egress: this.egress, floor: this.webhookFloor,
-        timeoutMs: this.options.httpTimeoutMs, giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
-        ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
-        onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag), onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
-      }, this.log), this.log);
+    this.webhooks = new WebhookLeadership(
+      this.storage.leases,
+      this.options.nodeId,
+      this.options.leaseTtlMs ?? 3_000,
+      () =>
+        new WebhookDispatcher(
+          this.storage.js,
+          this.storage.jsm,
+          {
+            memory: webhookMemory,
+            egress: this.egress,
+            floor: this.webhookFloor,
+            timeoutMs: this.options.httpTimeoutMs,
+            giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
+            ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
+            onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag),
+            onGivenUp: () => this.metrics.webhooksGivenUp.inc(),
+          },
+          this.log,
+        ),
+      this.log,
+    );
     await this.webhooks.start();
     const serving = this.ownership === null ? `all ${this.allShards.size} shards` : 'the shards its leases give it';
     this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);
@@ -350,7 +442,10 @@ export class ActiveflowNode {
     const worker = async () => {
       while (next < ids.length && !this.stopping) {
         const id = ids[next++]!;
-        await this.registry.get(id).warm().catch((e: unknown) => this.log.error({ event: 'recovery_failed', activeflow_id: id, err: e }));
+        await this.registry
+          .get(id)
+          .warm()
+          .catch((e: unknown) => this.log.error({ event: 'recovery_failed', activeflow_id: id, err: e }));
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
@@ -373,12 +468,14 @@ export class ActiveflowNode {
       return Promise.resolve();
     }
     if (msg.subject.startsWith('activeflow.admin.') || msg.subject.startsWith('activeflow.relay.') || msg.subject === SUBJECTS.activeflowCreate) return run();
-    return this.admission.run(() => this.customerKey(msg), run).catch((e: unknown) => {
-      const error = ensureError(e);
-      if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
-      this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
-      respondError(msg, error);
-    });
+    return this.admission
+      .run(() => this.customerKey(msg), run)
+      .catch((e: unknown) => {
+        const error = ensureError(e);
+        if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
+        this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
+        respondError(msg, error);
+      });
   }
 
   /** Whose request it is: the body's customer_id, else the customer of the resident activeflow it names. */
@@ -433,13 +530,14 @@ export class ActiveflowNode {
     if (!(ACTIVEFLOW_VERBS as readonly string[]).includes(verb)) {
       throw new ActiveflowError('invalid_argument', `unknown verb "${verb}"; the verbs are ${ACTIVEFLOW_VERBS.join(', ')}`);
     }
-    if (Number(shardText) !== shardOf(id, this.options.shardCount)) throw new ActiveflowError('internal', `activeflow ${id} arrived on shard ${shardText}, expected ${shardOf(id, this.options.shardCount)}`);
+    if (Number(shardText) !== shardOf(id, this.options.shardCount))
+      throw new ActiveflowError('internal', `activeflow ${id} arrived on shard ${shardText}, expected ${shardOf(id, this.options.shardCount)}`);
     if (this.ownership !== null && !this.ownership.owns(Number(shardText))) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
     const v = verb as ActiveflowVerb;
     const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
     const { customer_id: customerId, ...rest } = body;
     const actor = this.registry.get(id);
-    let reply;
+    let reply: ActorReply;
     switch (v) {
       case 'create':
         reply = await actor.create({ ...(body as object), id } as never);
@@ -651,7 +749,8 @@ function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_
 async function withJetStreamRetry<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
   try {
     return await retry(fn, {
-      backoff: { firstMs: 100, maxMs: 1_000 }, forMs: 30_000,
+      backoff: { firstMs: 100, maxMs: 1_000 },
+      forMs: 30_000,
       onRetry: (e, attempt) => {
         if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'jetstream_not_ready', err: (e as Error).message }, 'waiting for JetStream');
       },
@@ -675,7 +774,9 @@ async function checkClusterConfig(storage: Storage, shardCount: number): Promise
   const entry = await storage.cluster.get(CLUSTER_KEY);
   const stored = entry ? (decodeJson(entry.value) as typeof config) : null;
   if (stored !== null && stored.shard_count !== shardCount) {
-    throw new Error(`this cluster has ${stored.shard_count} shards (since ${stored.created_at}) but this node is configured with SHARD_COUNT=${shardCount}; start it with SHARD_COUNT=${stored.shard_count} (changing the count is an offline migration)`);
+    throw new Error(
+      `this cluster has ${stored.shard_count} shards (since ${stored.created_at}) but this node is configured with SHARD_COUNT=${shardCount}; start it with SHARD_COUNT=${stored.shard_count} (changing the count is an offline migration)`,
+    );
   }
 }
 
@@ -704,7 +805,9 @@ async function verifyShardMapping(nc: NatsConnection, shardCount: number): Promi
   }
   const wrong = probes.find((id) => seen.has(id) && seen.get(id) !== shardOf(id, shardCount));
   if (wrong !== undefined || seen.size < probes.length) {
-    throw new Error(`the NATS server maps activeflows to other shards than SHARD_COUNT=${shardCount} gives (its mapping uses another shard count than SHARD_COUNT=${shardCount}); use:\n${shardMappingConfig(shardCount)}`);
+    throw new Error(
+      `the NATS server maps activeflows to other shards than SHARD_COUNT=${shardCount} gives (its mapping uses another shard count than SHARD_COUNT=${shardCount}); use:\n${shardMappingConfig(shardCount)}`,
+    );
   }
 }
 
@@ -722,4 +825,3 @@ function verbOf(subject: string): string {
 
 /** A request body's customer_id, found without parsing the body (see customerKey). */
 const CUSTOMER_FIELD = /"customer_id"\s*:\s*"([0-9a-fA-F-]{36})"/;
-

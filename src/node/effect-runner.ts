@@ -43,8 +43,12 @@ export class NatsEffectRunner implements EffectRunner {
     const log = (parent ?? this.log.child({ activeflow_id: effect.reference_activeflow_id })).child({ child_id: effect.activeflow_id });
     try {
       await this.client.createActiveflow({
-        id: effect.activeflow_id, customer_id: effect.customer_id, flow_id: effect.flow_id, reference_type: effect.reference_type,
-        reference_id: effect.reference_id, reference_activeflow_id: effect.reference_activeflow_id,
+        id: effect.activeflow_id,
+        customer_id: effect.customer_id,
+        flow_id: effect.flow_id,
+        reference_type: effect.reference_type,
+        reference_id: effect.reference_id,
+        reference_activeflow_id: effect.reference_activeflow_id,
       });
     } catch (e) {
       const code = (e as ActiveflowError).code;
@@ -80,9 +84,15 @@ export class NatsEffectRunner implements EffectRunner {
           await this.startChild(effect, log);
           return;
         case 'reference_action_next':
-          this.nc.publish(SUBJECTS.referenceActionNext, encodeJson({
-            activeflow_id: effect.activeflow_id, reference_type: effect.reference_type, reference_id: effect.reference_id, force: true,
-          }));
+          this.nc.publish(
+            SUBJECTS.referenceActionNext,
+            encodeJson({
+              activeflow_id: effect.activeflow_id,
+              reference_type: effect.reference_type,
+              reference_id: effect.reference_id,
+              force: true,
+            }),
+          );
           return;
         case 'flow_get':
           return;

@@ -42,7 +42,10 @@ export class IdleWatchdog {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (this.sweeping === null && !this.stopped) this.sweeping = this.sweep().catch((e: unknown) => this.deps.log.warn({ event: 'watchdog_failed', err: e })).finally(() => (this.sweeping = null));
+      if (this.sweeping === null && !this.stopped)
+        this.sweeping = this.sweep()
+          .catch((e: unknown) => this.deps.log.warn({ event: 'watchdog_failed', err: e }))
+          .finally(() => (this.sweeping = null));
     }, this.deps.intervalMs);
     this.timer.unref();
   }
@@ -71,7 +74,10 @@ export class IdleWatchdog {
         if (await this.deps.registry.get(id).timeOut(limit)) {
           this.timedOut++;
           this.deps.onTimeout?.();
-          this.deps.log.info({ event: 'activeflow_timed_out', activeflow_id: id, customer_id: af.customer_id, idle_ms: Date.now() - lastChangeMs(af) }, `activeflow ${id} ended: idle past ${limit} ms`);
+          this.deps.log.info(
+            { event: 'activeflow_timed_out', activeflow_id: id, customer_id: af.customer_id, idle_ms: Date.now() - lastChangeMs(af) },
+            `activeflow ${id} ended: idle past ${limit} ms`,
+          );
         }
       }
     }

@@ -25,7 +25,11 @@ export const RELAY_INACTIVE_MS = 5_000;
 
 const ID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 
-interface Readable { stream: string; filter: RegExp; what: string }
+interface Readable {
+  stream: string;
+  filter: RegExp;
+  what: string;
+}
 
 /** What each role may read: the streams and the subjects of them. */
 const READABLE: Readonly<Record<RelayRole, Partial<Record<RelayOpen['stream'], Readable>>>> = {
@@ -49,9 +53,10 @@ export class StreamRelay {
     const readable = READABLE[role][r.stream];
     if (readable === undefined) throw new ActiveflowError('invalid_argument', `stream: the ${role} role reads ${Object.keys(READABLE[role]).join(' and ')} only`);
     if (!readable.filter.test(r.filter)) throw new ActiveflowError('invalid_argument', `filter: ${r.stream} is read by subjects ${readable.what}`);
-    const start: Partial<ConsumerConfig> = r.start_seq !== undefined
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: r.start_seq }
-      : { deliver_policy: { all: DeliverPolicy.All, new: DeliverPolicy.New, last_per_subject: DeliverPolicy.LastPerSubject }[r.deliver] };
+    const start: Partial<ConsumerConfig> =
+      r.start_seq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: r.start_seq }
+        : { deliver_policy: { all: DeliverPolicy.All, new: DeliverPolicy.New, last_per_subject: DeliverPolicy.LastPerSubject }[r.deliver] };
     const deliver = SUBJECTS.relayDeliver(role, r.token);
     const info = await this.jsm.consumers.add(readable.stream, {
       name: consumerName(role, r.token),
@@ -72,10 +77,11 @@ export class StreamRelay {
   async close(role: RelayRole, token: string): Promise<{ closed: boolean }> {
     let closed = false;
     for (const stream of new Set(Object.values(READABLE[role]).map((x) => x.stream))) {
-      closed = await this.jsm.consumers.delete(stream, consumerName(role, token)).catch((e: unknown) => {
-        if (isConsumerNotFound(e)) return false;
-        throw e;
-      }) || closed;
+      closed =
+        (await this.jsm.consumers.delete(stream, consumerName(role, token)).catch((e: unknown) => {
+          if (isConsumerNotFound(e)) return false;
+          throw e;
+        })) || closed;
     }
     return { closed };
   }

@@ -101,7 +101,10 @@ function settle(m: JsMsg, how: 'ack' | 'nak' | 'term' | 'working'): void {
 }
 
 type Outcome = 'ack' | 'stop';
-interface Held { m: JsMsg; event: StreamEvent }
+interface Held {
+  m: JsMsg;
+  event: StreamEvent;
+}
 
 /** The main lane: one consumer's messages, queued per activeflow and worked in order. */
 class Lane {
@@ -123,14 +126,24 @@ class Lane {
    * `pass` sees the message before it is decoded: a cheap way to ack what is not for this lane.
    * `mayAct` says whether this node still holds the lease: no `working()` is sent for it once not.
    */
-  async start(js: JetStreamClient, stream: string, consumerName: string, skip: (event: StreamEvent) => boolean, pass: (m: JsMsg) => boolean, mayAct: () => boolean,
+  async start(
+    js: JetStreamClient,
+    stream: string,
+    consumerName: string,
+    skip: (event: StreamEvent) => boolean,
+    pass: (m: JsMsg) => boolean,
+    mayAct: () => boolean,
     /** Called when a pull fails: true when the consumer was gone and has been made again. */
-    heal: () => Promise<boolean> = async () => false): Promise<void> {
+    heal: () => Promise<boolean> = async () => false,
+  ): Promise<void> {
     let consumer = await js.consumers.get(stream, consumerName);
-    const heartbeat = setInterval(() => {
-      if (!mayAct()) return;
-      for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'working');
-    }, Math.floor(ACK_WAIT_MS / 3));
+    const heartbeat = setInterval(
+      () => {
+        if (!mayAct()) return;
+        for (const queue of this.queues.values()) for (const { m } of queue) settle(m, 'working');
+      },
+      Math.floor(ACK_WAIT_MS / 3),
+    );
     heartbeat.unref();
     this.stopFn = () => clearInterval(heartbeat);
     this.loop = (async () => {
@@ -155,7 +168,8 @@ class Lane {
   }
 
   private accept(m: JsMsg, skip: (event: StreamEvent) => boolean): void {
-    if (this.settled.get(m.seq) === true) { // its ack was lost: not sent again
+    if (this.settled.get(m.seq) === true) {
+      // its ack was lost: not sent again
       settle(m, 'ack');
       return;
     }
@@ -221,12 +235,23 @@ export class WebhookDispatcher {
   ) {
     const memory = options.memory ?? new DeliveryMemory();
     this.main = new Lane(this.halt, (id, held) => this.firstAttempt(id, held), memory.main, log);
-    this.retry = new RetryLane(js, jsm, memory.retry, {
-      giveUpAfterMs: options.giveUpAfterMs, maxBackoffMs: options.maxBackoffMs ?? 30_000, concurrency: options.concurrency ?? 256,
-    }, {
-      attempt: (event, attempt) => this.attempt(event, attempt), mayAct: () => this.mayAct(),
-      delivered: (event) => this.deliveredOne(event), givenUp: () => this.options.onGivenUp?.(),
-    }, log);
+    this.retry = new RetryLane(
+      js,
+      jsm,
+      memory.retry,
+      {
+        giveUpAfterMs: options.giveUpAfterMs,
+        maxBackoffMs: options.maxBackoffMs ?? 30_000,
+        concurrency: options.concurrency ?? 256,
+      },
+      {
+        attempt: (event, attempt) => this.attempt(event, attempt),
+        mayAct: () => this.mayAct(),
+        delivered: (event) => this.deliveredOne(event),
+        givenUp: () => this.options.onGivenUp?.(),
+      },
+      log,
+    );
   }
 
   /**
@@ -248,16 +273,25 @@ export class WebhookDispatcher {
       // stopped starting them when its lease ran out), and the server releases what it held only
       // after the ack wait: sending anything sooner could overtake an earlier event.
       const waitMs = Math.max(before.pending > 0 ? before.ackWaitMs : 0, this.options.timeoutMs) + RELEASE_MARGIN_MS;
-      this.log.info({ event: 'webhooks_awaiting_release', held: before.pending, wait_ms: waitMs },
-        'the former deliverer did not hand over cleanly: waiting until nothing it started can still arrive, so each activeflow\'s events stay in order');
+      this.log.info(
+        { event: 'webhooks_awaiting_release', held: before.pending, wait_ms: waitMs },
+        "the former deliverer did not hand over cleanly: waiting until nothing it started can still arrive, so each activeflow's events stay in order",
+      );
       await this.halt.sleep(waitMs);
     }
     if (this.halt.stopped) return;
     await this.retry.start();
     // Events published before the header existed have none: those are decoded and checked.
     this.keepFloor();
-    await this.main.start(this.js, EVENTS_STREAM, WEBHOOK_CONSUMER, (event) => event.data.webhook_uri === '', (m) => m.headers?.get(WEBHOOK_HEADER) === '0', mayAct,
-      () => this.heal(config));
+    await this.main.start(
+      this.js,
+      EVENTS_STREAM,
+      WEBHOOK_CONSUMER,
+      (event) => event.data.webhook_uri === '',
+      (m) => m.headers?.get(WEBHOOK_HEADER) === '0',
+      mayAct,
+      () => this.heal(config),
+    );
   }
 
   /** Records the consumer's ack floor every FLOOR_EVERY_MS while this node delivers. */
@@ -312,7 +346,7 @@ export class WebhookDispatcher {
     if (before === null) {
       // Never made, or gone: from the recorded ack floor when there is one, so that nothing published
       // while it was missing is skipped.
-      const floor = await this.options.floor?.get().catch(() => null) ?? null;
+      const floor = (await this.options.floor?.get().catch(() => null)) ?? null;
       const from = floor === null ? { deliver_policy: deliver } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 };
       if (floor !== null) this.log.warn({ event: 'webhook_consumer_recreated', from_seq: floor + 1 }, 'the webhook consumer was gone; made again from the last recorded ack floor');
       await this.jsm.consumers.add(stream, { durable_name: name, ...from, ...config }).catch(async (e: unknown) => {
@@ -337,7 +371,6 @@ export class WebhookDispatcher {
     return (await this.retry.park(id, event)) ? 'ack' : 'stop';
   }
 
-
   private deliveredOne(event: StreamEvent): void {
     this.delivered++;
     this.options.onDelivered?.(Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
@@ -348,7 +381,9 @@ export class WebhookDispatcher {
     const method = event.data.webhook_method || 'POST';
     try {
       const r = await this.options.egress.fetch(event.data.webhook_uri, {
-        method, headers: { 'Content-Type': 'application/json' }, ...(method === 'GET' ? {} : { body: JSON.stringify({ type: event.type, data: event.data }) }),
+        method,
+        headers: { 'Content-Type': 'application/json' },
+        ...(method === 'GET' ? {} : { body: JSON.stringify({ type: event.type, data: event.data }) }),
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       await r.arrayBuffer().catch(() => undefined);

@@ -33,16 +33,21 @@ export class WebhookLeadership {
 
   async start(): Promise<void> {
     await this.tryLead();
-    this.timer = setInterval(() => {
-      if (this.trying === null) this.trying = this.tryLead().finally(() => (this.trying = null));
-    }, Math.max(100, Math.floor(this.ttlMs / 3)));
+    this.timer = setInterval(
+      () => {
+        if (this.trying === null) this.trying = this.tryLead().finally(() => (this.trying = null));
+      },
+      Math.max(100, Math.floor(this.ttlMs / 3)),
+    );
     this.timer.unref();
   }
 
   private async tryLead(): Promise<void> {
     if (this.stopped || this.leading) return;
     const lease = await ShardLease.acquire(this.leases, KEY, this.nodeId, {
-      ttlMs: this.ttlMs, safetyMs: Math.floor(this.ttlMs / 4), onFence: (reason) => void this.lose(reason),
+      ttlMs: this.ttlMs,
+      safetyMs: Math.floor(this.ttlMs / 4),
+      onFence: (reason) => void this.lose(reason),
     }).catch(() => null);
     if (lease === null) return;
     this.lease = lease;

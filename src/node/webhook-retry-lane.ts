@@ -142,7 +142,7 @@ export class RetryLane {
   private async work(id: string): Promise<void> {
     const subject = webhookRetrySubject(id);
     let done: number | null = null; // a head delivered or given up, still to delete
-    for (let failures = 0; !this.halt.stopped && this.holds(id);) {
+    for (let failures = 0; !this.halt.stopped && this.holds(id); ) {
       try {
         if (done !== null) {
           await this.remove(done);
@@ -157,7 +157,8 @@ export class RetryLane {
           await this.recount(id, subject);
           continue;
         }
-        if (this.settled.get(head.seq) === true) { // sent in an earlier term; only its deletion failed
+        if (this.settled.get(head.seq) === true) {
+          // sent in an earlier term; only its deletion failed
           done = head.seq;
           continue;
         }
@@ -204,14 +205,17 @@ export class RetryLane {
     const deadline = Date.now() + this.options.giveUpAfterMs;
     for (let attempt = 1; ; attempt++) {
       if (this.halt.stopped || !this.hooks.mayAct()) return false;
-      const ok = await this.slots.run(async () => !this.halt.stopped && await this.hooks.attempt(event, attempt));
+      const ok = await this.slots.run(async () => !this.halt.stopped && (await this.hooks.attempt(event, attempt)));
       if (ok) {
         this.hooks.delivered(event);
         return true;
       }
       if (this.halt.stopped) return false;
       if (Date.now() >= deadline) {
-        this.log.error({ event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri }, `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`);
+        this.log.error(
+          { event: 'webhook_given_up', activeflow_id: id, seq: event.seq, uri: event.data.webhook_uri },
+          `a webhook event could not be delivered within ${this.options.giveUpAfterMs} ms; going on with the next one`,
+        );
         this.hooks.givenUp();
         return true;
       }

@@ -21,7 +21,10 @@ export class CreationRate {
   private lastSweep = 0;
 
   /** `share`: the fraction of the shards this node owns now (1 with one node). */
-  constructor(private readonly share: () => number, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly share: () => number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Takes a token, or refuses with `limit_exceeded` (quota creations_per_second). */
   take(customerId: string, q: Pick<Quotas, 'creations_per_second' | 'creation_burst'>): void {
@@ -36,7 +39,11 @@ export class CreationRate {
     b.at = now;
     this.buckets.set(customerId, b);
     if (b.tokens < 1) {
-      throw new ActiveflowError('limit_exceeded', `customer ${customerId} creates activeflows faster than ${q.creations_per_second}/s (burst ${q.creation_burst}); retry in a moment (quota creations_per_second)`, { quota: 'creations_per_second' });
+      throw new ActiveflowError(
+        'limit_exceeded',
+        `customer ${customerId} creates activeflows faster than ${q.creations_per_second}/s (burst ${q.creation_burst}); retry in a moment (quota creations_per_second)`,
+        { quota: 'creations_per_second' },
+      );
     }
     b.tokens -= 1;
   }

@@ -44,7 +44,10 @@ export class FairAdmission {
   private latestOther: Seen = { customer: '', at: -Infinity };
   private readonly windowMs: number;
 
-  constructor(private readonly o: FairAdmissionOptions, private readonly now: () => number = () => performance.now()) {
+  constructor(
+    private readonly o: FairAdmissionOptions,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     this.windowMs = o.activeWindowMs ?? 1_000;
   }
 
@@ -64,7 +67,9 @@ export class FairAdmission {
     if (!this.queues.has(customer) && this.mayStart(customer, now)) return this.start(customer, task);
     const queue = this.queues.get(customer) ?? [];
     if (queue.length >= this.o.maxQueuedPerCustomer) {
-      return Promise.reject(new ActiveflowError('limit_exceeded', `customer ${customer} has ${queue.length} requests waiting on this node; retry in a moment (quota pending_requests)`, { quota: 'pending_requests' }));
+      return Promise.reject(
+        new ActiveflowError('limit_exceeded', `customer ${customer} has ${queue.length} requests waiting on this node; retry in a moment (quota pending_requests)`, { quota: 'pending_requests' }),
+      );
     }
     return new Promise<T>((resolve, reject) => {
       queue.push(() => void this.start(customer, task).then(resolve, reject));

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { followKeys, type Following } from '../store/kv-follow.js';
 import { isRevisionConflict } from '../store/revision-conflict.js';
-import { QuotaOverride, Quotas } from './quotas.js';
+import { QuotaOverride, type Quotas } from './quotas.js';
 
 const PREFIX = 'override.';
 
@@ -25,8 +25,12 @@ export class QuotaBook {
 
   /** Loads the overrides (one watch replay) and follows them until stop(); a lost watch is reopened. */
   async start(): Promise<void> {
-    this.following = followKeys(this.kv, `${PREFIX}*`, (e) => this.apply(e),
-      (e) => this.log.warn({ event: 'quota_watch_failed', err: e }, 'following quota overrides again'));
+    this.following = followKeys(
+      this.kv,
+      `${PREFIX}*`,
+      (e) => this.apply(e),
+      (e) => this.log.warn({ event: 'quota_watch_failed', err: e }, 'following quota overrides again'),
+    );
     await this.following.ready;
   }
 

@@ -9,22 +9,14 @@ import type { Limits } from '../../machines/index.js';
 const count = () => z.number().int().nonnegative();
 
 export const Quotas = z.strictObject({
-  running_activeflows: count()
-    .describe('Activeflows of the customer running at once, across the cluster. A create beyond it is refused; an on_complete child beyond it is not started (logged).'),
-  creations_per_second: z.number().nonnegative()
-    .describe('Sustained rate of activeflow creations (token bucket). on_complete children are not held to it: refusing one would stall its parent\'s end.'),
-  creation_burst: count()
-    .describe('Creations allowed at once after a quiet spell (the token bucket\'s size); at least 1 is always allowed.'),
-  flows: count()
-    .describe('Flows a customer may store (VoIPBIN\'s limit is 10,000).'),
-  variable_keys: count()
-    .describe('Caller-supplied variables accepted at creation.'),
-  variable_value_bytes: count()
-    .describe('Largest variable value, in UTF-8 bytes (creation, variables_set, variable_set).'),
-  injected_variables_bytes: count()
-    .describe('Keys plus values of the variables a caller supplies at creation.'),
-  variables_bytes: count()
-    .describe('Keys plus values of all of one activeflow\'s variables.'),
+  running_activeflows: count().describe('Activeflows of the customer running at once, across the cluster. A create beyond it is refused; an on_complete child beyond it is not started (logged).'),
+  creations_per_second: z.number().nonnegative().describe("Sustained rate of activeflow creations (token bucket). on_complete children are not held to it: refusing one would stall its parent's end."),
+  creation_burst: count().describe("Creations allowed at once after a quiet spell (the token bucket's size); at least 1 is always allowed."),
+  flows: count().describe("Flows a customer may store (VoIPBIN's limit is 10,000)."),
+  variable_keys: count().describe('Caller-supplied variables accepted at creation.'),
+  variable_value_bytes: count().describe('Largest variable value, in UTF-8 bytes (creation, variables_set, variable_set).'),
+  injected_variables_bytes: count().describe('Keys plus values of the variables a caller supplies at creation.'),
+  variables_bytes: count().describe("Keys plus values of all of one activeflow's variables."),
 });
 export type Quotas = z.infer<typeof Quotas>;
 
@@ -61,9 +53,13 @@ export const QuotaRequests = {
   /** A null value drops that quota's override (the default applies again). */
   set: z.strictObject({
     customer_id: z.uuid(),
-    quotas: z.strictObject(Object.fromEntries(Object.entries(Quotas.shape).map(([k, v]) => [k, v.nullable().optional()])) as {
-      [K in keyof Quotas]: z.ZodOptional<z.ZodNullable<(typeof Quotas.shape)[K]>>
-    }).refine((q) => Object.keys(q).length > 0, { message: 'name at least one quota to change' }),
+    quotas: z
+      .strictObject(
+        Object.fromEntries(Object.entries(Quotas.shape).map(([k, v]) => [k, v.nullable().optional()])) as {
+          [K in keyof Quotas]: z.ZodOptional<z.ZodNullable<(typeof Quotas.shape)[K]>>;
+        },
+      )
+      .refine((q) => Object.keys(q).length > 0, { message: 'name at least one quota to change' }),
   }),
   reset: z.strictObject({ customer_id: z.uuid() }),
 };

@@ -48,7 +48,8 @@ export class RunningCount {
   /** Every customer with activeflows running, busiest first (one read of all the counters). */
   async all(): Promise<{ customer_id: string; running_activeflows: number }[]> {
     const values = await valuesNow(this.kv, `${PREFIX}*`);
-    return [...values].map(([k, v]) => ({ customer_id: k.slice(PREFIX.length), running_activeflows: (decodeJson(v) as { running: number }).running }))
+    return [...values]
+      .map(([k, v]) => ({ customer_id: k.slice(PREFIX.length), running_activeflows: (decodeJson(v) as { running: number }).running }))
       .filter((c) => c.running_activeflows > 0)
       .sort((a, b) => b.running_activeflows - a.running_activeflows || a.customer_id.localeCompare(b.customer_id));
   }
@@ -91,7 +92,11 @@ export class RunningCount {
           for (const g of gives) g.resolve();
           for (const t of admitted) t.resolve();
           for (const t of refused) {
-            t.reject(new ActiveflowError('limit_exceeded', `customer ${customerId} has ${count} running activeflows; at most ${t.limit} are allowed (quota running_activeflows)`, { quota: 'running_activeflows' }));
+            t.reject(
+              new ActiveflowError('limit_exceeded', `customer ${customerId} has ${count} running activeflows; at most ${t.limit} are allowed (quota running_activeflows)`, {
+                quota: 'running_activeflows',
+              }),
+            );
           }
         } catch (e) {
           for (const w of [...gives, ...takes]) w.reject(e);
@@ -107,24 +112,27 @@ export class RunningCount {
   private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<{ admitted: Batch['takes']; refused: Batch['takes']; count: number }> {
     const key = PREFIX + customerId;
     // Another node changed the count meanwhile: read it again (the jitter spreads the retries).
-    return retry(async () => {
-      const e = await this.kv.get(key);
-      const present = e !== null && e.operation === 'PUT';
-      let n = Math.max(0, (present ? (decodeJson(e.value) as { running: number }).running : 0) - gives);
-      const admitted: Batch['takes'] = [];
-      const refused: Batch['takes'] = [];
-      for (const t of takes) {
-        if (n < t.limit) {
-          n++;
-          admitted.push(t);
-        } else {
-          refused.push(t);
+    return retry(
+      async () => {
+        const e = await this.kv.get(key);
+        const present = e !== null && e.operation === 'PUT';
+        let n = Math.max(0, (present ? (decodeJson(e.value) as { running: number }).running : 0) - gives);
+        const admitted: Batch['takes'] = [];
+        const refused: Batch['takes'] = [];
+        for (const t of takes) {
+          if (n < t.limit) {
+            n++;
+            admitted.push(t);
+          } else {
+            refused.push(t);
+          }
         }
-      }
-      const value = encodeJson({ running: n });
-      if (e === null) await this.kv.create(key, value);
-      else await this.kv.update(key, value, e.revision);
-      return { admitted, refused, count: n };
-    }, { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 51 });
+        const value = encodeJson({ running: n });
+        if (e === null) await this.kv.create(key, value);
+        else await this.kv.update(key, value, e.revision);
+        return { admitted, refused, count: n };
+      },
+      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 51 },
+    );
   }
 }

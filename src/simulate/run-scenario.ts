@@ -3,10 +3,7 @@
  * the scenario's seed and the clock from its `now`, so a scenario always prints the same JSON.
  */
 import { LocalHost, type HostReply } from '../../actors/index.js';
-import {
-  DEFAULT_LIMITS, FINISH, idSource, Limits, NIL, prepareActions, START,
-  type Action, type EngineError, type Flow, type StreamEvent, type Verb,
-} from '../../machines/index.js';
+import { DEFAULT_LIMITS, FINISH, idSource, Limits, NIL, prepareActions, START, type Action, type EngineError, type Flow, type StreamEvent, type Verb } from '../../machines/index.js';
 import { fixedClock, formatTimestamp, normalizeTimestamp } from '../clock.js';
 import { Scenario, type ScenarioFlow, type Step } from './scenario.js';
 
@@ -80,20 +77,34 @@ export function runScenario(input: unknown, realNow: () => Date = () => new Date
     const current = host.state(id)!.activeflow.current_action.id;
     const call = (verb: Verb, body: unknown) => host.request(id, verb, body);
     switch (step.op) {
-      case 'next': return call('next', { current_action_id: step.current_action_id ?? current });
-      case 'execute': return call('execute', {});
-      case 'continue': return call('continue', { current_action_id: step.current_action_id ?? current });
-      case 'stop': return call('stop', step.reason ? { reason: step.reason } : {});
-      case 'delete': return call('delete', {});
-      case 'forward': return call('forward', { forward_action_id: step.forward_action_id, ...(step.forward_now !== undefined ? { forward_now: step.forward_now } : {}) });
-      case 'push_actions': return call('push_actions', { actions: step.actions });
-      case 'add_actions': return call('add_actions', { actions: step.actions });
-      case 'service_stop': return call('service_stop', { service_id: step.service_id });
-      case 'set_variables': return variablesOnly(call('variables_set', { variables: step.variables }));
-      case 'delete_variable': return variablesOnly(call('variables_delete', { key: step.key }));
-      case 'get': return host.get(id);
-      case 'get_variables': return variablesOnly(host.variables(id));
-      case 'substitute': return host.substitute(id, step.data);
+      case 'next':
+        return call('next', { current_action_id: step.current_action_id ?? current });
+      case 'execute':
+        return call('execute', {});
+      case 'continue':
+        return call('continue', { current_action_id: step.current_action_id ?? current });
+      case 'stop':
+        return call('stop', step.reason ? { reason: step.reason } : {});
+      case 'delete':
+        return call('delete', {});
+      case 'forward':
+        return call('forward', { forward_action_id: step.forward_action_id, ...(step.forward_now !== undefined ? { forward_now: step.forward_now } : {}) });
+      case 'push_actions':
+        return call('push_actions', { actions: step.actions });
+      case 'add_actions':
+        return call('add_actions', { actions: step.actions });
+      case 'service_stop':
+        return call('service_stop', { service_id: step.service_id });
+      case 'set_variables':
+        return variablesOnly(call('variables_set', { variables: step.variables }));
+      case 'delete_variable':
+        return variablesOnly(call('variables_delete', { key: step.key }));
+      case 'get':
+        return host.get(id);
+      case 'get_variables':
+        return variablesOnly(host.variables(id));
+      case 'substitute':
+        return host.substitute(id, step.data);
     }
   };
   const record = (step: Step): HostReply => {
@@ -136,4 +147,3 @@ export function runScenario(input: unknown, realNow: () => Date = () => new Date
 function variablesOnly(r: HostReply): HostReply {
   return r.ok ? { ok: true, result: (r.result as { variables: unknown }).variables } : r;
 }
-

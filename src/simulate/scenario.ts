@@ -4,9 +4,7 @@
  * scenario can carry notes; the known ones are checked strictly.
  */
 import { z } from 'zod';
-import {
-  ActionInputList, FlowTypeSchema, Limits, ReferenceTypeSchema, Timestamp, Uuid, Variables,
-} from '../../machines/index.js';
+import { ActionInputList, FlowTypeSchema, Limits, ReferenceTypeSchema, Timestamp, Uuid, Variables } from '../../machines/index.js';
 
 export const ScenarioFlow = z.looseObject({
   id: Uuid.optional(),
@@ -21,19 +19,25 @@ export const ScenarioFlow = z.looseObject({
 });
 export type ScenarioFlow = z.infer<typeof ScenarioFlow>;
 
-const CannedHttp = z.union([
-  z.strictObject({ status: z.number().int().min(100).max(599), body: z.unknown().optional() }),
-  z.strictObject({ error: z.string() }),
-]);
-const CannedService = z.union([
-  z.strictObject({ error: z.string() }),
-  z.looseObject({ service_id: Uuid.optional(), push_actions: z.array(z.unknown()).optional(), variables: Variables.optional() }),
-]);
+const CannedHttp = z.union([z.strictObject({ status: z.number().int().min(100).max(599), body: z.unknown().optional() }), z.strictObject({ error: z.string() })]);
+const CannedService = z.union([z.strictObject({ error: z.string() }), z.looseObject({ service_id: Uuid.optional(), push_actions: z.array(z.unknown()).optional(), variables: Variables.optional() })]);
 
 const optionalId = { current_action_id: Uuid.optional() };
 export const STEP_OPS = [
-  'next', 'execute', 'continue', 'stop', 'delete', 'forward', 'push_actions', 'add_actions', 'service_stop',
-  'set_variables', 'delete_variable', 'get', 'get_variables', 'substitute',
+  'next',
+  'execute',
+  'continue',
+  'stop',
+  'delete',
+  'forward',
+  'push_actions',
+  'add_actions',
+  'service_stop',
+  'set_variables',
+  'delete_variable',
+  'get',
+  'get_variables',
+  'substitute',
 ] as const;
 
 export const Step = z.discriminatedUnion(

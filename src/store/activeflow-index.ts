@@ -29,7 +29,11 @@ export class ActiveflowIndex {
 
   async record(af: Activeflow): Promise<void> {
     const entry: IndexEntry = {
-      status: af.status, reference_type: af.reference_type, reference_id: af.reference_id, tm_create: af.tm_create, deleted: af.tm_delete !== null,
+      status: af.status,
+      reference_type: af.reference_type,
+      reference_id: af.reference_id,
+      tm_create: af.tm_create,
+      deleted: af.tm_delete !== null,
     };
     await this.kv.put(`${af.customer_id}.${af.id}`, encodeJson(entry));
   }

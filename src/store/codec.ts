@@ -24,11 +24,16 @@ export function jsonDepth(data: Uint8Array | string, limit = Number.POSITIVE_INF
   for (let i = 0; i < data.length; i++) {
     const c = at(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {
-      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+      depth++;
+      if (depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
     } else if (c === 0x7d || c === 0x5d) depth--;
   }
   return deepest;
@@ -36,7 +41,5 @@ export function jsonDepth(data: Uint8Array | string, limit = Number.POSITIVE_INF
 
 /** Why JSON text nests too deeply to be parsed and walked safely, or null when it does not. */
 export function tooDeep(data: Uint8Array | string): string | null {
-  return jsonDepth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
-    ? `objects and arrays nest more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)`
-    : null;
+  return jsonDepth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH ? `objects and arrays nest more than ${MAX_JSON_DEPTH} levels deep; at most ${MAX_JSON_DEPTH} are accepted (limit json_depth)` : null;
 }

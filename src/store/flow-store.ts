@@ -39,7 +39,10 @@ export const MAX_STORED_FLOW_BYTES = 768 * 1024;
 function encodeFlow(flow: Flow): Uint8Array {
   const bytes = encodeJson(flow);
   if (bytes.length > MAX_STORED_FLOW_BYTES) {
-    throw new ActiveflowError('limit_exceeded', `the flow is ${bytes.length} bytes as stored (its actions with their ids); at most ${MAX_STORED_FLOW_BYTES} are accepted (limit flow_bytes): split it, and join the parts with fetch_flow`);
+    throw new ActiveflowError(
+      'limit_exceeded',
+      `the flow is ${bytes.length} bytes as stored (its actions with their ids); at most ${MAX_STORED_FLOW_BYTES} are accepted (limit flow_bytes): split it, and join the parts with fetch_flow`,
+    );
   }
   return bytes;
 }
@@ -73,10 +76,17 @@ export class FlowStore {
     const count = await this.count(draft.customer_id);
     if (count >= maxFlows) throw new FlowLimitExceeded(`customer ${draft.customer_id} has ${count} flows; at most ${maxFlows} are allowed (quota flows)`);
     const flow: Flow = {
-      id, customer_id: draft.customer_id, type: draft.type ?? 'flow', name: draft.name ?? '', detail: draft.detail ?? '',
-      actions: prepareActions(draft.actions, idSource(entropy)), on_complete_flow_id: draft.on_complete_flow_id ?? NIL,
+      id,
+      customer_id: draft.customer_id,
+      type: draft.type ?? 'flow',
+      name: draft.name ?? '',
+      detail: draft.detail ?? '',
+      actions: prepareActions(draft.actions, idSource(entropy)),
+      on_complete_flow_id: draft.on_complete_flow_id ?? NIL,
       ...(draft.max_idle_seconds ? { max_idle_seconds: draft.max_idle_seconds } : {}),
-      tm_create: now, tm_update: null, tm_delete: null,
+      tm_create: now,
+      tm_update: null,
+      tm_delete: null,
     };
     const encoded = encodeFlow(flow);
     await this.kv.put(`id.${id}`, encodeJson({ customer_id: flow.customer_id }));

@@ -50,11 +50,13 @@ export class HistoryChunks {
     const s = stored as Persisted;
     const keys = s.af_history_chunks;
     if (keys === undefined || keys.length === 0) return stored;
-    const chunks = await Promise.all(keys.map(async (key) => {
-      const e = await this.kv.get(key);
-      if (e === null || e.operation !== 'PUT') throw new Error(`history chunk ${key} is missing`);
-      return decodeJson(e.value) as Action[];
-    }));
+    const chunks = await Promise.all(
+      keys.map(async (key) => {
+        const e = await this.kv.get(key);
+        if (e === null || e.operation !== 'PUT') throw new Error(`history chunk ${key} is missing`);
+        return decodeJson(e.value) as Action[];
+      }),
+    );
     const af = s.context.activeflow;
     this.written.set(af.id, [...keys]);
     const { af_history_chunks: _k, ...rest } = s;
@@ -72,4 +74,3 @@ export class HistoryChunks {
     return this.written.size;
   }
 }
-

@@ -32,7 +32,10 @@ export function followKeys(kv: KV, key: string, apply: (e: KvWatchEntry) => void
         // While a server of a cluster is down, some consumer creations hang: give up and try again.
         const opening = kv.watch({ key });
         const watch = await withTimeout(opening, OPEN_TIMEOUT_MS, `watching ${key}`).catch((e: unknown) => {
-          void opening.then((w) => w.stop(), () => undefined); // if it opens after all, it is not leaked
+          void opening.then(
+            (w) => w.stop(),
+            () => undefined,
+          ); // if it opens after all, it is not leaked
           throw e;
         });
         iter = watch;

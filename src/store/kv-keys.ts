@@ -19,7 +19,9 @@ export async function keysNow(kv: KV, filter: string): Promise<string[]> {
   const bucket = kv as Bucket;
   const prefix = `${bucket.prefix}.`;
   const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: `${prefix}${filter}` });
-  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length)).sort();
+  return Object.keys(info.state.subjects ?? {})
+    .map((subject) => subject.slice(prefix.length))
+    .sort();
 }
 
 /**
@@ -39,7 +41,10 @@ async function replay(kv: KV, filter: string, headersOnly: boolean, timeoutMs: n
   // While a server of a cluster is down, some consumer creations hang: bounded too.
   const opening = kv.watch({ key: filter, headers_only: headersOnly });
   const watch = await withTimeout(opening, timeoutMs, `reading ${filter}`).catch((e: unknown) => {
-    void opening.then((w) => w.stop(), () => undefined); // if it opens after all, it is not leaked
+    void opening.then(
+      (w) => w.stop(),
+      () => undefined,
+    ); // if it opens after all, it is not leaked
     throw e;
   });
   let late = false;

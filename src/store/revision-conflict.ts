@@ -3,7 +3,10 @@ import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 /** A revision-checked KV write was refused: someone else wrote the key since we read it. */
 export class RevisionConflict extends Error {
   override readonly name = 'RevisionConflict';
-  constructor(readonly key: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly key: string,
+    options?: { cause?: unknown },
+  ) {
     super(`revision conflict on ${key}: another writer owns it now`, options);
   }
 }
@@ -14,6 +17,5 @@ export class RevisionConflict extends Error {
  * key that exists are both "wrong last sequence" (10071; 10164 when the server cannot tell which).
  */
 export function isRevisionConflict(e: unknown): boolean {
-  return e instanceof JetStreamApiError
-    && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+  return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 }

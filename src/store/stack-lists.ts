@@ -86,7 +86,10 @@ export class StackLists {
         else this.hashes.set(stack.actions, hash);
       }
       const key = `${af.id}.s.${hash}`;
-      if (known === undefined) this.stored.set(af.id, (known = new Set()));
+      if (known === undefined) {
+        known = new Set();
+        this.stored.set(af.id, known);
+      }
       if (!known.has(key)) {
         const set = known;
         writes.push(this.kv.put(key, json === undefined ? encodeJson(stack.actions) : new TextEncoder().encode(json)).then(() => set.add(key)));
@@ -113,11 +116,13 @@ export class StackLists {
       return plain as unknown as Snapshot<unknown>;
     }
     const stacks = { ...af.stack_map };
-    await Promise.all(Object.entries(refs).map(async ([stackId, key]) => {
-      const e = await this.kv.get(key);
-      if (e === null || e.operation !== 'PUT') throw new Error(`the action list ${key} of stack ${stackId} is missing`);
-      stacks[stackId] = { ...stacks[stackId]!, actions: decodeJson(e.value) as Action[] };
-    }));
+    await Promise.all(
+      Object.entries(refs).map(async ([stackId, key]) => {
+        const e = await this.kv.get(key);
+        if (e === null || e.operation !== 'PUT') throw new Error(`the action list ${key} of stack ${stackId} is missing`);
+        stacks[stackId] = { ...stacks[stackId]!, actions: decodeJson(e.value) as Action[] };
+      }),
+    );
     const { af_stack_lists: _r, af_aside: _a, ...rest } = s;
     return { ...rest, context: { ...s.context, activeflow: { ...af, stack_map: stacks } } } as unknown as Snapshot<unknown>;
   }

@@ -47,22 +47,24 @@ describe('on a 3-server JetStream cluster', () => {
     const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
     let moves = 0;
     let killed: string | null = null;
-    await Promise.all(calls.map(async (call) => {
-      let current = call.current_action.id;
-      for (;;) {
-        const action = await client.next(call.id, current).catch((e: unknown) => {
-          throw new Error(`${(e as Error).message}; the node logged:\n${errors.filter((l) => l.includes('request_failed')).join('')}`, { cause: e });
-        });
-        acked.get(call.id)!.push(action.id);
-        if (action.id === FINISH) return;
-        current = action.id;
-        if (++moves === 60 && killed === null) {
-          const leader = (await jsm.streams.info('KV_af_running')).cluster!.leader!;
-          killed = leader;
-          cluster.byName(leader).signal('SIGKILL');
+    await Promise.all(
+      calls.map(async (call) => {
+        let current = call.current_action.id;
+        for (;;) {
+          const action = await client.next(call.id, current).catch((e: unknown) => {
+            throw new Error(`${(e as Error).message}; the node logged:\n${errors.filter((l) => l.includes('request_failed')).join('')}`, { cause: e });
+          });
+          acked.get(call.id)!.push(action.id);
+          if (action.id === FINISH) return;
+          current = action.id;
+          if (++moves === 60 && killed === null) {
+            const leader = (await jsm.streams.info('KV_af_running')).cluster!.leader!;
+            killed = leader;
+            cluster.byName(leader).signal('SIGKILL');
+          }
         }
-      }
-    }));
+      }),
+    );
     expect(killed).not.toBeNull();
     const expected = [...flow.actions.map((a) => a.id), FINISH];
     for (const call of calls) expect(acked.get(call.id)).toEqual(expected);

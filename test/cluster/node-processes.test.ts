@@ -37,7 +37,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startNode(id: string): Promise<void> {
   const child = await spawnNode(cluster.urls, {
-    NODE_ID: id, NATS_REPLICAS: '3', LEASE_TTL_MS: '1000', SHARD_LEASES: '1', NATS_SYSTEM_USER: 'system', NATS_SYSTEM_PASSWORD: 'system-dev-only',
+    NODE_ID: id,
+    NATS_REPLICAS: '3',
+    LEASE_TTL_MS: '1000',
+    SHARD_LEASES: '1',
+    NATS_SYSTEM_USER: 'system',
+    NATS_SYSTEM_PASSWORD: 'system-dev-only',
   });
   const log: string[] = [];
   child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
@@ -76,19 +81,21 @@ async function checkAgainstStreams(report: SimulationReport): Promise<void> {
   expect(report.results.filter((r) => r.error !== undefined).map((r) => r.error)).toEqual([]);
   expect(report.calls).toBe(CALLS);
   const expected = [...flow.actions.map((a) => a.id), FINISH];
-  await Promise.all(report.results.map(async (r) => {
-    expect(r.actions.map((a) => a.id)).toEqual(expected); // every call finished, each move given once
-    const { events } = await client.history(r.activeflowId);
-    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-    const last = events[events.length - 1]!;
-    expect(last.data.status).toBe('ended');
-    // The stream's record of executed actions is the moves the caller was acknowledged, no more.
-    const START = '00000000-0000-0000-0000-000000000001';
-    expect(last.data.executed_actions.map((a) => a.id)).toEqual([START, ...flow.actions.map((a) => a.id)]);
-    for (let i = 1; i < events.length; i++) {
-      expect(events[i]!.data.executed_actions.length).toBeGreaterThanOrEqual(events[i - 1]!.data.executed_actions.length);
-    }
-  }));
+  await Promise.all(
+    report.results.map(async (r) => {
+      expect(r.actions.map((a) => a.id)).toEqual(expected); // every call finished, each move given once
+      const { events } = await client.history(r.activeflowId);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      const last = events[events.length - 1]!;
+      expect(last.data.status).toBe('ended');
+      // The stream's record of executed actions is the moves the caller was acknowledged, no more.
+      const START = '00000000-0000-0000-0000-000000000001';
+      expect(last.data.executed_actions.map((a) => a.id)).toEqual([START, ...flow.actions.map((a) => a.id)]);
+      for (let i = 1; i < events.length; i++) {
+        expect(events[i]!.data.executed_actions.length).toBeGreaterThanOrEqual(events[i - 1]!.data.executed_actions.length);
+      }
+    }),
+  );
 }
 
 beforeAll(async () => {
@@ -102,11 +109,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await nc?.close();
-  await Promise.all([...nodes.values()].map(async ({ child }) => {
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
-    await exited(child);
-  }));
+  await Promise.all(
+    [...nodes.values()].map(async ({ child }) => {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+      await exited(child);
+    }),
+  );
   await cluster?.stop();
 });
 
@@ -129,7 +138,10 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
 
   it('2. SIGSTOP a node past its lease, then SIGCONT: nothing diverges, and once settled it serves only the shards it holds', async () => {
     const paused = nodes.get('node-2')!;
-    const held = (await shards()).shards.filter((s) => s.owner === 'node-2').map((s) => s.shard).sort((a, b) => a - b);
+    const held = (await shards()).shards
+      .filter((s) => s.owner === 'node-2')
+      .map((s) => s.shard)
+      .sort((a, b) => a - b);
     expect(held.length).toBeGreaterThan(50);
     const report = await simulate(async () => {
       paused.child.kill('SIGSTOP');
@@ -213,7 +225,15 @@ describe('a cluster of node processes on 3 NATS servers, under the call simulato
       await checkAgainstStreams(report);
     } catch (e) {
       process.stderr.write(`killed ${leader}; KV_af_running meanwhile:\n${timeline.join('\n')}\n`);
-      for (const [id, n] of nodes) process.stderr.write(`${id}:\n${n.log.join('').split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-15).join('\n')}\n`);
+      for (const [id, n] of nodes)
+        process.stderr.write(
+          `${id}:\n${n.log
+            .join('')
+            .split('\n')
+            .filter((l) => /"level":(40|50)/.test(l))
+            .slice(-15)
+            .join('\n')}\n`,
+        );
       throw e;
     }
     await cluster.byName(leader).restart();

@@ -26,7 +26,7 @@ beforeAll(async () => {
   cluster = await NatsCluster.start();
   conns = await Promise.all(cluster.urls.map((url, i) => connectNats([url], `rev-check-${i}`)));
   // A cold cluster's JetStream answers after its meta leader is elected: retry until it does.
-  for (const deadline = Date.now() + 45_000; ;) {
+  for (const deadline = Date.now() + 45_000; ; ) {
     try {
       await new Kvm(jetstream(conns[0]!, { timeout: 5_000 })).create('rev_check', { replicas: 3, history: 1 });
       break;
@@ -53,12 +53,16 @@ describe('revision-checked KV updates in a 3-server R3 bucket', () => {
       const results = await Promise.allSettled(writers.map((w) => w.kv.update(key, w.value, base)));
       const winners = writers.filter((_, i) => results[i]!.status === 'fulfilled');
       const odd = results.filter((r) => r.status === 'rejected' && !isRevisionConflict(r.reason));
-      expect(odd.map((r) => String((r as PromiseRejectedResult).reason)), `round ${round}: failures that are not revision conflicts`).toEqual([]);
+      expect(
+        odd.map((r) => String((r as PromiseRejectedResult).reason)),
+        `round ${round}: failures that are not revision conflicts`,
+      ).toEqual([]);
       accepted.push(winners.length);
       // The stored value is the one writer's that was told it won.
       if (winners.length === 1) expect((await kvs[0]!.get(key))?.string()).toBe(winners[0]!.value);
     }
-    const histogram = accepted.reduce<Record<number, number>>((h, n) => ({ ...h, [n]: (h[n] ?? 0) + 1 }), {});
+    const histogram: Record<number, number> = {};
+    for (const n of accepted) histogram[n] = (histogram[n] ?? 0) + 1;
     expect(histogram, 'rounds by how many writers were accepted').toEqual({ 1: ROUNDS });
   }, 120_000);
 });

@@ -28,7 +28,10 @@ describe('nodes splitting the shards with leases', () => {
     const leased = { shardLeases: true, leaseTtlMs: 1_000 };
     const a = await startNode(server, { ...leased, nodeId: 'node-a' });
     const b = await startNode(server, { ...leased, nodeId: 'node-b' });
-    cleanups.push(() => a.stop(), () => b.stop());
+    cleanups.push(
+      () => a.stop(),
+      () => b.stop(),
+    );
     expect(await until(() => a.servedShards + b.servedShards === 256 && a.servedShards > 70 && b.servedShards > 70, 10_000)).toBe(true);
 
     const nc = await connectNats(server.url, 'lease-test-client');
@@ -49,10 +52,12 @@ describe('nodes splitting the shards with leases', () => {
     const acked = await driveCalls(client, calls, (moves) => {
       if (moves === 100) events.push(b.nc.close().then(() => undefined)); // node-b dies: nothing released
       if (moves === 250) {
-        events.push(startNode(server, { ...leased, nodeId: 'node-c' }).then((n) => {
-          c = n;
-          cleanups.push(() => n.stop());
-        }));
+        events.push(
+          startNode(server, { ...leased, nodeId: 'node-c' }).then((n) => {
+            c = n;
+            cleanups.push(() => n.stop());
+          }),
+        );
       }
     });
     await Promise.all(events);
@@ -108,7 +113,7 @@ describe('a graceful move', () => {
     expect(toB.every((v) => v.transferred_from === 'node-a')).toBe(true);
 
     // Quiet first: a handoff the two views queued while converging may still be on its way.
-    for (let seen = -1; seen !== transfers.length;) {
+    for (let seen = -1; seen !== transfers.length; ) {
       seen = transfers.length;
       await new Promise((r) => setTimeout(r, 1_000)); // three reconciles (TTL/3)
     }
@@ -139,7 +144,17 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
     let aLog = '';
     a.stdout!.on('data', (chunk: Buffer) => (aLog += chunk.toString()));
     const b = await spawnNode(server, { ...env, NODE_ID: 'paused-b' });
-    cleanups.push(async () => { a.kill('SIGCONT'); a.kill('SIGKILL'); await exited(a); }, async () => { b.kill('SIGKILL'); await exited(b); });
+    cleanups.push(
+      async () => {
+        a.kill('SIGCONT');
+        a.kill('SIGKILL');
+        await exited(a);
+      },
+      async () => {
+        b.kill('SIGKILL');
+        await exited(b);
+      },
+    );
     const { nc, client } = await clientFor(server, 30_000);
     cleanups.push(() => nc.close());
     const STEPS = 12;
@@ -153,7 +168,9 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
     const acked = await driveCalls(client, calls, (moves) => {
       if (moves === 60) {
         a.kill('SIGSTOP'); // longer than the lease TTL: node-b takes its shards over meanwhile
-        paused = new Promise((r) => setTimeout(r, 3_000)).then(() => { a.kill('SIGCONT'); });
+        paused = new Promise((r) => setTimeout(r, 3_000)).then(() => {
+          a.kill('SIGCONT');
+        });
       }
     });
     await paused;

@@ -64,7 +64,9 @@ describe('the dashboard in headless Chromium', () => {
     await page.getByTestId('key').fill(token); // no customer typed: the operator picks one from the table
     await page.getByTestId('connect').click();
 
-    await expect.poll(async () => (await page.$$eval('#nodes tbody tr', (rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset['node']))).sort(), { timeout: 10_000 }).toEqual(['node-a', 'node-b']);
+    await expect
+      .poll(async () => (await page.$$eval('#nodes tbody tr', (rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset['node']))).sort(), { timeout: 10_000 })
+      .toEqual(['node-a', 'node-b']);
     await expect.poll(async () => new Set(await owners()), { timeout: 10_000 }).toEqual(new Set(['node-a', 'node-b']));
     expect(await owners()).toHaveLength(256);
     await page.screenshot({ path: `${ARTIFACTS}dashboard-two-nodes.png`, fullPage: true });
@@ -92,7 +94,10 @@ describe('the dashboard in headless Chromium', () => {
     await page.screenshot({ path: `${ARTIFACTS}dashboard-three-nodes.png`, fullPage: true });
 
     // A call in progress: listed, then followed live as it moves and its variables change.
-    const flow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hello' } }, { type: 'digits_receive', option: { duration: 5000, length: 1 } }] });
+    const flow = await client.createFlow({
+      customer_id: CUSTOMER,
+      actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hello' } }, { type: 'digits_receive', option: { duration: 5000, length: 1 } }],
+    });
     const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call', variables: { caller: 'alice' } });
     const others = await Promise.all([0, 1].map(() => client.createActiveflow({ customer_id: OTHER_CUSTOMER, actions: [{ type: 'block' }], reference_type: 'api', execute: true })));
     // Running activeflows per customer, across the cluster, busiest first; a click lists one's own.
@@ -116,9 +121,15 @@ describe('the dashboard in headless Chromium', () => {
     await page.screenshot({ path: `${ARTIFACTS}dashboard-selected.png`, fullPage: false });
     // The picture of the flow: a box per action, the cursor's highlighted, full ids on hover.
     const picture = page.getByTestId('flow-picture');
-    const boxes = () => picture.locator('g.action').evaluateAll((gs) => gs.map((g) => ({
-      id: g.getAttribute('data-action-id'), current: g.classList.contains('current'), executed: g.classList.contains('executed'), title: g.querySelector('title')?.textContent ?? '',
-    })));
+    const boxes = () =>
+      picture.locator('g.action').evaluateAll((gs) =>
+        gs.map((g) => ({
+          id: g.getAttribute('data-action-id'),
+          current: g.classList.contains('current'),
+          executed: g.classList.contains('executed'),
+          title: g.querySelector('title')?.textContent ?? '',
+        })),
+      );
     await expect.poll(async () => (await boxes()).length, { timeout: 5_000 }).toBe(3);
     expect((await boxes()).map((b) => b.id)).toEqual(flow.actions.map((a) => a.id));
     expect((await boxes()).every((b) => b.title.includes(b.id!))).toBe(true);
@@ -169,7 +180,7 @@ describe('the dashboard in headless Chromium', () => {
     await p.close();
   }, 30_000);
 
-  it('with a customer\'s key: its own activeflows, and no cluster view', async () => {
+  it("with a customer's key: its own activeflows, and no cluster view", async () => {
     const { token } = await client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: CUSTOMER });
     const p = await browser.newPage();
     await p.goto(`${gateway.url}/?accesskey=${encodeURIComponent(token)}`);

@@ -14,9 +14,17 @@ export const fid = (n: number): string => `00000000-0000-4000-9000-${String(n).p
 
 export function flow(id: string, actions: unknown[], extra: Partial<Flow> = {}): Flow {
   return {
-    id, customer_id: CUSTOMER, type: 'flow', name: '', detail: '',
+    id,
+    customer_id: CUSTOMER,
+    type: 'flow',
+    name: '',
+    detail: '',
     actions: actions.map((a) => ({ next_id: '00000000-0000-0000-0000-000000000000', option: {}, tm_execute: null, ...(a as object) })) as Action[],
-    on_complete_flow_id: '00000000-0000-0000-0000-000000000000', tm_create: NOW, tm_update: null, tm_delete: null, ...extra,
+    on_complete_flow_id: '00000000-0000-0000-0000-000000000000',
+    tm_create: NOW,
+    tm_update: null,
+    tm_delete: null,
+    ...extra,
   };
 }
 

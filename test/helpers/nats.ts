@@ -23,11 +23,21 @@ export function startNats(extraConfig = shardMappingConfig(SHARDS)): Promise<Nat
 
 export function nodeOptions(server: NatsServer, overrides: Partial<NodeOptions> = {}): NodeOptions {
   return {
-    servers: [server.url], nodeId: 'test-node', shardCount: SHARDS, replicas: 1, passivateAfterMs: 60_000,
-    endedRetentionMs: 86_400_000, eventRetentionMs: 86_400_000, httpTimeoutMs: 1_000, httpMaxResponseBytes: 64 * 1024,
+    servers: [server.url],
+    nodeId: 'test-node',
+    shardCount: SHARDS,
+    replicas: 1,
+    passivateAfterMs: 60_000,
+    endedRetentionMs: 86_400_000,
+    eventRetentionMs: 86_400_000,
+    httpTimeoutMs: 1_000,
+    httpMaxResponseBytes: 64 * 1024,
     // The tests' HTTP servers listen on loopback, which the default egress policy refuses.
     egressAllow: ['127.0.0.0/8', '::1'],
-    serviceTimeoutMs: 500, leaseTtlMs: 1_000, log: silentLogger, ...overrides,
+    serviceTimeoutMs: 500,
+    leaseTtlMs: 1_000,
+    log: silentLogger,
+    ...overrides,
   };
 }
 
@@ -117,16 +127,18 @@ export async function driveCalls(
 ): Promise<Map<string, string[]>> {
   const acked = new Map<string, string[]>(calls.map((c) => [c.id, []]));
   let moves = 0;
-  await Promise.all(calls.map(async (call) => {
-    let current = call.current_action.id;
-    for (;;) {
-      const action = await client.next(call.id, current);
-      acked.get(call.id)!.push(action.id);
-      if (action.id === '00000000-0000-0000-0000-000000000002') return;
-      current = action.id;
-      onMove(++moves);
-    }
-  }));
+  await Promise.all(
+    calls.map(async (call) => {
+      let current = call.current_action.id;
+      for (;;) {
+        const action = await client.next(call.id, current);
+        acked.get(call.id)!.push(action.id);
+        if (action.id === '00000000-0000-0000-0000-000000000002') return;
+        current = action.id;
+        onMove(++moves);
+      }
+    }),
+  );
   return acked;
 }
 

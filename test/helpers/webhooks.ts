@@ -2,7 +2,10 @@
 import { createServer } from 'node:http';
 import type { ActiveflowClient } from '../../src/api/client.js';
 
-export interface WebhookBody { type: string; data: { id: string; executed_actions: unknown[] } }
+export interface WebhookBody {
+  type: string;
+  data: { id: string; executed_actions: unknown[] };
+}
 
 /** Answers each webhook 200 when `accept(path, body)` says so, else 503. */
 export async function webhookReceiver(accept: (path: string, body: WebhookBody) => boolean): Promise<{ base: string; close: () => Promise<void> }> {
@@ -20,14 +23,24 @@ export async function webhookReceiver(accept: (path: string, body: WebhookBody) 
 
 /** Creates a call activeflow of `moves` talks with that webhook, and walks it with next to its end; its id. */
 export async function walkCall(client: ActiveflowClient, customerId: string, webhookUri: string, moves: number): Promise<string> {
-  const af = await client.createActiveflow({ customer_id: customerId, reference_type: 'call', webhook_uri: webhookUri, actions: Array.from({ length: moves }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+  const af = await client.createActiveflow({
+    customer_id: customerId,
+    reference_type: 'call',
+    webhook_uri: webhookUri,
+    actions: Array.from({ length: moves }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })),
+  });
   let current = af.current_action.id;
   for (let i = 0; i <= moves; i++) current = (await client.next(af.id, current)).id; // the last one finishes it
   return af.id;
 }
 
 /** Tears a webhook test down: the client, every node still connected, the server, the endpoint. */
-export async function stopAll(parts: { nc?: { close(): Promise<void> }; nodes: { nc: { isClosed(): boolean }; stop(): Promise<unknown> }[]; server?: { stop(): Promise<void> }; closeHttp?: () => Promise<void> }): Promise<void> {
+export async function stopAll(parts: {
+  nc?: { close(): Promise<void> };
+  nodes: { nc: { isClosed(): boolean }; stop(): Promise<unknown> }[];
+  server?: { stop(): Promise<void> };
+  closeHttp?: () => Promise<void>;
+}): Promise<void> {
   await parts.nc?.close();
   for (const n of parts.nodes) if (!n.nc.isClosed()) await n.stop().catch(() => undefined);
   await parts.server?.stop();

@@ -62,7 +62,10 @@ describe('admin verbs', () => {
     expect(s.shard_count).toBe(256);
     expect(s.moving).toBe(0);
     expect(s.shards.every((x) => x.owner !== null && x.owner === x.target && x.epoch !== null)).toBe(true);
-    expect(s.nodes.map((n) => [n.node_id, n.shards])).toEqual([['node-a', nodes.get('node-a')!.servedShards], ['node-b', nodes.get('node-b')!.servedShards]]);
+    expect(s.nodes.map((n) => [n.node_id, n.shards])).toEqual([
+      ['node-a', nodes.get('node-a')!.servedShards],
+      ['node-b', nodes.get('node-b')!.servedShards],
+    ]);
     const out = await cli('shards');
     expect(out.stdout).toMatch(/node-a\s+live\s+\d+\s+\d+\s+[\d,-]+/);
     expect(out.stdout).toMatch(/256 shards; 0 moving; 0 without an owner/);
@@ -96,7 +99,7 @@ describe('admin verbs', () => {
     expect((await cli('rebalance')).stdout).toMatch(/every shard is where it should be/);
   });
 
-  it('a drain lasts across the node\'s restart until undrain; one until_stop ends when the node stops', async () => {
+  it("a drain lasts across the node's restart until undrain; one until_stop ends when the node stops", async () => {
     const a = nodes.get('node-a')!;
     await client.call('activeflow.admin.v1.drain', { node_id: 'node-b' });
     expect(await until(() => nodes.get('node-b')!.servedShards === 0)).toBe(true);

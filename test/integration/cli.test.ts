@@ -97,7 +97,12 @@ describe('activeflow CLI', () => {
     expect(code).toBe(0);
     const lines = out.trim().split('\n');
     expect(lines.map((l) => l.split(/\s+/).filter(Boolean)[2])).toEqual([
-      'activeflow_created', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_updated', 'activeflow_ended',
+      'activeflow_created',
+      'activeflow_updated',
+      'activeflow_updated',
+      'activeflow_updated',
+      'activeflow_updated',
+      'activeflow_ended',
     ]);
     expect(lines[1]).toMatch(/answer/);
   }, 60_000);
@@ -107,21 +112,24 @@ describe('activeflow CLI', () => {
     expect(await cli('flows', 'create', '--customer', CUSTOMER)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--file is required/) });
     expect(await cli('list')).toMatchObject({ code: 2, stderr: expect.stringMatching(/--customer is required/) });
     expect(await cli('get', 'nope')).toMatchObject({ code: 2, stderr: expect.stringMatching(/invalid_argument/) });
-    const down = await run(process.execPath, [BIN, 'get', '00000000-0000-4000-8000-000000000999'], { env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' } }).catch((e: { code: number; stderr: string }) => e);
+    const down = await run(process.execPath, [BIN, 'get', '00000000-0000-4000-8000-000000000999'], { env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' } }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach NATS.*npm start/) });
   }, 60_000);
 });
 
 describe('activeflow call', () => {
-  const callCli = (input: string | null, ...args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'call', ...args], { env: { ...process.env, NATS_URL: server.url }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    if (input === null) child.stdin.end();
-    else child.stdin.end(input);
-    child.on('exit', (code) => resolve({ code, out }));
-  });
+  const callCli = (input: string | null, ...args: string[]) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, 'call', ...args], { env: { ...process.env, NATS_URL: server.url }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      if (input === null) child.stdin.end();
+      else child.stdin.end(input);
+      child.on('exit', (code) => resolve({ code, out }));
+    });
 
   it('walks a flow as the call service sees it, typing --digits at each digits_receive (no terminal)', async () => {
     const flow = JSON.parse((await cli('flows', 'create', '--customer', CUSTOMER, '--file', EXAMPLE, '--json')).stdout) as { id: string };

@@ -51,7 +51,9 @@ describe('the compiled command', () => {
     const gateway = run(image, ['gateway', '--help']);
     expect(gateway.status).toBe(0);
     expect(gateway.stdout).toMatch(/Usage: activeflow gateway/);
-    const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(join(image, 'dist', 'src', 'gateway', 'http-gateway.js'))}); console.log('loaded')`], { encoding: 'utf8' });
+    const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(join(image, 'dist', 'src', 'gateway', 'http-gateway.js'))}); console.log('loaded')`], {
+      encoding: 'utf8',
+    });
     expect(probe.stdout.trim()).toBe('loaded');
   }, 120_000);
 

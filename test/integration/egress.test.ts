@@ -36,9 +36,26 @@ afterAll(() => {
 describe('EgressPolicy.refusal', () => {
   const policy = new EgressPolicy();
   it.each([
-    '127.0.0.1', '127.1.2.3', '10.0.0.1', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1',
-    '0.0.0.0', '224.0.0.1', '255.255.255.255', '192.0.0.192', '::1', '::', 'fd00::1', 'fd00:ec2::254', 'fe80::1',
-    '::ffff:127.0.0.1', '::ffff:10.0.0.1', '::ffff:169.254.169.254',
+    '127.0.0.1',
+    '127.1.2.3',
+    '10.0.0.1',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '192.0.0.192',
+    '::1',
+    '::',
+    'fd00::1',
+    'fd00:ec2::254',
+    'fe80::1',
+    '::ffff:127.0.0.1',
+    '::ffff:10.0.0.1',
+    '::ffff:169.254.169.254',
   ])('refuses %s', (address) => {
     expect(policy.refusal(address)).toMatch(/is (a|an) /);
   });
@@ -89,7 +106,11 @@ describe('a node with the default policy', () => {
 
   it('fails a fetch to loopback (critical: the call ends) and says why in the activeflow error', async () => {
     const before = hits.length;
-    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'fetch', option: { event_url: `http://127.0.0.1:${port}/actions` } }, { type: 'talk' }] });
+    const af = await env.client.createActiveflow({
+      customer_id: CUSTOMER,
+      reference_type: 'call',
+      actions: [{ type: 'fetch', option: { event_url: `http://127.0.0.1:${port}/actions` } }, { type: 'talk' }],
+    });
     expect((await env.client.next(af.id, af.current_action.id)).id).toBe(FINISH);
     const ended = await env.client.get(af.id);
     expect(ended).toMatchObject({ status: 'ended', end_reason: 'error', error: { action_type: 'fetch' } });
@@ -98,7 +119,11 @@ describe('a node with the default policy', () => {
   });
 
   it('skips a webhook_send to the metadata address (not critical) and goes on', async () => {
-    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'webhook_send', option: { sync: true, uri: 'http://169.254.169.254/latest/meta-data/', data: 'x' } }, { type: 'talk' }] });
+    const af = await env.client.createActiveflow({
+      customer_id: CUSTOMER,
+      reference_type: 'call',
+      actions: [{ type: 'webhook_send', option: { sync: true, uri: 'http://169.254.169.254/latest/meta-data/', data: 'x' } }, { type: 'talk' }],
+    });
     expect((await env.client.next(af.id, af.current_action.id)).type).toBe('talk');
   });
 

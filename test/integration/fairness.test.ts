@@ -29,12 +29,11 @@ async function quietCalls(n: number): Promise<number[]> {
 }
 
 describe('fair admission', () => {
-  it('a quiet customer\'s next stays fast while another customer floods the node', async () => {
+  it("a quiet customer's next stays fast while another customer floods the node", async () => {
     await quietCalls(10); // warm up
     const alone = await quietCalls(60);
 
-    const targets = await Promise.all(Array.from({ length: 100 }, () =>
-      env.client.createActiveflow({ customer_id: FLOOD, reference_type: 'call', actions: talks(2) })));
+    const targets = await Promise.all(Array.from({ length: 100 }, () => env.client.createActiveflow({ customer_id: FLOOD, reference_type: 'call', actions: talks(2) })));
     let flooding = true;
     const floodMs: number[] = [];
     const worker = async (w: number) => {
@@ -51,9 +50,12 @@ describe('fair admission', () => {
     await Promise.all(workers);
 
     const figures = {
-      quiet_alone_p50_ms: pct(alone, 50), quiet_alone_p99_ms: pct(alone, 99),
-      quiet_during_flood_p50_ms: pct(during, 50), quiet_during_flood_p99_ms: pct(during, 99),
-      flood_p50_ms: pct(floodMs, 50), flood_requests: floodMs.length,
+      quiet_alone_p50_ms: pct(alone, 50),
+      quiet_alone_p99_ms: pct(alone, 99),
+      quiet_during_flood_p50_ms: pct(during, 50),
+      quiet_during_flood_p99_ms: pct(during, 99),
+      flood_p50_ms: pct(floodMs, 50),
+      flood_requests: floodMs.length,
     };
     console.log(JSON.stringify(Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, Math.round(v * 10) / 10]))));
     // The flood waits its turns: its requests took far longer than the quiet customer's.
@@ -64,7 +66,7 @@ describe('fair admission', () => {
 });
 
 describe('fair admission: whose request', () => {
-  it('a request naming no customer, to an activeflow passivated here, still counts as its customer\'s', async () => {
+  it("a request naming no customer, to an activeflow passivated here, still counts as its customer's", async () => {
     const af = await env.client.createActiveflow({ customer_id: QUIET, reference_type: 'call', actions: talks(3) });
     expect(env.node.registry.customerOf(af.id)).toBe(QUIET);
     env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);

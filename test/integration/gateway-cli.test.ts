@@ -80,13 +80,14 @@ describe('activeflow accesskeys and activeflow gateway', () => {
     await expect(cli('node', '--http', 'eighty')).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/--http takes a port/) });
   });
 
-  it('activeflow node --http serves the gateway in the node\'s own process', async () => {
+  it("activeflow node --http serves the gateway in the node's own process", async () => {
     const { token } = JSON.parse((await cli('accesskeys', 'create', '--customer', CUSTOMER, '--json')).stdout) as { token: string };
     const port = await freePort();
     const child = await spawnListening(['node', '--http', String(port)], { NODE_ID: 'http-node', SHARD_LEASES: '1', LOG_LEVEL: 'info' });
     try {
       const res = await fetch(`http://127.0.0.1:${port}/v1.0/activeflows`, {
-        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ actions: [{ type: 'variable_set', option: { key: 'k', value: 'v' } }] }),
       });
       expect(res.status).toBe(200);

@@ -18,7 +18,15 @@ let gateway: HttpGateway;
 let token: string;
 let flowId: string;
 
-interface Pushed { type: string; topic?: string; seq?: number; stream_seq?: number; data?: Record<string, unknown>; error?: { code: string; message: string }; topics?: string[] }
+interface Pushed {
+  type: string;
+  topic?: string;
+  seq?: number;
+  stream_seq?: number;
+  data?: Record<string, unknown>;
+  error?: { code: string; message: string };
+  topics?: string[];
+}
 
 /** A client that records what it is sent. */
 async function connect(g: HttpGateway, t = token): Promise<{ ws: WebSocket; got: Pushed[]; next: (pred: (m: Pushed) => boolean) => Promise<Pushed> }> {
@@ -69,7 +77,7 @@ describe('WebSocket /v1.0/ws', () => {
     }
   });
 
-  it('pushes an activeflow\'s events in order, in the public form; refuses another customer\'s topics and bad messages', async () => {
+  it("pushes an activeflow's events in order, in the public form; refuses another customer's topics and bad messages", async () => {
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flowId, reference_type: 'call' });
     const c = await connect(gateway);
     c.ws.send(JSON.stringify({ type: 'subscribe', topics: [`customer_id:${OTHER_CUSTOMER}:activeflow`] }));
@@ -78,7 +86,12 @@ describe('WebSocket /v1.0/ws', () => {
     c.ws.send('not json');
     c.ws.send(JSON.stringify({ type: 'subscribe', topics: [`customer_id:${CUSTOMER}:activeflow`], colour: 'red' }));
     await expect.poll(() => c.got.filter((m) => m.type === 'error').length).toBe(4);
-    expect(c.got.filter((m) => m.type === 'error').map((m) => m.error!.message).join('\n')).toMatch(/topic is customer_id[\s\S]*not valid JSON[\s\S]*colour/);
+    expect(
+      c.got
+        .filter((m) => m.type === 'error')
+        .map((m) => m.error!.message)
+        .join('\n'),
+    ).toMatch(/topic is customer_id[\s\S]*not valid JSON[\s\S]*colour/);
 
     const topic = `customer_id:${CUSTOMER}:activeflow:${af.id}`;
     c.ws.send(JSON.stringify({ type: 'subscribe', topics: [topic] }));
@@ -196,7 +209,9 @@ describe('WebSocket limits and revocation', () => {
         c.ws.send(JSON.stringify({ type: 'subscribe', topics: [`customer_id:${CUSTOMER}:activeflow`] }));
         await c.next((m) => m.type === 'subscribed');
       }
-      const closes = clients.map((c) => new Promise<{ code: number; reason: string; at: number }>((resolve) => c.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() }))));
+      const closes = clients.map(
+        (c) => new Promise<{ code: number; reason: string; at: number }>((resolve) => c.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() }))),
+      );
       const other = await connect(gateway); // another key's socket stays open
       const revokedAt = Date.now();
       await env.client.call(SUBJECTS.adminAccessKeys('delete'), { id });
@@ -216,7 +231,8 @@ describe('WebSocket limits and revocation', () => {
     const before = await consumerCount();
     const c = await connect(gateway);
     const burst = Array.from({ length: 12 }, (_, b) => ({
-      type: 'subscribe', topics: Array.from({ length: 100 }, (_, i) => `customer_id:${CUSTOMER}:activeflow:${(b * 100 + i).toString(16).padStart(12, '0').padStart(36, '5e000000-0000-4000-8000-')}`),
+      type: 'subscribe',
+      topics: Array.from({ length: 100 }, (_, i) => `customer_id:${CUSTOMER}:activeflow:${(b * 100 + i).toString(16).padStart(12, '0').padStart(36, '5e000000-0000-4000-8000-')}`),
     }));
     for (const m of burst) c.ws.send(JSON.stringify(m)); // all at once, none awaited
     await expect.poll(() => c.got.filter((m) => m.type === 'subscribed' || m.type === 'error').length, { timeout: 20_000 }).toBe(12);

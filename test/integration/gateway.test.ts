@@ -82,7 +82,7 @@ afterAll(async () => {
   keys?.stop();
 });
 
-describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
+describe("REST gateway: every endpoint, in VoIPBIN's shapes", () => {
   it('flows: create, list, get, update, delete', async () => {
     const res = await api('/v1.0/flows', { method: 'POST', body: JSON.stringify({ name: 'ivr', detail: 'main menu', actions: TALK }) });
     expect(res.status).toBe(200);
@@ -152,7 +152,9 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
   it('lists page: 100 at most and by default, next_page_token walks every activeflow once', async () => {
     const customer = '44444444-4444-4444-8444-444444444444';
     const { token } = await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: customer });
-    const ids = await Promise.all(Array.from({ length: 103 }, async () => (await env.client.createActiveflow({ customer_id: customer, actions: [{ type: 'block' }], reference_type: 'api', execute: true })).id));
+    const ids = await Promise.all(
+      Array.from({ length: 103 }, async () => (await env.client.createActiveflow({ customer_id: customer, actions: [{ type: 'block' }], reference_type: 'api', execute: true })).id),
+    );
     const as = { key: token };
     for (const size of ['', '?page_size=500']) {
       const page = await json(await api(`/v1.0/activeflows${size}`, as));
@@ -186,7 +188,10 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
   });
 
   it('its OpenAPI document describes the real answers: each one validates against the schema it gives', async () => {
-    const spec = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>; components: unknown };
+    const spec = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>;
+      components: unknown;
+    };
     const docAjv = new Ajv({ strict: false, allErrors: true });
     (addFormatsModule as unknown as (a: Ajv) => void)(docAjv);
     docAjv.addSchema({ $id: 'ours.json', components: spec.components });
@@ -218,21 +223,26 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
 
   it('a body far over the limit, sent at once or streamed, gets its 413 (the gateway reads it to the end first)', async () => {
     const { request } = await import('node:http');
-    const post = (body: Buffer, chunked: boolean) => new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(`${gateway.url}/v1.0/flows`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': String(body.length) }) },
-      }, (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    const post = (body: Buffer, chunked: boolean) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = request(
+          `${gateway.url}/v1.0/flows`,
+          {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': String(body.length) }) },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          },
+        );
+        req.on('error', reject);
+        if (chunked) {
+          for (let i = 0; i < body.length; i += 64 * 1024) req.write(body.subarray(i, i + 64 * 1024));
+          req.end();
+        } else req.end(body);
       });
-      req.on('error', reject);
-      if (chunked) {
-        for (let i = 0; i < body.length; i += 64 * 1024) req.write(body.subarray(i, i + 64 * 1024));
-        req.end();
-      } else req.end(body);
-    });
     const big = Buffer.from(JSON.stringify({ name: 'x', detail: 'y'.repeat(5 * 1024 * 1024), actions: [] }));
     for (const chunked of [false, true]) {
       for (let i = 0; i < 3; i++) {
@@ -255,22 +265,27 @@ describe('REST gateway: every endpoint, in VoIPBIN\'s shapes', () => {
     expect(spec['openapi']).toBe('3.0.3');
     const paths = spec['paths'] as Record<string, Record<string, unknown>>;
     expect(Object.keys(paths)).toEqual(expect.arrayContaining(['/v1.0/activeflows', '/v1.0/activeflows/{id}', '/v1.0/activeflows/{id}/stop', '/v1.0/flows', '/v1.0/flows/{id}']));
-    const create = ((spec['components'] as Record<string, Record<string, Record<string, unknown>>>)['schemas']!)['ActiveflowCreateRequest']!;
+    const create = (spec['components'] as Record<string, Record<string, Record<string, unknown>>>)['schemas']!['ActiveflowCreateRequest']!;
     expect(Object.keys(create['properties'] as object)).toEqual(['id', 'flow_id', 'actions', 'variables', 'webhook_uri', 'webhook_method']);
     expect(create['additionalProperties']).toBe(false);
   });
 });
 
 describe('REST gateway: tenants and access keys', () => {
-  it('another customer\'s activeflow or flow is a 404, in every verb; lists show only one\'s own', async () => {
+  it("another customer's activeflow or flow is a 404, in every verb; lists show only one's own", async () => {
     const af = await json(await api('/v1.0/activeflows', { method: 'POST', body: JSON.stringify({ actions: WAIT }) }));
     const flow = await json(await api('/v1.0/flows', { method: 'POST', body: JSON.stringify({ name: 'mine', detail: '', actions: TALK }) }));
     const as = { key: otherKey };
     for (const [path, method, body] of [
-      [`/v1.0/activeflows/${af['id']}`, 'GET'], [`/v1.0/activeflows/${af['id']}`, 'DELETE'], [`/v1.0/activeflows/${af['id']}/stop`, 'POST'],
-      [`/v1.0/activeflows/${af['id']}/history`, 'GET'], [`/v1.0/activeflows/${af['id']}/variables`, 'GET'],
+      [`/v1.0/activeflows/${af['id']}`, 'GET'],
+      [`/v1.0/activeflows/${af['id']}`, 'DELETE'],
+      [`/v1.0/activeflows/${af['id']}/stop`, 'POST'],
+      [`/v1.0/activeflows/${af['id']}/history`, 'GET'],
+      [`/v1.0/activeflows/${af['id']}/variables`, 'GET'],
       [`/v1.0/activeflows/${af['id']}/variables`, 'PUT', { variables: { x: '1' } }],
-      [`/v1.0/flows/${flow['id']}`, 'GET'], [`/v1.0/flows/${flow['id']}`, 'DELETE'], [`/v1.0/flows/${flow['id']}`, 'PUT', { name: 'n', detail: '', actions: TALK }],
+      [`/v1.0/flows/${flow['id']}`, 'GET'],
+      [`/v1.0/flows/${flow['id']}`, 'DELETE'],
+      [`/v1.0/flows/${flow['id']}`, 'PUT', { name: 'n', detail: '', actions: TALK }],
     ] as [string, string, unknown?][]) {
       const res = await api(path, { method, ...as, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
       expect([path, method, res.status]).toEqual([path, method, 404]);
@@ -299,8 +314,8 @@ describe('REST gateway: tenants and access keys', () => {
 });
 
 describe('REST gateway: operator keys', () => {
-  it('read any customer\'s data when they name it, and the cluster; customer keys get neither', async () => {
-    const op = (await env.client.call<{ token: string; role: string }>(SUBJECTS.adminAccessKeys('create'), { operator: true }));
+  it("read any customer's data when they name it, and the cluster; customer keys get neither", async () => {
+    const op = await env.client.call<{ token: string; role: string }>(SUBJECTS.adminAccessKeys('create'), { operator: true });
     expect(op.role).toBe('operator');
     const af = await json(await api('/v1.0/activeflows', { method: 'POST', body: JSON.stringify({ actions: WAIT }) }));
     const as = { key: op.token };
@@ -327,7 +342,7 @@ describe('REST gateway: operator keys', () => {
   });
 });
 
-describe('REST gateway: the runtime\'s refusals as HTTP statuses', () => {
+describe("REST gateway: the runtime's refusals as HTTP statuses", () => {
   it('a limit is a 429 that names it, and creates nothing', async () => {
     const THIRD = '33333333-3333-4333-8333-333333333399';
     const third = (await env.client.call<{ token: string }>(SUBJECTS.adminAccessKeys('create'), { customer_id: THIRD })).token;
@@ -418,26 +433,33 @@ describe('REST gateway: bad input is a clear 4xx and changes nothing', () => {
   it('fuzzed bodies: always a JSON answer below 500, and a refused one creates nothing', async () => {
     const before = await count();
     let created = 0;
-    await fc.assert(fc.asyncProperty(
-      fc.constantFrom('/v1.0/activeflows', '/v1.0/flows'),
-      fc.oneof(fc.json(), fc.string(), fc.record({ actions: fc.array(fc.record({ type: fc.string(), option: fc.object() }), { maxLength: 3 }) }).map((o) => JSON.stringify(o))),
-      async (path, body) => {
-        const res = await api(path, { method: 'POST', body });
-        const b = await json(res);
-        expect(res.status).toBeLessThan(500);
-        if (res.status === 200) created++;
-        else expect((b['error'] as { code: string }).code).toBeTypeOf('string');
-      },
-    ), { numRuns: 150 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/v1.0/activeflows', '/v1.0/flows'),
+        fc.oneof(
+          fc.json(),
+          fc.string(),
+          fc.record({ actions: fc.array(fc.record({ type: fc.string(), option: fc.object() }), { maxLength: 3 }) }).map((o) => JSON.stringify(o)),
+        ),
+        async (path, body) => {
+          const res = await api(path, { method: 'POST', body });
+          const b = await json(res);
+          expect(res.status).toBeLessThan(500);
+          if (res.status === 200) created++;
+          else expect((b['error'] as { code: string }).code).toBeTypeOf('string');
+        },
+      ),
+      { numRuns: 150 },
+    );
     expect(await count()).toBe(before + created);
     // and fuzzed paths and query strings: never a 5xx
-    await fc.assert(fc.asyncProperty(
-      fc.constantFrom('activeflows', 'flows', 'cluster'), fc.string({ maxLength: 40 }), fc.string({ maxLength: 40 }),
-      async (kind, segment, query) => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('activeflows', 'flows', 'cluster'), fc.string({ maxLength: 40 }), fc.string({ maxLength: 40 }), async (kind, segment, query) => {
         const res = await api(`/v1.0/${kind}/${encodeURIComponent(segment).replace(/%25/g, '%')}?${query}`);
         expect(res.status).toBeLessThan(500);
         await res.arrayBuffer();
-      },
-    ), { numRuns: 150 });
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_ACTIONS_PER_LIST } from '../../machines/index.js';
 import { SUBJECTS } from '../../src/api/subjects.js';
-import { ActiveflowError } from '../../src/errors.js';
+import type { ActiveflowError } from '../../src/errors.js';
 import { AccessKeyCache } from '../../src/gateway/access-keys.js';
 import { HttpGateway } from '../../src/gateway/http-gateway.js';
 import { silentLogger } from '../../src/log.js';
@@ -31,17 +31,22 @@ afterAll(async () => {
   keys?.stop();
 });
 
-const rest = (path: string, init: RequestInit = {}) => fetch(`${gateway.url}${path}`, {
-  ...init, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
-});
+const rest = (path: string, init: RequestInit = {}) =>
+  fetch(`${gateway.url}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
+  });
 const nested = (levels: number): unknown => {
   let v: unknown = 'bottom';
   for (let i = 0; i < levels; i++) v = i % 2 === 0 ? { x: v } : [v];
   return v;
 };
 const flowBody = (actions: unknown[]) => ({ name: 'hostile', detail: 'a test of limits', actions });
-const nats = (body: unknown) => env.client.call<{ id: string }>(SUBJECTS.flowCreate, { customer_id: CUSTOMER, ...(body as object) }).then(
-  (r) => ({ ok: true as const, r }), (e: unknown) => ({ ok: false as const, e: e as ActiveflowError }));
+const nats = (body: unknown) =>
+  env.client.call<{ id: string }>(SUBJECTS.flowCreate, { customer_id: CUSTOMER, ...(body as object) }).then(
+    (r) => ({ ok: true as const, r }),
+    (e: unknown) => ({ ok: false as const, e: e as ActiveflowError }),
+  );
 
 /** The customer's flows still read back, one by one and as a list, after whatever was sent. */
 async function everythingReadsBack(): Promise<void> {
@@ -124,7 +129,10 @@ describe('large flows', () => {
       const flows = new FlowStore(storage.flows);
       const actions = Array.from({ length: 900 }, () => ({ id: undefined, type: 'talk', option: { text: 'x'.repeat(900) } }));
       const draft = { customer_id: CUSTOMER, actions } as never;
-      await expect(flows.create(draft, '0f000000-0000-4000-8000-0000000000ff', new Date().toISOString(), 'e'.repeat(32))).rejects.toMatchObject({ code: 'limit_exceeded', message: expect.stringMatching(new RegExp(`flow_bytes.*|${MAX_STORED_FLOW_BYTES}`)) });
+      await expect(flows.create(draft, '0f000000-0000-4000-8000-0000000000ff', new Date().toISOString(), 'e'.repeat(32))).rejects.toMatchObject({
+        code: 'limit_exceeded',
+        message: expect.stringMatching(new RegExp(`flow_bytes.*|${MAX_STORED_FLOW_BYTES}`)),
+      });
       expect(await flows.get('0f000000-0000-4000-8000-0000000000ff')).toBeNull();
     } finally {
       await nc.close();
@@ -134,23 +142,34 @@ describe('large flows', () => {
 
 describe('fuzzed bodies (fast-check)', () => {
   const hostileValue = fc.letrec<{ v: unknown }>((tie) => ({
-    v: fc.oneof({ depthSize: 'small', withCrossShrink: true },
-      fc.string(), fc.integer(), fc.constant(null), fc.boolean(),
-      fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 })),
+    v: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.string(),
+      fc.integer(),
+      fc.constant(null),
+      fc.boolean(),
+      fc.array(tie('v'), { maxLength: 3 }),
+      fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 }),
+    ),
   })).v;
-  const body = fc.record({
-    depth: fc.integer({ min: 0, max: 300 }),
-    width: fc.integer({ min: 0, max: 3_000 }),
-    leaf: hostileValue,
-  }).map(({ depth, width, leaf }) => flowBody([{ type: 'talk', option: { text: 'fuzz', deep: nested(depth), wide: Array.from({ length: width }, () => leaf) } }]));
+  const body = fc
+    .record({
+      depth: fc.integer({ min: 0, max: 300 }),
+      width: fc.integer({ min: 0, max: 3_000 }),
+      leaf: hostileValue,
+    })
+    .map(({ depth, width, leaf }) => flowBody([{ type: 'talk', option: { text: 'fuzz', deep: nested(depth), wide: Array.from({ length: width }, () => leaf) } }]));
 
   it('never a 5xx, never `internal`, and everything accepted reads back (REST and NATS)', async () => {
-    await fc.assert(fc.asyncProperty(body, async (b) => {
-      const res = await rest('/v1.0/flows', { method: 'POST', body: JSON.stringify(b) });
-      expect(res.status).toBeLessThan(500);
-      const viaNats = await nats(b);
-      if (!viaNats.ok) expect(viaNats.e.code).not.toBe('internal');
-    }), { numRuns: 40 });
+    await fc.assert(
+      fc.asyncProperty(body, async (b) => {
+        const res = await rest('/v1.0/flows', { method: 'POST', body: JSON.stringify(b) });
+        expect(res.status).toBeLessThan(500);
+        const viaNats = await nats(b);
+        if (!viaNats.ok) expect(viaNats.e.code).not.toBe('internal');
+      }),
+      { numRuns: 40 },
+    );
     await everythingReadsBack();
   }, 60_000);
 });

@@ -33,9 +33,11 @@ describe('keysNow', () => {
   it('lists every key of the filter while each is rewritten in a tight loop, and skips none', async () => {
     for (const k of NODES) await kv.put(k, '{}');
     let renewing = true;
-    const renewals = Promise.all(NODES.map(async (k) => {
-      while (renewing) await kv.put(k, '{}');
-    }));
+    const renewals = Promise.all(
+      NODES.map(async (k) => {
+        while (renewing) await kv.put(k, '{}');
+      }),
+    );
     let listings = 0;
     const until = Date.now() + 4_000;
     try {

@@ -31,8 +31,14 @@ async function nodeLogs(level: string): Promise<{ lines: Record<string, unknown>
   const client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 10_000 });
   // A variable with a secret, used in an option, and an HTTP effect that fails (a warning).
   const af = await client.createActiveflow({
-    customer_id: CUSTOMER, reference_type: 'call', variables: { pin: PIN },
-    actions: [{ type: 'talk', option: { text: 'your pin is ${pin}' } }, { type: 'webhook_send', option: { uri: 'http://127.0.0.1:9/?pin=${pin}', method: 'POST', data: '${pin}' } }, { type: 'answer' }],
+    customer_id: CUSTOMER,
+    reference_type: 'call',
+    variables: { pin: PIN },
+    actions: [
+      { type: 'talk', option: { text: 'your pin is ${pin}' } },
+      { type: 'webhook_send', option: { uri: 'http://127.0.0.1:9/?pin=${pin}', method: 'POST', data: '${pin}' } },
+      { type: 'answer' },
+    ],
   });
   let current = af.current_action.id;
   for (let i = 0; i < 2; i++) current = (await client.next(af.id, current)).id; // talk, then (past webhook_send) answer
@@ -41,7 +47,10 @@ async function nodeLogs(level: string): Promise<{ lines: Record<string, unknown>
   await nc.close();
   child.kill('SIGTERM');
   expect(await exited(child)).toBe(0);
-  const lines = raw.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = raw
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { lines, raw, id: af.id };
 }
 
@@ -49,7 +58,7 @@ describe('node logs', () => {
   it('at info: JSON lines; per-activeflow events name node, shard, customer and activeflow; no password, no variable value', async () => {
     const { lines, raw, id } = await nodeLogs('info');
     expect(lines.length).toBeGreaterThan(0);
-    expect(lines.every((l) => typeof l['level'] === 'number' && l['level'] as number >= 30)).toBe(true);
+    expect(lines.every((l) => typeof l['level'] === 'number' && (l['level'] as number) >= 30)).toBe(true);
     expect(lines.every((l) => l['node_id'] === 'log-node' || l['component'] !== undefined)).toBe(true);
     const mine = lines.filter((l) => l['activeflow_id'] === id);
     expect(mine.length).toBeGreaterThan(0); // the failed webhook_send

@@ -25,7 +25,14 @@ async function scrape(): Promise<Map<string, number>> {
     if (line === '' || line.startsWith('#')) continue;
     const at = line.lastIndexOf(' ');
     // Labels in name order, whatever order the exposition gives them in.
-    const key = line.slice(0, at).replace(/\{(.*)\}$/, (_, labels: string) => `{${labels.split(/,(?=[a-z_]+=")/).sort().join(',')}}`);
+    const key = line.slice(0, at).replace(
+      /\{(.*)\}$/,
+      (_, labels: string) =>
+        `{${labels
+          .split(/,(?=[a-z_]+=")/)
+          .sort()
+          .join(',')}}`,
+    );
     out.set(key, Number(line.slice(at + 1)));
   }
   return out;
@@ -53,7 +60,7 @@ describe('/metrics', () => {
     expect(after.get('activeflow_request_duration_seconds_count{verb="next"}')).toBe(4);
     expect(after.get('activeflow_request_duration_seconds_bucket{le="+Inf",verb="next"}')).toBe(4);
     expect(after.get('activeflow_kv_write_duration_seconds_count')).toBe(4); // three moves and the end; the create is not a revision-checked update
-    expect(after.get('activeflow_limit_rejections_total{customer_id="' + CUSTOMER + '",quota="flows"}')).toBe(1);
+    expect(after.get(`activeflow_limit_rejections_total{customer_id="${CUSTOMER}",quota="flows"}`)).toBe(1);
     expect(after.get('activeflow_requests_total{code="limit_exceeded",verb="flow_create"}')).toBe(1);
     expect(after.get('activeflow_resident_actors')).toBeGreaterThanOrEqual(1);
     // Another writer rewrites a resident activeflow's snapshot: the node's next write is refused.
@@ -71,15 +78,30 @@ describe('/metrics', () => {
 
     const text = await (await fetch(`http://127.0.0.1:${endpoint.port}/metrics`)).text();
     const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
-    expect(names).toEqual(expect.arrayContaining([
-      'activeflow_requests_total counter', 'activeflow_request_duration_seconds histogram', 'activeflow_moves_total counter',
-      'activeflow_kv_write_duration_seconds histogram', 'activeflow_revision_conflicts_total counter', 'activeflow_actors_passivated_total counter',
-      'activeflow_limit_rejections_total counter', 'activeflow_webhook_delivery_lag_seconds histogram', 'activeflow_webhooks_given_up_total counter',
-      'activeflow_resident_actors gauge', 'activeflow_owned_shards gauge', 'activeflow_shard_moves_total counter', 'activeflow_lease_renewal_lag_seconds gauge',
-      'activeflow_requests_in_flight gauge', 'activeflow_admission_queued gauge',
-      // prom-client's process and event-loop metrics
-      'process_cpu_seconds_total counter', 'process_resident_memory_bytes gauge', 'nodejs_eventloop_lag_p99_seconds gauge', 'nodejs_gc_duration_seconds histogram',
-    ]));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'activeflow_requests_total counter',
+        'activeflow_request_duration_seconds histogram',
+        'activeflow_moves_total counter',
+        'activeflow_kv_write_duration_seconds histogram',
+        'activeflow_revision_conflicts_total counter',
+        'activeflow_actors_passivated_total counter',
+        'activeflow_limit_rejections_total counter',
+        'activeflow_webhook_delivery_lag_seconds histogram',
+        'activeflow_webhooks_given_up_total counter',
+        'activeflow_resident_actors gauge',
+        'activeflow_owned_shards gauge',
+        'activeflow_shard_moves_total counter',
+        'activeflow_lease_renewal_lag_seconds gauge',
+        'activeflow_requests_in_flight gauge',
+        'activeflow_admission_queued gauge',
+        // prom-client's process and event-loop metrics
+        'process_cpu_seconds_total counter',
+        'process_resident_memory_bytes gauge',
+        'nodejs_eventloop_lag_p99_seconds gauge',
+        'nodejs_gc_duration_seconds histogram',
+      ]),
+    );
   });
 });
 

@@ -9,9 +9,14 @@ import { SHARDS, rejects, useNode } from '../helpers/nats.js';
 const env = useNode();
 
 describe('routing', () => {
-  it('the node\'s shardOf equals the server\'s partition for every id (a real server\'s mapping)', async () => {
+  it("the node's shardOf equals the server's partition for every id (a real server's mapping)", async () => {
     const seen = new Map<string, number>();
-    const sub = env.nc.subscribe('activeflow.shard.*.*.route_probe', { callback: (_e, m) => { const t = m.subject.split('.'); seen.set(t[3]!, Number(t[2])); } });
+    const sub = env.nc.subscribe('activeflow.shard.*.*.route_probe', {
+      callback: (_e, m) => {
+        const t = m.subject.split('.');
+        seen.set(t[3]!, Number(t[2]));
+      },
+    });
     const ids = Array.from({ length: 3000 }, () => randomUUID());
     for (const id of ids) env.nc.publish(`activeflow.v1.${id}.route_probe`);
     await env.nc.flush();
@@ -67,7 +72,7 @@ describe('flows', () => {
     expect((await rejects(env.client.createActiveflow({ customer_id: OTHER_CUSTOMER, flow_id: flow.id, reference_type: 'call' }))).code).toBe('not_found');
   });
 
-  it('pages through a customer\'s flows', async () => {
+  it("pages through a customer's flows", async () => {
     const customer = randomUUID();
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push((await env.client.createFlow({ customer_id: customer, actions: [] })).id);
@@ -81,7 +86,12 @@ describe('flows', () => {
 
 describe('activeflows over NATS', () => {
   it('runs a call: create, next until FINISH, then ended; history has every event in order', async () => {
-    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi ${who}' } }], variables: { who: 'Ada' } });
+    const af = await env.client.createActiveflow({
+      customer_id: CUSTOMER,
+      reference_type: 'call',
+      actions: [{ type: 'answer' }, { type: 'talk', option: { text: 'hi ${who}' } }],
+      variables: { who: 'Ada' },
+    });
     expect(af).toMatchObject({ status: 'running', customer_id: CUSTOMER, execute_count: 0 });
     const answer = await env.client.next(af.id, af.current_action.id);
     const talk = await env.client.next(af.id, answer.id);

@@ -42,7 +42,10 @@ describe('a node killed with SIGKILL mid-flow', () => {
   it('loses nothing: every call continues from its last acknowledged reply, and the streams are clean', async () => {
     const { server, client } = await setup();
     let child: ChildProcess = await spawnNode(server);
-    cleanups.push(async () => { child.kill('SIGKILL'); await exited(child); });
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+    });
 
     const STEPS = 25;
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: i % 2 ? 'play' : 'talk', option: { text: `step ${i}` } })) });
@@ -78,7 +81,10 @@ describe('a node killed with SIGKILL mid-flow', () => {
   it('an acknowledged move is stored: SIGKILL right after each reply, with nothing else in flight', async () => {
     const { server, client } = await setup();
     let child: ChildProcess = await spawnNode(server);
-    cleanups.push(async () => { child.kill('SIGKILL'); await exited(child); });
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+    });
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: Array.from({ length: 6 }, () => ({ type: 'talk' })) });
     let current = af.current_action.id;
     for (let i = 1; i <= 4; i++) {
@@ -100,7 +106,10 @@ describe('a node killed with SIGKILL mid-flow', () => {
     child.kill('SIGTERM');
     expect(await exited(child)).toBe(0);
     const again = await spawnNode(server);
-    cleanups.push(async () => { again.kill('SIGKILL'); await exited(again); });
+    cleanups.push(async () => {
+      again.kill('SIGKILL');
+      await exited(again);
+    });
     expect((await client.get(af.id)).status).toBe('running');
   }, 30_000);
 });
@@ -156,7 +165,8 @@ describe('recovery of what a crash leaves half done', () => {
     const { server, client } = await setup();
     let node: ActiveflowNode = await startNode(server);
     const af = await client.createActiveflow({
-      customer_id: CUSTOMER, reference_type: 'call',
+      customer_id: CUSTOMER,
+      reference_type: 'call',
       actions: [{ type: 'answer' }, { type: 'webhook_send', option: { sync: false, uri, method: 'POST', data_type: 'application/json', data: '{"n":1}' } }, { type: 'talk' }],
     });
     await client.next(af.id, af.current_action.id); // answer
@@ -229,7 +239,7 @@ describe('recovery of what a crash leaves half done', () => {
     expect(await storage.running.get(store.runningKey(af.id))).toBeNull();
   }, 30_000);
 
-  it('starts an on_complete child that a crash after the parent\'s end left unstarted', async () => {
+  it("starts an on_complete child that a crash after the parent's end left unstarted", async () => {
     const { server, client } = await setup();
     let node = await startNode(server);
     const childFlow = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'variable_set', option: { key: 'from_parent', value: '${order}' } }] });
@@ -248,7 +258,7 @@ describe('recovery of what a crash leaves half done', () => {
 
     node = await startNode(server); // recovery finishes the end, starting the child
     cleanups.push(() => node.stop());
-    let child;
+    let child: Awaited<ReturnType<typeof client.get>> | undefined;
     for (let i = 0; i < 100; i++) {
       child = await client.get(childId).catch(() => undefined);
       if (child?.status === 'ended') break;
@@ -270,7 +280,7 @@ describe('recovery of what a crash leaves half done', () => {
     cleanups.push(() => node.stop());
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
     await client.get(af.id); // resident now
-    const { nc, storage, store } = await openStoresFor(server);
+    const { nc, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
     const stored = await store.load(af.id);
     if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
@@ -330,7 +340,7 @@ describe('passivation', () => {
 });
 
 describe('a long history', () => {
-  it('is stored in chunks (the stack\'s action list too), survives a crash and a reload whole, and all of it goes when the activeflow ends', async () => {
+  it("is stored in chunks (the stack's action list too), survives a crash and a reload whole, and all of it goes when the activeflow ends", async () => {
     const { Limits } = await import('../../machines/index.js');
     const { server, client } = await setup();
     const limits = Limits.parse({ max_execute_count: 400, max_cycle_iterations: 400 });
@@ -341,7 +351,9 @@ describe('a long history', () => {
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
     const raw = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as {
-      af_history_chunks: string[]; af_stack_lists: Record<string, string>; context: { activeflow: { executed_actions: unknown[]; stack_map: Record<string, { actions: unknown[] }> } };
+      af_history_chunks: string[];
+      af_stack_lists: Record<string, string>;
+      context: { activeflow: { executed_actions: unknown[]; stack_map: Record<string, { actions: unknown[] }> } };
     };
     expect(raw.af_history_chunks).toHaveLength(6); // 200 = 6 x 32 + 8
     expect(raw.context.activeflow.executed_actions).toHaveLength(200 - 6 * 32);

@@ -117,7 +117,7 @@ describe('webhook_send over HTTP', () => {
 });
 
 describe('service actions over NATS', () => {
-  it('queue_join: the service\'s reply pushes its stack; service_stop from the queue ends the wait', async () => {
+  it("queue_join: the service's reply pushes its stack; service_stop from the queue ends the wait", async () => {
     const seen: unknown[] = [];
     const serviceId = '5e000000-0000-4000-8000-0000000000aa';
     const sub = nc.subscribe('activeflow.service.queue_join', {
@@ -127,7 +127,10 @@ describe('service actions over NATS', () => {
       },
     });
     await nc.flush();
-    const { af, first } = await runCall([{ type: 'queue_join', option: { queue_id: '9e000000-0000-4000-8000-000000000001' } }, { type: 'talk', option: { text: 'after ${voipbin.queuecall.id}' } }]);
+    const { af, first } = await runCall([
+      { type: 'queue_join', option: { queue_id: '9e000000-0000-4000-8000-000000000001' } },
+      { type: 'talk', option: { text: 'after ${voipbin.queuecall.id}' } },
+    ]);
     sub.unsubscribe();
     expect(first.type).toBe('play');
     expect(seen[0]).toMatchObject({ activeflow_id: af.id, customer_id: CUSTOMER, reference_type: 'call', action: { type: 'queue_join' } });
@@ -139,7 +142,11 @@ describe('service actions over NATS', () => {
     const critical = await runCall([{ type: 'message_send' }, { type: 'talk' }]);
     expect(critical.first.id).toBe(FINISH);
     expect((await client.get(critical.af.id)).error!.message).toMatch(/no responders on activeflow\.service\.message_send/);
-    const sub = nc.subscribe('activeflow.service.email_send', { callback: (_e, m) => { m.respond(encodeJson({ error: { code: 'unavailable', message: 'smtp down' } })); } });
+    const sub = nc.subscribe('activeflow.service.email_send', {
+      callback: (_e, m) => {
+        m.respond(encodeJson({ error: { code: 'unavailable', message: 'smtp down' } }));
+      },
+    });
     await nc.flush();
     const skipped = await runCall([{ type: 'email_send' }, { type: 'talk' }]);
     sub.unsubscribe();
@@ -157,12 +164,12 @@ describe('service actions over NATS', () => {
 });
 
 describe('on_complete and forward_now', () => {
-  it('starts the on_complete activeflow through the API and executes it, with the parent\'s variables', async () => {
+  it("starts the on_complete activeflow through the API and executes it, with the parent's variables", async () => {
     const child = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'variable_set', option: { key: 'seen', value: '${order}' } }] });
     const parent = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'empty' }], on_complete_flow_id: child.id });
     const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: parent.id, reference_type: 'api', variables: { order: 'A-7' }, execute: true });
     expect(af.on_complete_activeflow_id).not.toBe('00000000-0000-0000-0000-000000000000');
-    let kid;
+    let kid: Awaited<ReturnType<typeof client.get>> | undefined;
     for (let i = 0; i < 100; i++) {
       kid = await client.get(af.on_complete_activeflow_id).catch(() => undefined);
       if (kid?.status === 'ended') break;
@@ -174,7 +181,11 @@ describe('on_complete and forward_now', () => {
 
   it('forward_now asks the call service to move now', async () => {
     const asked: unknown[] = [];
-    const sub = nc.subscribe('activeflow.service.action_next', { callback: (_e, m) => { asked.push(decodeJson(m.data)); } });
+    const sub = nc.subscribe('activeflow.service.action_next', {
+      callback: (_e, m) => {
+        asked.push(decodeJson(m.data));
+      },
+    });
     await nc.flush();
     const { af, first } = await runCall([{ type: 'talk' }, { type: 'hangup' }]);
     const hangupId = (await client.get(af.id)).stack_map['00000000-0000-0000-0000-000000000001']!.actions[1]!.id;
@@ -187,7 +198,7 @@ describe('on_complete and forward_now', () => {
 });
 
 describe('webhook_uri', () => {
-  it('receives every event of its activeflow, in order, in VoIPBIN\'s wrapped form, through failures', async () => {
+  it("receives every event of its activeflow, in order, in VoIPBIN's wrapped form, through failures", async () => {
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', webhook_uri: `${base}/webhook`, actions: [{ type: 'answer' }] });
     const a = await client.next(af.id, af.current_action.id);
     await client.next(af.id, a.id);

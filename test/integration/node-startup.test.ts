@@ -101,8 +101,9 @@ describe('node start-up checks', () => {
     const server = await NatsServer.start({ extraConfig: accountsConfig(256, { system: '"sys-pw"', app: '"app-pw"' }, false) });
     cleanups.push(() => server.stop());
     await expect(startNode(server, { nodeId: 'anonymous' })).rejects.toThrow(/Authorization|authorization|auth/i);
-    await expect(startNode(server, { nodeId: 'bad-system', shardLeases: true, credentials: { user: 'activeflow', pass: 'app-pw' }, systemCredentials: { user: 'system', pass: 'wrong' } }))
-      .rejects.toThrow(/cannot listen to disconnect events as NATS_SYSTEM_USER "system".*check the user and password/);
+    await expect(
+      startNode(server, { nodeId: 'bad-system', shardLeases: true, credentials: { user: 'activeflow', pass: 'app-pw' }, systemCredentials: { user: 'system', pass: 'wrong' } }),
+    ).rejects.toThrow(/cannot listen to disconnect events as NATS_SYSTEM_USER "system".*check the user and password/);
     const node = await startNode(server, { nodeId: 'authed', shardLeases: true, credentials: { user: 'activeflow', pass: 'app-pw' }, systemCredentials: { user: 'system', pass: 'sys-pw' } });
     cleanups.push(() => node.stop());
     for (let i = 0; i < 100 && node.servedShards < 256; i++) await new Promise((r) => setTimeout(r, 50));

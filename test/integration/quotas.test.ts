@@ -17,7 +17,11 @@ const TALK = [{ type: 'talk', option: { text: 'hi' } }];
 const customer = () => randomUUID();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface QuotaReply { override: Record<string, number>; quotas: Record<string, number>; usage: { running_activeflows: number } }
+interface QuotaReply {
+  override: Record<string, number>;
+  quotas: Record<string, number>;
+  usage: { running_activeflows: number };
+}
 const setQuotas = (customer_id: string, quotas: Record<string, number | null>) => env.client.call<QuotaReply>(SUBJECTS.adminQuotas('set'), { customer_id, quotas });
 const getQuotas = (customer_id: string) => env.client.call<QuotaReply>(SUBJECTS.adminQuotas('get'), { customer_id });
 const create = (customer_id: string, extra: Record<string, unknown> = {}) => env.client.createActiveflow({ customer_id, reference_type: 'call', actions: TALK, ...extra });
@@ -31,8 +35,7 @@ async function refused<T>(p: Promise<T>): Promise<ActiveflowError> {
   throw new Error('expected a refusal');
 }
 
-const running = async (customer_id: string) =>
-  (await env.client.listActiveflows({ customer_id, status: 'running' })).result.length;
+const running = async (customer_id: string) => (await env.client.listActiveflows({ customer_id, status: 'running' })).result.length;
 
 describe('quotas per customer', () => {
   it('running activeflows: concurrent creations take exactly the slots there are, and an end frees one', async () => {
@@ -75,7 +78,7 @@ describe('quotas per customer', () => {
     await create(c);
   });
 
-  it('flows: the customer\'s own number, then back to the default', async () => {
+  it("flows: the customer's own number, then back to the default", async () => {
     const c = customer();
     await setQuotas(c, { flows: 2 });
     await env.client.createFlow({ customer_id: c, actions: TALK });
@@ -138,11 +141,18 @@ describe('quotas per customer', () => {
   it('customers: every customer with activeflows running and how many, busiest first, across the counters', async () => {
     const [a, b] = [customer(), customer()];
     const made = await Promise.all([...Array.from({ length: 3 }, () => create(a)), create(b)]);
-    interface Customers { customers: { customer_id: string; running_activeflows: number }[]; customer_count: number; running_activeflows: number }
+    interface Customers {
+      customers: { customer_id: string; running_activeflows: number }[];
+      customer_count: number;
+      running_activeflows: number;
+    }
     const list = () => env.client.call<Customers>(SUBJECTS.adminCustomers, {});
     const all = await list();
     const mine = all.customers.filter((x) => x.customer_id === a || x.customer_id === b);
-    expect(mine).toEqual([{ customer_id: a, running_activeflows: 3 }, { customer_id: b, running_activeflows: 1 }]);
+    expect(mine).toEqual([
+      { customer_id: a, running_activeflows: 3 },
+      { customer_id: b, running_activeflows: 1 },
+    ]);
     // Whatever else runs on this node, the totals agree with the rows and the rows are ordered.
     expect(all.running_activeflows).toBe(all.customers.reduce((n, x) => n + x.running_activeflows, 0));
     expect(all.customer_count).toBe(all.customers.length);

@@ -16,11 +16,15 @@ beforeAll(async () => {
 afterAll(() => server?.stop());
 
 describe('request settle fix', () => {
-  it('is in place (the client\'s internals are as expected) and leaves every outcome of a request as it was', async () => {
+  it("is in place (the client's internals are as expected) and leaves every outcome of a request as it was", async () => {
     const nc = await connectNats(server.url, 'settle');
     expect(applyRequestSettleFix()).toBe(true);
     expect(String(RequestOne.prototype.cancel)).toContain('CANCELLED'); // connecting applied it
-    nc.subscribe('echo', { callback: (_e, m) => { m.respond(m.data); } });
+    nc.subscribe('echo', {
+      callback: (_e, m) => {
+        m.respond(m.data);
+      },
+    });
     nc.subscribe('silent', { callback: () => undefined });
     await nc.flush();
 

@@ -43,7 +43,15 @@ async function refusedPublish(who: { nc: NatsConnection; violations: string[] },
 
 async function refusedSubscribe(who: { nc: NatsConnection; violations: string[] }, subject: string): Promise<void> {
   const sub = who.nc.subscribe(subject);
-  void (async () => { try { for await (const _ of sub) { /* none */ } } catch { /* the violation */ } })();
+  void (async () => {
+    try {
+      for await (const _ of sub) {
+        /* none */
+      }
+    } catch {
+      /* the violation */
+    }
+  })();
   await expect.poll(() => who.violations.some((v) => v.includes(`Permissions Violation for Subscription to "${subject}"`)), { timeout: 3_000 }).toBe(true);
 }
 
@@ -63,12 +71,36 @@ afterAll(async () => {
  * may do (docs/operations.md, "What the server enforces"), written out here on its own, not read
  * from roles.ts, so that a change to the roles that widens them fails this test.
  */
-const STREAMS = ['ACTIVEFLOW_EVENTS', 'WEBHOOK_RETRY', ...['af_cluster', 'af_flows', 'af_running', 'af_ended', 'af_index', 'af_history', 'af_leases', 'af_accesskeys', 'af_quotas'].map((b) => `KV_${b}`)];
+const STREAMS = [
+  'ACTIVEFLOW_EVENTS',
+  'WEBHOOK_RETRY',
+  ...['af_cluster', 'af_flows', 'af_running', 'af_ended', 'af_index', 'af_history', 'af_leases', 'af_accesskeys', 'af_quotas'].map((b) => `KV_${b}`),
+];
 /** Stream verbs (one token after the verb: the stream) and consumer verbs (stream, then consumer). */
-const STREAM_VERBS = ['STREAM.CREATE', 'STREAM.UPDATE', 'STREAM.DELETE', 'STREAM.INFO', 'STREAM.PURGE', 'STREAM.MSG.GET', 'STREAM.MSG.DELETE', 'STREAM.SNAPSHOT', 'STREAM.RESTORE', 'STREAM.LEADER.STEPDOWN', 'DIRECT.GET', 'CONSUMER.LIST', 'CONSUMER.NAMES', 'CONSUMER.CREATE'];
+const STREAM_VERBS = [
+  'STREAM.CREATE',
+  'STREAM.UPDATE',
+  'STREAM.DELETE',
+  'STREAM.INFO',
+  'STREAM.PURGE',
+  'STREAM.MSG.GET',
+  'STREAM.MSG.DELETE',
+  'STREAM.SNAPSHOT',
+  'STREAM.RESTORE',
+  'STREAM.LEADER.STEPDOWN',
+  'DIRECT.GET',
+  'CONSUMER.LIST',
+  'CONSUMER.NAMES',
+  'CONSUMER.CREATE',
+];
 const CONSUMER_VERBS = ['CONSUMER.CREATE', 'CONSUMER.DURABLE.CREATE', 'CONSUMER.INFO', 'CONSUMER.DELETE', 'CONSUMER.MSG.NEXT', 'CONSUMER.PAUSE', 'CONSUMER.LEADER.STEPDOWN', 'CONSUMER.UNPIN'];
 
-interface Probe { subject: string; verb: string; stream: string; consumer?: string }
+interface Probe {
+  subject: string;
+  verb: string;
+  stream: string;
+  consumer?: string;
+}
 
 /**
  * Only nodes use the JetStream API: the gateway and operators read streams through relays that
@@ -93,39 +125,52 @@ function probes(): Probe[] {
 }
 
 describe('NATS roles', () => {
-  it.each(['gateway', 'operator', 'call-service', 'node'] as const)('%s: every JetStream API verb on every stream and consumer, allowed or refused as documented', async (role) => {
-    const who = await as(role);
-    const all = probes();
-    const subjects = all.map((p) => p.subject);
-    expect(subjects.length).toBeGreaterThan(250);
-    // Bodies that no verb accepts (a consumer or a stream named in the body differs from the
-    // subject's): an allowed request is answered with an API error and changes nothing.
-    for (const subject of subjects) who.nc.publish(subject, JSON.stringify({ stream_name: 'NOPE', name: 'NOPE', config: { name: 'NOPE', durable_name: 'NOPE' } }), { reply: `${inboxPrefixOf(role)}.matrix` });
-    await who.nc.flush();
-    await new Promise((r) => setTimeout(r, 1_500));
-    const refused = new Set(who.violations.map((v) => /Permissions Violation for Publish to "([^"]+)"/.exec(v)?.[1]).filter((x) => x !== undefined));
-    const wrong = all.filter((p) => refused.has(p.subject) === expectedAllowed(role, p)).map((p) => `${p.subject}: ${refused.has(p.subject) ? 'refused' : 'allowed'}`);
-    expect(wrong).toEqual([]);
-    if (role !== 'node') expect(refused.size).toBeGreaterThan(200);
-    // Nothing was harmed: the nodes' consumer and every stream are still there.
-    const { jetstreamManager } = await import('@nats-io/jetstream');
-    const jsm = await jetstreamManager((await as('node')).nc);
-    expect((await jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
-    expect((await jsm.streams.names().next()).sort()).toEqual([...STREAMS].sort());
-  }, 30_000);
+  it.each(['gateway', 'operator', 'call-service', 'node'] as const)(
+    '%s: every JetStream API verb on every stream and consumer, allowed or refused as documented',
+    async (role) => {
+      const who = await as(role);
+      const all = probes();
+      const subjects = all.map((p) => p.subject);
+      expect(subjects.length).toBeGreaterThan(250);
+      // Bodies that no verb accepts (a consumer or a stream named in the body differs from the
+      // subject's): an allowed request is answered with an API error and changes nothing.
+      for (const subject of subjects)
+        who.nc.publish(subject, JSON.stringify({ stream_name: 'NOPE', name: 'NOPE', config: { name: 'NOPE', durable_name: 'NOPE' } }), { reply: `${inboxPrefixOf(role)}.matrix` });
+      await who.nc.flush();
+      await new Promise((r) => setTimeout(r, 1_500));
+      const refused = new Set(who.violations.map((v) => /Permissions Violation for Publish to "([^"]+)"/.exec(v)?.[1]).filter((x) => x !== undefined));
+      const wrong = all.filter((p) => refused.has(p.subject) === expectedAllowed(role, p)).map((p) => `${p.subject}: ${refused.has(p.subject) ? 'refused' : 'allowed'}`);
+      expect(wrong).toEqual([]);
+      if (role !== 'node') expect(refused.size).toBeGreaterThan(200);
+      // Nothing was harmed: the nodes' consumer and every stream are still there.
+      const { jetstreamManager } = await import('@nats-io/jetstream');
+      const jsm = await jetstreamManager((await as('node')).nc);
+      expect((await jsm.consumers.info('ACTIVEFLOW_EVENTS', 'af_webhooks')).name).toBe('af_webhooks');
+      expect((await jsm.streams.names().next()).sort()).toEqual([...STREAMS].sort());
+    },
+    30_000,
+  );
 
-  it('no role but the node can point a consumer at a subject: a push consumer to the call service\'s subjects is refused, and nothing arrives there', async () => {
+  it("no role but the node can point a consumer at a subject: a push consumer to the call service's subjects is refused, and nothing arrives there", async () => {
     const { jetstreamManager, jetstream } = await import('@nats-io/jetstream');
     const svc = await as('call-service');
     const received: string[] = [];
-    const sub = svc.nc.subscribe('activeflow.service.stolen', { callback: (_e, m) => { received.push(m.subject); } });
+    const sub = svc.nc.subscribe('activeflow.service.stolen', {
+      callback: (_e, m) => {
+        received.push(m.subject);
+      },
+    });
     await svc.nc.flush();
     for (const role of ['gateway', 'operator'] as const) {
       const who = await as(role);
       const jsm = await jetstreamManager(who.nc, { checkAPI: false, timeout: 1_000 });
       await expect(jsm.consumers.add('ACTIVEFLOW_EVENTS', { name: `steal_${role}`, deliver_subject: 'activeflow.service.stolen', filter_subject: 'activeflow.events.>' })).rejects.toThrow();
       await expect(jsm.consumers.delete('ACTIVEFLOW_EVENTS', 'af_webhooks')).rejects.toThrow();
-      await expect(jetstream(who.nc, { timeout: 1_000 }).consumers.get('ACTIVEFLOW_EVENTS', 'af_webhooks').then((c) => c.next({ expires: 1_000 }))).rejects.toThrow();
+      await expect(
+        jetstream(who.nc, { timeout: 1_000 })
+          .consumers.get('ACTIVEFLOW_EVENTS', 'af_webhooks')
+          .then((c) => c.next({ expires: 1_000 })),
+      ).rejects.toThrow();
       await expect.poll(() => who.violations.filter((v) => v.includes('CONSUMER')).length, { timeout: 3_000 }).toBeGreaterThanOrEqual(2);
     }
     // Events are written meanwhile; none reaches the call service's subject.
@@ -160,7 +205,10 @@ describe('NATS roles', () => {
     const gw = await as('gateway');
     const refused = async (role: 'gateway' | 'operator', body: Record<string, unknown>, message: RegExp) => {
       const who = role === 'gateway' ? gw : await as('operator');
-      await expect(who.client.call(SUBJECTS.relay(role, 'open'), { token: 'abcdefghijklmnop1234', deliver: 'all', ...body })).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(message) });
+      await expect(who.client.call(SUBJECTS.relay(role, 'open'), { token: 'abcdefghijklmnop1234', deliver: 'all', ...body })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        message: expect.stringMatching(message),
+      });
     };
     await refused('gateway', { stream: 'events', filter: 'activeflow.events.>' }, /filter/); // every customer's
     await refused('gateway', { stream: 'accesskeys', filter: '$KV.af_leases.>' }, /filter/);
@@ -174,9 +222,20 @@ describe('NATS roles', () => {
 
   it('a node answers only to inboxes: a request naming another reply subject is neither run nor answered', async () => {
     const svc = await as('call-service');
-    const af = await svc.client.createActiveflow({ customer_id: CUSTOMER, actions: [{ type: 'talk', option: { text: 'x' } }, { type: 'talk', option: { text: 'y' } }], reference_type: 'call' });
+    const af = await svc.client.createActiveflow({
+      customer_id: CUSTOMER,
+      actions: [
+        { type: 'talk', option: { text: 'x' } },
+        { type: 'talk', option: { text: 'y' } },
+      ],
+      reference_type: 'call',
+    });
     const received: string[] = [];
-    const sub = svc.nc.subscribe('activeflow.service.redirected', { callback: (_e, m) => { received.push(m.string()); } });
+    const sub = svc.nc.subscribe('activeflow.service.redirected', {
+      callback: (_e, m) => {
+        received.push(m.string());
+      },
+    });
     await svc.nc.flush();
     const gw = await as('gateway');
     gw.nc.publish(SUBJECTS.activeflowVerb(af.id, 'get'), '{}', { reply: 'activeflow.service.redirected' });
@@ -220,7 +279,11 @@ describe('NATS roles', () => {
     const keys = await AccessKeyCache.start(gw.nc);
     const g = await HttpGateway.start({ nc: gw.nc, keys, log: silentLogger, port: 0, retryForMs: 500 });
     try {
-      const created = await fetch(`${g.url}/v1.0/activeflows`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ actions: [{ type: 'block' }] }) });
+      const created = await fetch(`${g.url}/v1.0/activeflows`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ actions: [{ type: 'block' }] }),
+      });
       expect(created.status).toBe(200);
       const af = (await created.json()) as { id: string };
       expect((await fetch(`${g.url}/v1.0/activeflows/${af.id}/history`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);

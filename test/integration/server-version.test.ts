@@ -21,7 +21,19 @@ beforeAll(async () => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    const info = { server_id: 'FAKE', server_name: 'old-1', version: '2.9.10', proto: 1, go: 'go1.19', host: '127.0.0.1', port: 0, headers: true, max_payload: 1048576, jetstream: true, cluster: 'activeflow' };
+    const info = {
+      server_id: 'FAKE',
+      server_name: 'old-1',
+      version: '2.9.10',
+      proto: 1,
+      go: 'go1.19',
+      host: '127.0.0.1',
+      port: 0,
+      headers: true,
+      max_payload: 1048576,
+      jetstream: true,
+      cluster: 'activeflow',
+    };
     socket.write(`INFO ${JSON.stringify(info)}\r\n`);
     socket.on('data', (b) => {
       for (const line of b.toString().split('\r\n')) if (line === 'PING') socket.write('PONG\r\n');
@@ -45,7 +57,8 @@ describe('a cluster server older than the minimum', () => {
 
   it('`activeflow gateway` exits 1 with the same message', async () => {
     const child = spawn(process.execPath, [new URL('../../bin/activeflow.mjs', import.meta.url).pathname, 'gateway'], {
-      env: { ...process.env, NATS_URL: url, HTTP_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NATS_URL: url, HTTP_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));

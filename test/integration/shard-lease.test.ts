@@ -40,9 +40,14 @@ describe('ShardLease', () => {
     await b!.release();
   });
 
-  it('expires with the bucket TTL; the former holder\'s late renewal is refused and fences it', async () => {
+  it("expires with the bucket TTL; the former holder's late renewal is refused and fences it", async () => {
     const reasons: string[] = [];
-    const a = await ShardLease.acquire(kv, 'shard.2', 'node-a', options((r) => reasons.push(r)));
+    const a = await ShardLease.acquire(
+      kv,
+      'shard.2',
+      'node-a',
+      options((r) => reasons.push(r)),
+    );
     await sleep(TTL + 400);
     const b = await ShardLease.acquire(kv, 'shard.2', 'node-b', options());
     expect(b).not.toBeNull();
@@ -64,7 +69,7 @@ describe('ShardLease', () => {
     await b!.release();
   });
 
-  it('a transfer puts the lease in the next holder\'s name: held by it, taken by nobody else, served by it without a claim', async () => {
+  it("a transfer puts the lease in the next holder's name: held by it, taken by nobody else, served by it without a claim", async () => {
     const a = await ShardLease.acquire(kv, 'shard.11', 'node-a', options());
     const stoppedAt = new Date();
     const t = await a!.release({ handOver: true, stoppedAt, to: 'node-b' });
@@ -87,7 +92,14 @@ describe('ShardLease', () => {
     expect(b!.previous).toMatchObject({ transferred_from: 'node-a' });
     // The announcement arrives late, after b took it another way: adopting it fences at once.
     const reasons: string[] = [];
-    const late = ShardLease.adopt(kv, 'shard.12', 'node-b', t!.revision, t!.marker, options((r) => reasons.push(r)));
+    const late = ShardLease.adopt(
+      kv,
+      'shard.12',
+      'node-b',
+      t!.revision,
+      t!.marker,
+      options((r) => reasons.push(r)),
+    );
     expect(await late.renew()).toBe(false);
     expect(reasons[0]).toMatch(/renewal refused/);
     expect(await b!.renew()).toBe(true);
@@ -96,7 +108,12 @@ describe('ShardLease', () => {
 
   it('renewals never overlap: one asked for while another is on its way waits for it, and nothing is fenced', async () => {
     const reasons: string[] = [];
-    const a = await ShardLease.acquire(kv, 'shard.10', 'node-a', options((r) => reasons.push(r)));
+    const a = await ShardLease.acquire(
+      kv,
+      'shard.10',
+      'node-a',
+      options((r) => reasons.push(r)),
+    );
     expect(await Promise.all([a!.renew(), a!.renew(), a!.renew()])).toEqual([true, true, true]);
     expect(a!.isFenced).toBe(false);
     expect(reasons).toEqual([]);
@@ -115,7 +132,12 @@ describe('ShardLease', () => {
 
   it('fences itself before its lease can expire when renewals stop getting through', async () => {
     let fencedAt = 0;
-    const a = await ShardLease.acquire(kv, 'shard.4', 'node-a', options(() => (fencedAt = Date.now())));
+    const a = await ShardLease.acquire(
+      kv,
+      'shard.4',
+      'node-a',
+      options(() => (fencedAt = Date.now())),
+    );
     a!.keep();
     await sleep(400);
     const lastPossibleExpiry = Date.now() + TTL; // no renewal can be confirmed after the pause starts

@@ -41,8 +41,21 @@ describe('signals', () => {
     const { child, conf, err, out } = await start();
     expect(serversFor(conf)).not.toBe('');
     // A quiet start: its 256 shards are logged a batch to a line, not a line each.
-    await expect.poll(() => out().split('\n').filter((l) => l.includes('"shards_acquired"')).reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0), { timeout: 10_000 }).toBe(256);
-    expect(out().split('\n').filter((l) => l.includes('"shards_acquired"')).length).toBeLessThan(10);
+    await expect
+      .poll(
+        () =>
+          out()
+            .split('\n')
+            .filter((l) => l.includes('"shards_acquired"'))
+            .reduce((n, l) => n + (JSON.parse(l) as { count: number }).count, 0),
+        { timeout: 10_000 },
+      )
+      .toBe(256);
+    expect(
+      out()
+        .split('\n')
+        .filter((l) => l.includes('"shards_acquired"')).length,
+    ).toBeLessThan(10);
     process.kill(-child.pid!, 'SIGINT');
     const { code, ms } = await timed(child);
     expect(code).toBe(0);

@@ -22,7 +22,11 @@ beforeAll(async () => {
 });
 afterAll(() => close?.());
 
-interface Stored { af_stack_lists?: Record<string, string>; af_aside?: true; context: { activeflow: { stack_map: Record<string, { actions: unknown[] }> } } }
+interface Stored {
+  af_stack_lists?: Record<string, string>;
+  af_aside?: true;
+  context: { activeflow: { stack_map: Record<string, { actions: unknown[] }> } };
+}
 async function stored(id: string): Promise<{ value: Stored }> {
   const e = (await storage.running.get(store.runningKey(id)))!;
   return { value: JSON.parse(new TextDecoder().decode(e.value)) as Stored };

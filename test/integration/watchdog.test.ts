@@ -35,7 +35,7 @@ async function setup(nodeOverrides: Record<string, unknown>): Promise<{ server: 
 const WAIT = [{ type: 'answer' }, { type: 'talk', option: { text: 'hold on' } }];
 
 describe('the idle watchdog', () => {
-  it('ends an activeflow idle past its flow\'s max_idle_seconds (on_complete runs); leaves moving ones and flows without a limit alone', async () => {
+  it("ends an activeflow idle past its flow's max_idle_seconds (on_complete runs); leaves moving ones and flows without a limit alone", async () => {
     const { client } = await setup({ maxIdleMs: 0 }); // no ceiling: only flows' own limits
     const after = await client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'variable_set', option: { key: 'after', value: 'yes' } }] });
     const limited = await client.createFlow({ customer_id: CUSTOMER, actions: WAIT, max_idle_seconds: 1, on_complete_flow_id: after.id });
@@ -97,7 +97,9 @@ describe('the idle watchdog', () => {
 
 describe('parseDuration', () => {
   it('reads 90s, 15m, 2h, 1d, 500ms and plain seconds; refuses the rest', () => {
-    expect([parseDuration('90s'), parseDuration('15m'), parseDuration('2h'), parseDuration('1d'), parseDuration('500ms'), parseDuration('3')]).toEqual([90_000, 900_000, 7_200_000, 86_400_000, 500, 3_000]);
+    expect([parseDuration('90s'), parseDuration('15m'), parseDuration('2h'), parseDuration('1d'), parseDuration('500ms'), parseDuration('3')]).toEqual([
+      90_000, 900_000, 7_200_000, 86_400_000, 500, 3_000,
+    ]);
     expect([parseDuration('soon'), parseDuration('-1s'), parseDuration('')]).toEqual([null, null, null]);
   });
 });

@@ -30,7 +30,14 @@ beforeAll(async () => {
   node = await startNode(server, { nodeId: 'lane-events' });
   const c = await clientFor(server);
   // No webhook_uri: the node's own deliverer must leave the retry stream to the lanes made here.
-  const af = await c.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 'a' } }, { type: 'talk', option: { text: 'b' } }] });
+  const af = await c.client.createActiveflow({
+    customer_id: CUSTOMER,
+    reference_type: 'call',
+    actions: [
+      { type: 'talk', option: { text: 'a' } },
+      { type: 'talk', option: { text: 'b' } },
+    ],
+  });
   for (let current = af.current_action.id, i = 0; i < 3; i++) current = (await c.client.next(af.id, current)).id;
   events = (await c.client.history(af.id)).events as StreamEvent[];
   expect(events.length).toBeGreaterThanOrEqual(3);
@@ -48,12 +55,19 @@ const options: RetryLaneOptions = { giveUpAfterMs: 60_000, maxBackoffMs: 200, co
 function lane(accept: (e: StreamEvent, attempt: number) => boolean, o: Partial<RetryLaneOptions> = {}, settled = new RecentMap<number, true>(100), js: JetStreamClient = storage.js) {
   const delivered: { id: string; seq: number }[] = [];
   let givenUp = 0;
-  const l = new RetryLane(js, storage.jsm, settled, { ...options, ...o }, {
-    attempt: async (e, attempt) => accept(e, attempt),
-    mayAct: () => true,
-    delivered: (e) => delivered.push({ id: e.data.id, seq: e.seq }),
-    givenUp: () => givenUp++,
-  }, silentLogger);
+  const l = new RetryLane(
+    js,
+    storage.jsm,
+    settled,
+    { ...options, ...o },
+    {
+      attempt: async (e, attempt) => accept(e, attempt),
+      mayAct: () => true,
+      delivered: (e) => delivered.push({ id: e.data.id, seq: e.seq }),
+      givenUp: () => givenUp++,
+    },
+    silentLogger,
+  );
   return { l, delivered, givenUp: () => givenUp };
 }
 
@@ -145,9 +159,13 @@ describe('webhook retry lane', () => {
     const id = randomUUID();
     // The real JetStream, each park's write landing 200 ms late (a slow or reconnecting server).
     const slow = new Proxy(storage.js, {
-      get: (target, key, receiver) => key === 'publish'
-        ? async (...args: Parameters<JetStreamClient['publish']>) => (await new Promise((r) => setTimeout(r, 200)), target.publish(...args))
-        : Reflect.get(target, key, receiver),
+      get: (target, key, receiver) =>
+        key === 'publish'
+          ? async (...args: Parameters<JetStreamClient['publish']>) => {
+              await new Promise((r) => setTimeout(r, 200));
+              return target.publish(...args);
+            }
+          : Reflect.get(target, key, receiver),
     });
     const { l, delivered } = lane(() => true, {}, undefined, slow);
     await l.start();

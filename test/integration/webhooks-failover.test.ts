@@ -19,7 +19,13 @@ import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, openStoresFor, startNats, startNode } from '../helpers/nats.js';
 import { stopAll, walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
-interface Hit { path: string; at: number; type: string; id: string; ok: boolean }
+interface Hit {
+  path: string;
+  at: number;
+  type: string;
+  id: string;
+  ok: boolean;
+}
 const hits: Hit[] = [];
 const failing = new Set<string>();
 let base: string;
@@ -43,7 +49,7 @@ const delivered = (path: string) => hits.filter((h) => h.path === path && h.ok);
 const typesOf = async (id: string) => (await client.history(id)).events.map((e) => e.type);
 
 describe('webhook delivery across a change of deliverer', () => {
-  it('a deliverer that died holding an activeflow\'s first event: its successor still delivers every event once, in order', async () => {
+  it("a deliverer that died holding an activeflow's first event: its successor still delivers every event once, in order", async () => {
     // The ghost holds the webhooks lease (renewed by hand) and owns the main lane's consumer.
     const stores = await openStoresFor(server);
     const ghost = await connectNats(server.url, 'ghost');
@@ -51,8 +57,12 @@ describe('webhook delivery across a change of deliverer', () => {
     await stores.storage.leases.put('webhooks', leaseValue);
     const renew = setInterval(() => void stores.storage.leases.put('webhooks', leaseValue).catch(() => undefined), 200);
     await (await jetstreamManager(ghost)).consumers.add(EVENTS_STREAM, {
-      durable_name: WEBHOOK_CONSUMER, deliver_policy: DeliverPolicy.New, ack_policy: AckPolicy.Explicit,
-      ack_wait: 10_000_000_000, max_deliver: -1, max_ack_pending: 256,
+      durable_name: WEBHOOK_CONSUMER,
+      deliver_policy: DeliverPolicy.New,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: 10_000_000_000,
+      max_deliver: -1,
+      max_ack_pending: 256,
     });
     nodes.push(await startNode(server, { nodeId: 'heir', shardLeases: true, httpTimeoutMs: 1_000 }));
     ({ client, nc } = await clientFor(server));
@@ -61,7 +71,9 @@ describe('webhook delivery across a change of deliverer', () => {
     expect(want.at(-1)).toBe('activeflow_ended');
 
     // The ghost takes the first event, never acknowledges it, and dies; its lease runs out.
-    const batch = await jetstream(ghost).consumers.get(EVENTS_STREAM, WEBHOOK_CONSUMER).then((c) => c.fetch({ max_messages: 1, expires: 2_000 }));
+    const batch = await jetstream(ghost)
+      .consumers.get(EVENTS_STREAM, WEBHOOK_CONSUMER)
+      .then((c) => c.fetch({ max_messages: 1, expires: 2_000 }));
     const held: string[] = [];
     for await (const m of batch) held.push((m.json() as { type: string }).type);
     expect(held).toEqual(['activeflow_created']);

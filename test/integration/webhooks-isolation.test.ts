@@ -13,7 +13,13 @@ import { CUSTOMER, OTHER_CUSTOMER } from '../helpers/engine.js';
 import { clientFor, startNats, startNode } from '../helpers/nats.js';
 import { walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
-interface Hit { path: string; at: number; type: string; id: string; seq: number }
+interface Hit {
+  path: string;
+  at: number;
+  type: string;
+  id: string;
+  seq: number;
+}
 let closeHttp: () => Promise<void>;
 let base: string;
 const delivered: Hit[] = [];
@@ -67,7 +73,6 @@ describe('webhook isolation', () => {
     expect(delivered.filter((h) => h.path === '/flaky').at(-1)!.at - started).toBeLessThan(5_000);
     expect(dead).toHaveLength(40);
   }, 30_000);
-
 
   it('40 activeflows with a dead endpoint (5 times the consumer window) do not delay a healthy one; revived, they arrive in order', async () => {
     const dead = await Promise.all(Array.from({ length: 40 }, () => run(CUSTOMER, '/dead', 3)));

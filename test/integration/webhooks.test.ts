@@ -13,7 +13,13 @@ import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, startNats, startNode } from '../helpers/nats.js';
 import { stopAll, walkCall, webhookReceiver } from '../helpers/webhooks.js';
 
-interface Hit { path: string; at: number; type: string; id: string; ok: boolean }
+interface Hit {
+  path: string;
+  at: number;
+  type: string;
+  id: string;
+  ok: boolean;
+}
 let closeHttp: () => Promise<void>;
 let base: string;
 const hits: Hit[] = [];
@@ -49,7 +55,7 @@ const run = (path: string, moves: number) => walkCall(client, CUSTOMER, `${base}
 const typesOf = async (id: string) => (await client.history(id)).events.map((e) => e.type);
 
 describe('webhook delivery', () => {
-  it('keeps each activeflow\'s order through failures, and a failing endpoint does not hold up the others', async () => {
+  it("keeps each activeflow's order through failures, and a failing endpoint does not hold up the others", async () => {
     failFirst.set('/slow', 4);
     const slow = await run('/slow', 3);
     const fast = await run('/fast', 3);

@@ -18,20 +18,23 @@ describe('async limits', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
   });
 
-
   it('Slots runs at most `size` tasks at once, in order, and passes results and errors through', async () => {
     const slots = new Slots(2);
     let active = 0;
     let most = 0;
     const started: number[] = [];
-    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => slots.run(async () => {
-      started.push(i);
-      most = Math.max(most, ++active);
-      await sleep(5);
-      active--;
-      if (i === 3) throw new Error('task 3');
-      return i;
-    })));
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) =>
+        slots.run(async () => {
+          started.push(i);
+          most = Math.max(most, ++active);
+          await sleep(5);
+          active--;
+          if (i === 3) throw new Error('task 3');
+          return i;
+        }),
+      ),
+    );
     expect(most).toBe(2);
     expect(started).toEqual([0, 1, 2, 3, 4, 5]);
     expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([0, 1, 2, 'task 3', 4, 5]);
@@ -49,7 +52,9 @@ describe('async limits', () => {
     });
     expect(most).toBe(3);
     expect(seen.sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
-    await inPool([], 4, async () => { throw new Error('never'); });
+    await inPool([], 4, async () => {
+      throw new Error('never');
+    });
   });
 
   it('withTimeout rejects, naming what took too long, and keeps a result that comes in time', async () => {

@@ -1,15 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import {
-  civilTime, conditionCallDigitsHolds, conditionCallStatusHolds, conditionDatetimeHolds, conditionVariableHolds, parseFloat64,
-} from '../../machines/conditions.js';
+import { civilTime, conditionCallDigitsHolds, conditionCallStatusHolds, conditionDatetimeHolds, conditionVariableHolds, parseFloat64 } from '../../machines/conditions.js';
 
 describe('condition_variable (behaviour 5)', () => {
-  const cv = (variable: string, condition: string, value_type: string, value: Record<string, unknown>) =>
-    conditionVariableHolds({ variable, condition, value_type, ...value });
+  const cv = (variable: string, condition: string, value_type: string, value: Record<string, unknown>) => conditionVariableHolds({ variable, condition, value_type, ...value });
 
   it.each([
-    ['b', '==', 'b', true], ['b', '!=', 'b', false], ['b', '>', 'a', true], ['b', '>=', 'b', true],
-    ['a', '<', 'b', true], ['a', '<=', 'a', true], ['ab', '>', 'a', true], ['', '<', 'a', true],
+    ['b', '==', 'b', true],
+    ['b', '!=', 'b', false],
+    ['b', '>', 'a', true],
+    ['b', '>=', 'b', true],
+    ['a', '<', 'b', true],
+    ['a', '<=', 'a', true],
+    ['ab', '>', 'a', true],
+    ['', '<', 'a', true],
     ['B', '<', 'a', true], // byte order: upper case sorts first
     ['\uffff', '<', '😀', true], // UTF-8 byte order (U+FFFF < U+1F600), unlike UTF-16 unit order
   ])('string %j %s %j -> %s', (v, c, s, expected) => {
@@ -17,16 +20,28 @@ describe('condition_variable (behaviour 5)', () => {
   });
 
   it.each([
-    ['10', '>', 9, true], ['10', '==', 10, true], ['1e1', '==', 10, true], ['-2.5', '<', -2, true],
-    ['9', '>', 10, false], ['abc', '==', 0, false], ['', '==', 0, false], [' 1', '==', 1, false],
+    ['10', '>', 9, true],
+    ['10', '==', 10, true],
+    ['1e1', '==', 10, true],
+    ['-2.5', '<', -2, true],
+    ['9', '>', 10, false],
+    ['abc', '==', 0, false],
+    ['', '==', 0, false],
+    [' 1', '==', 1, false],
     ['16777217', '>', 16777216, true], // 64-bit floats (behaviour 9.8): float32 would say equal
-    ['NaN', '!=', 1, true], ['NaN', '==', 1, false], ['inf', '>', 1e308, true],
+    ['NaN', '!=', 1, true],
+    ['NaN', '==', 1, false],
+    ['inf', '>', 1e308, true],
   ])('number %j %s %s -> %s', (v, c, n, expected) => {
     expect(cv(v, c, 'number', { value_number: n })).toBe(expected);
   });
 
   it.each([
-    ['abc', '==', 3, true], ['한', '==', 3, true], ['😀', '>=', 4, true], ['', '<', 1, true], ['ab', '>', 2, false],
+    ['abc', '==', 3, true],
+    ['한', '==', 3, true],
+    ['😀', '>=', 4, true],
+    ['', '<', 1, true],
+    ['ab', '>', 2, false],
   ])('length %j %s %s -> %s', (v, c, n, expected) => {
     expect(cv(v, c, 'length', { value_length: n })).toBe(expected);
   });

@@ -53,10 +53,18 @@ describe('deploy/ stays true', () => {
     spawnSync('cp', [`${dir}/server.crt`, `${dir}/tls.crt`]);
     spawnSync('cp', [`${dir}/server.key`, `${dir}/tls.key`]);
     writeFileSync(file, k8sNatsConfig().replaceAll('/etc/nats/tls/', `${dir}/`));
-    expect(k8sNatsConfig()).toMatch(/^tls \{[\s\S]*cluster \{[\s\S]*  tls \{/m); // clients and routes
+    expect(k8sNatsConfig()).toMatch(/^tls \{[\s\S]*cluster \{[\s\S]* {2}tls \{/m); // clients and routes
     // Passwords nats-server would read as a number, a boolean or a hex number, or that need escaping:
     // the init container's script quotes them into secrets/passwords.conf.
-    const env = { ...process.env, POD_NAME: 'nats-0', NATS_SYSTEM_PASSWORD: '12345', NATS_NODE_PASSWORD: 'true', NATS_GATEWAY_PASSWORD: '0x1f', NATS_CALL_SERVICE_PASSWORD: 'a"b\\c$d', NATS_OPERATOR_PASSWORD: '1e5' };
+    const env = {
+      ...process.env,
+      POD_NAME: 'nats-0',
+      NATS_SYSTEM_PASSWORD: '12345',
+      NATS_NODE_PASSWORD: 'true',
+      NATS_GATEWAY_PASSWORD: '0x1f',
+      NATS_CALL_SERVICE_PASSWORD: 'a"b\\c$d',
+      NATS_OPERATOR_PASSWORD: '1e5',
+    };
     spawnSync('mkdir', [`${dir}/secrets`]);
     const rendered = spawnSync('sh', ['-c', k8sPasswordsScript()], { encoding: 'utf8', env: { ...env, OUT: `${dir}/secrets` } });
     expect([rendered.status, rendered.stderr]).toEqual([0, '']);
@@ -67,7 +75,10 @@ describe('deploy/ stays true', () => {
     const { NatsServer } = await import('../../src/nats/server-process.js');
     const { connect } = await import('@nats-io/transport-node');
     const vars = Object.entries({ SYSTEM_PASSWORD: '12345', NODE_PASSWORD: 'true', GATEWAY_PASSWORD: '0x1f', CALL_SERVICE_PASSWORD: 'a"b\\c$d', OPERATOR_PASSWORD: '1e5' });
-    writeFileSync(`${dir}/auth-check.conf`, `listen: 127.0.0.1:-1\ninclude "secrets/passwords.conf"\nauthorization { users: [ ${vars.map(([v], i) => `{ user: "u${i}", password: $${v} }`).join(', ')} ] }\n`);
+    writeFileSync(
+      `${dir}/auth-check.conf`,
+      `listen: 127.0.0.1:-1\ninclude "secrets/passwords.conf"\nauthorization { users: [ ${vars.map(([v], i) => `{ user: "u${i}", password: $${v} }`).join(', ')} ] }\n`,
+    );
     const server = await NatsServer.start({ configFile: `${dir}/auth-check.conf` });
     try {
       for (const [i, [, pass]] of vars.entries()) await (await connect({ servers: [server.url], user: `u${i}`, pass })).close();

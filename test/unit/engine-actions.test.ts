@@ -1,15 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, MAIN_ID, NIL_ID, OTHER_CUSTOMER } from '../helpers/engine.js';
 
-const ids = (h: ReturnType<typeof harness>) => h.af().executed_actions.map((a) => a.id).slice(1).concat(h.af().current_action.id);
+const ids = (h: ReturnType<typeof harness>) =>
+  h
+    .af()
+    .executed_actions.map((a) => a.id)
+    .slice(1)
+    .concat(h.af().current_action.id);
 
 describe('goto (behaviour 5, 9.1)', () => {
   it.each([0, 1, 3])('loop_count %i jumps exactly that many times, then falls through', (loops) => {
-    const h = harness({ actions: [
-      { id: aid(1), type: 'talk' },
-      { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: loops } },
-      { id: aid(3), type: 'hangup' },
-    ] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'talk' },
+        { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: loops } },
+        { id: aid(3), type: 'hangup' },
+      ],
+    });
     const returned: string[] = [];
     for (let i = 0; i < 10; i++) {
       const a = h.action(h.next());
@@ -80,7 +87,12 @@ describe('conditions in the flow', () => {
   });
 
   it('no match without false_target_id is a critical error', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'condition_variable', option: { condition: '==', variable: 'a', value_type: 'string', value_string: 'b' } }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'condition_variable', option: { condition: '==', variable: 'a', value_type: 'string', value_string: 'b' } },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(FINISH_ID);
     expect(h.af().end_reason).toBe('error');
   });
@@ -94,7 +106,7 @@ describe('conditions in the flow', () => {
     expect(hours.action(hours.next()).id).toBe(aid(3)); // 17 > 20 is false: after hours
   });
 
-  it('condition_call_digits and condition_call_status read the call\'s variables', () => {
+  it("condition_call_digits and condition_call_status read the call's variables", () => {
     const d = harness({ actions: flowWith('condition_call_digits', { length: 4 }), variables: {} });
     d.req('variables_set', { variables: { 'voipbin.call.digits': '1234' } });
     expect(d.action(d.next()).id).toBe(aid(2));
@@ -105,19 +117,27 @@ describe('conditions in the flow', () => {
 
 describe('variable_set and empty', () => {
   it('sets the value, substituted at the move and again at the set', () => {
-    const h = harness({ actions: [
-      { type: 'variable_set', option: { key: 'greeting', value: 'hi ${name}' } },
-      { type: 'variable_set', option: { key: 'k${name}', value: '$${dollar}' } },
-      { type: 'empty' },
-      { id: aid(9), type: 'talk', option: { text: '${greeting}' } },
-    ], variables: { name: 'Ada', dollar: '{name}' } });
+    const h = harness({
+      actions: [
+        { type: 'variable_set', option: { key: 'greeting', value: 'hi ${name}' } },
+        { type: 'variable_set', option: { key: 'k${name}', value: '$${dollar}' } },
+        { type: 'empty' },
+        { id: aid(9), type: 'talk', option: { text: '${greeting}' } },
+      ],
+      variables: { name: 'Ada', dollar: '{name}' },
+    });
     expect(h.action(h.next()).option).toEqual({ text: 'hi Ada' });
     // the move gives value "${name}" (from "$" + "{name}"), which the set substitutes again
     expect(h.vars()['kAda']).toBe('Ada');
   });
 
   it('an empty key is a non-critical failure: skipped', () => {
-    const h = harness({ actions: [{ type: 'variable_set', option: { key: '', value: 'x' } }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { type: 'variable_set', option: { key: '', value: 'x' } },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(aid(2));
     expect(h.af().status).toBe('running');
   });
@@ -125,14 +145,25 @@ describe('variable_set and empty', () => {
 
 describe('stop and block', () => {
   it('stop ends with stop_action and returns FINISH, counting the move', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'stop' }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'stop' },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(FINISH_ID);
     expect(h.af()).toMatchObject({ status: 'ended', end_reason: 'stop_action', execute_count: 2, current_action: { id: FINISH_ID } });
     expect(h.af().executed_actions.map((a) => a.id)).toContain(aid(1));
   });
 
   it('block pauses with the empty action; only continue with its id resumes', () => {
-    const h = harness({ reference_type: 'conversation', actions: [{ id: aid(1), type: 'block' }, { id: aid(2), type: 'variable_set', option: { key: 'after', value: 'yes' } }] });
+    const h = harness({
+      reference_type: 'conversation',
+      actions: [
+        { id: aid(1), type: 'block' },
+        { id: aid(2), type: 'variable_set', option: { key: 'after', value: 'yes' } },
+      ],
+    });
     expect(h.req('execute').ok).toBe(true);
     expect(h.af().current_action.id).toBe(aid(1));
     expect(h.req('next', { current_action_id: aid(1) })).toMatchObject({ ok: false, error: { code: 'conflict' } });
@@ -157,7 +188,10 @@ describe('stop and block', () => {
 
 describe('fetch (behaviour 5)', () => {
   const url = 'https://flows.example.test/next';
-  const actions = [{ id: aid(1), type: 'fetch', option: { event_url: url, event_method: 'POST' } }, { id: aid(2), type: 'talk', option: { text: 'after' } }];
+  const actions = [
+    { id: aid(1), type: 'fetch', option: { event_url: url, event_method: 'POST' } },
+    { id: aid(2), type: 'talk', option: { text: 'after' } },
+  ];
 
   it('pushes the fetched actions with new ids, runs them, then returns after the fetch', () => {
     const h = harness({ actions, http: { [`POST ${url}`]: { status: 200, body: [{ type: 'talk', option: { text: 'fetched' } }] } } });
@@ -193,8 +227,14 @@ describe('fetch (behaviour 5)', () => {
 describe('fetch_flow (behaviour 5)', () => {
   const sub = flow(fid(7), [{ id: aid(70), type: 'talk', option: { text: 'from the sub flow' } }]);
 
-  it('pushes the flow\'s actions and returns after it', () => {
-    const h = harness({ flows: [sub], actions: [{ id: aid(1), type: 'fetch_flow', option: { flow_id: fid(7) } }, { id: aid(2), type: 'hangup' }] });
+  it("pushes the flow's actions and returns after it", () => {
+    const h = harness({
+      flows: [sub],
+      actions: [
+        { id: aid(1), type: 'fetch_flow', option: { flow_id: fid(7) } },
+        { id: aid(2), type: 'hangup' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(aid(70));
     expect(h.action(h.next()).id).toBe(aid(2));
   });
@@ -204,13 +244,25 @@ describe('fetch_flow (behaviour 5)', () => {
     ['of another customer', [{ ...sub, customer_id: OTHER_CUSTOMER }]],
     ['deleted', [{ ...sub, tm_delete: '2026-01-01T00:00:00.000000Z' }]],
   ])('a flow that is %s is a critical error', (_what, flows) => {
-    const h = harness({ flows, actions: [{ id: aid(1), type: 'fetch_flow', option: { flow_id: fid(7) } }, { id: aid(2), type: 'hangup' }] });
+    const h = harness({
+      flows,
+      actions: [
+        { id: aid(1), type: 'fetch_flow', option: { flow_id: fid(7) } },
+        { id: aid(2), type: 'hangup' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(FINISH_ID);
     expect(h.af()).toMatchObject({ end_reason: 'error', error: { action_type: 'fetch_flow', message: `flow ${fid(7)} not found` } });
   });
 
   it('an empty flow pushes nothing', () => {
-    const h = harness({ flows: [flow(fid(8), [])], actions: [{ id: aid(1), type: 'fetch_flow', option: { flow_id: fid(8) } }, { id: aid(2), type: 'hangup' }] });
+    const h = harness({
+      flows: [flow(fid(8), [])],
+      actions: [
+        { id: aid(1), type: 'fetch_flow', option: { flow_id: fid(8) } },
+        { id: aid(2), type: 'hangup' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(aid(2));
   });
 });
@@ -241,26 +293,43 @@ describe('service actions (behaviour 5; docs/api.md, service subjects)', () => {
 
   it('sends the action to activeflow.service.<type> and pushes the reply as the stack service_id', () => {
     const h = harness({
-      actions: [{ id: aid(1), type: 'queue_join', option: { queue_id: aid(50) } }, { id: aid(2), type: 'hangup' }],
+      actions: [
+        { id: aid(1), type: 'queue_join', option: { queue_id: aid(50) } },
+        { id: aid(2), type: 'hangup' },
+      ],
       services: { queue_join: { service_id: SERVICE, push_actions: [{ id: aid(60), type: 'confbridge_join' }], variables: { 'voipbin.queuecall.id': SERVICE } } },
     });
     expect(h.action(h.next()).id).toBe(aid(60));
     expect(h.af().stack_map[SERVICE]).toMatchObject({ return_stack_id: MAIN_ID, return_action_id: aid(1) });
     expect(h.vars()['voipbin.queuecall.id']).toBe(SERVICE);
     expect(h.host.effects[0]!.effect).toMatchObject({
-      type: 'service_request', subject: 'activeflow.service.queue_join', await: true,
+      type: 'service_request',
+      subject: 'activeflow.service.queue_join',
+      await: true,
       request: { activeflow_id: h.id, customer_id: CUSTOMER, reference_type: 'call', action: { id: aid(1), type: 'queue_join' } },
     });
   });
 
   it.each(['message_send', 'call', 'connect', 'queue_join', 'conference_join', 'ai_talk'])('a failing %s is critical', (type) => {
-    const h = harness({ actions: [{ id: aid(1), type }, { id: aid(2), type: 'hangup' }], services: { [type]: { error: 'down' } } });
+    const h = harness({
+      actions: [
+        { id: aid(1), type },
+        { id: aid(2), type: 'hangup' },
+      ],
+      services: { [type]: { error: 'down' } },
+    });
     expect(h.action(h.next()).id).toBe(FINISH_ID);
     expect(h.af()).toMatchObject({ end_reason: 'error', error: { action_id: aid(1), action_type: type, message: 'down' } });
   });
 
   it.each(['email_send', 'conversation_send', 'transcribe_start', 'transcribe_recording', 'case_create'])('a failing %s is skipped', (type) => {
-    const h = harness({ actions: [{ id: aid(1), type, option: type === 'conversation_send' ? { sync: true } : {} }, { id: aid(2), type: 'hangup' }], services: { [type]: { error: 'down' } } });
+    const h = harness({
+      actions: [
+        { id: aid(1), type, option: type === 'conversation_send' ? { sync: true } : {} },
+        { id: aid(2), type: 'hangup' },
+      ],
+      services: { [type]: { error: 'down' } },
+    });
     expect(h.action(h.next()).id).toBe(aid(2));
   });
 
@@ -277,14 +346,21 @@ describe('service actions (behaviour 5; docs/api.md, service subjects)', () => {
     // The service's stack holds another connect, answered with the same service id while the
     // cursor is still inside that stack.
     const twice = harness({
-      actions: [{ id: aid(1), type: 'connect' }, { id: aid(3), type: 'hangup' }],
+      actions: [
+        { id: aid(1), type: 'connect' },
+        { id: aid(3), type: 'hangup' },
+      ],
       services: { connect: { service_id: SERVICE, push_actions: [{ id: aid(2), type: 'connect' }] } },
     });
     twice.next();
     expect(twice.af()).toMatchObject({ end_reason: 'error', error: { action_id: aid(2), message: `stack ${SERVICE} already exists` } });
     // Once its stack has been left (and removed), the same service id may be pushed again.
     const again = harness({
-      actions: [{ id: aid(1), type: 'connect' }, { id: aid(2), type: 'connect' }, { id: aid(3), type: 'hangup' }],
+      actions: [
+        { id: aid(1), type: 'connect' },
+        { id: aid(2), type: 'connect' },
+        { id: aid(3), type: 'hangup' },
+      ],
       services: { connect: { service_id: SERVICE, push_actions: [{ type: 'empty' }] } },
     });
     expect(again.action(again.next()).id).toBe(aid(3));
@@ -293,7 +369,10 @@ describe('service actions (behaviour 5; docs/api.md, service subjects)', () => {
   it('ai_task for a conversation pushes the block the ai service resumes', () => {
     const h = harness({
       reference_type: 'conversation',
-      actions: [{ id: aid(1), type: 'ai_task' }, { id: aid(2), type: 'variable_set', option: { key: 'done', value: 'yes' } }],
+      actions: [
+        { id: aid(1), type: 'ai_task' },
+        { id: aid(2), type: 'variable_set', option: { key: 'done', value: 'yes' } },
+      ],
       services: { ai_task: { service_id: SERVICE, push_actions: [{ id: SERVICE, type: 'block' }] } },
     });
     h.req('execute');
@@ -313,11 +392,13 @@ describe('service actions (behaviour 5; docs/api.md, service subjects)', () => {
 
 describe('the order of moves', () => {
   it('records every internal action in the history', () => {
-    const h = harness({ actions: [
-      { id: aid(1), type: 'empty' },
-      { id: aid(2), type: 'variable_set', option: { key: 'a', value: '1' } },
-      { id: aid(3), type: 'talk' },
-    ] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'empty' },
+        { id: aid(2), type: 'variable_set', option: { key: 'a', value: '1' } },
+        { id: aid(3), type: 'talk' },
+      ],
+    });
     h.next();
     expect(ids(h)).toEqual([aid(1), aid(2), aid(3)]);
   });

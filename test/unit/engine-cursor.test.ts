@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  ACTION_TYPES, isAvailable, reduce, REFERENCE_TYPES, type EngineState,
-} from '../../machines/index.js';
-import {
-  aid, CUSTOMER, FINISH_ID, fid, flow, harness, MAIN_ID, NIL_ID, NOW, OTHER_CUSTOMER, START_ID,
-} from '../helpers/engine.js';
+import { ACTION_TYPES, isAvailable, reduce, REFERENCE_TYPES, type EngineState } from '../../machines/index.js';
+import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, MAIN_ID, NIL_ID, NOW, OTHER_CUSTOMER, START_ID } from '../helpers/engine.js';
 import { LocalHost } from '../../actors/index.js';
 import { fixedClock } from '../../src/clock.js';
 
@@ -13,9 +9,20 @@ describe('creation (behaviour 3)', () => {
     const h = harness({ actions: [{ type: 'answer' }] });
     const af = h.af();
     expect(af).toMatchObject({
-      status: 'running', current_stack_id: MAIN_ID, current_action: { id: START_ID }, forward_stack_id: NIL_ID,
-      forward_action_id: NIL_ID, execute_count: 0, executed_actions: [], end_reason: '', error: null,
-      tm_create: NOW, tm_update: null, tm_delete: null, customer_id: CUSTOMER, flow_id: NIL_ID,
+      status: 'running',
+      current_stack_id: MAIN_ID,
+      current_action: { id: START_ID },
+      forward_stack_id: NIL_ID,
+      forward_action_id: NIL_ID,
+      execute_count: 0,
+      executed_actions: [],
+      end_reason: '',
+      error: null,
+      tm_create: NOW,
+      tm_update: null,
+      tm_delete: null,
+      customer_id: CUSTOMER,
+      flow_id: NIL_ID,
     });
     expect(af.stack_map[MAIN_ID]!.actions[0]!.id).toMatch(/^[0-9a-f-]{36}$/); // inline actions get ids
     const events = h.host.events(h.id);
@@ -26,7 +33,7 @@ describe('creation (behaviour 3)', () => {
     expect(events[0]!.data).not.toHaveProperty('forward_stack_id');
   });
 
-  it('copies the flow\'s actions and on_complete_flow_id', () => {
+  it("copies the flow's actions and on_complete_flow_id", () => {
     const f = flow(fid(1), [{ id: aid(1), type: 'answer' }], { on_complete_flow_id: fid(2) });
     const h = harness({ flow: f });
     expect(h.af()).toMatchObject({ flow_id: fid(1), on_complete_flow_id: fid(2) });
@@ -50,13 +57,18 @@ describe('creation (behaviour 3)', () => {
     const parent = host.create({ customer_id: CUSTOMER, reference_type: 'call', reference_id: aid(500), actions: [], variables: { a: 'parent', b: 'parent' } });
     const parentId = (parent as { result: { id: string } }).result.id;
     const child = host.create({
-      customer_id: CUSTOMER, reference_type: 'api', reference_activeflow_id: parentId, actions: [],
+      customer_id: CUSTOMER,
+      reference_type: 'api',
+      reference_activeflow_id: parentId,
+      actions: [],
       variables: { ' b ': 'caller', 'voipbin.activeflow.id': 'forged', c: 'caller' },
     });
     expect(child.ok).toBe(true);
     const id = (child as { result: { id: string } }).result.id;
     expect(host.state(id)!.variables).toEqual({
-      a: 'parent', b: 'caller', c: 'caller',
+      a: 'parent',
+      b: 'caller',
+      c: 'caller',
       'voipbin.activeflow.id': id,
       'voipbin.activeflow.reference_type': 'api',
       'voipbin.activeflow.reference_id': NIL_ID,
@@ -73,7 +85,17 @@ describe('creation (behaviour 3)', () => {
       [{ customer_id: CUSTOMER, reference_type: 'fax', actions: [] }, /reference_type/],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 5 } }] }, /actions\.0\.option\.text/],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', options: {} }] }, /actions\.0: Unrecognized key: "options"/],
-      [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ id: aid(1), type: 'answer' }, { id: aid(1), type: 'answer' }] }, /actions\.1\.id: duplicates/],
+      [
+        {
+          customer_id: CUSTOMER,
+          reference_type: 'call',
+          actions: [
+            { id: aid(1), type: 'answer' },
+            { id: aid(1), type: 'answer' },
+          ],
+        },
+        /actions\.1\.id: duplicates/,
+      ],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ id: FINISH_ID, type: 'answer' }] }, /actions\.0\.id: is reserved/],
       [{ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'goto', option: { target_id: 'x' } }] }, /option\.target_id: must be a UUID or a \$\{variable\}/],
       [{ customer_id: CUSTOMER, reference_type: 'call', flow_id: fid(1), actions: [] }, /give flow_id or actions, not both/],
@@ -152,7 +174,13 @@ describe('one cursor move (behaviour 4)', () => {
   });
 
   it('a forward wins over the successor', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }, { id: aid(3), type: 'hangup' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'talk' },
+        { id: aid(3), type: 'hangup' },
+      ],
+    });
     h.next();
     expect(h.req('forward', { forward_action_id: aid(3) }).ok).toBe(true);
     expect(h.af()).toMatchObject({ current_action: { id: aid(1) }, forward_stack_id: MAIN_ID, forward_action_id: aid(3) });
@@ -171,7 +199,13 @@ describe('one cursor move (behaviour 4)', () => {
   });
 
   it('next_id jumps; a next_id that cannot be found finishes', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer', next_id: aid(3) }, { id: aid(2), type: 'talk' }, { id: aid(3), type: 'talk', next_id: aid(99) }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer', next_id: aid(3) },
+        { id: aid(2), type: 'talk' },
+        { id: aid(3), type: 'talk', next_id: aid(99) },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(aid(1));
     expect(h.action(h.next()).id).toBe(aid(3));
     expect(h.action(h.next()).id).toBe(FINISH_ID);
@@ -179,8 +213,51 @@ describe('one cursor move (behaviour 4)', () => {
 });
 
 describe('availability by reference type (behaviour 5)', () => {
-  const NONE = ['ai_talk', 'branch', 'call', 'case_create', 'condition_datetime', 'condition_variable', 'conversation_send', 'email_send', 'empty', 'fetch', 'fetch_flow', 'goto', 'message_send', 'stop', 'transcribe_recording', 'variable_set', 'webhook_send'];
-  const RTC = ['amd', 'answer', 'beep', 'condition_call_digits', 'condition_call_status', 'confbridge_join', 'conference_join', 'connect', 'digits_receive', 'digits_send', 'echo', 'external_media_start', 'external_media_stop', 'hangup', 'mute', 'play', 'queue_join', 'recording_start', 'recording_stop', 'sleep', 'stream_echo', 'talk', 'transcribe_start', 'transcribe_stop'];
+  const NONE = [
+    'ai_talk',
+    'branch',
+    'call',
+    'case_create',
+    'condition_datetime',
+    'condition_variable',
+    'conversation_send',
+    'email_send',
+    'empty',
+    'fetch',
+    'fetch_flow',
+    'goto',
+    'message_send',
+    'stop',
+    'transcribe_recording',
+    'variable_set',
+    'webhook_send',
+  ];
+  const RTC = [
+    'amd',
+    'answer',
+    'beep',
+    'condition_call_digits',
+    'condition_call_status',
+    'confbridge_join',
+    'conference_join',
+    'connect',
+    'digits_receive',
+    'digits_send',
+    'echo',
+    'external_media_start',
+    'external_media_stop',
+    'hangup',
+    'mute',
+    'play',
+    'queue_join',
+    'recording_start',
+    'recording_stop',
+    'sleep',
+    'stream_echo',
+    'talk',
+    'transcribe_start',
+    'transcribe_stop',
+  ];
   const NON_RTC = ['ai_summary', 'ai_task', 'block'];
 
   it('the catalogue has exactly the types of docs/behaviour.md', () => {
@@ -196,14 +273,27 @@ describe('availability by reference type (behaviour 5)', () => {
   });
 
   it('a skipped action is moved onto, counted and recorded, and the cycle goes on', () => {
-    const h = harness({ reference_type: 'call', actions: [{ id: aid(1), type: 'block' }, { id: aid(2), type: 'ai_summary' }, { id: aid(3), type: 'talk' }] });
+    const h = harness({
+      reference_type: 'call',
+      actions: [
+        { id: aid(1), type: 'block' },
+        { id: aid(2), type: 'ai_summary' },
+        { id: aid(3), type: 'talk' },
+      ],
+    });
     expect(h.action(h.next()).id).toBe(aid(3));
     expect(h.af().execute_count).toBe(3);
     expect(h.af().executed_actions.map((a) => a.id)).toEqual([START_ID, aid(1), aid(2)]);
   });
 
   it('media actions are skipped for non-call references', () => {
-    const h = harness({ reference_type: 'api', actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      reference_type: 'api',
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     expect(h.req('execute').ok).toBe(true);
     expect(h.af()).toMatchObject({ status: 'ended', end_reason: 'finished', execute_count: 3 });
   });
@@ -221,10 +311,27 @@ describe('availability by reference type (behaviour 5)', () => {
     expect(after.activeflow.execute_count).toBe(2);
   });
 
-  it.each(['amd', 'answer', 'beep', 'confbridge_join', 'digits_receive', 'digits_send', 'echo', 'external_media_start', 'external_media_stop', 'hangup', 'mute', 'play', 'recording_start', 'recording_stop', 'sleep', 'stream_echo', 'talk', 'transcribe_stop'])(
-    '%s is returned to the call', (type) => {
-      const h = harness({ actions: [{ id: aid(1), type }] });
-      expect(h.action(h.next())).toMatchObject({ id: aid(1), type });
-    },
-  );
+  it.each([
+    'amd',
+    'answer',
+    'beep',
+    'confbridge_join',
+    'digits_receive',
+    'digits_send',
+    'echo',
+    'external_media_start',
+    'external_media_stop',
+    'hangup',
+    'mute',
+    'play',
+    'recording_start',
+    'recording_stop',
+    'sleep',
+    'stream_echo',
+    'talk',
+    'transcribe_stop',
+  ])('%s is returned to the call', (type) => {
+    const h = harness({ actions: [{ id: aid(1), type }] });
+    expect(h.action(h.next())).toMatchObject({ id: aid(1), type });
+  });
 });

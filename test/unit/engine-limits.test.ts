@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { EVENT_HISTORY_MAX, materializeEvents } from '../../machines/state.js';
 import { aid, CUSTOMER, FINISH_ID, fid, flow, harness, NIL_ID } from '../helpers/engine.js';
 
-const spin = [{ id: aid(1), type: 'empty' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1_000_000 } }];
+const spin = [
+  { id: aid(1), type: 'empty' },
+  { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1_000_000 } },
+];
 
 describe('limits (behaviour 8)', () => {
   it('an event carries the whole history within the default limits, and its latest 128 entries past them', () => {
@@ -30,7 +33,12 @@ describe('limits (behaviour 8)', () => {
   });
 
   it('a call whose moves run out gets FINISH (it hangs up) rather than an error', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'talk' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1000 } }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'talk' },
+        { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 1000 } },
+      ],
+    });
     let last = '';
     for (let i = 0; i < 200 && last !== FINISH_ID; i++) last = h.action(h.next()).id;
     expect(last).toBe(FINISH_ID);
@@ -55,18 +63,25 @@ describe('on_complete chaining (behaviour 7)', () => {
   const child = flow(fid(2), [{ id: aid(20), type: 'variable_set', option: { key: 'child', value: 'ran ${parent_value}' } }]);
   const parent = flow(fid(1), [{ id: aid(10), type: 'variable_set', option: { key: 'parent_value', value: 'p' } }], { on_complete_flow_id: fid(2) });
 
-  it('starts the child with the parent\'s variables (built-ins rewritten) and executes it', () => {
+  it("starts the child with the parent's variables (built-ins rewritten) and executes it", () => {
     const h = harness({ reference_type: 'api', flow: parent, flows: [child], create: { reference_id: aid(500) } });
     h.req('execute');
     const parentAf = h.af();
     expect(parentAf.on_complete_activeflow_id).not.toBe(NIL_ID);
     const kid = h.host.state(parentAf.on_complete_activeflow_id)!;
     expect(kid.activeflow).toMatchObject({
-      customer_id: CUSTOMER, flow_id: fid(2), reference_type: 'api', reference_id: aid(500),
-      reference_activeflow_id: h.id, status: 'ended', end_reason: 'finished', webhook_uri: '',
+      customer_id: CUSTOMER,
+      flow_id: fid(2),
+      reference_type: 'api',
+      reference_id: aid(500),
+      reference_activeflow_id: h.id,
+      status: 'ended',
+      end_reason: 'finished',
+      webhook_uri: '',
     });
     expect(kid.variables).toMatchObject({
-      parent_value: 'p', child: 'ran p',
+      parent_value: 'p',
+      child: 'ran p',
       'voipbin.activeflow.id': kid.activeflow.id,
       'voipbin.activeflow.reference_activeflow_id': h.id,
       'voipbin.activeflow.flow_id': fid(2),

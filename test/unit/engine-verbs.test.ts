@@ -9,11 +9,20 @@ const WAIT = 'f0000000-0000-4000-8000-00000000a001';
 function queueCall(mainTail: unknown[] = [{ id: aid(3), type: 'talk', option: { text: 'after the queue' } }]) {
   return harness({
     actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'queue_join' }, ...mainTail],
-    flows: [{
-      id: WAIT, customer_id: '11111111-1111-4111-8111-111111111111', type: 'flow', name: '', detail: '',
-      actions: [{ id: aid(40), next_id: NIL_ID, type: 'play', option: {}, tm_execute: null }],
-      on_complete_flow_id: NIL_ID, tm_create: null, tm_update: null, tm_delete: null,
-    }],
+    flows: [
+      {
+        id: WAIT,
+        customer_id: '11111111-1111-4111-8111-111111111111',
+        type: 'flow',
+        name: '',
+        detail: '',
+        actions: [{ id: aid(40), next_id: NIL_ID, type: 'play', option: {}, tm_execute: null }],
+        on_complete_flow_id: NIL_ID,
+        tm_create: null,
+        tm_update: null,
+        tm_delete: null,
+      },
+    ],
     services: {
       queue_join: {
         service_id: SERVICE,
@@ -29,7 +38,12 @@ function queueCall(mainTail: unknown[] = [{ id: aid(3), type: 'talk', option: { 
 
 describe('push_actions (behaviour 5)', () => {
   it('pushes a stack returning to the current action; the cursor moves only at the next move', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'hangup' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'hangup' },
+      ],
+    });
     h.next();
     const r = h.req('push_actions', { actions: [{ id: aid(10), type: 'talk' }, { type: 'play' }] });
     expect(r.ok).toBe(true);
@@ -48,7 +62,10 @@ describe('push_actions (behaviour 5)', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'answer' }] });
     const before = h.host.state(h.id)!;
     expect(h.req('push_actions', { actions: [] }).ok).toBe(true);
-    expect(h.req('push_actions', { actions: [{ type: 'talk', option: { text: 1 } }] })).toMatchObject({ ok: false, error: { code: 'invalid_argument', message: expect.stringMatching(/actions\.0\.option\.text/) } });
+    expect(h.req('push_actions', { actions: [{ type: 'talk', option: { text: 1 } }] })).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_argument', message: expect.stringMatching(/actions\.0\.option\.text/) },
+    });
     expect(h.host.state(h.id)!.activeflow).toEqual(before.activeflow);
   });
 
@@ -69,18 +86,35 @@ describe('add_actions (behaviour 5, 9.3)', () => {
   });
 
   it('inserts right after the current action of a pushed stack', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(9), type: 'hangup' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(9), type: 'hangup' },
+      ],
+    });
     h.next();
-    h.req('push_actions', { actions: [{ id: aid(10), type: 'talk' }, { id: aid(11), type: 'play' }] });
+    h.req('push_actions', {
+      actions: [
+        { id: aid(10), type: 'talk' },
+        { id: aid(11), type: 'play' },
+      ],
+    });
     h.next();
-    expect(h.req('add_actions', { actions: [{ id: aid(20), type: 'beep' }, { id: aid(21), type: 'echo' }] }).ok).toBe(true);
+    expect(
+      h.req('add_actions', {
+        actions: [
+          { id: aid(20), type: 'beep' },
+          { id: aid(21), type: 'echo' },
+        ],
+      }).ok,
+    ).toBe(true);
     expect(h.af().stack_map[h.af().current_stack_id]!.actions.map((a) => a.id)).toEqual([aid(10), aid(20), aid(21), aid(11)]);
     expect([h.next(), h.next(), h.next(), h.next()].map((r) => h.action(r).id)).toEqual([aid(20), aid(21), aid(11), aid(9)]);
   });
 });
 
 describe('service_stop (behaviour 5, 9.7)', () => {
-  it('works from a stack pushed above the service\'s stack (a queue wait) and goes on after the pushing action', () => {
+  it("works from a stack pushed above the service's stack (a queue wait) and goes on after the pushing action", () => {
     const h = queueCall();
     h.next(); // answer
     expect(h.action(h.next()).id).toBe(aid(40)); // hold music, inside the wait flow's stack
@@ -133,7 +167,13 @@ describe('forward (behaviour 5)', () => {
   });
 
   it('forward_now asks only a call to move now', () => {
-    const h = harness({ reference_type: 'conversation', actions: [{ id: aid(1), type: 'block' }, { id: aid(2), type: 'empty' }] });
+    const h = harness({
+      reference_type: 'conversation',
+      actions: [
+        { id: aid(1), type: 'block' },
+        { id: aid(2), type: 'empty' },
+      ],
+    });
     h.req('execute');
     h.req('forward', { forward_action_id: aid(2), forward_now: true });
     expect(h.host.effects).toEqual([]);
@@ -161,8 +201,19 @@ describe('stop and delete (behaviour 7)', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
     h.next();
     expect(h.req('delete')).toMatchObject({ ok: true, result: { status: 'ended', end_reason: 'deleted', tm_delete: expect.any(String) } });
-    expect(h.host.events(h.id).slice(-3).map((e) => e.type)).toEqual(['activeflow_updated', 'activeflow_ended', 'activeflow_deleted']);
-    for (const [verb, body] of [['get', {}], ['stop', {}], ['delete', {}], ['next', { current_action_id: aid(1) }], ['variables_set', { variables: { a: 'b' } }]] as const) {
+    expect(
+      h.host
+        .events(h.id)
+        .slice(-3)
+        .map((e) => e.type),
+    ).toEqual(['activeflow_updated', 'activeflow_ended', 'activeflow_deleted']);
+    for (const [verb, body] of [
+      ['get', {}],
+      ['stop', {}],
+      ['delete', {}],
+      ['next', { current_action_id: aid(1) }],
+      ['variables_set', { variables: { a: 'b' } }],
+    ] as const) {
       const r = verb === 'get' ? h.host.get(h.id) : h.req(verb, body);
       expect(r, verb).toMatchObject({ ok: false, error: { code: 'not_found' } });
     }
@@ -179,8 +230,12 @@ describe('stop and delete (behaviour 7)', () => {
     const h = harness({ actions: [{ id: aid(1), type: 'talk' }] });
     h.req('stop');
     for (const [verb, body] of [
-      ['next', { current_action_id: START_ID }], ['execute', {}], ['forward', { forward_action_id: aid(1) }],
-      ['push_actions', { actions: [] }], ['variables_set', { variables: { a: 'b' } }], ['variables_delete', { key: 'a' }],
+      ['next', { current_action_id: START_ID }],
+      ['execute', {}],
+      ['forward', { forward_action_id: aid(1) }],
+      ['push_actions', { actions: [] }],
+      ['variables_set', { variables: { a: 'b' } }],
+      ['variables_delete', { key: 'a' }],
     ] as const) {
       expect(h.req(verb, body), verb).toMatchObject({ ok: false, error: { code: 'ended' } });
     }
@@ -189,7 +244,13 @@ describe('stop and delete (behaviour 7)', () => {
 
 describe('stale and duplicate requests (behaviour 9.5)', () => {
   it('a stale next is a conflict and changes nothing, never ending the activeflow', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }, { id: aid(3), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'talk' },
+        { id: aid(3), type: 'talk' },
+      ],
+    });
     h.next();
     h.next();
     const before = h.host.state(h.id)!;
@@ -200,7 +261,12 @@ describe('stale and duplicate requests (behaviour 9.5)', () => {
   });
 
   it('a retried next after a lost reply gets the same answer without moving', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     h.next();
     const first = h.req('next', { current_action_id: aid(1) });
     const count = h.af().execute_count;
@@ -214,7 +280,12 @@ describe('stale and duplicate requests (behaviour 9.5)', () => {
   });
 
   it('a retry is no longer answered once something else moved the activeflow', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'answer' }, { id: aid(2), type: 'talk' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'answer' },
+        { id: aid(2), type: 'talk' },
+      ],
+    });
     h.next();
     h.req('next', { current_action_id: aid(1) });
     h.req('stop');
@@ -222,7 +293,13 @@ describe('stale and duplicate requests (behaviour 9.5)', () => {
   });
 
   it('a goto loop that returns to the same action id still moves on the next request', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'talk' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 2 } }, { id: aid(3), type: 'hangup' }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'talk' },
+        { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 2 } },
+        { id: aid(3), type: 'hangup' },
+      ],
+    });
     const seen = [h.next(), h.next(), h.next(), h.next()].map((r) => h.action(r).id);
     expect(seen).toEqual([aid(1), aid(1), aid(1), aid(3)]);
   });
@@ -270,7 +347,12 @@ describe('request ids: a retried change is never applied twice', () => {
   });
 
   it('a goto loop back to the same action: a retried next with its request_id is answered again, not moved twice', () => {
-    const h = harness({ actions: [{ id: aid(1), type: 'talk' }, { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 3 } }] });
+    const h = harness({
+      actions: [
+        { id: aid(1), type: 'talk' },
+        { id: aid(2), type: 'goto', option: { target_id: aid(1), loop_count: 3 } },
+      ],
+    });
     const first = h.req('next', { current_action_id: START_ID, request_id: 'n-1' });
     expect(first).toMatchObject({ ok: true, result: { id: aid(1) } });
     const looped = h.req('next', { current_action_id: aid(1), request_id: 'n-2' });

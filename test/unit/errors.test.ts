@@ -38,7 +38,7 @@ describe('errors', () => {
     expect(isTransient('a string')).toBe(false);
   });
 
-  it('not found and already there, by the server\'s codes', () => {
+  it("not found and already there, by the server's codes", () => {
     expect(isConsumerNotFound(api(404, 10014, 'consumer not found'))).toBe(true);
     expect(isConsumerNotFound(api(404, 10059, 'stream not found'))).toBe(false);
     expect(isConsumerExists(api(400, 10148, 'consumer already exists'))).toBe(true);

@@ -6,7 +6,14 @@ import { FairAdmission } from '../../src/quota/fair-admission.js';
 function gate(log: string[], name: string): { task: () => Promise<string>; open: () => void } {
   let open!: () => void;
   const done = new Promise<void>((r) => (open = r));
-  return { task: async () => { log.push(name); await done; return name; }, open };
+  return {
+    task: async () => {
+      log.push(name);
+      await done;
+      return name;
+    },
+    open,
+  };
 }
 
 /** Submits gated tasks by name: what started (`log`), and how to finish each (`gates`). */
@@ -29,7 +36,8 @@ describe('FairAdmission', () => {
     const g2 = gate(log, '2');
     const p = [a.run(() => 'a', g1.task), a.run(() => 'a', g2.task)];
     expect(log).toEqual(['1', '2']);
-    g1.open(); g2.open();
+    g1.open();
+    g2.open();
     expect(await Promise.all(p)).toEqual(['1', '2']);
   });
 
@@ -43,7 +51,8 @@ describe('FairAdmission', () => {
     expect(log.at(-1)).toBe('q1'); // a free place: the quiet one starts at once
     all.push(submit('flood', 'f5'));
     expect(a.queued).toBe(1); // 6 places, 5 used, but the flood is over its share while quiet is active
-    gates.get('f1')!(); gates.get('f2')!();
+    gates.get('f1')!();
+    gates.get('f2')!();
     await new Promise((r) => setImmediate(r));
     expect(log).not.toContain('f5'); // places are free, but the flood still runs its share (f3, f4)
     gates.get('f3')!();
@@ -59,7 +68,7 @@ describe('FairAdmission', () => {
     await Promise.all(all);
   });
 
-  it('serves a quiet customer within a turn, however long a flooding customer\'s queue is', async () => {
+  it("serves a quiet customer within a turn, however long a flooding customer's queue is", async () => {
     const a = new FairAdmission({ concurrency: 1, perCustomer: 1, maxQueuedPerCustomer: 1_000 });
     const { log, gates, submit } = gated(a);
     const all: Promise<string>[] = [submit('flood', 'f0')];
@@ -86,17 +95,42 @@ describe('FairAdmission', () => {
     const log: string[] = [];
     const first = gate(log, 'x');
     const running = a.run(() => 'a', first.task);
-    const queued = [a.run(() => 'a', async () => 'a1'), a.run(() => 'a', async () => 'a2')];
-    await expect(a.run(() => 'a', async () => 'a3')).rejects.toMatchObject({ code: 'limit_exceeded', quota: 'pending_requests' });
-    const other = a.run(() => 'b', async () => 'b1');
+    const queued = [
+      a.run(
+        () => 'a',
+        async () => 'a1',
+      ),
+      a.run(
+        () => 'a',
+        async () => 'a2',
+      ),
+    ];
+    await expect(
+      a.run(
+        () => 'a',
+        async () => 'a3',
+      ),
+    ).rejects.toMatchObject({ code: 'limit_exceeded', quota: 'pending_requests' });
+    const other = a.run(
+      () => 'b',
+      async () => 'b1',
+    );
     first.open();
     expect(await Promise.all([running, ...queued, other])).toEqual(['x', 'a1', 'a2', 'b1']);
   });
 
   it('a failing task frees its place', async () => {
     const a = new FairAdmission({ concurrency: 1, perCustomer: 1, maxQueuedPerCustomer: 5 });
-    const failing = a.run(() => 'a', async () => { throw new Error('boom'); });
-    const next = a.run(() => 'a', async () => 'ok');
+    const failing = a.run(
+      () => 'a',
+      async () => {
+        throw new Error('boom');
+      },
+    );
+    const next = a.run(
+      () => 'a',
+      async () => 'ok',
+    );
     await expect(failing).rejects.toThrow('boom');
     expect(await next).toBe('ok');
   });

@@ -20,9 +20,12 @@ describe('jsonDepth', () => {
   });
 
   it('agrees with the parsed value for any JSON (fast-check)', () => {
-    fc.assert(fc.property(fc.json({ maxDepth: 8 }), (text) => {
-      expect(jsonDepth(text)).toBe(depthOf(JSON.parse(text)));
-      expect(jsonDepth(new TextEncoder().encode(text))).toBe(depthOf(JSON.parse(text)));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 8 }), (text) => {
+        expect(jsonDepth(text)).toBe(depthOf(JSON.parse(text)));
+        expect(jsonDepth(new TextEncoder().encode(text))).toBe(depthOf(JSON.parse(text)));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -9,7 +9,10 @@ const FETCH_URL = 'https://flows.example.test/more';
 function start(actions: unknown[], reference_type = 'call') {
   const created = createActiveflow({
     request: { customer_id: CUSTOMER, reference_type: reference_type as 'call', actions: actions as never },
-    flow: null, parentVariables: null, now: NOW, entropy: 'entropy-create',
+    flow: null,
+    parentVariables: null,
+    now: NOW,
+    entropy: 'entropy-create',
   });
   if (!created.ok) throw new Error(created.error.message);
   const actor = createActor(activeflowMachine, { input: created.state });
@@ -56,7 +59,10 @@ describe('the XState machine', () => {
   });
 
   it('stop while a cycle waits ends the activeflow and answers both requests', () => {
-    const actor = start([{ id: aid(1), type: 'message_send' }, { id: aid(2), type: 'talk' }]);
+    const actor = start([
+      { id: aid(1), type: 'message_send' },
+      { id: aid(2), type: 'talk' },
+    ]);
     actor.send(ev(1, { type: 'next', current_action_id: '00000000-0000-0000-0000-000000000001' }));
     actor.send(ev(2, { type: 'stop' }));
     const snap = actor.getSnapshot();
@@ -66,7 +72,10 @@ describe('the XState machine', () => {
   });
 
   it('a persisted snapshot taken mid-cycle restores to an actor that continues identically', () => {
-    const actions = [{ id: aid(1), type: 'fetch', option: { event_url: FETCH_URL } }, { id: aid(2), type: 'hangup' }];
+    const actions = [
+      { id: aid(1), type: 'fetch', option: { event_url: FETCH_URL } },
+      { id: aid(2), type: 'hangup' },
+    ];
     const result = { kind: 'http', status: 200, body: [{ id: aid(5), type: 'talk', option: { text: 'fetched' } }] };
     const a = start(actions);
     a.send(ev(1, { type: 'next', current_action_id: '00000000-0000-0000-0000-000000000001' }));
@@ -91,16 +100,25 @@ describe('the XState machine', () => {
     const pending = actor.getSnapshot().context.pending!;
     actor.send(ev(9, { type: 'effect_result', effect_id: pending.effect_id, result: { kind: 'http', status: 200, body: [{ id: aid(5), type: 'talk', option: { text: 'hi ${name}' } }] } }));
     const ctx = actor.getSnapshot().context;
-    expect(ctx.outbox.replies).toEqual([{ request_id: pending.request_id, ok: true, value: { kind: 'action', action: { id: aid(5), next_id: '00000000-0000-0000-0000-000000000000', type: 'talk', option: { text: 'hi Ada' }, tm_execute: null } } }]);
+    expect(ctx.outbox.replies).toEqual([
+      {
+        request_id: pending.request_id,
+        ok: true,
+        value: { kind: 'action', action: { id: aid(5), next_id: '00000000-0000-0000-0000-000000000000', type: 'talk', option: { text: 'hi Ada' }, tm_execute: null } },
+      },
+    ]);
     expect(ctx.activeflow.execute_count).toBe(3);
     expect(ctx.outbox.events.map((e) => [e.type, e.seq])).toEqual([['activeflow_updated', 4]]);
   });
 });
 
 describe('the persisted snapshot', () => {
-  it('persistedSnapshot() writes exactly what XState\'s getPersistedSnapshot() writes, running and done', async () => {
+  it("persistedSnapshot() writes exactly what XState's getPersistedSnapshot() writes, running and done", async () => {
     const { persistedSnapshot } = await import('../../actors/persisted-snapshot.js');
-    const actor = start([{ id: aid(1), type: 'fetch', option: { event_url: FETCH_URL } }, { id: aid(2), type: 'talk' }]);
+    const actor = start([
+      { id: aid(1), type: 'fetch', option: { event_url: FETCH_URL } },
+      { id: aid(2), type: 'talk' },
+    ]);
     expect(JSON.parse(JSON.stringify(persistedSnapshot(actor)))).toEqual(JSON.parse(JSON.stringify(actor.getPersistedSnapshot())));
     actor.send(ev(1, { type: 'next', current_action_id: '00000000-0000-0000-0000-000000000001' }));
     expect(JSON.parse(JSON.stringify(persistedSnapshot(actor)))).toEqual(JSON.parse(JSON.stringify(actor.getPersistedSnapshot())));

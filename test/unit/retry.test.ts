@@ -5,7 +5,14 @@ import { backoffDelay, retry } from '../../src/retry.js';
 
 const failing = (times: number, error: () => unknown = () => new Error('not yet')) => {
   let calls = 0;
-  return { op: async (attempt: number) => { calls++; if (calls <= times) throw error(); return attempt; }, calls: () => calls };
+  return {
+    op: async (attempt: number) => {
+      calls++;
+      if (calls <= times) throw error();
+      return attempt;
+    },
+    calls: () => calls,
+  };
 };
 
 describe('retry', () => {

@@ -14,7 +14,7 @@ const RELATIVE = /(?<![\w./-])((?:\.\.\/)+)([\w@.-]+(?:\/[\w@.-]+)*)/g;
 /** Absolute paths into a development machine's work folders. */
 const ABSOLUTE = /\/work\/(?:shared|main)\b/g;
 
-export function pathsOutside(file: string, text: string): string[] {
+function pathsOutside(file: string, text: string): string[] {
   const found: string[] = [];
   for (const m of text.matchAll(RELATIVE)) {
     const target = resolve(dirname(join(PROJECT_ROOT, file)), m[1]! + m[2]!);
@@ -39,7 +39,9 @@ describe('the repository stands alone', () => {
   });
 
   it('no tracked file points outside it', () => {
-    const files = execFileSync('git', ['ls-files', '-z'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).split('\0').filter((f) => f !== '');
+    const files = execFileSync('git', ['ls-files', '-z'], { cwd: PROJECT_ROOT, encoding: 'utf8' })
+      .split('\0')
+      .filter((f) => f !== '');
     expect(files.length).toBeGreaterThan(100);
     const outside: string[] = [];
     for (const file of files) {

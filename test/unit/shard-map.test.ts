@@ -41,7 +41,10 @@ describe('ShardMap: rendezvous hashing', () => {
   });
 
   it('a draining node is not eligible; no eligible node leaves shards unowned', () => {
-    const membership = new Membership([{ id: 'node-b', draining: true }, { id: 'node-a', draining: false }]);
+    const membership = new Membership([
+      { id: 'node-b', draining: true },
+      { id: 'node-a', draining: false },
+    ]);
     expect(membership.eligible).toEqual(['node-a']);
     expect(new Set(assignment(16, membership.eligible))).toEqual(new Set(['node-a']));
     expect(targetOwner(3, [])).toBeNull();

@@ -28,8 +28,8 @@ describe('activeflow simulate (the examples, through the real command)', () => {
     expect(code).toBe(0);
     const out = JSON.parse(stdout) as SimulationOutput;
     expect(summary(out)).toEqual(['answer', 'talk', 'digits_receive', 'ok', 'talk', 'digits_receive', 'ok', 'talk', 'hangup', '00000000-0000-0000-0000-000000000002']);
-    expect((out.results[1]!.ok && out.results[1]!.result as { option: { text: string } })).toMatchObject({ option: { text: 'Hello Ada. Press 1 for sales, 2 for support.' } });
-    expect((out.results[7]!.ok && out.results[7]!.result as { option: { text: string } })).toMatchObject({ option: { text: 'Connecting you to support.' } });
+    expect(out.results[1]!.ok && (out.results[1]!.result as { option: { text: string } })).toMatchObject({ option: { text: 'Hello Ada. Press 1 for sales, 2 for support.' } });
+    expect(out.results[7]!.ok && (out.results[7]!.result as { option: { text: string } })).toMatchObject({ option: { text: 'Connecting you to support.' } });
     expect(out.activeflow).toMatchObject({ status: 'ended', end_reason: 'finished' });
     expect(out.variables['voipbin.call.digits']).toBe('');
     expect(out.events.at(-1)!.type).toBe('activeflow_ended');
@@ -92,7 +92,19 @@ describe('simulate errors', () => {
   });
 
   it('exits 0 when steps are rejected, with the errors in results', async () => {
-    const r = await cli('simulate', file('ok.json', JSON.stringify({ actions: [{ type: 'answer' }], steps: [{ op: 'next', current_action_id: '00000000-0000-4000-8000-000000000009' }, { op: 'add_actions', actions: [{ type: 'talk' }] }] })));
+    const r = await cli(
+      'simulate',
+      file(
+        'ok.json',
+        JSON.stringify({
+          actions: [{ type: 'answer' }],
+          steps: [
+            { op: 'next', current_action_id: '00000000-0000-4000-8000-000000000009' },
+            { op: 'add_actions', actions: [{ type: 'talk' }] },
+          ],
+        }),
+      ),
+    );
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as SimulationOutput;
     expect(out.results.map((x) => x.ok || x.error.code)).toEqual(['conflict', 'conflict']);
@@ -114,34 +126,53 @@ describe('scenario format', () => {
   });
 
   it('stops a driven call at max_steps', () => {
-    const out = runScenario({ actions: [{ id: '00000000-0000-4000-8000-000000000001', type: 'talk' }, { type: 'goto', option: { target_id: '00000000-0000-4000-8000-000000000001', loop_count: 50 } }], max_steps: 3 });
+    const out = runScenario({
+      actions: [
+        { id: '00000000-0000-4000-8000-000000000001', type: 'talk' },
+        { type: 'goto', option: { target_id: '00000000-0000-4000-8000-000000000001', loop_count: 50 } },
+      ],
+      max_steps: 3,
+    });
     expect(out.results).toHaveLength(3);
     expect(out.activeflow).toMatchObject({ status: 'running' });
   });
 
   it('supports every step op, and a next without current_action_id uses the current one', () => {
     const out = runScenario({
-      reference_type: 'call', now: '2026-11-27T10:00:00Z', variables: { k: 'v' },
-      actions: [{ id: '00000000-0000-4000-8000-000000000001', type: 'answer' }, { id: '00000000-0000-4000-8000-000000000002', type: 'talk' }],
+      reference_type: 'call',
+      now: '2026-11-27T10:00:00Z',
+      variables: { k: 'v' },
+      actions: [
+        { id: '00000000-0000-4000-8000-000000000001', type: 'answer' },
+        { id: '00000000-0000-4000-8000-000000000002', type: 'talk' },
+      ],
       steps: [
-        { op: 'next' }, { op: 'push_actions', actions: [{ type: 'beep' }] }, { op: 'next' },
-        { op: 'add_actions', actions: [{ type: 'echo' }] }, { op: 'forward', forward_action_id: '00000000-0000-4000-8000-000000000002' },
-        { op: 'set_variables', variables: { a: '${k}' } }, { op: 'delete_variable', key: 'k' }, { op: 'get_variables' },
-        { op: 'substitute', data: '${a}!' }, { op: 'get' }, { op: 'next' }, { op: 'execute' }, { op: 'continue' },
-        { op: 'service_stop', service_id: '00000000-0000-4000-8000-00000000dead' }, { op: 'stop' }, { op: 'delete' },
+        { op: 'next' },
+        { op: 'push_actions', actions: [{ type: 'beep' }] },
+        { op: 'next' },
+        { op: 'add_actions', actions: [{ type: 'echo' }] },
+        { op: 'forward', forward_action_id: '00000000-0000-4000-8000-000000000002' },
+        { op: 'set_variables', variables: { a: '${k}' } },
+        { op: 'delete_variable', key: 'k' },
+        { op: 'get_variables' },
+        { op: 'substitute', data: '${a}!' },
+        { op: 'get' },
+        { op: 'next' },
+        { op: 'execute' },
+        { op: 'continue' },
+        { op: 'service_stop', service_id: '00000000-0000-4000-8000-00000000dead' },
+        { op: 'stop' },
+        { op: 'delete' },
       ],
     });
-    expect(out.results.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual([
-      'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'conflict', 'conflict', 'not_found', 'ok', 'ok',
-    ]);
+    expect(out.results.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'conflict', 'conflict', 'not_found', 'ok', 'ok']);
     expect(out.results[5]).toMatchObject({ result: { a: 'v', k: 'v' } });
     expect(out.results[8]).toMatchObject({ result: { data: 'v!' } });
     expect(out.results[10]).toMatchObject({ result: { id: '00000000-0000-4000-8000-000000000002' } });
   });
 
   it('creation failures are scenario errors', () => {
-    expect(() => runScenario({ flow: { actions: [], customer_id: '22222222-2222-4222-8222-222222222222' }, customer_id: '11111111-1111-4111-8111-111111111111' }))
-      .toThrow(ScenarioError);
+    expect(() => runScenario({ flow: { actions: [], customer_id: '22222222-2222-4222-8222-222222222222' }, customer_id: '11111111-1111-4111-8111-111111111111' })).toThrow(ScenarioError);
   });
 
   it('the README quick start runs', () => {

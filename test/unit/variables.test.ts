@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, Limits } from '../../machines/index.js';
-import {
-  builtinVariables, completeCountOf, sanitizeInitialVariables, setVariables, substitute, substituteOption, utf8Length,
-} from '../../machines/variables.js';
+import { builtinVariables, completeCountOf, sanitizeInitialVariables, setVariables, substitute, substituteOption, utf8Length } from '../../machines/variables.js';
 
 describe('substitution (behaviour 6)', () => {
   const vars = { a: 'A', 'voipbin.call.digits': '12', ' a ': 'spaced', '': 'empty-key', x: '${a}', '${a': 'weird' };
@@ -33,14 +31,18 @@ describe('substitution (behaviour 6)', () => {
     const option = {
       text: 'hi ${a}',
       '${a}': 'key stays',
-      n: 5, b: true, z: null,
+      n: 5,
+      b: true,
+      z: null,
       nested: { deep: ['${a}', 1, 1.5, false, null, { t: '${a}' }, ['${a}', 2]] },
       weekdays: [1, 2, 3],
     };
     expect(substituteOption(option, vars)).toEqual({
       text: 'hi A',
       '${a}': 'key stays',
-      n: 5, b: true, z: null,
+      n: 5,
+      b: true,
+      z: null,
       nested: { deep: ['A', 1, 1.5, false, null, { t: 'A' }, ['A', 2]] },
       weekdays: [1, 2, 3],
     });

@@ -39,12 +39,14 @@ async function refreshCluster() {
   try {
     const s = await api('/v1.0/cluster/shards');
     $('cluster-note').textContent = `${s.shard_count} shards`;
-    $('nodes').tBodies[0].replaceChildren(...s.nodes.map((n) => {
-      const tr = row([n.node_id, n.draining ? 'draining' : 'live', String(n.shards), String(n.target_shards)]);
-      tr.firstChild.style.color = colour(n.node_id);
-      tr.dataset.node = n.node_id;
-      return tr;
-    }));
+    $('nodes').tBodies[0].replaceChildren(
+      ...s.nodes.map((n) => {
+        const tr = row([n.node_id, n.draining ? 'draining' : 'live', String(n.shards), String(n.target_shards)]);
+        tr.firstChild.style.color = colour(n.node_id);
+        tr.dataset.node = n.node_id;
+        return tr;
+      }),
+    );
     const grid = $('shards');
     if (grid.childElementCount !== s.shards.length) grid.replaceChildren(...s.shards.map(() => Object.assign(document.createElement('div'), { className: 'shard' })));
     s.shards.forEach((sh, i) => {
@@ -56,7 +58,7 @@ async function refreshCluster() {
     });
     $('moving').textContent = s.moving === 0 ? 'every shard is where it should be' : `${s.moving} shards moving`;
   } catch (e) {
-    $('cluster-note').textContent = e.status === 403 ? '(an operator\'s key shows the cluster)' : `(${e.message})`;
+    $('cluster-note').textContent = e.status === 403 ? "(an operator's key shows the cluster)" : `(${e.message})`;
   }
 }
 
@@ -68,27 +70,28 @@ async function refreshCustomers() {
     const c = await api('/v1.0/cluster/customers');
     $('customers-section').hidden = false;
     $('customers-note').textContent = `${c.running_activeflows} running, ${c.customer_count} customers${c.customer_count > c.customers.length ? ` (the busiest ${c.customers.length} shown)` : ''}`;
-    $('customers').tBodies[0].replaceChildren(...c.customers.map((cu) => {
-      const tr = row([cu.customer_id, String(cu.running_activeflows)]);
-      tr.dataset.customer = cu.customer_id;
-      tr.classList.toggle('current', cu.customer_id === customer);
-      // An operator picks a customer here instead of typing its id.
-      tr.addEventListener('click', () => {
-        customer = cu.customer_id;
-        $('customer').value = customer;
-        sessionStorage.setItem('activeflow-customer', customer);
-        void refreshCustomers();
-        void refreshFlows();
-      });
-      return tr;
-    }));
+    $('customers').tBodies[0].replaceChildren(
+      ...c.customers.map((cu) => {
+        const tr = row([cu.customer_id, String(cu.running_activeflows)]);
+        tr.dataset.customer = cu.customer_id;
+        tr.classList.toggle('current', cu.customer_id === customer);
+        // An operator picks a customer here instead of typing its id.
+        tr.addEventListener('click', () => {
+          customer = cu.customer_id;
+          $('customer').value = customer;
+          sessionStorage.setItem('activeflow-customer', customer);
+          void refreshCustomers();
+          void refreshFlows();
+        });
+        return tr;
+      }),
+    );
   } catch (e) {
     // A customer's key sees its own activeflows only: the cross-customer table is not for it.
     if (e.status === 403) {
       customersAllowed = false;
       $('customers-section').hidden = true;
-    }
-    else $('customers-note').textContent = `(${e.message})`;
+    } else $('customers-note').textContent = `(${e.message})`;
   }
 }
 
@@ -97,13 +100,15 @@ async function refreshFlows() {
   try {
     const page = await api('/v1.0/activeflows?status=running');
     $('flow-count').textContent = `${page.result.length}${page.next_page_token ? '+' : ''}`;
-    $('activeflows').tBodies[0].replaceChildren(...page.result.map((af) => {
-      const tr = row([af.id, `${af.reference_type} ${af.reference_id === NIL ? '' : af.reference_id}`, af.current_action.type ?? af.current_action.id, af.tm_update ?? af.tm_create ?? '']);
-      tr.dataset.id = af.id;
-      tr.classList.toggle('current', live?.id === af.id);
-      tr.addEventListener('click', () => follow(af.id, af.customer_id));
-      return tr;
-    }));
+    $('activeflows').tBodies[0].replaceChildren(
+      ...page.result.map((af) => {
+        const tr = row([af.id, `${af.reference_type} ${af.reference_id === NIL ? '' : af.reference_id}`, af.current_action.type ?? af.current_action.id, af.tm_update ?? af.tm_create ?? '']);
+        tr.dataset.id = af.id;
+        tr.classList.toggle('current', live?.id === af.id);
+        tr.addEventListener('click', () => follow(af.id, af.customer_id));
+        return tr;
+      }),
+    );
     $('status').textContent = 'connected';
   } catch (e) {
     if (customer === '' && e.status === 400 && customersAllowed) {
@@ -121,19 +126,25 @@ function renderLive(af) {
   $('live-status').textContent = af.status === 'ended' ? `ended (${af.end_reason})` : af.status;
   $('live-stack').textContent = af.current_stack_id;
   $('live-action').textContent = `${af.current_action.type ?? 'pseudo'} ${af.current_action.id}`;
-  $('live-stacks').replaceChildren(...Object.entries(af.stack_map).map(([id, st]) => {
-    const div = Object.assign(document.createElement('div'), { className: 'stack' });
-    div.append(Object.assign(document.createElement('code'), { textContent: id === '00000000-0000-0000-0000-000000000001' ? 'main' : id }));
-    const ol = document.createElement('ol');
-    for (const a of st.actions) {
-      const li = Object.assign(document.createElement('li'), { textContent: `${a.type} ${shortId(a.id)}`, title: a.id });
-      if (id === af.current_stack_id && a.id === af.current_action.id) li.className = 'current';
-      ol.append(li);
-    }
-    div.append(ol);
-    return div;
-  }));
-  $('live-variables').tBodies[0].replaceChildren(...Object.entries(af.variables).sort().map(([k, v]) => row([k, v])));
+  $('live-stacks').replaceChildren(
+    ...Object.entries(af.stack_map).map(([id, st]) => {
+      const div = Object.assign(document.createElement('div'), { className: 'stack' });
+      div.append(Object.assign(document.createElement('code'), { textContent: id === '00000000-0000-0000-0000-000000000001' ? 'main' : id }));
+      const ol = document.createElement('ol');
+      for (const a of st.actions) {
+        const li = Object.assign(document.createElement('li'), { textContent: `${a.type} ${shortId(a.id)}`, title: a.id });
+        if (id === af.current_stack_id && a.id === af.current_action.id) li.className = 'current';
+        ol.append(li);
+      }
+      div.append(ol);
+      return div;
+    }),
+  );
+  $('live-variables').tBodies[0].replaceChildren(
+    ...Object.entries(af.variables)
+      .sort()
+      .map(([k, v]) => row([k, v])),
+  );
   $('live-executed').replaceChildren(...af.executed_actions.map((a) => Object.assign(document.createElement('li'), { textContent: `${a.type ?? 'start'} ${shortId(a.id)}`, title: a.id })));
   $('live-picture').replaceChildren(flowPicture(af));
 }
@@ -176,9 +187,17 @@ function openSocket() {
     }
   });
   ws.addEventListener('close', () => {
-    if (socket?.ws === ws) setTimeout(() => { if (socket?.ws === ws) { openSocket(); if (live) follow(live.id, live.customer); } }, 1000);
+    if (socket?.ws === ws)
+      setTimeout(() => {
+        if (socket?.ws === ws) {
+          openSocket();
+          if (live) follow(live.id, live.customer);
+        }
+      }, 1000);
   });
-  ws.addEventListener('open', () => { if (live) follow(live.id, live.customer); });
+  ws.addEventListener('open', () => {
+    if (live) follow(live.id, live.customer);
+  });
 }
 
 function start() {

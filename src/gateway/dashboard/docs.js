@@ -7,7 +7,7 @@ const el = (tag, props = {}, ...children) => {
 };
 
 function resolve(spec, s) {
-  if (s && s.$ref) return { name: s.$ref.split('/').pop(), ...spec.components.schemas[s.$ref.split('/').pop()] };
+  if (s?.$ref) return { name: s.$ref.split('/').pop(), ...spec.components.schemas[s.$ref.split('/').pop()] };
   return s ?? {};
 }
 
@@ -19,7 +19,7 @@ function describeSchema(spec, s, depth = 0) {
     const list = el('ul');
     for (const [k, v] of Object.entries(r.properties)) {
       const p = resolve(spec, v);
-      const type = p.type === 'array' ? `array of ${resolve(spec, p.items).name ?? resolve(spec, p.items).type ?? 'any'}` : p.name ?? p.type ?? (p.enum ? 'enum' : 'any');
+      const type = p.type === 'array' ? `array of ${resolve(spec, p.items).name ?? resolve(spec, p.items).type ?? 'any'}` : (p.name ?? p.type ?? (p.enum ? 'enum' : 'any'));
       list.append(el('li', {}, el('code', { textContent: k }), ` ${type}${req.has(k) ? ' (required)' : ''}${p.description ? ` — ${p.description}` : ''}`));
     }
     return el('div', {}, r.name ? el('b', { textContent: r.name }) : null, list);
@@ -38,16 +38,33 @@ for (const [path, methods] of Object.entries(spec.paths)) {
     section.dataset.endpoint = `${method.toUpperCase()} ${path}`;
     section.append(el('h2', {}, el('code', { textContent: `${method.toUpperCase()} ${path}` }), ' ', el('small', { textContent: op.summary ?? '' })));
     if (op.parameters?.length) {
-      section.append(el('h3', { textContent: 'Parameters' }), el('ul', {}, ...op.parameters.map((p) => el('li', {}, el('code', { textContent: p.name }), ` (${p.in}${p.required ? ', required' : ''}) ${p.description ?? ''}`))));
+      section.append(
+        el('h3', { textContent: 'Parameters' }),
+        el('ul', {}, ...op.parameters.map((p) => el('li', {}, el('code', { textContent: p.name }), ` (${p.in}${p.required ? ', required' : ''}) ${p.description ?? ''}`))),
+      );
     }
     const body = op.requestBody?.content?.['application/json']?.schema;
-    if (body) section.append(el('h3', { textContent: 'Body' }), (() => { const d = describeSchema(spec, body); return typeof d === 'string' ? el('p', { textContent: d }) : d; })());
-    section.append(el('h3', { textContent: 'Answers' }), el('ul', {}, ...Object.entries(op.responses).map(([status, r]) => {
-      const resp = r.$ref ? spec.components.responses[r.$ref.split('/').pop()] : r;
-      const schema = resp.content?.['application/json']?.schema;
-      const shape = schema ? describeSchema(spec, schema, 1) : '';
-      return el('li', {}, el('code', { textContent: status }), ` ${resp.description ?? ''}${typeof shape === 'string' && shape ? `: ${shape}` : ''}`);
-    })));
+    if (body)
+      section.append(
+        el('h3', { textContent: 'Body' }),
+        (() => {
+          const d = describeSchema(spec, body);
+          return typeof d === 'string' ? el('p', { textContent: d }) : d;
+        })(),
+      );
+    section.append(
+      el('h3', { textContent: 'Answers' }),
+      el(
+        'ul',
+        {},
+        ...Object.entries(op.responses).map(([status, r]) => {
+          const resp = r.$ref ? spec.components.responses[r.$ref.split('/').pop()] : r;
+          const schema = resp.content?.['application/json']?.schema;
+          const shape = schema ? describeSchema(spec, schema, 1) : '';
+          return el('li', {}, el('code', { textContent: status }), ` ${resp.description ?? ''}${typeof shape === 'string' && shape ? `: ${shape}` : ''}`);
+        }),
+      ),
+    );
     root.append(section);
   }
 }

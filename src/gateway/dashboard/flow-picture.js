@@ -27,11 +27,17 @@ export const shortId = (id) => (id.length > 14 ? `${id.slice(0, 8)}…${id.slice
 function label(a) {
   const o = a.option ?? {};
   const words = {
-    talk: o.text, play: Array.isArray(o.stream_urls) ? o.stream_urls[0] : undefined, branch: o.variable ?? 'voipbin.call.digits',
-    goto: o.loop_count !== undefined ? `${o.loop_count} more` : undefined, variable_set: o.key !== undefined ? `${o.key} = ${o.value}` : undefined,
+    talk: o.text,
+    play: Array.isArray(o.stream_urls) ? o.stream_urls[0] : undefined,
+    branch: o.variable ?? 'voipbin.call.digits',
+    goto: o.loop_count !== undefined ? `${o.loop_count} more` : undefined,
+    variable_set: o.key !== undefined ? `${o.key} = ${o.value}` : undefined,
     condition_variable: o.variable !== undefined ? `${o.variable} ${o.condition ?? ''} ${o.value_string ?? o.value_number ?? o.value_length ?? ''}` : undefined,
-    digits_receive: o.length !== undefined ? `${o.length} digit(s)` : undefined, fetch_flow: o.flow_id !== undefined ? shortId(o.flow_id) : undefined,
-    queue_join: o.queue_id !== undefined ? shortId(o.queue_id) : undefined, webhook_send: o.uri, fetch: o.event_url,
+    digits_receive: o.length !== undefined ? `${o.length} digit(s)` : undefined,
+    fetch_flow: o.flow_id !== undefined ? shortId(o.flow_id) : undefined,
+    queue_join: o.queue_id !== undefined ? shortId(o.queue_id) : undefined,
+    webhook_send: o.uri,
+    fetch: o.event_url,
   }[a.type];
   const text = typeof words === 'string' ? words : '';
   return text.length > 22 ? `${text.slice(0, 21)}…` : text;
@@ -72,12 +78,19 @@ export function flowPicture(af) {
   const executed = new Set(af.executed_actions.map((a) => a.id));
   const order = columns(af.stack_map);
   const where = new Map(); // `${stack}/${action id}` -> {x, y}
-  order.forEach((stack, c) => af.stack_map[stack].actions.forEach((a, r) => where.set(`${stack}/${a.id}`, { x: LEFT + c * COL, y: TOP + r * ROW })));
+  order.forEach((stack, c) => {
+    af.stack_map[stack].actions.forEach((a, r) => {
+      where.set(`${stack}/${a.id}`, { x: LEFT + c * COL, y: TOP + r * ROW });
+    });
+  });
   const rows = Math.max(1, ...order.map((s) => af.stack_map[s].actions.length));
   const svg = el('svg', { width: LEFT + order.length * COL, height: TOP + rows * ROW + 10, class: 'flow-picture', 'data-testid': 'flow-picture', role: 'img' });
   svg.append(el('title', {}, `the actions of activeflow ${af.id}`));
   const defs = el('defs');
-  for (const [name, colour] of [['arrow', '#6b7280'], ['jump', '#2563eb']]) {
+  for (const [name, colour] of [
+    ['arrow', '#6b7280'],
+    ['jump', '#2563eb'],
+  ]) {
     const marker = el('marker', { id: name, viewBox: '0 0 8 8', refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
     marker.append(el('path', { d: 'M0,0 L8,4 L0,8 z', fill: colour }));
     defs.append(marker);
@@ -118,8 +131,14 @@ export function flowPicture(af) {
         if (to === undefined) return;
         const y1 = y + 8 + (j % 3) * 7;
         const y2 = to.y + BOX_H / 2;
-        const bend = 30 + Math.abs(to.y - y) / ROW * 8 + j * 10;
-        const path = el('path', { d: `M${x + BOX_W},${y1} C${x + BOX_W + bend},${y1} ${x + BOX_W + bend},${y2} ${x + BOX_W},${y2}`, class: 'jump', fill: 'none', 'marker-end': 'url(#jump)', 'data-label': text });
+        const bend = 30 + (Math.abs(to.y - y) / ROW) * 8 + j * 10;
+        const path = el('path', {
+          d: `M${x + BOX_W},${y1} C${x + BOX_W + bend},${y1} ${x + BOX_W + bend},${y2} ${x + BOX_W},${y2}`,
+          class: 'jump',
+          fill: 'none',
+          'marker-end': 'url(#jump)',
+          'data-label': text,
+        });
         edges.append(path);
         edges.append(el('text', { x: x + BOX_W + bend * 0.75 + 2, y: (y1 + y2) / 2 + 4, class: 'jump-label' }, text));
       });
