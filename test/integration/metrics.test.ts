@@ -112,7 +112,7 @@ describe('deploy/prometheus.yml and deploy/grafana/activeflow.json', () => {
     const prom = parse(readFileSync(new URL('../../deploy/prometheus.yml', import.meta.url), 'utf8')) as { scrape_configs: { job_name: string; static_configs?: { targets: string[] }[] }[] };
     const local = prom.scrape_configs.find((j) => j.job_name === 'activeflow-local')!;
     expect(local.static_configs![0]!.targets).toEqual(['127.0.0.1:9464', '127.0.0.1:9465', '127.0.0.1:9466']);
-    expect(readFileSync(new URL('../../deploy/local-cluster', import.meta.url), 'utf8')).toContain('--metrics $((9463 + n))');
+    expect(readFileSync(new URL('../../deploy/local-cluster', import.meta.url), 'utf8')).toContain('--metrics $((9463 + n + offset))');
     const text = await env.node.metrics.registry.metrics();
     const have = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
     const dashboard = readFileSync(new URL('../../deploy/grafana/activeflow.json', import.meta.url), 'utf8');
