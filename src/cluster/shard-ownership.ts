@@ -35,6 +35,7 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 import { inPool, Slots, withTimeout } from './async-limits.js';
 import { keysNow } from '../store/kv-keys.js';
 import { ShardEventBatch } from './shard-event-batch.js';
+import { backoffDelay, type Backoff } from '../retry.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -61,6 +62,9 @@ const HANDOFFS_AT_ONCE = 2;
 
 /** How often the shards of a node the server reported disconnected are tried while its leases run out. */
 const SUSPECT_POLL_MS = 50;
+
+/** Between reopenings of a membership or drain watch that ended: soon, then less often. */
+const WATCH_REOPEN: Backoff = { firstMs: 200, maxMs: 2_000 };
 
 /** A handed-over shard is warmed this long after the move, off its critical path. */
 const WARM_DELAY_MS = 2_000;
@@ -182,6 +186,7 @@ export class ShardOwnership {
     let ready!: () => void;
     const readyP = new Promise<void>((r) => (ready = r));
     void (async () => {
+      let failures = 0;
       while (!this.stopped) {
         try {
           const iter = await withTimeout(kv.watch({ key, include: 'updates' }), this.listingBoundMs, `watching ${key}`);
@@ -189,12 +194,13 @@ export class ShardOwnership {
           ready();
           for await (const e of iter) {
             if (this.stopped) break;
+            failures = 0;
             this.onChange(e);
           }
         } catch (e) {
           if (!this.stopped) this.deps.log.debug({ event: 'watch_restarting', key, err: (e as Error).message });
         }
-        if (!this.stopped) await new Promise((r) => setTimeout(r, 200));
+        if (!this.stopped) await new Promise((r) => setTimeout(r, backoffDelay(WATCH_REOPEN, ++failures)));
       }
     })();
     return { ready: readyP };

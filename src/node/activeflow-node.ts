@@ -16,7 +16,9 @@ import { ActiveflowClient } from '../api/client.js';
 import { parseRequest, repliesToInbox, respondError, respondOk } from '../api/reply.js';
 import { ActiveflowRequests, AdminRequests, FlowCreateRequest, FlowListRequest, FlowRequests, ListActiveflowsRequest, RelayRequests } from '../api/schemas.js';
 import { ACTIVEFLOW_VERBS, FLOW_VERBS, RELAY_ROLES, SUBJECTS, type ActiveflowVerb, type FlowVerb } from '../api/subjects.js';
+import type { z } from 'zod';
 import { systemClock, type HostClock } from '../clock.js';
+import { NodeConfig } from '../config.js';
 import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkServerVersion, connectNats, watchConnection, type ConnectionState, type TlsFiles } from '../nats/connect.js';
@@ -98,6 +100,26 @@ export interface NodeOptions {
   log: Logger;
 }
 
+/** NodeOptions with every default filled in, once, from the configuration's own defaults (src/config.ts). */
+export type ResolvedNodeOptions = NodeOptions & Required<Pick<NodeOptions, 'leaseTtlMs' | 'maxIdleMs' | 'watchdogIntervalMs' | 'webhookGiveUpMs' | 'admission'>>;
+
+const configDefault = <K extends keyof typeof NodeConfig.shape>(key: K): z.output<(typeof NodeConfig.shape)[K]> => NodeConfig.shape[key].parse(undefined) as z.output<(typeof NodeConfig.shape)[K]>;
+
+export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
+  return {
+    ...o,
+    leaseTtlMs: o.leaseTtlMs ?? configDefault('LEASE_TTL_MS'),
+    maxIdleMs: o.maxIdleMs ?? configDefault('MAX_IDLE_SECONDS') * 1000,
+    watchdogIntervalMs: o.watchdogIntervalMs ?? configDefault('WATCHDOG_INTERVAL_MS'),
+    webhookGiveUpMs: o.webhookGiveUpMs ?? configDefault('WEBHOOK_GIVE_UP_MS'),
+    admission: o.admission ?? {
+      concurrency: configDefault('ADMISSION_CONCURRENCY'),
+      perCustomer: configDefault('ADMISSION_PER_CUSTOMER'),
+      maxQueuedPerCustomer: configDefault('ADMISSION_QUEUE_PER_CUSTOMER'),
+    },
+  };
+}
+
 export { VERSION } from '../version.js';
 import { VERSION } from '../version.js';
 
@@ -118,7 +140,7 @@ export class ActiveflowNode {
   private readonly allShards: ReadonlySet<number>;
 
   private constructor(
-    readonly options: NodeOptions,
+    readonly options: ResolvedNodeOptions,
     readonly nc: NatsConnection,
     private readonly storage: Storage,
     readonly registry: ActorRegistry,
@@ -139,10 +161,11 @@ export class ActiveflowNode {
   ) {
     this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
-    this.admission = new FairAdmission(options.admission ?? { concurrency: 256, perCustomer: 32, maxQueuedPerCustomer: 2_000 });
+    this.admission = new FairAdmission(options.admission);
   }
 
-  static async start(options: NodeOptions): Promise<ActiveflowNode> {
+  static async start(given: NodeOptions): Promise<ActiveflowNode> {
+    const options = resolveNodeOptions(given);
     const log = options.log.child({ node_id: options.nodeId });
     const clock = options.clock ?? systemClock;
     const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
@@ -154,7 +177,7 @@ export class ActiveflowNode {
           replicas: options.replicas,
           endedRetentionMs: options.endedRetentionMs,
           eventRetentionMs: options.eventRetentionMs,
-          leaseTtlMs: options.leaseTtlMs ?? 3_000,
+          leaseTtlMs: options.leaseTtlMs,
         }),
       );
       await checkClusterConfig(storage, options.shardCount);
@@ -312,7 +335,7 @@ export class ActiveflowNode {
         return this.status();
       }),
     });
-    this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
+    this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs, this.log);
     if (this.options.shardLeases === true) {
       // Shards come and go with leases: plain subscriptions, one per owned shard.
       const ownership = new ShardOwnership({
@@ -324,7 +347,7 @@ export class ActiveflowNode {
         membership: this.membership,
         nodeId: this.options.nodeId,
         shardCount: this.options.shardCount,
-        leaseTtlMs: this.options.leaseTtlMs ?? 3_000,
+        leaseTtlMs: this.options.leaseTtlMs,
         log: this.log,
         serve: (msg) => this.track(this.admitted(msg as ServiceMsg, () => this.answer(msg as ServiceMsg, (m) => this.activeflowVerb(m), true))),
       });
@@ -359,7 +382,7 @@ export class ActiveflowNode {
         throw e;
       });
     } else {
-      const standalone = await StandaloneLease.take(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs ?? 3_000, this.log);
+      const standalone = await StandaloneLease.take(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs, this.log);
       this.standalone = standalone;
       await refuseBesideLeasedNodes(this.storage, this.options.nodeId).catch(async (e: unknown) => {
         await standalone.release();
@@ -387,8 +410,8 @@ export class ActiveflowNode {
       registry: this.registry,
       ownedShards: () => this.ownership?.ownedShards ?? [...this.allShards],
       owns: (shard) => this.ownership?.owns(shard) ?? true,
-      ceilingMs: this.options.maxIdleMs ?? 86_400_000,
-      intervalMs: this.options.watchdogIntervalMs ?? 300_000,
+      ceilingMs: this.options.maxIdleMs,
+      intervalMs: this.options.watchdogIntervalMs,
       log: this.log,
       onTimeout: () => this.metrics.idleTimeouts.inc(),
     });
@@ -397,7 +420,7 @@ export class ActiveflowNode {
     this.webhooks = new WebhookLeadership(
       this.storage.leases,
       this.options.nodeId,
-      this.options.leaseTtlMs ?? 3_000,
+      this.options.leaseTtlMs,
       () =>
         new WebhookDispatcher(
           this.storage.js,
@@ -407,7 +430,7 @@ export class ActiveflowNode {
             egress: this.egress,
             floor: this.webhookFloor,
             timeoutMs: this.options.httpTimeoutMs,
-            giveUpAfterMs: this.options.webhookGiveUpMs ?? 15 * 60_000,
+            giveUpAfterMs: this.options.webhookGiveUpMs,
             ...(this.options.webhookMaxPending === undefined ? {} : { concurrency: this.options.webhookMaxPending }),
             onDelivered: (lag) => this.metrics.webhookLagSeconds.observe(lag),
             onGivenUp: () => this.metrics.webhooksGivenUp.inc(),

@@ -2,7 +2,7 @@
  * `deploy/local-cluster` with real signals: a busy port is refused before anything starts; one
  * Ctrl-C (SIGINT to the script's process group, as a terminal sends it) has every node hand its
  * shards over, then stops the servers, exit 0; a second Ctrl-C while stopping has the nodes leave
- * at once and still stops the servers, exit 130. Its ports are moved by an offset and its data
+ * at once and still stops the servers, exit 130; with the servers gone first it still ends promptly. Its ports are moved by an offset and its data
  * kept in a temporary folder, so it runs beside anything else.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -104,6 +104,20 @@ describe('deploy/local-cluster', () => {
     // The first node to stop handed its shards to the other one.
     expect(nodeLog(data, 1) + nodeLog(data, 2)).toMatch(/"shards_released".*"to":"node-[12]"/);
     expect(leftOver(data, offset, 2)).toBe('');
+  }, 180_000);
+
+  it('NATS gone first: Ctrl-C still ends promptly (the nodes give up handing over at once), nothing left running', async () => {
+    const offset = await freeOffset(1);
+    const { child, err, exited, data } = run(1, offset);
+    await expect.poll(() => err(), { timeout: 100_000, interval: 250 }).toContain('Press Ctrl-C to stop everything.');
+    execFileSync('pkill', ['-KILL', '-f', '--', `${data}/nats-`]);
+    await expect.poll(() => nodeLog(data, 1), { timeout: 10_000, interval: 100 }).toContain('"nats_disconnected"'); // the node knows
+    process.kill(-child.pid!, 'SIGINT');
+    const started = Date.now();
+    expect(await exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(nodeLog(data, 1)).toContain('"node_stopping_without_nats"');
+    expect(leftOver(data, offset, 1)).toBe('');
   }, 180_000);
 
   it('a second Ctrl-C while stopping: the nodes leave at once, the servers still stop; exit 130', async () => {
