@@ -31,11 +31,11 @@ import {
   type EngineState,
   type Flow,
   type Limits,
-  type Reply,
   type StreamEvent,
   type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
+import { type CycleStep, driveAsync, replyValue, requestCycle, resumeCycle } from './host-cycle.js';
 import { persistedSnapshot } from './persisted-snapshot.js';
 import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
@@ -312,52 +312,32 @@ export class ActiveflowActor {
     return null;
   }
 
+  /** The request through the one host loop (actors/host-cycle.ts): each transition stored, effects over the network. */
   private async run(verb: Verb, body: Record<string, unknown>): Promise<ActorReply> {
     const requestId = `${this.id}:${++this.requestCounter}`;
-    const { request_id: clientRequestId, ...rest } = body as Record<string, unknown> & { request_id?: string };
-    let state = await this.transition({
-      ...rest,
-      type: verb,
-      request_id: requestId,
-      ...this.stamp(),
-      ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
-    } as EngineEvent);
-    let reply = findReply(state, requestId);
-    for (;;) {
-      const awaited = this.launchEffects(state);
-      if (awaited === null) break;
-      const result = await this.deps.effects.perform(awaited);
-      state = await this.transition({ type: 'effect_result', request_id: `${requestId}:e`, ...this.stamp(), effect_id: awaited.effect_id, result });
-      reply ??= findReply(state, requestId);
-    }
+    const cycle = requestCycle({ verb, body, requestId, effectRequestId: () => `${requestId}:e`, stamp: () => this.stamp() });
+    const { reply, state } = await driveAsync(cycle, (step) => this.take(step));
     if (reply === undefined) throw new Error(`the engine did not answer ${verb}`);
-    return this.materialize(reply, state);
+    const value = replyValue(reply, state);
+    return value.ok ? ok(value.value) : { ok: false, error: ActiveflowError.from(value.error) };
+  }
+
+  /** One step of the host loop, on a node: a stored transition, an effect over the network. */
+  private take(step: CycleStep): unknown {
+    switch (step.kind) {
+      case 'transition':
+        return this.transition(step.event);
+      case 'perform':
+        return this.deps.effects.perform(step.effect);
+      case 'launch':
+        // Children are created by the end's last steps (completeEnd), once the end is stored.
+        if (step.effect.type !== 'start_child') this.deps.effects.launch(step.effect, this.id, this.log);
+        return undefined;
+    }
   }
 
   private stamp(): { now: string; entropy: string } {
     return { now: this.deps.clock.now(), entropy: this.deps.clock.entropy() };
-  }
-
-  /** Starts the fire-and-forget effects; returns the awaited one, if any. */
-  private launchEffects(state: EngineState): Effect | null {
-    let awaited: Effect | null = null;
-    for (const effect of state.outbox.effects) {
-      if (effect.await) awaited = effect;
-      else if (effect.type !== 'start_child') this.deps.effects.launch(effect, this.id, this.log); // children: completeEnd
-    }
-    return awaited;
-  }
-
-  private materialize(reply: Reply, state: EngineState): ActorReply {
-    if (!reply.ok) return { ok: false, error: ActiveflowError.from(reply.error) };
-    switch (reply.value.kind) {
-      case 'action':
-        return ok(reply.value.action);
-      case 'activeflow':
-        return ok(state.activeflow);
-      case 'variables':
-        return ok({ id: this.id, variables: state.variables });
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -532,7 +512,8 @@ export class ActiveflowActor {
       this.log.info({ event: 'events_republished', from_seq: lastSeq + 1, to_seq: state.seq });
     }
     if (unstarted) {
-      this.launchEffects(state); // the awaited one, if any, is resumed below with its cycle
+      // The awaited one, if any, is resumed below with its cycle.
+      for (const effect of state.outbox.effects) if (!effect.await) this.take({ kind: 'launch', effect });
       this.log.info({ event: 'effects_restarted', seq: state.seq }, "the last change's fire-and-forget effects had not started: started now");
     }
     if (stored.kind === 'ended') {
@@ -559,13 +540,7 @@ export class ActiveflowActor {
       return;
     }
     this.log.info({ event: 'cycle_resumed', effect_type: effect.type, action_id: pending.action_id });
-    let current: EngineState = state;
-    let awaited: Effect | null = effect;
-    while (awaited !== null) {
-      const result = await this.deps.effects.perform(awaited);
-      current = await this.transition({ type: 'effect_result', request_id: `${this.id}:resume`, ...this.stamp(), effect_id: awaited.effect_id, result });
-      awaited = this.launchEffects(current);
-    }
+    await driveAsync(resumeCycle(state, effect, { effectRequestId: () => `${this.id}:resume`, stamp: () => this.stamp() }), (step) => this.take(step));
   }
 
   /** Loads (and repairs) without a request: used when a node takes a shard over. */
@@ -579,8 +554,4 @@ export class ActiveflowActor {
   async settle(): Promise<void> {
     while (this.queued > 0) await this.tail;
   }
-}
-
-function findReply(state: EngineState, requestId: string): Reply | undefined {
-  return state.outbox.replies.find((r) => r.request_id === requestId);
 }

@@ -1,7 +1,7 @@
 /**
  * A host for activeflow actors in one process, with no NATS: it performs effects from canned
  * data (HTTP responses, service replies, flows). It is the engine of `activeflow simulate`, and
- * follows the order every host keeps: transition, then effects, then the reply.
+ * runs the loop every host runs (actors/host-cycle.ts): transition, then effects, then the reply.
  */
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import {
@@ -21,12 +21,11 @@ import {
   type EngineError,
   type EngineEvent,
   type Limits,
-  type Reply,
   type StreamEvent,
-  type Variables,
   type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
+import { driveSync, replyValue, requestCycle } from './host-cycle.js';
 
 export type CannedHttp = { status: number; body?: unknown } | { error: string };
 export type CannedService = Record<string, unknown> | { error: string };
@@ -114,25 +113,29 @@ export class LocalHost {
     if (!parsed.success) return invalid(describeIssues(parsed.error.issues));
     if (this.state(id) === undefined) return { ok: false, error: { code: 'not_found', message: `activeflow ${id} not found` } };
     const requestId = `r${++this.requestCounter}`;
-    const { request_id: clientRequestId, ...fields } = parsed.data as Record<string, unknown> & { request_id?: string };
-    let event = {
-      ...fields,
-      type: verb,
-      request_id: requestId,
-      now: this.clock.now(),
-      entropy: this.clock.entropy(),
-      ...(clientRequestId !== undefined ? { client_request_id: clientRequestId } : {}),
-    } as EngineEvent;
-    let answer: Reply | undefined;
-    for (;;) {
-      const state = this.dispatch(id, event);
-      answer ??= state.outbox.replies.find((r) => r.request_id === requestId);
-      const awaited = this.performEffects(id, state.outbox.effects);
-      if (awaited === null) break;
-      event = { type: 'effect_result', request_id: `r${++this.requestCounter}`, now: this.clock.now(), entropy: this.clock.entropy(), effect_id: awaited.effect.effect_id, result: awaited.result };
-    }
-    if (answer === undefined) return { ok: false, error: { code: 'internal', message: `no reply to ${verb}` } };
-    return this.materialize(id, answer);
+    const cycle = requestCycle({
+      verb,
+      body: parsed.data as Record<string, unknown>,
+      requestId,
+      effectRequestId: () => `r${++this.requestCounter}`,
+      stamp: () => ({ now: this.clock.now(), entropy: this.clock.entropy() }),
+    });
+    // The same loop as a node's (actors/host-cycle.ts), each step taken at once, in memory.
+    const { reply, state } = driveSync(cycle, (step) => {
+      switch (step.kind) {
+        case 'transition':
+          return this.dispatch(id, step.event);
+        case 'launch':
+        case 'perform': {
+          const result = this.perform(id, step.effect);
+          this.effects.push(result === undefined ? { activeflow_id: id, effect: step.effect } : { activeflow_id: id, effect: step.effect, result });
+          return result;
+        }
+      }
+    });
+    if (reply === undefined) return { ok: false, error: { code: 'internal', message: `no reply to ${verb}` } };
+    const value = replyValue(reply, state);
+    return value.ok ? { ok: true, result: value.value } : value;
   }
 
   get(id: string): HostReply {
@@ -229,17 +232,6 @@ export class LocalHost {
     this.eventLog.set(id, log);
   }
 
-  /** Performs every fire-and-forget effect, and returns the awaited one with its result. */
-  private performEffects(id: string, effects: readonly Effect[]): { effect: Effect; result: EffectResult } | null {
-    let awaited: { effect: Effect; result: EffectResult } | null = null;
-    for (const effect of effects) {
-      const result = this.perform(id, effect);
-      this.effects.push(result === undefined ? { activeflow_id: id, effect } : { activeflow_id: id, effect, result });
-      if (effect.await && result !== undefined) awaited = { effect, result };
-    }
-    return awaited;
-  }
-
   private perform(id: string, effect: Effect): EffectResult | undefined {
     switch (effect.type) {
       case 'http_request': {
@@ -287,18 +279,5 @@ export class LocalHost {
     const n = this.callCounts.get(key) ?? 0;
     this.callCounts.set(key, n + 1);
     return entry[Math.min(n, entry.length - 1)];
-  }
-
-  private materialize(id: string, reply: Reply): HostReply {
-    if (!reply.ok) return { ok: false, error: reply.error };
-    const state = this.state(id)!;
-    switch (reply.value.kind) {
-      case 'action':
-        return { ok: true, result: reply.value.action };
-      case 'activeflow':
-        return { ok: true, result: state.activeflow };
-      case 'variables':
-        return { ok: true, result: { id, variables: state.variables as Variables } };
-    }
   }
 }
