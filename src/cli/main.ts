@@ -56,6 +56,10 @@ function overview(): string {
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     "Run `activeflow <command> --help` for a command's options.",
+    '',
+    'Exit status: 0 done; 1 failed (the message says why: NATS unreachable, a refused request, not',
+    'found...); 2 a usage error (unknown command or option, a missing or invalid argument); 130 left',
+    'at once by a second Ctrl-C.',
   ].join('\n');
 }
 

@@ -78,6 +78,8 @@ const SWEEP_DELAY_MS = 250;
 export class ShardOwnership {
   private readonly owned = new Map<number, Owned>();
   private readonly taking = new Set<number>();
+  /** Takeovers in progress: a stop waits for them (each one, seeing the stop, passes its shard on). */
+  private readonly takeovers = new Set<Promise<void>>();
   /** Released markers announced, whoever should take them: a target change may make them ours. */
   private readonly markers = new Map<number, { revision: number; marker: LeaseValue }>();
   /**
@@ -373,7 +375,14 @@ export class ShardOwnership {
    * Acquires the leases it can, fences the activeflows of the shards nobody handed over (one key
    * listing for many shards at once, as at a cluster's start or after a crash), then serves.
    */
-  private async takeOverMany(shards: readonly number[], markers?: Map<number, { revision: number; marker: LeaseValue }>): Promise<void> {
+  private takeOverMany(shards: readonly number[], markers?: Map<number, { revision: number; marker: LeaseValue }>): Promise<void> {
+    const p = this.takeOver(shards, markers);
+    this.takeovers.add(p);
+    void p.finally(() => this.takeovers.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async takeOver(shards: readonly number[], markers?: Map<number, { revision: number; marker: LeaseValue }>): Promise<void> {
     const mine = shards.filter((s) => !this.taking.has(s) && !this.owned.has(s));
     for (const s of mine) this.taking.add(s);
     try {
@@ -604,7 +613,7 @@ export class ShardOwnership {
     // It has left the membership: each shard goes straight to its next owner among the others.
     this.live.delete(this.deps.nodeId);
     this.recomputeTarget();
-    while (this.taking.size > 0) await new Promise((r) => setTimeout(r, 10));
+    await Promise.allSettled([...this.takeovers]); // takeovers in progress finish (each passes its shard on)
     await Promise.all([...this.owned.keys()].map((s) => this.handOff(s)));
     await Promise.all([...this.leaving.values()]);
     this.batch.flush();

@@ -37,14 +37,14 @@ describe('node start-up checks', () => {
     const leased = await startNode(server, { nodeId: 'leased', shardLeases: true });
     cleanups.push(() => leased.stop());
     for (let i = 0; i < 50 && leased.servedShards === 0; i++) await new Promise((r) => setTimeout(r, 50));
-    await expect(startNode(server, { nodeId: 'alone' })).rejects.toThrow(/other nodes are running \(leased\).*Start this node with SHARD_LEASES=1/);
+    await expect(startNode(server, { nodeId: 'alone', shardLeases: false })).rejects.toThrow(/other nodes are running \(leased\).*Start this node with SHARD_LEASES=1/);
   }, 30_000);
 
   it('of two standalone nodes (SHARD_LEASES=0) started at the same instant, exactly one starts; the other says which one runs', async () => {
     const server = await startNats();
     cleanups.push(() => server.stop());
     for (let round = 0; round < 3; round++) {
-      const started = await Promise.allSettled([startNode(server, { nodeId: `twin-a${round}` }), startNode(server, { nodeId: `twin-b${round}` })]);
+      const started = await Promise.allSettled([startNode(server, { nodeId: `twin-a${round}`, shardLeases: false }), startNode(server, { nodeId: `twin-b${round}`, shardLeases: false })]);
       const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const refused = started.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
       expect(up).toHaveLength(1);
@@ -57,7 +57,7 @@ describe('node start-up checks', () => {
     const server = await startNats();
     cleanups.push(() => server.stop());
     for (let round = 0; round < 3; round++) {
-      const started = await Promise.allSettled([startNode(server, { nodeId: `solo${round}` }), startNode(server, { nodeId: `shared${round}`, shardLeases: true })]);
+      const started = await Promise.allSettled([startNode(server, { nodeId: `solo${round}`, shardLeases: false }), startNode(server, { nodeId: `shared${round}`, shardLeases: true })]);
       const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       expect(up.length).toBeLessThanOrEqual(1);
       for (const r of started) if (r.status === 'rejected') expect((r.reason as Error).message).toMatch(/SHARD_LEASES/);
@@ -73,19 +73,19 @@ describe('node start-up checks', () => {
     cleanups.push(() => nc.close());
     // what a crashed standalone node leaves behind: its lease, until the TTL (1 s here)
     await storage.leases.put('standalone', JSON.stringify({ node_id: 'phoenix', acquired_at: new Date().toISOString() }));
-    await expect(startNode(server, { nodeId: 'intruder' })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
+    await expect(startNode(server, { nodeId: 'intruder', shardLeases: false })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
     await storage.leases.put('standalone', JSON.stringify({ node_id: 'phoenix', acquired_at: new Date().toISOString() }));
-    const phoenix = await startNode(server, { nodeId: 'phoenix' });
+    const phoenix = await startNode(server, { nodeId: 'phoenix', shardLeases: false });
     cleanups.push(() => phoenix.stop());
     expect(phoenix.servedShards).toBe(256);
-    await expect(startNode(server, { nodeId: 'intruder' })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
+    await expect(startNode(server, { nodeId: 'intruder', shardLeases: false })).rejects.toThrow(/another node with SHARD_LEASES=0 is running \(phoenix\)/);
   }, 30_000);
 
   it('a standalone node (SHARD_LEASES=0) shows itself as the owner of every shard, though it holds no lease', async () => {
     const { clientFor } = await import('../helpers/nats.js');
     const server = await startNats();
     cleanups.push(() => server.stop());
-    const alone = await startNode(server, { nodeId: 'alone' });
+    const alone = await startNode(server, { nodeId: 'alone', shardLeases: false });
     cleanups.push(() => alone.stop());
     const { nc, client } = await clientFor(server);
     cleanups.push(() => nc.close());

@@ -14,6 +14,12 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
 }
 
 describe('the command line', () => {
+  it('the overview documents the exit statuses', async () => {
+    const r = await run('--help');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/Exit status: 0 done; 1 failed[\s\S]*2 a usage error[\s\S]*130/);
+  });
+
   it('each command of the overview loads the command of that name and summary (they load lazily)', async () => {
     expect(COMMANDS.length).toBeGreaterThan(20);
     for (const c of COMMANDS) expect(await c.load()).toMatchObject({ name: c.name, summary: c.summary });
