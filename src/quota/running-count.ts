@@ -5,18 +5,35 @@
  *
  * A slot is taken before the activeflow is created and given back if the create fails; an end
  * gives it back before the running snapshot is removed (a step of the end that recovery repeats).
- * KV has no transaction across two keys, so a crash between those two writes makes the count
- * drift by one: giving back before removing means the drift is a count too low (the customer
- * may run one more), never a slot lost for good that would lock a customer out.
+ * A write whose answer is lost is found again rather than repeated (see write), so faults of the
+ * servers do not move the count. KV has no transaction across two keys, so a process crash
+ * between the count write and the snapshot write makes the count drift by one: at an end too low
+ * (the customer may run one more), at a create too high by the one slot (docs/quotas.md).
  */
 import type { KV } from '@nats-io/kv';
-import { ActiveflowError } from '../errors.js';
+import { randomUUID } from 'node:crypto';
+import { ActiveflowError, isTransient } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { valuesNow } from '../store/kv-keys.js';
 import { retry } from '../retry.js';
 import { isRevisionConflict } from '../store/revision-conflict.js';
 
 const PREFIX = 'running.';
+
+/** The counter as stored: the count, and the ids of its last writes (see write). */
+interface StoredCount {
+  running: number;
+  writes?: string[];
+}
+
+/** Write ids kept in a counter: enough for an attempt to find its own after a lost answer. */
+const RECENT_WRITES = 32;
+
+interface Outcome {
+  admitted: Batch['takes'];
+  refused: Batch['takes'];
+  count: number;
+}
 
 interface Waiter {
   resolve: () => void;
@@ -108,15 +125,26 @@ export class RunningCount {
     }
   }
 
-  /** One revision-checked write of the count: the gives first, then as many takes as fit. */
-  private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<{ admitted: Batch['takes']; refused: Batch['takes']; count: number }> {
+  /**
+   * One revision-checked write of the count: the gives first, then as many takes as fit.
+   *
+   * A write whose answer is lost (a timeout while a server restarts or a leader moves) may still
+   * have landed: trying it again blindly would take or give twice, and the count would drift with
+   * every fault. So each attempt carries an id, the counter keeps the ids of its last writes, and
+   * after a failure the next attempt first reads whether an earlier one landed: if so, that
+   * attempt's outcome is the answer. (At most one attempt can land: each is checked against the
+   * revision it read, and a later one reads only after the earlier one failed.)
+   */
+  private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<Outcome> {
     const key = PREFIX + customerId;
-    // Another node changed the count meanwhile: read it again (the jitter spreads the retries).
+    const attempts = new Map<string, Outcome>();
     return retry(
       async () => {
         const e = await this.kv.get(key);
-        const present = e !== null && e.operation === 'PUT';
-        let n = Math.max(0, (present ? (decodeJson(e.value) as { running: number }).running : 0) - gives);
+        const stored: StoredCount = e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as StoredCount) : { running: 0 };
+        const landed = stored.writes?.find((id) => attempts.has(id));
+        if (landed !== undefined) return attempts.get(landed)!;
+        let n = Math.max(0, stored.running - gives);
         const admitted: Batch['takes'] = [];
         const refused: Batch['takes'] = [];
         for (const t of takes) {
@@ -127,12 +155,16 @@ export class RunningCount {
             refused.push(t);
           }
         }
-        const value = encodeJson({ running: n });
+        const id = randomUUID();
+        attempts.set(id, { admitted, refused, count: n });
+        const value = encodeJson({ running: n, writes: [...(stored.writes ?? []), id].slice(-RECENT_WRITES) } satisfies StoredCount);
         if (e === null) await this.kv.create(key, value);
         else await this.kv.update(key, value, e.revision);
-        return { admitted, refused, count: n };
+        return attempts.get(id)!;
       },
-      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 51 },
+      // Another node changed the count meanwhile (read it again; the jitter spreads the retries),
+      // or NATS did not answer (read whether it landed).
+      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: (err) => isRevisionConflict(err) || isTransient(err), maxAttempts: 51 },
     );
   }
 }

@@ -65,6 +65,43 @@ describe('quotas per customer', () => {
     await create(customer());
   });
 
+  it('running count: a write that lands but whose answer is lost (a timeout) is neither applied twice nor lost', async () => {
+    const { Kvm } = await import('@nats-io/kv');
+    const { errors } = await import('@nats-io/transport-node');
+    const { RunningCount } = await import('../../src/quota/running-count.js');
+    const kv = await new Kvm(env.nc).open('af_quotas');
+    // The real bucket, but each of the first `lose` writes is stored and then answered with a timeout.
+    let lose = 0;
+    const lossy = new Proxy(kv, {
+      get: (target, key, receiver) =>
+        key === 'create' || key === 'update'
+          ? async (...args: unknown[]) => {
+              const r = await (Reflect.get(target, key, receiver) as (...a: unknown[]) => Promise<number>).apply(target, args);
+              if (lose > 0) {
+                lose--;
+                throw new errors.TimeoutError();
+              }
+              return r;
+            }
+          : Reflect.get(target, key, receiver),
+    });
+    const count = new RunningCount(lossy);
+    const c = customer();
+    lose = 1;
+    await count.take(c, 10); // stored, answer lost: found on the retry, not taken again
+    expect(await count.of(c)).toBe(1);
+    lose = 1;
+    await count.take(c, 10);
+    expect(await count.of(c)).toBe(2);
+    lose = 1;
+    await count.give(c); // stored, answer lost: not given twice
+    expect(await count.of(c)).toBe(1);
+    // Concurrent takes batched into one write, its answer lost: each admitted once.
+    lose = 1;
+    await Promise.all([count.take(c, 10), count.take(c, 10), count.take(c, 10)]);
+    expect(await count.of(c)).toBe(4);
+  });
+
   it('creations per second: a burst, then a refusal, then one more after the bucket refills', async () => {
     const c = customer();
     await setQuotas(c, { creations_per_second: 1, creation_burst: 3 }); // a slow refill: a loaded machine cannot outrun it
