@@ -87,11 +87,10 @@ export interface ActorDeps {
 export interface CreationAdmission {
   /** The limits a new activeflow of this customer keeps (its variable quotas in place). */
   limits(customerId: string): Limits;
-  /**
-   * Takes what a creation uses (a creation token unless `child`, a running slot); throws
-   * `limit_exceeded` naming the quota.
-   */
-  admit(customerId: string, child: boolean): Promise<void>;
+  /** Takes a creation token (in memory) unless `child`; throws `limit_exceeded` (creations_per_second). */
+  admitRate(customerId: string, child: boolean): void;
+  /** Takes a running slot (the cluster-wide count); throws `limit_exceeded` (running_activeflows). */
+  takeSlot(customerId: string): Promise<void>;
   /** Gives a running slot back: a creation that did not happen, or an end. */
   release(customerId: string): Promise<void>;
 }
@@ -208,8 +207,8 @@ export class ActiveflowActor {
       if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
       // Checked once the request is known to be valid, so bad input uses up nothing. An on_complete
       // child (it names its parent) is not held to the creation rate: refusing it would stall the
-      // parent's end. It takes a running slot like any other.
-      await admission?.admit(request.customer_id, parentId !== undefined);
+      // parent's end. The rate is checked in memory first: a flood is refused without a write.
+      admission?.admitRate(request.customer_id, parentId !== undefined);
       this.knowCustomer(request.customer_id);
       const actor = createActor(activeflowMachine, { input: created.state });
       actor.start();
@@ -218,10 +217,20 @@ export class ActiveflowActor {
         revision = await this.deps.store.create(this.id, persistedSnapshot(actor));
       } catch (e) {
         actor.stop();
-        // A failed write may still have landed (a timeout after the server stored it): the slot
-        // is given back all the same, the safe side of the drift (running-count.ts).
-        await admission?.release(request.customer_id).catch((err: unknown) => this.log.warn({ event: 'quota_release_failed', err }));
         if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
+        throw e;
+      }
+      // The running slot is taken once the activeflow is stored: a crash between the two leaves it
+      // uncounted (one too few: the customer may run one more), never a slot taken for an
+      // activeflow that does not exist, which would hold the customer below its quota for good.
+      // Refused, it is removed again and was never there: no event, no reply but the refusal.
+      try {
+        await admission?.takeSlot(request.customer_id);
+      } catch (e) {
+        actor.stop();
+        await this.deps.store
+          .deleteRunning(this.id, revision)
+          .catch((err: unknown) => this.log.warn({ event: 'refused_create_not_removed', err }, 'a refused creation could not be removed; it stays uncounted until it ends'));
         throw e;
       }
       this.mode = { kind: 'running', actor, revision };

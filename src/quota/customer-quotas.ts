@@ -21,10 +21,12 @@ export class CustomerQuotas implements CreationAdmission {
     return limitsFor(this.baseLimits, this.book.of(customerId));
   }
 
-  async admit(customerId: string, child: boolean): Promise<void> {
-    const q = this.book.of(customerId);
-    if (!child) this.rate.take(customerId, q); // in memory first: a flood is refused without a write
-    await this.running.take(customerId, q.running_activeflows);
+  admitRate(customerId: string, child: boolean): void {
+    if (!child) this.rate.take(customerId, this.book.of(customerId));
+  }
+
+  takeSlot(customerId: string): Promise<void> {
+    return this.running.take(customerId, this.book.of(customerId).running_activeflows);
   }
 
   release(customerId: string): Promise<void> {

@@ -3,12 +3,12 @@
  * `af_quotas` under `running.<customer_id>`, changed only by revision-checked writes, so two
  * nodes admitting the same customer's creations at once can never both take the last slot.
  *
- * A slot is taken before the activeflow is created and given back if the create fails; an end
- * gives it back before the running snapshot is removed (a step of the end that recovery repeats).
- * A write whose answer is lost is found again rather than repeated (see write), so faults of the
- * servers do not move the count. KV has no transaction across two keys, so a process crash
- * between the count write and the snapshot write makes the count drift by one: at an end too low
- * (the customer may run one more), at a create too high by the one slot (docs/quotas.md).
+ * A slot is taken once the activeflow is stored (a refused one is removed again); an end gives it
+ * back before the running snapshot is removed (a step of the end that recovery repeats). A write
+ * whose answer is lost is found again rather than repeated (see write), so faults of the servers
+ * do not move the count. KV has no transaction across two keys, so a process crash between the
+ * count write and the snapshot write makes the count drift by one, always too low (the customer
+ * may run one more), never a slot taken for nothing that would lock a customer out.
  */
 import type { KV } from '@nats-io/kv';
 import { randomUUID } from 'node:crypto';

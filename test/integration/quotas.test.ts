@@ -51,6 +51,10 @@ describe('quotas per customer', () => {
     // Nothing of the refused ones exists.
     const refusedIds = ids.filter((_, i) => results[i]!.status === 'rejected');
     for (const id of refusedIds) await expect(env.client.get(id)).rejects.toMatchObject({ code: 'not_found' });
+    // Written before its slot was refused, then removed: no event of it ever went out.
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager(env.nc);
+    for (const id of refusedIds) expect(await jsm.streams.getMessage('ACTIVEFLOW_EVENTS', { last_by_subj: `activeflow.events.${c}.${id}` })).toBeNull();
     expect(await running(c)).toBe(5);
     expect((await getQuotas(c)).usage.running_activeflows).toBe(5);
 
