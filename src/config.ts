@@ -80,6 +80,11 @@ export const NodeConfig = z.object({
     .describe(
       'How often each node sweeps the shards it owns for idle activeflows. A sweep reads every running snapshot it owns (it does not load actors): with 100,000 running per node, every 5 minutes is about 330 reads/s. A limit is enforced within one interval of passing.',
     ),
+  RUNNING_RECONCILE_MS: int(100)
+    .default(30_000)
+    .describe(
+      "How often the running count of each customer (the running_activeflows quota) is checked against the activeflow index, by one node (the owner of shard 0). A count too low is raised at once; one too high is lowered once two checks in a row saw nothing change. Each check reads every customer's index entries, as a `list` does.",
+    ),
   SERVICE_TIMEOUT_MS: int(100).default(5_000).describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500)
     .default(3_000)

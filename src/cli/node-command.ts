@@ -27,6 +27,7 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       webhookGiveUpMs: config.WEBHOOK_GIVE_UP_MS,
       maxIdleMs: config.MAX_IDLE_SECONDS * 1000,
       watchdogIntervalMs: config.WATCHDOG_INTERVAL_MS,
+      runningReconcileMs: config.RUNNING_RECONCILE_MS,
       serviceTimeoutMs: config.SERVICE_TIMEOUT_MS,
       leaseTtlMs: config.LEASE_TTL_MS,
       shardLeases: config.SHARD_LEASES === '1',

@@ -74,6 +74,12 @@ export class NodeMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900],
     registers: this.registers,
   });
+  readonly runningCountCorrections = new Counter({
+    name: 'activeflow_running_count_corrections_total',
+    help: 'Slots by which a reconcile corrected the per-customer running counts, up or down (src/quota/running-reconcile.ts).',
+    labelNames: ['direction'] as const,
+    registers: this.registers,
+  });
   readonly idleTimeouts = new Counter({ name: 'activeflow_idle_timeouts_total', help: 'Activeflows ended by the idle watchdog (end_reason timeout).', registers: this.registers });
   readonly webhooksGivenUp = new Counter({ name: 'activeflow_webhooks_given_up_total', help: 'Webhook events given up after WEBHOOK_GIVE_UP_MS.', registers: this.registers });
 

@@ -53,6 +53,7 @@ import { FairAdmission } from '../quota/fair-admission.js';
 import { QuotaBook } from '../quota/quota-book.js';
 import { DEFAULT_QUOTAS, Quotas } from '../quota/quotas.js';
 import { RunningCount } from '../quota/running-count.js';
+import { RunningReconcile } from '../quota/running-reconcile.js';
 
 /** af_cluster key of the webhook consumer's ack floor. */
 const WEBHOOK_FLOOR_KEY = 'webhooks.ack_floor';
@@ -69,6 +70,7 @@ export class ActiveflowNode {
   private recovering: Promise<void> = Promise.resolve();
   private webhooks: WebhookLeadership | null = null;
   private watchdog: IdleWatchdog | null = null;
+  private reconcile: RunningReconcile | null = null;
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
@@ -291,6 +293,15 @@ export class ActiveflowNode {
       onTimeout: () => this.metrics.idleTimeouts.inc(),
     });
     this.watchdog.start();
+    this.reconcile = new RunningReconcile({
+      running: this.running,
+      index: this.index,
+      isReconciler: () => this.ownership?.owns(0) ?? true,
+      intervalMs: this.options.runningReconcileMs,
+      log: this.log,
+      onCorrection: (direction, by) => this.metrics.runningCountCorrections.inc({ direction }, by),
+    });
+    this.reconcile.start();
     const webhookMemory = new DeliveryMemory(); // across this node's terms as deliverer
     this.webhooks = new WebhookLeadership(
       this.storage.leases,
@@ -458,6 +469,7 @@ export class ActiveflowNode {
     this.pipeline.stop();
     if (this.passivationTimer) clearInterval(this.passivationTimer);
     await this.watchdog?.stop();
+    await this.reconcile?.stop();
     this.quotas.stop();
     if (!this.connection.connected) {
       // Nothing can be handed over without NATS, and waiting for it would only hold the stop up:

@@ -36,6 +36,8 @@ export interface NodeOptions {
   /** The idle watchdog's ceiling (MAX_IDLE_SECONDS, in ms; 0: none) and its sweep interval. */
   maxIdleMs?: number;
   watchdogIntervalMs?: number;
+  /** How often the running counts are checked against the index (RUNNING_RECONCILE_MS). */
+  runningReconcileMs?: number;
   /** How long a webhook event is retried before it is given up (WEBHOOK_GIVE_UP_MS). */
   webhookGiveUpMs?: number;
   /** Webhook events the main lane may hold unacknowledged, and retry attempts in flight at once (default 256). */
@@ -54,7 +56,7 @@ export interface NodeOptions {
 }
 
 /** NodeOptions with every default filled in, once, from the configuration's own defaults (src/config.ts). */
-export type ResolvedNodeOptions = NodeOptions & Required<Pick<NodeOptions, 'shardLeases' | 'leaseTtlMs' | 'maxIdleMs' | 'watchdogIntervalMs' | 'webhookGiveUpMs' | 'admission'>>;
+export type ResolvedNodeOptions = NodeOptions & Required<Pick<NodeOptions, 'shardLeases' | 'leaseTtlMs' | 'maxIdleMs' | 'watchdogIntervalMs' | 'runningReconcileMs' | 'webhookGiveUpMs' | 'admission'>>;
 
 const configDefault = <K extends keyof typeof NodeConfig.shape>(key: K): z.output<(typeof NodeConfig.shape)[K]> => NodeConfig.shape[key].parse(undefined) as z.output<(typeof NodeConfig.shape)[K]>;
 
@@ -66,6 +68,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     leaseTtlMs: o.leaseTtlMs ?? configDefault('LEASE_TTL_MS'),
     maxIdleMs: o.maxIdleMs ?? configDefault('MAX_IDLE_SECONDS') * 1000,
     watchdogIntervalMs: o.watchdogIntervalMs ?? configDefault('WATCHDOG_INTERVAL_MS'),
+    runningReconcileMs: o.runningReconcileMs ?? configDefault('RUNNING_RECONCILE_MS'),
     webhookGiveUpMs: o.webhookGiveUpMs ?? configDefault('WEBHOOK_GIVE_UP_MS'),
     admission: o.admission ?? {
       concurrency: configDefault('ADMISSION_CONCURRENCY'),

@@ -71,6 +71,31 @@ export class RunningCount {
       .sort((a, b) => b.running_activeflows - a.running_activeflows || a.customer_id.localeCompare(b.customer_id));
   }
 
+  /** Every customer with a counter (even at 0): those a reconcile looks at. */
+  async customers(): Promise<string[]> {
+    return [...(await valuesNow(this.kv, `${PREFIX}*`)).keys()].map((k) => k.slice(PREFIX.length));
+  }
+
+  /** One customer's counter and its revision (null when it has none). */
+  async read(customerId: string): Promise<{ running: number; revision: number } | null> {
+    const e = await this.kv.get(PREFIX + customerId);
+    return e === null || e.operation !== 'PUT' ? null : { running: (decodeJson(e.value) as StoredCount).running, revision: e.revision };
+  }
+
+  /**
+   * Sets a customer's count to `running` if the counter is still at `revision` (a reconcile's
+   * correction, src/quota/running-reconcile.ts); false when it changed meanwhile.
+   */
+  async correct(customerId: string, running: number, revision: number): Promise<boolean> {
+    try {
+      await this.kv.update(PREFIX + customerId, encodeJson({ running } satisfies StoredCount), revision);
+      return true;
+    } catch (e) {
+      if (isRevisionConflict(e)) return false;
+      throw e;
+    }
+  }
+
   /** Takes a slot, or refuses with `limit_exceeded` (quota running_activeflows) when none is left. */
   take(customerId: string, limit: number): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -38,6 +38,16 @@ export class ActiveflowIndex {
     await this.kv.put(`${af.customer_id}.${af.id}`, encodeJson(entry));
   }
 
+  /** How many of a customer's activeflows the index shows running (one pass over its entries). */
+  async runningCount(customerId: string): Promise<number> {
+    let n = 0;
+    for (const value of (await valuesNow(this.kv, `${customerId}.*`)).values()) {
+      const entry = IndexEntry.parse(decodeJson(value));
+      if (entry.status === 'running' && !entry.deleted) n++;
+    }
+    return n;
+  }
+
   /** Ids of a customer's activeflows matching the filter, in id order, after `pageToken`. */
   async page(customerId: string, filter: ListFilter, pageSize: number, pageToken: string | undefined): Promise<{ ids: string[]; next_page_token: string }> {
     // The whole index of the customer in one bounded pass (entries are small), not a get per key.

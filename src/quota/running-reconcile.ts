@@ -1,0 +1,78 @@
+/**
+ * Keeps the per-customer running counts (src/quota/running-count.ts) equal to the activeflows
+ * that run, whatever a crash left. The truth is the index (`af_index`, one entry per activeflow
+ * with its status), read per customer as `list` reads it.
+ *
+ * Why the index tells which way to correct: a create takes its slot before it writes its index
+ * entry, and an end writes `ended` there before it gives its slot back. So an index showing more
+ * running than the count is drift (a crash between a slot and a write, or activeflows that ran
+ * before quotas existed): the count is raised at once, revision-checked, so a change meanwhile
+ * wins. An index showing fewer may be a create between its slot and its index write: the count is
+ * lowered only when, two reconciles in a row, neither the counter (same revision) nor the index
+ * changed. One node runs it (the owner of shard 0); each correction is counted in
+ * `activeflow_running_count_corrections_total` and logged.
+ */
+import type { Logger } from '../log.js';
+import type { ActiveflowIndex } from '../store/activeflow-index.js';
+import type { RunningCount } from './running-count.js';
+
+export interface ReconcileDeps {
+  running: RunningCount;
+  index: ActiveflowIndex;
+  /** Whether this node is the one that reconciles now. */
+  isReconciler: () => boolean;
+  intervalMs: number;
+  log: Logger;
+  /** A correction by `by` slots, up or down. */
+  onCorrection: (direction: 'up' | 'down', by: number) => void;
+}
+
+export class RunningReconcile {
+  /** What each customer looked like at the last reconcile: the counter's revision and the index's count. */
+  private readonly last = new Map<string, { revision: number; truth: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly d: ReconcileDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.running === null && this.d.isReconciler()) {
+        this.running = this.reconcile()
+          .catch((e: unknown) => this.d.log.warn({ event: 'running_reconcile_failed', err: e }))
+          .finally(() => {
+            this.running = null;
+          });
+      }
+    }, this.d.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass over every customer with a counter. */
+  async reconcile(): Promise<void> {
+    for (const customerId of await this.d.running.customers()) {
+      const counter = await this.d.running.read(customerId);
+      if (counter === null) continue;
+      const truth = await this.d.index.runningCount(customerId);
+      const before = this.last.get(customerId);
+      this.last.set(customerId, { revision: counter.revision, truth });
+      const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
+      if (truth > counter.running || (truth < counter.running && quiet)) {
+        if (await this.d.running.correct(customerId, truth, counter.revision)) {
+          const direction = truth > counter.running ? 'up' : 'down';
+          this.d.onCorrection(direction, Math.abs(truth - counter.running));
+          this.d.log.warn(
+            { event: 'running_count_corrected', customer_id: customerId, from: counter.running, to: truth },
+            `the running count of customer ${customerId} was ${counter.running}, ${truth} run: corrected`,
+          );
+          this.last.delete(customerId);
+        }
+      }
+    }
+  }
+}
