@@ -78,9 +78,11 @@ async function loadFor(concurrency: number, seconds: number, op: () => Promise<u
   return { rps: done / seconds };
 }
 
-const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
+/** `--sync=always` (or a duration): the server's JetStream sync_interval, for the durability cost (docs/operations.md). */
+const sync = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
+const server = await NatsServer.start({ extraConfig: shardMappingConfig(256), ...(sync === undefined ? {} : { syncInterval: sync }) });
 const nc = await connectNats(server.url, 'bench');
-process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}\n`);
+process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`);
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const children: ChildProcess[] = [];
 try {

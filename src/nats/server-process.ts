@@ -32,6 +32,8 @@ export interface NatsServerOptions {
   /** A configuration file to use as it is, instead of the generated one. */
   configFile?: string;
   serverName?: string;
+  /** JetStream's `sync_interval` (`always`, or a duration such as `1s`); default the server's (2 minutes). */
+  syncInterval?: string;
 }
 
 /** Servers started by this process: killed if it exits without stopping them (a crashed test). */
@@ -95,7 +97,7 @@ function configText(storeDir: string, workDir: string, options: NatsServerOption
     `listen: 127.0.0.1:${options.port ?? -1}`,
     `server_name: ${options.serverName ?? 'af_test'}`,
     `ports_file_dir: "${workDir}"`,
-    `jetstream { store_dir: "${storeDir}" }`,
+    `jetstream { store_dir: "${storeDir}"${options.syncInterval === undefined ? '' : `, sync_interval: ${options.syncInterval}`} }`,
     options.extraConfig ?? '',
   ].join('\n');
 }
