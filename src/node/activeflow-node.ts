@@ -133,7 +133,7 @@ export class ActiveflowNode {
       const index = new ActiveflowIndex(storage.index);
       const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);
       await quotas.start();
-      const running = new RunningCount(storage.quotas);
+      const running = new RunningCount(storage.quotas, options.nodeId);
       const flows = new FlowStore(storage.flows);
       const client = new ActiveflowClient(nc);
       const egress = new EgressPolicy(options.egressAllow ?? []);

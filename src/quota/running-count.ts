@@ -20,14 +20,17 @@ import { isRevisionConflict } from '../store/revision-conflict.js';
 
 const PREFIX = 'running.';
 
-/** The counter as stored: the count, and the ids of its last writes (see write). */
-interface StoredCount {
+/**
+ * The counter as stored: the count, and each node's last write (its id and when), so that a node
+ * whose answer was lost can tell whether that write landed (see write).
+ */
+export interface StoredCount {
   running: number;
-  writes?: string[];
+  last?: Record<string, { id: string; at: number }>;
 }
 
-/** Write ids kept in a counter: enough for an attempt to find its own after a lost answer. */
-const RECENT_WRITES = 32;
+/** A node's last write is kept this long after it: nodes come and go (a pod's name is its id). */
+const LAST_WRITE_KEPT_MS = 10 * 60_000;
 
 interface Outcome {
   admitted: Batch['takes'];
@@ -55,7 +58,11 @@ interface Batch {
 export class RunningCount {
   private readonly batches = new Map<string, Batch>();
 
-  constructor(private readonly kv: KV) {}
+  constructor(
+    private readonly kv: KV,
+    /** Whose writes these are: each node keeps its own last write in the counter. */
+    private readonly nodeId: string,
+  ) {}
 
   async of(customerId: string): Promise<number> {
     const e = await this.kv.get(PREFIX + customerId);
@@ -77,18 +84,21 @@ export class RunningCount {
   }
 
   /** One customer's counter and its revision (null when it has none). */
-  async read(customerId: string): Promise<{ running: number; revision: number } | null> {
+  async read(customerId: string): Promise<{ running: number; revision: number; stored: StoredCount } | null> {
     const e = await this.kv.get(PREFIX + customerId);
-    return e === null || e.operation !== 'PUT' ? null : { running: (decodeJson(e.value) as StoredCount).running, revision: e.revision };
+    if (e === null || e.operation !== 'PUT') return null;
+    const stored = decodeJson(e.value) as StoredCount;
+    return { running: stored.running, revision: e.revision, stored };
   }
 
   /**
-   * Sets a customer's count to `running` if the counter is still at `revision` (a reconcile's
+   * Sets a customer's count to `running` if the counter is still as `read` (a reconcile's
    * correction, src/quota/running-reconcile.ts); false when it changed meanwhile.
    */
-  async correct(customerId: string, running: number, revision: number): Promise<boolean> {
+  async correct(customerId: string, read: { revision: number; stored: StoredCount }, running: number): Promise<boolean> {
     try {
-      await this.kv.update(PREFIX + customerId, encodeJson({ running } satisfies StoredCount), revision);
+      // The nodes' last writes stay: one whose answer was lost still finds its write there.
+      await this.kv.update(PREFIX + customerId, encodeJson({ ...read.stored, running } satisfies StoredCount), read.revision);
       return true;
     } catch (e) {
       if (isRevisionConflict(e)) return false;
@@ -155,10 +165,12 @@ export class RunningCount {
    *
    * A write whose answer is lost (a timeout while a server restarts or a leader moves) may still
    * have landed: trying it again blindly would take or give twice, and the count would drift with
-   * every fault. So each attempt carries an id, the counter keeps the ids of its last writes, and
-   * after a failure the next attempt first reads whether an earlier one landed: if so, that
-   * attempt's outcome is the answer. (At most one attempt can land: each is checked against the
-   * revision it read, and a later one reads only after the earlier one failed.)
+   * every fault. So each attempt carries an id, the counter keeps each node's last write id, and
+   * after a failure the next attempt first reads whether this node's last write is an earlier
+   * attempt: if so, that attempt's outcome is the answer. A node has at most one write of a
+   * customer's count in flight (the batching above), so no write of its own can come between;
+   * the other nodes' writes leave its entry alone. (At most one attempt can land: each is checked
+   * against the revision it read, and a later one reads only after the earlier one failed.)
    */
   private async write(customerId: string, takes: Batch['takes'], gives: number): Promise<Outcome> {
     const key = PREFIX + customerId;
@@ -167,8 +179,8 @@ export class RunningCount {
       async () => {
         const e = await this.kv.get(key);
         const stored: StoredCount = e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as StoredCount) : { running: 0 };
-        const landed = stored.writes?.find((id) => attempts.has(id));
-        if (landed !== undefined) return attempts.get(landed)!;
+        const mine = stored.last?.[this.nodeId]?.id;
+        if (mine !== undefined && attempts.has(mine)) return attempts.get(mine)!;
         let n = Math.max(0, stored.running - gives);
         const admitted: Batch['takes'] = [];
         const refused: Batch['takes'] = [];
@@ -182,7 +194,10 @@ export class RunningCount {
         }
         const id = randomUUID();
         attempts.set(id, { admitted, refused, count: n });
-        const value = encodeJson({ running: n, writes: [...(stored.writes ?? []), id].slice(-RECENT_WRITES) } satisfies StoredCount);
+        const now = Date.now();
+        const last = Object.fromEntries(Object.entries(stored.last ?? {}).filter(([node, w]) => node !== this.nodeId && now - w.at < LAST_WRITE_KEPT_MS));
+        last[this.nodeId] = { id, at: now };
+        const value = encodeJson({ running: n, last } satisfies StoredCount);
         if (e === null) await this.kv.create(key, value);
         else await this.kv.update(key, value, e.revision);
         return attempts.get(id)!;

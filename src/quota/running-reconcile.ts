@@ -63,7 +63,7 @@ export class RunningReconcile {
       this.last.set(customerId, { revision: counter.revision, truth });
       const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
       if (truth > counter.running || (truth < counter.running && quiet)) {
-        if (await this.d.running.correct(customerId, truth, counter.revision)) {
+        if (await this.d.running.correct(customerId, counter, truth)) {
           const direction = truth > counter.running ? 'up' : 'down';
           this.d.onCorrection(direction, Math.abs(truth - counter.running));
           this.d.log.warn(

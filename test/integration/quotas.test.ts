@@ -76,6 +76,7 @@ describe('quotas per customer', () => {
     const kv = await new Kvm(env.nc).open('af_quotas');
     // The real bucket, but each of the first `lose` writes is stored and then answered with a timeout.
     let lose = 0;
+    let meanwhile: () => Promise<void> = async () => undefined;
     const lossy = new Proxy(kv, {
       get: (target, key, receiver) =>
         key === 'create' || key === 'update'
@@ -83,13 +84,14 @@ describe('quotas per customer', () => {
               const r = await (Reflect.get(target, key, receiver) as (...a: unknown[]) => Promise<number>).apply(target, args);
               if (lose > 0) {
                 lose--;
+                await meanwhile(); // what other nodes write before this one learns anything
                 throw new errors.TimeoutError();
               }
               return r;
             }
           : Reflect.get(target, key, receiver),
     });
-    const count = new RunningCount(lossy);
+    const count = new RunningCount(lossy, 'lossy-node');
     const c = customer();
     lose = 1;
     await count.take(c, 10); // stored, answer lost: found on the retry, not taken again
@@ -104,6 +106,15 @@ describe('quotas per customer', () => {
     lose = 1;
     await Promise.all([count.take(c, 10), count.take(c, 10), count.take(c, 10)]);
     expect(await count.of(c)).toBe(4);
+    // Another node's writes between the lost answer and the retry leave this node's record of its
+    // own last write alone: the retry still finds it.
+    const other = new RunningCount(kv, 'other-node');
+    meanwhile = async () => {
+      for (let i = 0; i < 40; i++) await other.take(c, 100);
+    };
+    lose = 1;
+    await count.give(c);
+    expect(await count.of(c)).toBe(43);
   });
 
   it('creations per second: a burst, then a refusal, then one more after the bucket refills', async () => {
