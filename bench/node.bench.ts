@@ -82,7 +82,9 @@ async function loadFor(concurrency: number, seconds: number, op: () => Promise<u
 const sync = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256), ...(sync === undefined ? {} : { syncInterval: sync }) });
 const nc = await connectNats(server.url, 'bench');
-process.stdout.write(`activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`);
+process.stdout.write(
+  `activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`,
+);
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const children: ChildProcess[] = [];
 try {
