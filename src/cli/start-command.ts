@@ -39,6 +39,7 @@ Options:
       await server.stop({ clean: false });
       return 1;
     }
+    await node.servingAll(5_000); // the banner last: after the shards are taken and logged
     io.err(
       [
         '',

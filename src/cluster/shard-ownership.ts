@@ -276,6 +276,11 @@ export class ShardOwnership {
     poll.unref();
   }
 
+  /** Logs the shards taken and released so far now, instead of at the end of their batch window. */
+  flushLog(): void {
+    this.batch.flush();
+  }
+
   owns(shard: number): boolean {
     const o = this.owned.get(shard);
     return o !== undefined && !o.lease.isFenced;

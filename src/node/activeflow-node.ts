@@ -445,6 +445,17 @@ export class ActiveflowNode {
     return this.pipeline.queued;
   }
 
+  /**
+   * Resolves once this node serves every shard, or after `ms` (it shares them with other nodes,
+   * or they are still moving), with the shards taken so far logged: `activeflow start` prints its
+   * banner after that, so that the banner is the last thing on the screen.
+   */
+  async servingAll(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.servedShards < this.options.shardCount && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    this.ownership?.flushLog();
+  }
+
   /** Shards this node serves now (every shard without leases). */
   get servedShards(): number {
     return this.ownership?.ownedCount ?? this.allShards.size;
