@@ -9,8 +9,9 @@
  * before quotas existed): the count is raised at once, revision-checked, so a change meanwhile
  * wins. An index showing fewer may be a create between its slot and its index write: the count is
  * lowered only when, two reconciles in a row, neither the counter (same revision) nor the index
- * changed. One node runs it (the owner of shard 0); each correction is counted in
- * `activeflow_running_count_corrections_total` and logged.
+ * changed. A customer whose count agreed at the last check and has not been written since is not
+ * read again (its index is the costly read). One node runs it (the owner of shard 0); each
+ * correction is counted in `activeflow_running_count_corrections_total` and logged.
  */
 import type { Logger } from '../log.js';
 import type { ActiveflowIndex } from '../store/activeflow-index.js';
@@ -58,8 +59,11 @@ export class RunningReconcile {
     for (const customerId of await this.d.running.customers()) {
       const counter = await this.d.running.read(customerId);
       if (counter === null) continue;
-      const truth = await this.d.index.runningCount(customerId);
       const before = this.last.get(customerId);
+      // Agreed last time and not written since: every drift comes with a count write (a slot given
+      // twice, one given for an activeflow never counted), so there is nothing to read again.
+      if (before !== undefined && before.revision === counter.revision && before.truth === counter.running) continue;
+      const truth = await this.d.index.runningCount(customerId);
       this.last.set(customerId, { revision: counter.revision, truth });
       const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
       if (truth > counter.running || (truth < counter.running && quiet)) {
