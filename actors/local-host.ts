@@ -6,6 +6,7 @@
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import {
   activeflowMachine,
+  childCreateRequest,
   createActiveflow,
   CreateRequest,
   describeIssues,
@@ -249,17 +250,7 @@ export class LocalHost {
       case 'flow_get':
         return { kind: 'flow', flow: this.world.flows.find((f) => f.id === effect.flow_id) ?? null };
       case 'start_child': {
-        const created = this.create(
-          {
-            id: effect.activeflow_id,
-            customer_id: effect.customer_id,
-            flow_id: effect.flow_id,
-            reference_type: effect.reference_type,
-            reference_id: effect.reference_id,
-            reference_activeflow_id: effect.reference_activeflow_id,
-          },
-          id,
-        );
+        const created = this.create(childCreateRequest(effect), id);
         if (!created.ok) {
           this.children.push({ activeflow_id: effect.activeflow_id, parent_id: id, error: created.error });
           return undefined;

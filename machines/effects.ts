@@ -78,3 +78,15 @@ export const ServiceReply = z.looseObject({
   variables: Variables.optional(),
 });
 export type ServiceReply = z.infer<typeof ServiceReply>;
+
+/** The create request of an on_complete child, as every host sends it (its id fixed by the parent). */
+export function childCreateRequest(effect: Extract<Effect, { type: 'start_child' }>) {
+  return {
+    id: effect.activeflow_id,
+    customer_id: effect.customer_id,
+    flow_id: effect.flow_id,
+    reference_type: effect.reference_type,
+    reference_id: effect.reference_id,
+    reference_activeflow_id: effect.reference_activeflow_id,
+  };
+}

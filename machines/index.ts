@@ -4,7 +4,7 @@ export { prepareActions } from './actions.js';
 export { activeflowMachine, type ActiveflowMachine } from './activeflow-machine.js';
 export { FINISH, MAIN, NIL, START } from './constants.js';
 export { createActiveflow, CreateRequest, type CreateContext, type CreateResult } from './create.js';
-export { Effect, ServiceReply } from './effects.js';
+export { childCreateRequest, Effect, ServiceReply } from './effects.js';
 export { reduce, substituteText } from './engine.js';
 export { describeIssues, ERROR_CODES, type EngineError, type ErrorCode } from './errors.js';
 export { EffectResult, EngineEvent, VERBS, VerbBodies, type Verb } from './events.js';

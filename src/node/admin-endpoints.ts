@@ -4,6 +4,7 @@
  * the services framework. Every one goes through the request pipeline like any other request.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { z } from 'zod';
 import { parseRequest } from '../api/reply.js';
 import { AdminRequests, RelayRequests } from '../api/schemas.js';
 import { RELAY_ROLES, SUBJECTS } from '../api/subjects.js';
@@ -33,81 +34,37 @@ export interface AdminDeps {
   quotas: QuotaBook;
 }
 
+/** An endpoint whose body `schema` checks before `run` sees it: the one place admin bodies are parsed. */
+const checked = <S extends z.ZodType>(name: string, subject: string, schema: S, run: (body: z.infer<S>) => Promise<unknown>): Endpoint => ({
+  name,
+  subject,
+  handler: (m) => run(parseRequest(m, schema)),
+});
+
 export function adminEndpoints(d: AdminDeps): Endpoint[] {
-  const endpoints: Endpoint[] = [];
   const admin = new ClusterAdmin(d.nc, d.storage.leases, d.storage.cluster, d.options.shardCount, d.options.shardLeases === true ? null : d.options.nodeId);
-  endpoints.push({
-    name: 'admin_nodes',
-    subject: SUBJECTS.adminNodes,
-    handler: async (m) => {
-      parseRequest(m, AdminRequests.nodes);
-      return { nodes: await admin.nodes() };
-    },
-  });
-  endpoints.push({
-    name: 'admin_shards',
-    subject: SUBJECTS.adminShards,
-    handler: async (m) => {
-      parseRequest(m, AdminRequests.shards);
-      return admin.shards();
-    },
-  });
-  endpoints.push({
-    name: 'admin_drain',
-    subject: SUBJECTS.adminDrain,
-    handler: async (m) => {
-      const r = parseRequest(m, AdminRequests.drain);
-      return admin.drain(r.node_id, r.force ?? false, r.until_stop ?? false);
-    },
-  });
-  endpoints.push({ name: 'admin_undrain', subject: SUBJECTS.adminUndrain, handler: async (m) => admin.undrain(parseRequest(m, AdminRequests.undrain).node_id) });
-  endpoints.push({
-    name: 'admin_rebalance',
-    subject: SUBJECTS.adminRebalance,
-    handler: async (m) => {
-      parseRequest(m, AdminRequests.rebalance);
-      return admin.rebalance();
-    },
-  });
   const keys = new AccessKeyStore(d.storage.accessKeys);
-  endpoints.push({
-    name: 'admin_accesskeys_create',
-    subject: SUBJECTS.adminAccessKeys('create'),
-    handler: async (m) => {
-      const r = parseRequest(m, AccessKeyRequests.create);
-      return keys.create(r.customer_id ?? null, r.name ?? '', d.clock.now());
-    },
-  });
-  endpoints.push({
-    name: 'admin_accesskeys_list',
-    subject: SUBJECTS.adminAccessKeys('list'),
-    handler: async (m) => ({ result: await keys.list(parseRequest(m, AccessKeyRequests.list).customer_id) }),
-  });
-  endpoints.push({ name: 'admin_accesskeys_delete', subject: SUBJECTS.adminAccessKeys('delete'), handler: async (m) => keys.delete(parseRequest(m, AccessKeyRequests.delete).id) });
+  const relay = new StreamRelay(d.storage.jsm);
   const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await d.running.of(q.customer_id) } });
-  endpoints.push({
-    name: 'admin_customers',
-    subject: SUBJECTS.adminCustomers,
-    handler: async (m) => {
-      const { limit = 100 } = parseRequest(m, AdminRequests.customers);
+  return [
+    checked('admin_nodes', SUBJECTS.adminNodes, AdminRequests.nodes, async () => ({ nodes: await admin.nodes() })),
+    checked('admin_shards', SUBJECTS.adminShards, AdminRequests.shards, () => admin.shards()),
+    checked('admin_drain', SUBJECTS.adminDrain, AdminRequests.drain, (r) => admin.drain(r.node_id, r.force ?? false, r.until_stop ?? false)),
+    checked('admin_undrain', SUBJECTS.adminUndrain, AdminRequests.undrain, (r) => admin.undrain(r.node_id)),
+    checked('admin_rebalance', SUBJECTS.adminRebalance, AdminRequests.rebalance, () => admin.rebalance()),
+    checked('admin_accesskeys_create', SUBJECTS.adminAccessKeys('create'), AccessKeyRequests.create, (r) => keys.create(r.customer_id ?? null, r.name ?? '', d.clock.now())),
+    checked('admin_accesskeys_list', SUBJECTS.adminAccessKeys('list'), AccessKeyRequests.list, async (r) => ({ result: await keys.list(r.customer_id) })),
+    checked('admin_accesskeys_delete', SUBJECTS.adminAccessKeys('delete'), AccessKeyRequests.delete, (r) => keys.delete(r.id)),
+    checked('admin_customers', SUBJECTS.adminCustomers, AdminRequests.customers, async ({ limit = 100 }) => {
       const all = await d.running.all();
       return { customers: all.slice(0, limit), customer_count: all.length, running_activeflows: all.reduce((n, c) => n + c.running_activeflows, 0) };
-    },
-  });
-  endpoints.push({ name: 'admin_quotas_get', subject: SUBJECTS.adminQuotas('get'), handler: async (m) => quotaReply(await d.quotas.get(parseRequest(m, QuotaRequests.get).customer_id)) });
-  endpoints.push({
-    name: 'admin_quotas_set',
-    subject: SUBJECTS.adminQuotas('set'),
-    handler: async (m) => {
-      const r = parseRequest(m, QuotaRequests.set);
-      return quotaReply(await d.quotas.set(r.customer_id, r.quotas as Record<string, number | null>));
-    },
-  });
-  endpoints.push({ name: 'admin_quotas_reset', subject: SUBJECTS.adminQuotas('reset'), handler: async (m) => quotaReply(await d.quotas.reset(parseRequest(m, QuotaRequests.reset).customer_id)) });
-  const relay = new StreamRelay(d.storage.jsm);
-  for (const role of RELAY_ROLES) {
-    endpoints.push({ name: `relay_${role}_open`, subject: SUBJECTS.relay(role, 'open'), handler: (m) => relay.open(role, parseRequest(m, RelayRequests.open)) });
-    endpoints.push({ name: `relay_${role}_close`, subject: SUBJECTS.relay(role, 'close'), handler: (m) => relay.close(role, parseRequest(m, RelayRequests.close).token) });
-  }
-  return endpoints;
+    }),
+    checked('admin_quotas_get', SUBJECTS.adminQuotas('get'), QuotaRequests.get, async (r) => quotaReply(await d.quotas.get(r.customer_id))),
+    checked('admin_quotas_set', SUBJECTS.adminQuotas('set'), QuotaRequests.set, async (r) => quotaReply(await d.quotas.set(r.customer_id, r.quotas as Record<string, number | null>))),
+    checked('admin_quotas_reset', SUBJECTS.adminQuotas('reset'), QuotaRequests.reset, async (r) => quotaReply(await d.quotas.reset(r.customer_id))),
+    ...RELAY_ROLES.flatMap((role) => [
+      checked(`relay_${role}_open`, SUBJECTS.relay(role, 'open'), RelayRequests.open, (r) => relay.open(role, r)),
+      checked(`relay_${role}_close`, SUBJECTS.relay(role, 'close'), RelayRequests.close, (r) => relay.close(role, r.token)),
+    ]),
+  ];
 }

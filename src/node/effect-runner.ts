@@ -1,7 +1,7 @@
 /** Performs the effects the engine asks for, over NATS and HTTP (docs/architecture.md, design 5 and 6). */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { performHttp, performService, type EffectRunner, type HttpLimits } from '../../actors/index.js';
-import type { Effect, EffectResult } from '../../machines/index.js';
+import { childCreateRequest, type Effect, type EffectResult } from '../../machines/index.js';
 import type { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import type { ActiveflowError } from '../errors.js';
@@ -42,14 +42,7 @@ export class NatsEffectRunner implements EffectRunner {
   async startChild(effect: Extract<Effect, { type: 'start_child' }>, parent?: Logger): Promise<void> {
     const log = (parent ?? this.log.child({ activeflow_id: effect.reference_activeflow_id })).child({ child_id: effect.activeflow_id });
     try {
-      await this.client.createActiveflow({
-        id: effect.activeflow_id,
-        customer_id: effect.customer_id,
-        flow_id: effect.flow_id,
-        reference_type: effect.reference_type,
-        reference_id: effect.reference_id,
-        reference_activeflow_id: effect.reference_activeflow_id,
-      });
+      await this.client.createActiveflow(childCreateRequest(effect));
     } catch (e) {
       const code = (e as ActiveflowError).code;
       const quota = (e as ActiveflowError).quota;
