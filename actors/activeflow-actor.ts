@@ -75,6 +75,13 @@ export interface ActorDeps {
    * that holder, if it still runs, can never write it again.
    */
   mustFence?(activeflowId: string): boolean;
+  /**
+   * Whether this node still serves the activeflow's shard. Checked after every load: state read
+   * once the lease is gone may already be the next owner's (fenced, and read after its fence), and
+   * a write based on it would pass the revision check. (Found by the cluster simulation: a request
+   * admitted just before a pause loaded and wrote after the pause, beside the next owner.)
+   */
+  stillServed?(activeflowId: string): boolean;
   /** Where moves, snapshot writes and conflicts are counted (the node's /metrics). */
   metrics?: ActorMetrics;
   /** Log fields of an activeflow besides its id (its shard). */
@@ -500,6 +507,7 @@ export class ActiveflowActor {
   private async load(): Promise<void> {
     if (this.deps.mustFence?.(this.id) === true) await this.deps.store.fence(this.id);
     const stored = await this.deps.store.load(this.id);
+    if (this.deps.stillServed?.(this.id) === false) throw new ActiveflowError('unavailable', `activeflow ${this.id} is moving to another node; retry`);
     if (stored === null) {
       this.mode = { kind: 'missing' };
       return;

@@ -64,6 +64,22 @@ export class ActorRegistry {
     for (const id of this.passivated.keys()) if (belongs(id)) this.passivated.delete(id); // no longer asked here
   }
 
+  /**
+   * Forgets the actors of a shard whose lease was lost, at once: the next request of any of them,
+   * here, loads it afresh (and fences it if the shard is taken again after a crash), instead of
+   * queueing behind an actor whose state may be stale by then. A request already in hand finishes
+   * on its own; its write is revision-checked, so it is refused if the next owner has written.
+   * Forgetting what it knew of stored chunks only makes a later write store them again.
+   */
+  drop(belongs: (id: string) => boolean): void {
+    for (const id of [...this.actors.keys()]) {
+      if (!belongs(id)) continue;
+      this.actors.delete(id);
+      this.deps.store.forget(id);
+    }
+    for (const id of this.passivated.keys()) if (belongs(id)) this.passivated.delete(id);
+  }
+
   get residentCount(): number {
     let n = 0;
     for (const a of this.actors.values()) if (a.resident) n++;

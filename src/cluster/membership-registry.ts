@@ -28,6 +28,7 @@ export class NodeMembership {
   private lease: ShardLease | null = null;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
+  private listener: (joined: boolean) => void = () => undefined;
 
   constructor(
     private readonly kv: KV,
@@ -41,6 +42,11 @@ export class NodeMembership {
    * settles after the first try: from then on a key `node.<node_id>` is in the bucket, this node's
    * own or the one its previous run left (which the first try found live), for other nodes to see.
    */
+  /** Told each time this node joins or stops being a member (its lease taken, lost, released). */
+  onChange(listener: (joined: boolean) => void): void {
+    this.listener = listener;
+  }
+
   join(): Promise<void> {
     const attempt = async () => {
       if (this.stopped) return;
@@ -50,6 +56,7 @@ export class NodeMembership {
         onFence: (reason) => {
           this.log.warn({ event: 'node_lease_lost', reason }, 'this node lost its membership lease; taking it again');
           this.lease = null;
+          this.listener(false);
           this.schedule(attempt);
         },
       }).catch(() => null);
@@ -63,6 +70,7 @@ export class NodeMembership {
       }
       this.lease = lease;
       lease.keep();
+      this.listener(true);
       this.log.info({ event: 'node_joined', epoch: lease.epoch });
     };
     return attempt();
@@ -82,8 +90,10 @@ export class NodeMembership {
   async leave(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
+    const had = this.lease !== null;
     await this.lease?.release();
     this.lease = null;
+    if (had) this.listener(false);
   }
 
   /** The live nodes as the leases show them, and drained ones (live or not) as the marks do. */

@@ -166,6 +166,7 @@ export class ActiveflowNode {
           limits: options.limits ?? DEFAULT_LIMITS,
           admission: new CustomerQuotas(quotas, running, new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
           mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
+          stillServed: (id) => nodeRef?.ownership?.servesActiveflow(id) ?? true,
           findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
           findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
         },

@@ -1,0 +1,44 @@
+/**
+ * Deliberately broken versions of the protocol, each a one-line change of a rule the cluster's
+ * safety rests on. The simulation must catch every one within the seeds CI runs
+ * (test/unit/cluster-sim.test.ts); `npm run simulate:cluster -- --mutation <name>` shows how.
+ */
+import { type OwnershipView, type ShardView, step as coreStep } from '../../src/cluster/ownership-core.js';
+import type { SimOptions, StepFn } from './cluster-sim.js';
+
+function mapServing(view: OwnershipView, f: (s: Extract<ShardView, { phase: 'serving' }>) => ShardView): OwnershipView {
+  const shards = new Map(view.shards);
+  for (const [shard, s] of shards) if (s.phase === 'serving') shards.set(shard, f(s));
+  return { ...view, shards };
+}
+
+/** A shard taken after a crash is treated as handed over: its activeflows are not fenced before use. */
+const skipFence: StepFn = (view, event, now) => {
+  const r = coreStep(view, event, now);
+  return { ...r, view: mapServing(r.view, (s) => ({ ...s, unfenced: false })) };
+};
+
+/** A renewal counts from when its answer arrived, not from when it was sent. */
+const renewLate: StepFn = (view, event, now) => {
+  const r = coreStep(view, event, now);
+  if (event.type !== 'renewed' || event.revision === null) return r;
+  const s = r.view.shards.get(event.shard);
+  if (s?.phase !== 'serving') return r;
+  const shards = new Map(r.view.shards);
+  shards.set(event.shard, { ...s, lease: { ...s.lease, validUntil: now + view.cfg.ttlMs - view.cfg.safetyMs } });
+  return { ...r, view: { ...r.view, shards } };
+};
+
+/** A lease transferred to this node is served at once, before its first renewal confirms it. */
+const trustTransfer: StepFn = (view, event, now) => {
+  const r = coreStep(view, event, now);
+  if (event.type !== 'announced') return r;
+  return { ...r, view: mapServing(r.view, (s) => (s.lease.confirmed ? s : { ...s, lease: { ...s.lease, confirmed: true, validUntil: now + view.cfg.ttlMs - view.cfg.safetyMs } })) };
+};
+
+export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string }> = {
+  'skip-fence': { what: 'a shard taken after a crash is not fenced', step: skipFence },
+  'renew-late': { what: "a renewal's validity counts from its answer, not its request", step: renewLate },
+  'release-early': { what: 'a handover releases its lease before its in-flight requests finish', releaseEarly: true },
+  'trust-transfer': { what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
+};

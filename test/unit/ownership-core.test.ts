@@ -1,0 +1,156 @@
+/**
+ * The ownership core on its own: events in, commands out, time as an input. Each test drives one
+ * rule the cluster's safety rests on; the simulation (cluster-sim.test.ts) drives them all at once.
+ */
+import { describe, expect, it } from 'vitest';
+import { initialView, nextWake, type OwnershipCommand, type OwnershipEvent, type OwnershipView, ownershipConfig, serves, servingShards, step } from '../../src/cluster/ownership-core.js';
+
+const TTL = 300;
+const SAFETY = 75;
+
+/** A node `a` alone (or beside `others`), started at t=0 with its membership joined. */
+function started(others: string[] = [], shardCount = 4): { view: OwnershipView; commands: OwnershipCommand[] } {
+  let view = initialView(ownershipConfig('a', shardCount, TTL), 0);
+  view = step(view, { type: 'membership', joined: true }, 0).view;
+  return step(view, { type: 'started', live: ['a', ...others], drained: [], holders: new Map() }, 0);
+}
+
+function run(view: OwnershipView, event: OwnershipEvent, now: number): { view: OwnershipView; commands: OwnershipCommand[] } {
+  return step(view, event, now);
+}
+
+const ofType = <T extends OwnershipCommand['type']>(cs: OwnershipCommand[], type: T) => cs.filter((c): c is Extract<OwnershipCommand, { type: T }> => c.type === type);
+
+describe('the ownership core', () => {
+  it('claims the shards the target gives it, and serves one only once its claim is granted', () => {
+    const { view, commands } = started();
+    expect(ofType(commands, 'claim').map((c) => c.shard)).toEqual([0, 1, 2, 3]);
+    expect(serves(view, 0, 1)).toBe(false);
+    const r = run(view, { type: 'claimed', shard: 0, sentAt: 10, granted: { revision: 5, previous: null } }, 12);
+    expect(serves(r.view, 0, 12)).toBe(true);
+    expect(ofType(r.commands, 'serve')).toEqual([expect.objectContaining({ shard: 0, sweep: true, handedOver: false })]);
+  });
+
+  it('counts a lease valid from when its write was sent, not when the answer came, and stops serving before the servers can expire it', () => {
+    let { view } = started();
+    view = run(view, { type: 'claimed', shard: 0, sentAt: 10, granted: { revision: 5, previous: null } }, 60).view;
+    // Valid until sentAt + TTL - safety = 235, whatever the answer's delay.
+    expect(serves(view, 0, 234)).toBe(true);
+    expect(serves(view, 0, 235)).toBe(false);
+    // The renewal is due TTL/3 after the claim was sent; without an answer the lease is dropped at 235.
+    const renew = run(view, { type: 'tick' }, 110);
+    expect(ofType(renew.commands, 'renew')).toEqual([expect.objectContaining({ shard: 0, revision: 5, sentAt: 110 })]);
+    const dropped = run(renew.view, { type: 'tick' }, 235);
+    expect(ofType(dropped.commands, 'drop')).toEqual([expect.objectContaining({ shard: 0 })]);
+    // Confirmed: valid until 110 + 225.
+    const confirmed = run(renew.view, { type: 'renewed', shard: 0, sentAt: 110, revision: 9 }, 230);
+    expect(serves(confirmed.view, 0, 334)).toBe(true);
+    expect(serves(confirmed.view, 0, 335)).toBe(false);
+  });
+
+  it('drops a shard at once when a renewal is refused', () => {
+    let { view } = started();
+    view = run(view, { type: 'claimed', shard: 1, sentAt: 0, granted: { revision: 5, previous: null } }, 1).view;
+    view = run(view, { type: 'tick' }, 100).view;
+    const r = run(view, { type: 'renewed', shard: 1, sentAt: 100, revision: null }, 101);
+    expect(ofType(r.commands, 'drop')).toEqual([{ type: 'drop', shard: 1, reason: 'renewal refused' }]);
+    expect(serves(r.view, 1, 101)).toBe(false);
+  });
+
+  it('serves a lease transferred to it only once its own renewal confirms it (an announcement can be read late)', () => {
+    let { view } = started(['b']);
+    const shard = view.target.indexOf('a');
+    for (const [s, v] of view.shards) if (v.phase === 'claiming') view = run(view, { type: 'claimed', shard: s, sentAt: 0, granted: null }, 1).view;
+    const marker = { node_id: 'a', acquired_at: new Date(0).toISOString(), transferred_from: 'b', stopped_at: new Date(0).toISOString() };
+    const adopted = run(view, { type: 'announced', shard, revision: 40, marker }, 5_000);
+    expect(ofType(adopted.commands, 'serve')).toHaveLength(1);
+    expect(ofType(adopted.commands, 'renew')).toEqual([expect.objectContaining({ shard, revision: 40, sentAt: 5_000 })]);
+    expect(serves(adopted.view, shard, 5_001)).toBe(false);
+    const refused = run(adopted.view, { type: 'renewed', shard, sentAt: 5_000, revision: null }, 5_002);
+    expect(serves(refused.view, shard, 5_002)).toBe(false);
+    expect(ofType(refused.commands, 'drop')).toHaveLength(1);
+    const confirmed = run(adopted.view, { type: 'renewed', shard, sentAt: 5_000, revision: 41 }, 5_002);
+    expect(serves(confirmed.view, shard, 5_002)).toBe(true);
+    expect(serves(confirmed.view, shard, 5_000 + TTL - SAFETY)).toBe(false);
+  });
+
+  it('hands a shard over only after its in-flight requests settled: settle, then one transfer write, then an announcement', () => {
+    let { view } = started();
+    for (const shard of [0, 1, 2, 3]) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    expect(servingShards(view)).toEqual([0, 1, 2, 3]);
+    // b joins: the shards it wins are settled first, two at a time.
+    const joined = run(view, { type: 'member', node: 'b', up: true }, 20);
+    const toB = joined.view.target.flatMap((t, s) => (t === 'b' ? [s] : []));
+    expect(toB.length).toBeGreaterThan(0);
+    const settling = ofType(joined.commands, 'settle').map((c) => c.shard);
+    expect(settling).toEqual(toB.slice(0, 2));
+    expect(ofType(joined.commands, 'release')).toEqual([]);
+    const shard = settling[0]!;
+    expect(serves(joined.view, shard, 21)).toBe(false);
+    const settled = run(joined.view, { type: 'settled', shard }, 25);
+    const release = ofType(settled.commands, 'release');
+    expect(release).toEqual([expect.objectContaining({ shard, revision: 10 + shard, marker: expect.objectContaining({ node_id: 'b', transferred_from: 'a' }) })]);
+    const done = run(settled.view, { type: 'release_done', shard, revision: 99 }, 27);
+    expect(ofType(done.commands, 'announce')).toEqual([{ type: 'announce', shard, revision: 99, marker: release[0]!.marker! }]);
+    expect(done.view.shards.has(shard)).toBe(false);
+  });
+
+  it('marks a shard taken without a handover unfenced until its sweep, and one handed over not', () => {
+    let { view } = started();
+    view = run(view, { type: 'claimed', shard: 0, sentAt: 0, granted: { revision: 3, previous: null } }, 1).view;
+    const marker = { node_id: 'b', acquired_at: new Date(0).toISOString(), released_at: new Date(0).toISOString() };
+    view = run(view, { type: 'claimed', shard: 1, sentAt: 0, granted: { revision: 4, previous: marker } }, 1).view;
+    const s0 = view.shards.get(0);
+    const s1 = view.shards.get(1);
+    expect(s0?.phase === 'serving' && s0.unfenced).toBe(true);
+    expect(s1?.phase === 'serving' && s1.unfenced).toBe(false);
+    view = run(view, { type: 'swept', shard: 0, ok: true }, 50).view;
+    const swept = view.shards.get(0);
+    expect(swept?.phase === 'serving' && swept.unfenced).toBe(false);
+  });
+
+  it("tries a suspected node's shards at once and every suspectRetryMs, by timer, until its lease runs out", () => {
+    let { view } = started(['b']);
+    const mine = view.target.flatMap((t, s) => (t === 'a' ? [s] : []));
+    for (const shard of mine) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    const theirs = view.target.flatMap((t, s) => (t === 'b' ? [s] : []));
+    // b holds its shards: known from the first listing.
+    view = { ...view, holders: new Map(theirs.map((s) => [s, 'b'] as const)) };
+    const suspected = run(view, { type: 'suspect', node: 'b' }, 100);
+    expect(ofType(suspected.commands, 'claim').map((c) => c.shard)).toEqual(theirs);
+    let v = suspected.view;
+    for (const shard of theirs) v = run(v, { type: 'claimed', shard, sentAt: 100, granted: null }, 102).view;
+    // Its own renewals and the listing went out at 100; what wakes it next is the retry.
+    expect(nextWake(v)).toBe(152);
+    const retried = run(v, { type: 'tick' }, 152);
+    expect(ofType(retried.commands, 'claim').map((c) => c.shard)).toEqual(theirs);
+  });
+
+  it('on stop hands every shard over and then says it stopped; abandon drops them without a write', () => {
+    let { view } = started(['b']);
+    const mine = view.target.flatMap((t, s) => (t === 'a' ? [s] : []));
+    for (const shard of mine) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    const abandoned = run(view, { type: 'abandon' }, 5);
+    expect(ofType(abandoned.commands, 'drop').map((c) => c.shard)).toEqual(mine);
+    expect(ofType(abandoned.commands, 'release')).toEqual([]);
+    expect(ofType(abandoned.commands, 'stopped')).toHaveLength(1);
+
+    let r = run(view, { type: 'stop' }, 5);
+    const all: OwnershipCommand[] = [...r.commands];
+    for (let t = 6; t < 100 && !r.view.stopped; t++) {
+      for (const c of ofType(r.commands, 'settle')) r = run(r.view, { type: 'settled', shard: c.shard }, t);
+      all.push(...r.commands);
+      for (const c of ofType(r.commands, 'release')) {
+        r = run(r.view, { type: 'release_done', shard: c.shard, revision: 100 + c.shard }, t);
+        all.push(...r.commands);
+      }
+    }
+    expect(r.view.stopped).toBe(true);
+    expect(
+      ofType(all, 'release')
+        .map((c) => [c.shard, c.marker?.node_id])
+        .sort(),
+    ).toEqual(mine.map((s) => [s, 'b']));
+    expect(ofType(all, 'stopped')).toHaveLength(1);
+  });
+});
