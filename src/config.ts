@@ -91,12 +91,6 @@ export const NodeConfig = z.object({
     .describe(
       'TTL of the membership and shard leases in af_leases: the shards of a dead node are taken over within it. Renewed every third of it; a node that cannot renew stops serving a quarter of it before expiry. Lower means faster failover, higher rides out longer pauses (GC, a NATS leader election) without moving shards.',
     ),
-  SHARD_LEASES: z
-    .enum(['0', '1'])
-    .default('1')
-    .describe(
-      '1: nodes split the shards with leases in af_leases (rendezvous over the live, non-drained nodes; a takeover fences the former owner). 0: this node serves every shard alone, without leases (it refuses to start beside other nodes); for a single node that must serve the moment it starts.',
-    ),
   STOP_TIMEOUT_MS: int(1_000)
     .default(30_000)
     .describe(

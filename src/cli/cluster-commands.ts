@@ -33,8 +33,7 @@ export const shardsCommand: Command = {
   summary: 'Show which node owns which shard, and the shards still moving.',
   help: `Shows, per node, how many shards it holds now (from the shard leases) and how many the
 assignment wants it to hold; shards without an owner are between two owners (or nobody can take
-them). A node started with SHARD_LEASES=0 holds no lease; it shows as the owner of every shard,
-with no epoch. --all lists every shard with its owner, target and lease epoch.
+them). --all lists every shard with its owner, target and lease epoch.
 Options:
   --all             one line per shard
   --json            print the JSON reply

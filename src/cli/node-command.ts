@@ -30,7 +30,6 @@ export async function startNode(config: NodeConfig, io: CliIo): Promise<Activefl
       runningReconcileMs: config.RUNNING_RECONCILE_MS,
       serviceTimeoutMs: config.SERVICE_TIMEOUT_MS,
       leaseTtlMs: config.LEASE_TTL_MS,
-      shardLeases: config.SHARD_LEASES === '1',
       log,
       quotas: {
         running_activeflows: config.QUOTA_RUNNING_ACTIVEFLOWS,

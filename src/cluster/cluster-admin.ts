@@ -38,11 +38,6 @@ export class ClusterAdmin {
     private readonly leases: KV,
     private readonly cluster: KV,
     private readonly shardCount: number,
-    /**
-     * Set when the answering node runs with SHARD_LEASES=0: it serves every shard without a lease
-     * (and refused to start beside other nodes), so the leases alone would show no owner at all.
-     */
-    private readonly servesAllAlone: string | null = null,
   ) {
     this.marks = new DrainMarks(cluster);
   }
@@ -67,7 +62,6 @@ export class ClusterAdmin {
   }
 
   private async owners(): Promise<({ owner: string; epoch: number | null } | null)[]> {
-    if (this.servesAllAlone !== null) return Array.from({ length: this.shardCount }, () => ({ owner: this.servesAllAlone!, epoch: null }));
     return Promise.all(
       Array.from({ length: this.shardCount }, async (_, shard) => {
         const e = await this.leases.get(`shard.${shard}`);

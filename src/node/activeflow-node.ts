@@ -4,9 +4,8 @@
  *
  *   starting ──▶ serving ──stop()──▶ draining (no new requests; in-flight ones finish) ──▶ stopped
  *
- * Everything is keyed and subscribed by shard (`activeflow.shard.<n>.*.*`). With shard leases (the
- * default) a node serves the shards its leases give it (src/cluster/shard-ownership.ts); without,
- * it serves every shard alone. This file wires the parts and serves the activeflow verbs; the rest
+ * Everything is keyed and subscribed by shard (`activeflow.shard.<n>.*.*`): a node serves the shards
+ * its leases give it (src/cluster/shard-ownership.ts), every one of them when it runs alone. This file wires the parts and serves the activeflow verbs; the rest
  * is beside it: node-options (defaults), startup-checks, request-pipeline (every request's path),
  * flow-service, admin-endpoints.
  */
@@ -35,7 +34,6 @@ import { NodeMembership } from '../cluster/membership-registry.js';
 import { DisconnectHints, nodeConnectionName } from '../cluster/disconnect-hints.js';
 import { DrainMarks } from '../cluster/drain-marks.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
-import { StandaloneLease } from '../cluster/standalone-lease.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher, type AckFloorStore } from './webhook-dispatcher.js';
 import { WebhookLeadership } from './webhook-leadership.js';
@@ -45,7 +43,7 @@ import { FlowService } from './flow-service.js';
 import { adminEndpoints } from './admin-endpoints.js';
 import { type NodeOptions, type ResolvedNodeOptions, resolveNodeOptions } from './node-options.js';
 import { type Handler, RequestPipeline } from './request-pipeline.js';
-import { checkClusterConfig, refuseBesideLeasedNodes, refuseBesideStandalone, verifyShardMapping, withJetStreamRetry } from './startup-checks.js';
+import { checkClusterConfig, verifyShardMapping, withJetStreamRetry } from './startup-checks.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 import { CreationRate } from '../quota/creation-rate.js';
 import { CustomerQuotas } from '../quota/customer-quotas.js';
@@ -67,19 +65,16 @@ export class ActiveflowNode {
   private passivationTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   /** Loading every activeflow of a node without shard leases at its start; a stop waits for it. */
-  private recovering: Promise<void> = Promise.resolve();
   private webhooks: WebhookLeadership | null = null;
   private watchdog: IdleWatchdog | null = null;
   private reconcile: RunningReconcile | null = null;
   private membership: NodeMembership | null = null;
   private ownership: ShardOwnership | null = null;
   private hints: DisconnectHints | null = null;
-  private standalone: StandaloneLease | null = null;
   private readonly forwarder: ActiveflowClient;
   /** Every request's path: inbox check, fair admission, handler, reply, metrics (request-pipeline.ts). */
   private readonly pipeline: RequestPipeline;
   /** Every shard: what this node serves without shard leases. */
-  private readonly allShards: ReadonlySet<number>;
 
   private constructor(
     readonly options: ResolvedNodeOptions,
@@ -101,7 +96,6 @@ export class ActiveflowNode {
     private readonly egress: EgressPolicy,
     private readonly connection: ConnectionState,
   ) {
-    this.allShards = new Set(Array.from({ length: options.shardCount }, (_, i) => i));
     this.forwarder = new ActiveflowClient(nc);
     this.pipeline = new RequestPipeline(new FairAdmission(options.admission), metrics, log, (id) => this.registry.customerOf(id));
   }
@@ -214,7 +208,7 @@ export class ActiveflowNode {
       }),
     });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs, this.log);
-    if (this.options.shardLeases === true) {
+    {
       // Shards come and go with leases: plain subscriptions, one per owned shard.
       const ownership = new ShardOwnership({
         nc: this.nc,
@@ -249,29 +243,8 @@ export class ActiveflowNode {
           );
         }
       }
-      await refuseBesideStandalone(this.storage, this.options.nodeId);
       await ownership.start(); // knows the members before they see it join
       await this.membership.join();
-      // Again, now that its membership key is written: a standalone node starting this very moment
-      // either sees it or has already written its own lease (StandaloneLease).
-      await refuseBesideStandalone(this.storage, this.options.nodeId).catch(async (e: unknown) => {
-        await this.membership?.leave();
-        await ownership.stop();
-        throw e;
-      });
-    } else {
-      const standalone = await StandaloneLease.take(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs, this.log);
-      this.standalone = standalone;
-      await refuseBesideLeasedNodes(this.storage, this.options.nodeId).catch(async (e: unknown) => {
-        await standalone.release();
-        throw e;
-      });
-      void this.membership.join();
-      // Shard endpoints: no queue group, because only the owner of a shard subscribes to it.
-      const shards = svc.addGroup('activeflow.shard', '');
-      for (const shard of this.allShards) {
-        shards.addEndpoint(`shard_${shard}`, { subject: `${shard}.*.*`, handler: handle((m) => this.activeflowVerb(m)), metadata: { shard: String(shard) } });
-      }
     }
     this.passivationTimer = setInterval(
       () => {
@@ -286,8 +259,8 @@ export class ActiveflowNode {
       snapshots: this.snapshots,
       flows: this.flows,
       registry: this.registry,
-      ownedShards: () => this.ownership?.ownedShards ?? [...this.allShards],
-      owns: (shard) => this.ownership?.owns(shard) ?? true,
+      ownedShards: () => this.ownership?.ownedShards ?? [],
+      owns: (shard) => this.ownership?.owns(shard) ?? false,
       ceilingMs: this.options.maxIdleMs,
       intervalMs: this.options.watchdogIntervalMs,
       log: this.log,
@@ -297,7 +270,7 @@ export class ActiveflowNode {
     this.reconcile = new RunningReconcile({
       running: this.running,
       index: this.index,
-      isReconciler: () => this.ownership?.owns(0) ?? true,
+      isReconciler: () => this.ownership?.owns(0) ?? false,
       intervalMs: this.options.runningReconcileMs,
       log: this.log,
       onCorrection: (direction, by) => this.metrics.runningCountCorrections.inc({ direction }, by),
@@ -327,9 +300,7 @@ export class ActiveflowNode {
       this.log,
     );
     await this.webhooks.start();
-    const serving = this.ownership === null ? `all ${this.allShards.size} shards` : 'the shards its leases give it';
-    this.log.info({ event: 'node_serving', shard_leases: this.ownership !== null }, `node ${this.options.nodeId} serving ${serving}`);
-    if (this.ownership === null) this.recovering = this.recover(); // with leases, each takeover recovers its shard
+    this.log.info({ event: 'node_serving' }, `node ${this.options.nodeId} serving the shards its leases give it`);
   }
 
   /** The webhook consumer's ack floor, kept in af_cluster so that a lost consumer is made again from it. */
@@ -342,26 +313,6 @@ export class ActiveflowNode {
       await this.storage.cluster.put(WEBHOOK_FLOOR_KEY, String(seq));
     },
   };
-
-  /** Loads every running activeflow of the owned shards, republishing events a crash left out. */
-  private async recover(): Promise<void> {
-    const ids = await this.snapshots.runningIds(this.allShards);
-    if (ids.length === 0) return;
-    this.log.info({ event: 'recovery_started', activeflows: ids.length });
-    let next = 0;
-    const worker = async () => {
-      while (next < ids.length && !this.stopping) {
-        const id = ids[next++]!;
-        await this.registry
-          .get(id)
-          .warm()
-          .catch((e: unknown) => this.log.error({ event: 'recovery_failed', activeflow_id: id, err: e }));
-      }
-    };
-    await Promise.all(Array.from({ length: 16 }, worker));
-    this.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
-    this.log.info({ event: 'recovery_finished', activeflows: ids.length });
-  }
 
   // activeflows ----------------------------------------------------------------------------------
 
@@ -380,7 +331,7 @@ export class ActiveflowNode {
     }
     if (Number(shardText) !== shardOf(id, this.options.shardCount))
       throw new ActiveflowError('internal', `activeflow ${id} arrived on shard ${shardText}, expected ${shardOf(id, this.options.shardCount)}`);
-    if (this.ownership !== null && !this.ownership.owns(Number(shardText))) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
+    if (this.ownership?.owns(Number(shardText)) !== true) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
     const v = verb as ActiveflowVerb;
     const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
     const { customer_id: customerId, ...rest } = body;
@@ -426,11 +377,10 @@ export class ActiveflowNode {
   // lifecycle ------------------------------------------------------------------------------------
 
   /** This node's own view, for `activeflow.admin.v1.node.<id>.status` (drain --wait polls it). */
-  status(): { node_id: string; shard_leases: boolean; shards: number[]; resident_actors: number; shard_moves: number; in_flight: number } {
+  status(): { node_id: string; shards: number[]; resident_actors: number; shard_moves: number; in_flight: number } {
     return {
       node_id: this.options.nodeId,
-      shard_leases: this.ownership !== null,
-      shards: this.ownership?.ownedShards ?? [...this.allShards],
+      shards: this.ownership?.ownedShards ?? [],
       resident_actors: this.registry.residentCount,
       shard_moves: this.shardMoves,
       in_flight: this.pipeline.inFlightCount,
@@ -459,7 +409,7 @@ export class ActiveflowNode {
 
   /** Shards this node serves now (every shard without leases). */
   get servedShards(): number {
-    return this.ownership?.ownedCount ?? this.allShards.size;
+    return this.ownership?.ownedCount ?? 0;
   }
 
   /** Shards acquired or handed off so far (with leases). */
@@ -500,11 +450,9 @@ export class ActiveflowNode {
     await this.hints?.stop();
     await this.membership?.leave();
     await this.ownership?.stop();
-    await this.standalone?.release();
     if (this.ownership !== null) await new DrainMarks(this.storage.cluster).clearUntilStop(this.options.nodeId).catch(() => undefined);
     await this.service?.stop().catch(() => undefined);
     await this.pipeline.settled();
-    await this.recovering.catch(() => undefined);
     await this.webhooks?.stop();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);

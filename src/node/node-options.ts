@@ -42,8 +42,6 @@ export interface NodeOptions {
   webhookGiveUpMs?: number;
   /** Webhook events the main lane may hold unacknowledged, and retry attempts in flight at once (default 256). */
   webhookMaxPending?: number;
-  /** Split the shards with the other nodes by leases (the default, as SHARD_LEASES), instead of serving them all. */
-  shardLeases?: boolean;
   /** The app user, when the servers require one. */
   credentials?: { user: string; pass: string };
   /** TLS to the servers (NATS_TLS_CA, and a client certificate for mutual TLS). */
@@ -56,15 +54,13 @@ export interface NodeOptions {
 }
 
 /** NodeOptions with every default filled in, once, from the configuration's own defaults (src/config.ts). */
-export type ResolvedNodeOptions = NodeOptions & Required<Pick<NodeOptions, 'shardLeases' | 'leaseTtlMs' | 'maxIdleMs' | 'watchdogIntervalMs' | 'runningReconcileMs' | 'webhookGiveUpMs' | 'admission'>>;
+export type ResolvedNodeOptions = NodeOptions & Required<Pick<NodeOptions, 'leaseTtlMs' | 'maxIdleMs' | 'watchdogIntervalMs' | 'runningReconcileMs' | 'webhookGiveUpMs' | 'admission'>>;
 
 const configDefault = <K extends keyof typeof NodeConfig.shape>(key: K): z.output<(typeof NodeConfig.shape)[K]> => NodeConfig.shape[key].parse(undefined) as z.output<(typeof NodeConfig.shape)[K]>;
 
 export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   return {
     ...o,
-    // As `activeflow node` runs by default: the nodes split the shards with leases.
-    shardLeases: o.shardLeases ?? configDefault('SHARD_LEASES') === '1',
     leaseTtlMs: o.leaseTtlMs ?? configDefault('LEASE_TTL_MS'),
     maxIdleMs: o.maxIdleMs ?? configDefault('MAX_IDLE_SECONDS') * 1000,
     watchdogIntervalMs: o.watchdogIntervalMs ?? configDefault('WATCHDOG_INTERVAL_MS'),

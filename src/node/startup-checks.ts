@@ -1,53 +1,18 @@
 /**
  * What a node checks before it serves: JetStream answers, the cluster's shard count is its own, the
- * server maps activeflow ids to the shards it computes, and no node of the other kind (with or
- * without shard leases) runs beside it. Each refusal says what to change.
+ * server maps activeflow ids to the shards it computes. Each refusal says what to change.
  */
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../api/subjects.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
 import { ShardLease } from '../cluster/shard-lease.js';
-import { StandaloneLease } from '../cluster/standalone-lease.js';
 import type { Logger } from '../log.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { retry } from '../retry.js';
 import type { Storage } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { keysNow } from '../store/kv-keys.js';
-
-/**
- * A node with shard leases beside one that serves every shard without them: both would answer the
- * same requests. Refused at start, saying what to change.
- */
-export async function refuseBesideStandalone(storage: Storage, nodeId: string): Promise<void> {
-  const holder = await StandaloneLease.holder(storage.leases);
-  if (holder !== null && holder !== nodeId) {
-    throw new Error(`a node with SHARD_LEASES=0 is running (${holder}); it serves every shard alone. Stop it first, or restart it with SHARD_LEASES=1 to share the shards`);
-  }
-}
-
-/**
- * A node without shard leases serves every shard: beside nodes that split them, both would answer
- * the same requests. Refused at start, saying what to change.
- */
-export async function refuseBesideLeasedNodes(storage: Storage, nodeId: string): Promise<void> {
-  const others = (await NodeMembership.live(storage.leases)).filter((n) => n.node_id !== nodeId);
-  const leased = others.length > 0 ? [] : await shardLeaseHolders(storage);
-  if (others.length > 0 || leased.length > 0) {
-    const who = [...new Set([...others.map((n) => n.node_id), ...leased])].join(', ');
-    throw new Error(`other nodes are running (${who}); a node with SHARD_LEASES=0 serves every shard alone. Start this node with SHARD_LEASES=1 to share the shards with them, or stop them first`);
-  }
-}
-
-async function shardLeaseHolders(storage: Storage): Promise<string[]> {
-  const holders: string[] = [];
-  for (const key of await keysNow(storage.leases, 'shard.*')) {
-    const holder = await ShardLease.holder(storage.leases, key);
-    if (holder !== null) holders.push(holder.node_id);
-  }
-  return holders;
-}
 
 /** JetStream answers only some seconds after a cold start of its server: retry its first calls. */
 export async function withJetStreamRetry<T>(log: Logger, fn: () => Promise<T>): Promise<T> {

@@ -40,7 +40,6 @@ async function startNode(id: string): Promise<void> {
     NODE_ID: id,
     NATS_REPLICAS: '3',
     LEASE_TTL_MS: '1000',
-    SHARD_LEASES: '1',
     NATS_SYSTEM_USER: 'system',
     NATS_SYSTEM_PASSWORD: 'system-dev-only',
     RUNNING_RECONCILE_MS: '500',

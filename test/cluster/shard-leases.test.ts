@@ -1,5 +1,5 @@
 /**
- * Nodes splitting the shards with leases (SHARD_LEASES=1): two nodes share the 256 shards; one
+ * Nodes splitting the shards with leases: two nodes share the 256 shards; one
  * dies mid-flow (its connection drops without releasing anything) and the other takes its shards
  * over after the lease TTL; a third joins and takes about a third. Every call keeps exactly the
  * moves it was acknowledged, and every event stream stays contiguous.
@@ -25,7 +25,7 @@ describe('nodes splitting the shards with leases', () => {
   it('share the shards, survive a node dying, and rebalance when one joins, losing no acknowledged move', async () => {
     const server: NatsServer = await startNats();
     cleanups.push(() => server.stop());
-    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const leased = { leaseTtlMs: 1_000 };
     const a = await startNode(server, { ...leased, nodeId: 'node-a' });
     const b = await startNode(server, { ...leased, nodeId: 'node-b' });
     cleanups.push(
@@ -78,7 +78,7 @@ describe('a graceful move', () => {
   it('transfers each lease straight to its next owner (one write), on join and on stop', async () => {
     const server: NatsServer = await startNats();
     cleanups.push(() => server.stop());
-    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const leased = { leaseTtlMs: 1_000 };
     const a = await startNode(server, { ...leased, nodeId: 'node-a' });
     cleanups.push(() => a.stop());
     expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
@@ -139,7 +139,7 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
     const { spawnNode, exited, clientFor } = await import('../helpers/nats.js');
     const server = await startNats();
     cleanups.push(() => server.stop());
-    const env = { SHARD_LEASES: '1', LEASE_TTL_MS: '1000' };
+    const env = { LEASE_TTL_MS: '1000' };
     const a = await spawnNode(server, { ...env, NODE_ID: 'paused-a' });
     let aLog = '';
     a.stdout!.on('data', (chunk: Buffer) => (aLog += chunk.toString()));
@@ -191,7 +191,7 @@ describe('a shard taken from a holder that did not hand it over', () => {
     const { openStoresFor } = await import('../helpers/nats.js');
     const server = await startNats();
     cleanups.push(() => server.stop());
-    const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+    const leased = { leaseTtlMs: 1_000 };
     const a = await startNode(server, { ...leased, nodeId: 'crashing-a' });
     expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
     const nc = await connectNats(server.url, 'fence-test-client');

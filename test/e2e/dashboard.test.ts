@@ -32,7 +32,7 @@ let page: Page;
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   server = await startNats();
-  const leased = { shardLeases: true, leaseTtlMs: 1_000 };
+  const leased = { leaseTtlMs: 1_000 };
   nodes.push(await startNode(server, { ...leased, nodeId: 'node-a' }), await startNode(server, { ...leased, nodeId: 'node-b' }));
   nc = await connectNats(server.url, 'dashboard-test');
   client = new ActiveflowClient(nc, { requestTimeoutMs: 2_000, retryForMs: 10_000 });
@@ -83,7 +83,7 @@ describe('the dashboard in headless Chromium', () => {
         await r.arrayBuffer();
       }
     })();
-    nodes.push(await startNode(server, { shardLeases: true, leaseTtlMs: 1_000, nodeId: 'node-c' }));
+    nodes.push(await startNode(server, { leaseTtlMs: 1_000, nodeId: 'node-c' }));
     await expect.poll(async () => (await owners()).filter((o) => o === 'node-c').length, { timeout: 15_000 }).toBeGreaterThan(60);
     await expect.poll(() => page.getByTestId('moving').textContent(), { timeout: 15_000 }).toMatch(/every shard is where it should be/);
     polling = false;

@@ -23,7 +23,7 @@ let client: ActiveflowClient;
 const nodes = new Map<string, ActiveflowNode>();
 
 async function start(id: string): Promise<ActiveflowNode> {
-  const node = await startNode(server, { nodeId: id, shardLeases: true, leaseTtlMs: 1_000 });
+  const node = await startNode(server, { nodeId: id, leaseTtlMs: 1_000 });
   nodes.set(id, node);
   return node;
 }

@@ -18,7 +18,7 @@ let node: ActiveflowNode;
 
 beforeAll(async () => {
   server = await startNats();
-  node = await startNode(server, { shardLeases: true, nodeId: 'in-process' }); // the spawned node splits the shards with it
+  node = await startNode(server, { nodeId: 'in-process' }); // the spawned node splits the shards with it
 });
 afterAll(async () => {
   await node?.stop();
@@ -83,7 +83,7 @@ describe('activeflow accesskeys and activeflow gateway', () => {
   it("activeflow node --http serves the gateway in the node's own process", async () => {
     const { token } = JSON.parse((await cli('accesskeys', 'create', '--customer', CUSTOMER, '--json')).stdout) as { token: string };
     const port = await freePort();
-    const child = await spawnListening(['node', '--http', String(port)], { NODE_ID: 'http-node', SHARD_LEASES: '1', LOG_LEVEL: 'info' });
+    const child = await spawnListening(['node', '--http', String(port)], { NODE_ID: 'http-node', LOG_LEVEL: 'info' });
     try {
       const res = await fetch(`http://127.0.0.1:${port}/v1.0/activeflows`, {
         method: 'POST',

@@ -23,7 +23,7 @@ const PIN = 'PIN-SECRET-4242';
 async function nodeLogs(level: string): Promise<{ lines: Record<string, unknown>[]; raw: string; id: string }> {
   const server = await NatsServer.start({ extraConfig: accountsConfig(256, { system: '"sys-pw"', app: `"${PASSWORD}"` }, false) });
   cleanups.push(() => server.stop());
-  const child = await spawnNode(server, { NATS_USER: 'activeflow', NATS_PASSWORD: PASSWORD, LOG_LEVEL: level, SHARD_LEASES: '0', NODE_ID: 'log-node' });
+  const child = await spawnNode(server, { NATS_USER: 'activeflow', NATS_PASSWORD: PASSWORD, LOG_LEVEL: level, NODE_ID: 'log-node' });
   let raw = '';
   child.stdout!.on('data', (b: Buffer) => (raw += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (raw += b.toString()));

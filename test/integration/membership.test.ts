@@ -23,8 +23,8 @@ async function liveNodes(): Promise<string[]> {
 
 describe('activeflow nodes', () => {
   it('shows nodes joining, leaving on stop, and dying', async () => {
-    const observer = await startNode(server, { nodeId: 'node-c', shardLeases: true }); // answers `nodes` throughout
-    const a = await startNode(server, { nodeId: 'node-a', shardLeases: true });
+    const observer = await startNode(server, { nodeId: 'node-c' }); // answers `nodes` throughout
+    const a = await startNode(server, { nodeId: 'node-a' });
     const b = await spawnNode(server, { NODE_ID: 'node-b', LEASE_TTL_MS: '1000' });
     expect(await until(async () => (await liveNodes()).join() === 'node-a,node-b,node-c', 5_000)).toBe(true);
     await a.stop(); // released at once
@@ -33,7 +33,7 @@ describe('activeflow nodes', () => {
     await exited(b);
     expect(await until(async () => (await liveNodes()).join() === 'node-c', 5_000)).toBe(true);
     const { nc, client } = await clientFor(server);
-    const again = await startNode(server, { nodeId: 'node-a', shardLeases: true }); // a restart under the same id joins again
+    const again = await startNode(server, { nodeId: 'node-a' }); // a restart under the same id joins again
     expect(await until(async () => (await client.call<{ nodes: NodeInfo[] }>('activeflow.admin.v1.nodes')).nodes.length === 2, 5_000)).toBe(true);
     await again.stop();
     await observer.stop();

@@ -7,7 +7,7 @@ import { boundedLabel, serveMetrics } from '../../src/metrics/node-metrics.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { useNode } from '../helpers/nats.js';
 
-const env = useNode({ shardLeases: true, nodeId: 'metrics-node', quotas: { flows: 1 } });
+const env = useNode({ nodeId: 'metrics-node', quotas: { flows: 1 } });
 let endpoint: { port: number; stop: () => Promise<void> };
 
 beforeAll(async () => {

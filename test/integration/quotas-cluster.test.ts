@@ -18,7 +18,7 @@ let close: () => Promise<void>;
 
 beforeAll(async () => {
   server = await startNats();
-  nodes = [await startNode(server, { nodeId: 'quota-a', shardLeases: true }), await startNode(server, { nodeId: 'quota-b', shardLeases: true })];
+  nodes = [await startNode(server, { nodeId: 'quota-a' }), await startNode(server, { nodeId: 'quota-b' })];
   const c = await clientFor(server);
   client = c.client;
   close = () => c.nc.close();

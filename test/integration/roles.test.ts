@@ -58,7 +58,7 @@ async function refusedSubscribe(who: { nc: NatsConnection; violations: string[] 
 beforeAll(async () => {
   server = await NatsServer.start({ extraConfig: accountsConfig(256, { system: '"sys-pw"', app: '"app-pw"' }, false) });
   const { ActiveflowNode } = await import('../../src/node/activeflow-node.js');
-  node = await ActiveflowNode.start({ ...nodeOptions(server), shardLeases: true, nodeId: 'role-node', credentials: { user: 'node', pass: password('node') } });
+  node = await ActiveflowNode.start({ ...nodeOptions(server), nodeId: 'role-node', credentials: { user: 'node', pass: password('node') } });
 });
 afterAll(async () => {
   for (const c of conns) await c.close().catch(() => undefined);

@@ -78,7 +78,7 @@ describe('the idle watchdog', () => {
   it('survives a failover: the node that takes the shard over times it out', async () => {
     const server = await startNats();
     cleanups.push(() => server.stop());
-    const leased = { shardLeases: true, leaseTtlMs: 1_000, watchdogIntervalMs: 200, maxIdleMs: 0 };
+    const leased = { leaseTtlMs: 1_000, watchdogIntervalMs: 200, maxIdleMs: 0 };
     const a = await startNode(server, { ...leased, nodeId: 'watch-a', watchdogIntervalMs: 60_000 }); // a sweeps too rarely to matter
     expect(await until(() => a.servedShards === 256, 10_000)).toBe(true);
     const nc = await connectNats(server.url, 'watchdog-failover');

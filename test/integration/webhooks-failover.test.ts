@@ -64,7 +64,7 @@ describe('webhook delivery across a change of deliverer', () => {
       max_deliver: -1,
       max_ack_pending: 256,
     });
-    nodes.push(await startNode(server, { nodeId: 'heir', shardLeases: true, httpTimeoutMs: 1_000 }));
+    nodes.push(await startNode(server, { nodeId: 'heir', httpTimeoutMs: 1_000 }));
     ({ client, nc } = await clientFor(server));
     const id = await walkCall(client, CUSTOMER, `${base}/ghost`, 4);
     const want = await typesOf(id);
@@ -87,7 +87,7 @@ describe('webhook delivery across a change of deliverer', () => {
   }, 45_000);
 
   it('a leader that stops hands over at once: its successor delivers what it held, in order, without waiting for the ack wait', async () => {
-    nodes.push(await startNode(server, { nodeId: 'second', shardLeases: true, httpTimeoutMs: 1_000 }));
+    nodes.push(await startNode(server, { nodeId: 'second', httpTimeoutMs: 1_000 }));
     failing.add('/handover');
     const id = await walkCall(client, CUSTOMER, `${base}/handover`, 4);
     const want = await typesOf(id);

@@ -46,7 +46,7 @@ beforeAll(async () => {
   }));
   server = await startNats();
   // A small consumer window (8), and retries that would go on for a minute.
-  node = await startNode(server, { nodeId: 'hooks-iso', shardLeases: true, webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000, webhookMaxPending: 8 });
+  node = await startNode(server, { nodeId: 'hooks-iso', webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000, webhookMaxPending: 8 });
   ({ client, nc } = await clientFor(server));
 });
 afterAll(async () => {

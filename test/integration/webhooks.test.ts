@@ -42,7 +42,7 @@ beforeAll(async () => {
     return ok;
   }));
   server = await startNats();
-  nodes.push(await startNode(server, { nodeId: 'hooks-a', shardLeases: true, webhookGiveUpMs: 1_500, httpTimeoutMs: 1_000 }));
+  nodes.push(await startNode(server, { nodeId: 'hooks-a', webhookGiveUpMs: 1_500, httpTimeoutMs: 1_000 }));
   ({ client, nc } = await clientFor(server));
 });
 afterAll(() => stopAll({ nc, nodes, server, closeHttp }));
@@ -99,7 +99,7 @@ describe('webhook delivery', () => {
   }, 30_000);
 
   it('one node delivers at a time; when it dies, another takes over and nothing is lost or reordered', async () => {
-    nodes.push(await startNode(server, { nodeId: 'hooks-b', shardLeases: true, webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000 }));
+    nodes.push(await startNode(server, { nodeId: 'hooks-b', webhookGiveUpMs: 60_000, httpTimeoutMs: 1_000 }));
     failFirst.set('/handover', 3); // the first deliveries are being retried when the leader dies
     const id = await run('/handover', 4);
     await expect.poll(() => hits.filter((h) => h.path === '/handover').length, { timeout: 5_000 }).toBeGreaterThan(0);

@@ -22,8 +22,6 @@ describe('node options', () => {
   it('fills in what is not given from the configuration defaults, and keeps what is', () => {
     const config = readNodeConfig({});
     const resolved = resolveNodeOptions(base);
-    expect(resolved.shardLeases).toBe(config.SHARD_LEASES === '1');
-    expect(resolved.shardLeases).toBe(true); // as production runs
     expect(resolved.leaseTtlMs).toBe(config.LEASE_TTL_MS);
     expect(resolved.maxIdleMs).toBe(config.MAX_IDLE_SECONDS * 1000);
     expect(resolved.watchdogIntervalMs).toBe(config.WATCHDOG_INTERVAL_MS);
