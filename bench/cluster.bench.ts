@@ -55,7 +55,6 @@ async function startNode(urls: readonly string[], id: string, env: Record<string
       NATS_URL: urls.join(','),
       NODE_ID: id,
       LEASE_TTL_MS: String(TTL_MS),
-      SHARD_LEASES: '1',
       LOG_LEVEL: 'info',
       NATS_SYSTEM_USER: 'system',
       NATS_SYSTEM_PASSWORD: 'system-dev-only',
@@ -151,10 +150,11 @@ async function failoverOnce(nc: NatsConnection, client: ActiveflowClient, victim
       }
     }),
   );
+  // Logged a batch at a time (the line's time is the batch's end, up to 200 ms after the first take).
   const takes = survivors
     .flatMap((n, i) => n.log.slice(marks[i]))
-    .filter((l) => l['event'] === 'shard_acquired' && l['handed_over'] === false)
-    .map((l) => Date.parse(String(l['time'])) - wall0);
+    .filter((l) => l['event'] === 'shards_acquired')
+    .flatMap((l) => (l['shards'] as { handed_over: boolean }[]).filter((s) => !s.handed_over).map(() => Number(l['time']) - wall0));
   return { gets, takes };
 }
 
@@ -188,10 +188,13 @@ async function failover(label: string, urls: readonly string[], env: Record<stri
   times.sort((a, b) => a - b);
   takes.sort((a, b) => a - b);
   line(
-    `${label}: its shards taken (lease expired + claim), p50 / max`,
-    `${fmt(percentile(takes, 50))} / ${fmt(takes[takes.length - 1] ?? 0)} ms (${takes.length} shards; a lease lasts ${fmt((ttlMs * 2) / 3)}-${fmt(ttlMs)} ms after a kill)`,
+    `${label}: its shards taken (the servers' disconnect event + a claim), p50 / max`,
+    `${fmt(percentile(takes, 50))} / ${fmt(takes[takes.length - 1] ?? 0)} ms (${takes.length} shards, logged in batches of up to 200 ms; without the event a lease lasts ${fmt((ttlMs * 2) / 3)}-${fmt(ttlMs)} ms after a kill)`,
   );
-  line(`${label}: first get after kill -9, p50 / max (${times.length} afs)`, `${fmt(percentile(times, 50))} / ${fmt(times[times.length - 1]!)} ms (goal <= 1,000 ms)`);
+  line(
+    `${label}: first get after kill -9, p50 / p99 / max (${times.length} afs)`,
+    `${fmt(percentile(times, 50))} / ${fmt(percentile(times, 99))} / ${fmt(times[times.length - 1]!)} ms (goal: p99 < 1,000 ms)`,
+  );
   await nc.close();
   for (const n of nodes.values()) await kill(n);
 }
@@ -387,10 +390,11 @@ async function main(): Promise<void> {
   const version = spawnSync(natsServerBinary(), ['--version'], { encoding: 'utf8' }).stdout.trim();
   process.stdout.write(`cluster benchmarks (${quick ? 'quick' : 'full'}; node processes, disconnect hints on; ${version}, ${new Date().toISOString()})\n`);
   process.stdout.write('single NATS server:\n');
-  // The lease decides when a dead node's shards move: failover is the rest of its lease plus a claim.
+  // A dead node's shards move when the servers report its connection closed: the leases it wrote
+  // on that connection are taken at once, whatever their TTL (the shipped 3 s, and 1 s).
   if (only === undefined || only === 'failover') {
+    await withSingleServer((s) => failover('failover, 1 NATS server', [s.url], {}, quick ? 2 : 3, 3_000));
     await withSingleServer((s) => failover('failover, 1 NATS server', [s.url], {}, quick ? 2 : 3, 1_000));
-    await withSingleServer((s) => failover('failover, 1 NATS server', [s.url], {}, quick ? 2 : 3, 750));
   }
   if (only === undefined || only === 'moves') {
     await withSingleServer((s) => movePause([s.url], 1_000)); // the mechanism

@@ -16,7 +16,8 @@ export function nodeConnectionName(nodeId: string): string {
 }
 
 interface DisconnectEvent {
-  client?: { name?: string };
+  server?: { id?: string };
+  client?: { name?: string; id?: number };
   reason?: string;
 }
 
@@ -27,7 +28,8 @@ export class DisconnectHints {
     servers: string[],
     credentials: { user: string; pass: string },
     nodeId: string,
-    onNodeDisconnected: (nodeId: string, reason: string) => void,
+    /** `conn`: the connection that closed, `<server id>/<client id>` as the node names its own (null if the event lacks it). */
+    onNodeDisconnected: (nodeId: string, conn: string | null, reason: string) => void,
     log: Logger,
     tls?: TlsFiles,
   ): Promise<DisconnectHints> {
@@ -38,7 +40,8 @@ export class DisconnectHints {
         try {
           const event = decodeJson(msg.data) as DisconnectEvent;
           const name = event.client?.name ?? '';
-          if (name.startsWith(prefix) && !name.endsWith('-events')) onNodeDisconnected(name.slice(prefix.length), event.reason ?? '');
+          const conn = event.server?.id !== undefined && event.client?.id !== undefined ? `${event.server.id}/${event.client.id}` : null;
+          if (name.startsWith(prefix) && !name.endsWith('-events')) onNodeDisconnected(name.slice(prefix.length), conn, event.reason ?? '');
         } catch (e) {
           log.debug({ event: 'disconnect_event_unreadable', err: e });
         }

@@ -27,7 +27,16 @@
  *   tell the next owner that nothing is left to fence.
  * - A shard taken after its lease ran out (its holder crashed or paused) is `unfenced`: each of its
  *   activeflows is rewritten, revision-checked, before its first use here, so a holder that still
- *   runs fails its next write.
+ *   runs fails its next write. Handed over before its sweep finished, it stays unfenced at the next
+ *   owner (the marker says `fence`): the simulation found a stolen shard passed on at once, and its
+ *   next owner wrote beside the stale holder's loaded copy.
+ * - A node whose connection to NATS is lost drops every shard at once (`disconnected`), before
+ *   anything can reach it on the next connection; each lease it writes names the connection it was
+ *   written on (`conn`). So when the servers report a node's connection closed, the leases still
+ *   written on that very connection are safe to take at once (`suspect` with its connection): their
+ *   holder serves nothing more on them, dead or alive. A lease renewed on a newer connection is
+ *   not taken; it is left to its holder, or to its TTL. This is what makes a crash's failover the
+ *   time to hear of it plus one claim, not the rest of the lease.
  */
 import type { LeaseValue } from './shard-lease.js';
 import { assignment } from './shard-map.js';
@@ -78,9 +87,10 @@ export interface HeldLease {
 }
 
 export type ShardView =
-  | { phase: 'claiming'; marker: SeenMarker | null }
+  /** `reconfirm`: the connection was lost while the claim was on its way (it may land later, under the old connection's name). */
+  | { phase: 'claiming'; marker: SeenMarker | null; reconfirm?: boolean }
   | { phase: 'serving'; lease: HeldLease; unfenced: boolean; kept: { from: string; until: number } | null }
-  | { phase: 'leaving'; lease: HeldLease; stoppedAt: number; settled: boolean }
+  | { phase: 'leaving'; lease: HeldLease; stoppedAt: number; settled: boolean; unfenced: boolean }
   | { phase: 'releasing'; marker: LeaseValue | null; to: string | null; stoppedAt: number | null; settledAt: number | null };
 
 export interface OwnershipView {
@@ -89,14 +99,16 @@ export interface OwnershipView {
   readonly started: boolean;
   /** This node holds its membership lease. */
   readonly joined: boolean;
+  /** This node's connection to NATS is up (as far as it knows). */
+  readonly connected: boolean;
   readonly stopping: boolean;
   readonly stopped: boolean;
   readonly live: ReadonlySet<string>;
   readonly drained: ReadonlySet<string>;
   /** When the watch last saw each node renew its membership lease. */
   readonly renewedAt: ReadonlyMap<string, number>;
-  /** Nodes the server reported disconnected, until when they count as gone (their leases decide). */
-  readonly suspects: ReadonlyMap<string, number>;
+  /** Nodes the servers reported disconnected: until when they count as gone, and the connection that closed. */
+  readonly suspects: ReadonlyMap<string, Suspect>;
   /** Changes the watch made to the membership view (a listing that overlaps one is discarded). */
   readonly viewChanges: number;
   readonly listing: boolean;
@@ -110,6 +122,12 @@ export interface OwnershipView {
   readonly retryAt: ReadonlyMap<number, number>;
   readonly target: readonly (string | null)[];
   readonly targetKey: string;
+}
+
+export interface Suspect {
+  until: number;
+  /** The connection the servers saw close (`<server id>/<client id>`), if they said. */
+  conn: string | null;
 }
 
 export type OwnershipEvent =
@@ -126,7 +144,11 @@ export type OwnershipEvent =
   | { type: 'settled'; shard: number }
   | { type: 'release_done'; shard: number; revision: number | null }
   | { type: 'swept'; shard: number; ok: boolean }
-  | { type: 'suspect'; node: string }
+  | { type: 'suspect'; node: string; conn: string | null }
+  /** This node's own connection to NATS was lost (it may be reconnecting already). */
+  | { type: 'disconnected' }
+  /** ...and made again: what it writes from now on is written on the new connection. */
+  | { type: 'reconnected' }
   /** List the members now (an operator's rebalance, a drain). */
   | { type: 'reconcile' }
   | { type: 'stop' }
@@ -135,8 +157,12 @@ export type OwnershipEvent =
 export type OwnershipCommand =
   /** List the live and drained nodes; answer `listed` (or `list_failed`). */
   | { type: 'list'; changes: number }
-  /** Create the lease key; if it exists, take it only if it is a released marker or transferred here. With `marker`, one update at its revision. Answer `claimed`. */
-  | { type: 'claim'; shard: number; value: LeaseValue; marker: SeenMarker | null }
+  /**
+   * Create the lease key; if it exists, take it only if `takeable` says so (a released marker, a
+   * transfer here, this node's own, or, with `steal`, one written on a connection the servers saw
+   * close). With `marker`, one update at its revision. Answer `claimed`.
+   */
+  | { type: 'claim'; shard: number; value: LeaseValue; marker: SeenMarker | null; steal: Steal | null }
   /** Rewrite the lease at its revision; answer `renewed`. */
   | { type: 'renew'; shard: number; value: LeaseValue; revision: number; sentAt: number }
   /** Subscribe to the shard's requests. With `sweep`, load (and so fence) its activeflows soon, then answer `swept`. */
@@ -161,6 +187,7 @@ export function initialView(cfg: OwnershipConfig, now: number): OwnershipView {
     now,
     started: false,
     joined: false,
+    connected: true,
     stopping: false,
     stopped: false,
     live: new Set(),
@@ -179,9 +206,20 @@ export function initialView(cfg: OwnershipConfig, now: number): OwnershipView {
   };
 }
 
-/** Whether a lease key's value may be taken by `nodeId`: a released marker, or a transfer to it. */
-export function takeable(value: LeaseValue, nodeId: string): boolean {
-  return value.released_at !== undefined || (value.node_id === nodeId && value.transferred_from !== undefined);
+export interface Steal {
+  node: string;
+  conn: string;
+}
+
+/**
+ * Whether a lease key's value may be taken by `nodeId`: a released marker; a lease in its own name
+ * (transferred to it, or left from its own earlier connection or run: it dropped that tenure's
+ * shards when it lost the connection); or, with `steal`, a lease its holder wrote on the very
+ * connection the servers saw close.
+ */
+export function takeable(value: LeaseValue, nodeId: string, steal: Steal | null = null): boolean {
+  if (value.released_at !== undefined || value.node_id === nodeId) return true;
+  return steal !== null && value.node_id === steal.node && value.conn === steal.conn;
 }
 
 /** Whether this node may serve a request of `shard` at `now` (its clock). */
@@ -215,7 +253,7 @@ export function nextWake(view: OwnershipView): number | null {
   }
   // A retry already due waits for a claim's result (claims at once are capped), not for a timer.
   for (const t of view.retryAt.values()) if (t > view.now) at = Math.min(at, t);
-  for (const t of view.suspects.values()) at = Math.min(at, t);
+  for (const s of view.suspects.values()) at = Math.min(at, s.until);
   return at === Infinity ? null : at;
 }
 
@@ -227,7 +265,7 @@ interface Work {
   live: Set<string>;
   drained: Set<string>;
   renewedAt: Map<string, number>;
-  suspects: Map<string, number>;
+  suspects: Map<string, Suspect>;
   holders: Map<number, string>;
   markers: Map<number, SeenMarker>;
   shards: Map<number, ShardView>;
@@ -354,9 +392,24 @@ function apply(w: Work, e: OwnershipEvent): boolean {
       if (s?.phase === 'serving' && e.ok) w.shards.set(e.shard, { ...s, unfenced: false });
       return false;
     }
+    case 'disconnected':
+      // Nothing may be served on the next connection from this tenure: every shard goes now, and
+      // is claimed again (its lease is still in this node's name) once the connection is back.
+      for (const [shard, s] of [...w.shards]) {
+        if (s.phase === 'serving' || s.phase === 'leaving') drop(w, shard, "this node's connection to NATS was lost");
+        // A claim on its way may still land, after the reconnection, under the old connection's
+        // name (which the others may take at once): served only once a renewal confirms it.
+        else if (s.phase === 'claiming') w.shards.set(shard, { ...s, reconfirm: true });
+      }
+      w.retryAt.clear();
+      v.connected = false;
+      return false;
+    case 'reconnected':
+      v.connected = true;
+      return false;
     case 'suspect':
       if (e.node === self || v.stopping) return false;
-      w.suspects.set(e.node, v.now + v.cfg.ttlMs + 1_000);
+      w.suspects.set(e.node, { until: v.now + v.cfg.ttlMs + 1_000, conn: e.conn });
       // Its shards are tried at once, then every suspectRetryMs until its leases run out.
       for (const [shard, holder] of w.holders) if (holder === e.node) w.retryAt.delete(shard);
       w.out.push({
@@ -463,8 +516,9 @@ function onAnnounced(w: Work, shard: number, revision: number, marker: LeaseValu
       passOn(w, shard, lease);
       return;
     }
-    w.shards.set(shard, { phase: 'serving', lease: renew(w, shard, lease), unfenced: false, kept: leaving ? { from: marker.transferred_from, until: v.now + v.cfg.ttlMs } : null });
-    served(w, shard, lease);
+    const unfenced = marker.fence === true;
+    w.shards.set(shard, { phase: 'serving', lease: renew(w, shard, lease), unfenced, kept: leaving ? { from: marker.transferred_from, until: v.now + v.cfg.ttlMs } : null });
+    served(w, shard, lease, unfenced);
     return;
   }
   if (v.stopping || s !== undefined) {
@@ -498,7 +552,9 @@ function onClaimed(w: Work, shard: number, sentAt: number, granted: { revision: 
     confirmed: true,
     lastSentAt: sentAt,
     renewing: null,
-    handedOver: granted.previous !== null,
+    // Handed over: taken from a released marker or a transfer here, whose holder stopped and flushed.
+    // Taken from a lease of its own earlier tenure, or from a closed connection: fenced first.
+    handedOver: granted.previous !== null && (granted.previous.released_at !== undefined || (granted.previous.transferred_from !== undefined && granted.previous.node_id === v.cfg.nodeId)),
     previous: granted.previous,
   };
   const target = computeTarget(w);
@@ -506,14 +562,26 @@ function onClaimed(w: Work, shard: number, sentAt: number, granted: { revision: 
     passOn(w, shard, lease); // the target moved on while this node was taking it
     return;
   }
-  w.shards.set(shard, { phase: 'serving', lease, unfenced: !lease.handedOver, kept: null });
-  served(w, shard, lease);
+  if (s.reconfirm === true) {
+    // Written before the connection was lost, maybe landed after: confirmed again on this one.
+    const pending = { ...lease, confirmed: false, validUntil: v.now + v.cfg.ttlMs };
+    w.shards.set(shard, { phase: 'serving', lease: renew(w, shard, pending), unfenced: mustFence(pending), kept: null });
+    served(w, shard, pending, mustFence(pending));
+    return;
+  }
+  w.shards.set(shard, { phase: 'serving', lease, unfenced: mustFence(lease), kept: null });
+  served(w, shard, lease, mustFence(lease));
 }
 
-function served(w: Work, shard: number, lease: HeldLease): void {
+/** Fenced before use: taken without a handover, or handed over by a holder that had not fenced it all yet. */
+function mustFence(lease: HeldLease): boolean {
+  return !lease.handedOver || lease.previous?.fence === true;
+}
+
+function served(w: Work, shard: number, lease: HeldLease, unfenced: boolean): void {
   w.holders.set(shard, w.v.cfg.nodeId);
   w.markers.delete(shard);
-  w.out.push({ type: 'serve', shard, epoch: lease.epoch, handedOver: lease.handedOver, previous: lease.previous, sweep: !lease.handedOver });
+  w.out.push({ type: 'serve', shard, epoch: lease.epoch, handedOver: lease.handedOver, previous: lease.previous, sweep: unfenced });
   w.out.push({ type: 'acquired', shard, epoch: lease.epoch, handedOver: lease.handedOver, previous: lease.previous });
 }
 
@@ -533,11 +601,12 @@ function renew(w: Work, shard: number, lease: HeldLease): HeldLease {
 function passOn(w: Work, shard: number, lease: HeldLease): void {
   const to = lease.handedOver ? nextOwner(w, shard) : null;
   const stopped = lease.previous?.stopped_at;
+  const carry = { ...(stopped === undefined ? {} : { stopped_at: stopped }), ...(lease.previous?.fence === true ? { fence: true as const } : {}) };
   const marker: LeaseValue | null = !lease.handedOver
     ? null
     : to !== null
-      ? { node_id: to, acquired_at: iso(w.v.now), transferred_from: w.v.cfg.nodeId, ...(stopped === undefined ? {} : { stopped_at: stopped }) }
-      : { ...lease.value, released_at: iso(w.v.now), ...(stopped === undefined ? {} : { stopped_at: stopped }) };
+      ? { node_id: to, acquired_at: iso(w.v.now), transferred_from: w.v.cfg.nodeId, ...carry }
+      : { ...lease.value, released_at: iso(w.v.now), ...carry };
   w.shards.set(shard, { phase: 'releasing', marker, to, stoppedAt: null, settledAt: null });
   w.out.push({ type: 'release', shard, revision: lease.revision, marker });
   w.out.push({ type: 'note', event: 'shard_passed_on', fields: { shard, to }, message: '' });
@@ -560,7 +629,7 @@ function decide(w: Work, claimAll: boolean): void {
     return;
   }
   const { nodeId: self, ttlMs } = v.cfg;
-  for (const [node, until] of [...w.suspects]) if (v.now >= until) w.suspects.delete(node);
+  for (const [node, s] of [...w.suspects]) if (v.now >= s.until) w.suspects.delete(node);
   const target = computeTarget(w);
   const renewEvery = Math.floor(ttlMs / 3);
 
@@ -579,8 +648,9 @@ function decide(w: Work, claimAll: boolean): void {
         // owner when there is one; a marker for whoever the target names later.
         const to = nextOwner(w, shard);
         const stopped = iso(s.stoppedAt);
+        const fence = s.unfenced ? { fence: true as const } : {};
         const marker: LeaseValue =
-          to !== null ? { node_id: to, acquired_at: iso(v.now), transferred_from: self, stopped_at: stopped } : { ...lease.value, released_at: iso(v.now), stopped_at: stopped };
+          to !== null ? { node_id: to, acquired_at: iso(v.now), transferred_from: self, stopped_at: stopped, ...fence } : { ...lease.value, released_at: iso(v.now), stopped_at: stopped, ...fence };
         w.shards.set(shard, { phase: 'releasing', marker, to, stoppedAt: s.stoppedAt, settledAt: v.now });
         w.out.push({ type: 'release', shard, revision: lease.revision, marker });
         continue;
@@ -593,15 +663,15 @@ function decide(w: Work, claimAll: boolean): void {
     if (kept !== null && (v.stopping || v.now >= kept.until || target[shard] !== kept.from)) kept = null;
     if (target[shard] !== self && kept === null && handing < v.cfg.handoffsAtOnce) {
       handing++;
-      w.shards.set(shard, { phase: 'leaving', lease, stoppedAt: v.now, settled: false });
+      w.shards.set(shard, { phase: 'leaving', lease, stoppedAt: v.now, settled: false, unfenced: s.unfenced });
       w.out.push({ type: 'settle', shard });
       continue;
     }
     if (lease !== s.lease || kept !== s.kept) w.shards.set(shard, { ...s, lease, kept });
   }
 
-  // Not a member yet (or any more), as this node and the others see it: take nothing.
-  if (!v.stopping && (v.joined || w.live.has(self))) {
+  // Not a member yet (or any more), as this node and the others see it, or not connected: take nothing.
+  if (!v.stopping && v.connected && (v.joined || w.live.has(self))) {
     let claiming = 0;
     for (const s of w.shards.values()) if (s.phase === 'claiming') claiming++;
     for (const [shard, seen] of [...w.markers]) {
@@ -610,7 +680,7 @@ function decide(w: Work, claimAll: boolean): void {
       w.markers.delete(shard);
       claiming++;
       w.shards.set(shard, { phase: 'claiming', marker: seen });
-      w.out.push({ type: 'claim', shard, value: { node_id: self, acquired_at: iso(v.now) }, marker: seen });
+      w.out.push({ type: 'claim', shard, value: { node_id: self, acquired_at: iso(v.now) }, marker: seen, steal: null });
     }
     for (const shard of [...w.retryAt.keys()]) if (target[shard] !== self || w.shards.has(shard)) w.retryAt.delete(shard);
     for (let shard = 0; shard < target.length && claiming < v.cfg.claimsAtOnce; shard++) {
@@ -623,7 +693,9 @@ function decide(w: Work, claimAll: boolean): void {
       w.retryAt.delete(shard);
       claiming++;
       w.shards.set(shard, { phase: 'claiming', marker: null });
-      w.out.push({ type: 'claim', shard, value: { node_id: self, acquired_at: iso(v.now) }, marker: null });
+      const suspect = holder === undefined ? undefined : w.suspects.get(holder);
+      const steal = holder !== undefined && suspect?.conn != null ? { node: holder, conn: suspect.conn } : null;
+      w.out.push({ type: 'claim', shard, value: { node_id: self, acquired_at: iso(v.now) }, marker: null, steal });
     }
   }
   if (v.stopping) {

@@ -32,6 +32,13 @@ export interface LeaseValue {
   stopped_at?: string;
   /** Set by a holder that transferred the lease to `node_id`, who has not confirmed it yet. */
   transferred_from?: string;
+  /**
+   * On a marker or transfer: the shard was handed over before all its activeflows were fenced
+   * (taken after a crash, then moved on before its sweep finished): the next holder fences them.
+   */
+  fence?: true;
+  /** The connection the holder wrote it on (`<server id>/<client id>`): taken at once if the servers see that connection close. */
+  conn?: string;
 }
 
 export interface LeaseOptions {

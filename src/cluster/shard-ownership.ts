@@ -27,7 +27,20 @@ import { inPool, withTimeout } from './async-limits.js';
 import { keysNow } from '../store/kv-keys.js';
 import { ShardEventBatch } from './shard-event-batch.js';
 import { backoffDelay, type Backoff } from '../retry.js';
-import { initialView, isUnfenced, nextWake, type OwnershipCommand, ownershipConfig, type OwnershipEvent, type OwnershipView, serves, servingShards, step, takeable } from './ownership-core.js';
+import {
+  initialView,
+  isUnfenced,
+  nextWake,
+  type OwnershipCommand,
+  ownershipConfig,
+  type OwnershipEvent,
+  type OwnershipView,
+  serves,
+  servingShards,
+  type Steal,
+  step,
+  takeable,
+} from './ownership-core.js';
 
 export interface OwnershipDeps {
   nc: NatsConnection;
@@ -65,6 +78,8 @@ export class ShardOwnership {
   private readonly queue: OwnershipEvent[] = [];
   private dispatching = false;
   private closed = false;
+  /** The connection the shards are served on; a change means it was lost and made again. */
+  private servingOn: string | null = '';
   private readonly done: Promise<void>;
   private finish!: () => void;
   moves = 0;
@@ -89,6 +104,16 @@ export class ShardOwnership {
    * and takes each one the moment it is released.
    */
   async start(): Promise<void> {
+    this.servingOn = this.connection();
+    void (async () => {
+      for await (const s of this.deps.nc.status()) {
+        if (this.closed) break;
+        if (s.type === 'disconnect' && this.servingOn !== null) {
+          this.servingOn = null;
+          this.dispatch({ type: 'disconnected' });
+        } else if (s.type === 'reconnect') this.checkConnection();
+      }
+    })();
     this.announcements = this.deps.nc.subscribe(SUBJECTS.clusterReleased, {
       callback: (_e, msg) => {
         try {
@@ -135,11 +160,32 @@ export class ShardOwnership {
   }
 
   /**
-   * A hint from the server that a node's connection closed: its shards are tried at once and soon
-   * after, so each is taken the moment its lease runs out (the lease decides).
+   * The servers saw a node's connection close (`conn`: `<server id>/<client id>`): its leases
+   * written on that connection are taken at once; any other is tried again soon, and taken the
+   * moment it runs out.
    */
-  suspect(nodeId: string): void {
-    this.dispatch({ type: 'suspect', node: nodeId });
+  suspect(nodeId: string, conn: string | null): void {
+    this.dispatch({ type: 'suspect', node: nodeId, conn });
+  }
+
+  /** The connection this node's leases are written on, as the servers name it in their events. */
+  private connection(): string {
+    const info = this.deps.nc.info;
+    return info === undefined ? '' : `${info.server_id}/${info.client_id}`;
+  }
+
+  /**
+   * Checked on every request, synchronously: a request that arrives on a newer connection than the
+   * one this node's shards were taken on finds them dropped first. (The status event below says the
+   * same, sooner, but an async iterator gives no guarantee it is read before the new connection's
+   * first message.)
+   */
+  private checkConnection(): void {
+    const now = this.connection();
+    if (now === this.servingOn) return;
+    if (this.servingOn !== null) this.dispatch({ type: 'disconnected' });
+    this.servingOn = now;
+    this.dispatch({ type: 'reconnected' });
   }
 
   /**
@@ -195,11 +241,11 @@ export class ShardOwnership {
       }
       case 'claim': {
         const sentAt = Date.now();
-        void this.claim(c.shard, c.value, c.marker).then((granted) => this.dispatch({ type: 'claimed', shard: c.shard, sentAt, granted }));
+        void this.claim(c.shard, { ...c.value, conn: this.connection() }, c.marker, c.steal).then((granted) => this.dispatch({ type: 'claimed', shard: c.shard, sentAt, granted }));
         return;
       }
       case 'renew':
-        void leases.update(`shard.${c.shard}`, encodeJson(c.value), c.revision).then(
+        void leases.update(`shard.${c.shard}`, encodeJson({ ...c.value, conn: this.connection() }), c.revision).then(
           (revision) => this.dispatch({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision }),
           () => this.dispatch({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision: null }),
         );
@@ -283,7 +329,12 @@ export class ShardOwnership {
   }
 
   /** Creates the lease; if it exists, takes it only if it is a released marker or transferred here (revision-checked). */
-  private async claim(shard: number, value: LeaseValue, marker: { revision: number; marker: LeaseValue } | null): Promise<{ revision: number; previous: LeaseValue | null } | null> {
+  private async claim(
+    shard: number,
+    value: LeaseValue,
+    marker: { revision: number; marker: LeaseValue } | null,
+    steal: Steal | null,
+  ): Promise<{ revision: number; previous: LeaseValue | null } | null> {
     const { leases } = this.deps;
     const key = `shard.${shard}`;
     try {
@@ -294,7 +345,7 @@ export class ShardOwnership {
         const e = await leases.get(key);
         if (e === null || e.operation !== 'PUT') return null;
         const previous = decodeJson(e.value) as LeaseValue;
-        if (!takeable(previous, this.deps.nodeId)) return null;
+        if (!takeable(previous, this.deps.nodeId, steal)) return null;
         return { revision: await leases.update(key, encodeJson(value), e.revision), previous };
       }
     } catch {
@@ -346,6 +397,7 @@ export class ShardOwnership {
 
   /** Whether this node serves the shard now (its lease valid on this node's clock). */
   owns(shard: number): boolean {
+    this.checkConnection();
     return serves(this.view, shard, Date.now());
   }
 

@@ -235,7 +235,7 @@ export class ActiveflowNode {
         );
       if (this.options.systemCredentials !== undefined) {
         try {
-          this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id) => ownership.suspect(id), this.log, this.options.tls);
+          this.hints = await DisconnectHints.start(this.options.servers, this.options.systemCredentials, this.options.nodeId, (id, conn) => ownership.suspect(id, conn), this.log, this.options.tls);
         } catch (e) {
           throw new Error(
             `cannot listen to disconnect events as NATS_SYSTEM_USER "${this.options.systemCredentials.user}": ${(e as Error).message}; check the user and password of the system account, or unset NATS_SYSTEM_USER`,

@@ -129,7 +129,7 @@ describe('a graceful move', () => {
     // And a confirmed each one: the leases are in its own plain name now.
     // Listed in one request: a kv.keys() walk can run on while a renews its leases (src/store/kv-keys.ts).
     for (const key of await keysNow(leases, 'shard.*')) {
-      expect(JSON.parse((await leases.get(key))!.string())).toEqual({ node_id: 'node-a', acquired_at: expect.any(String) });
+      expect(JSON.parse((await leases.get(key))!.string())).toEqual({ node_id: 'node-a', acquired_at: expect.any(String), conn: expect.stringMatching(/^\w+\/\d+$/) });
     }
   }, 60_000);
 });

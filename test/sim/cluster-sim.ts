@@ -40,6 +40,8 @@ export interface SimOptions {
   step?: StepFn;
   /** A handover releases its lease before its in-flight requests finish (a mutation of the shell). */
   releaseEarly?: boolean;
+  /** A suspect's lease is taken whatever connection it was written on (a mutation of the shell's claim). */
+  stealAnyConnection?: boolean;
   /** Keep a readable trace (the last `traceLines` lines are returned with a failure). */
   traceLines?: number;
 }
@@ -50,7 +52,7 @@ export interface SimResult {
   violation: string | null;
   /** The trace's last lines, oldest first. */
   trace: string[];
-  stats: { events: number; moves: number; reads: number; handovers: number; crashes: number; pauses: number; partitions: number; simulatedMs: number };
+  stats: { events: number; moves: number; reads: number; handovers: number; steals: number; crashes: number; pauses: number; partitions: number; simulatedMs: number };
 }
 
 class Violation extends Error {}
@@ -162,7 +164,7 @@ class Simulation {
   private readonly traceLines: number;
   readonly acked = new Array<number>(ACTIVEFLOWS).fill(0);
   private readonly done = new Array<boolean>(ACTIVEFLOWS).fill(false);
-  readonly stats = { events: 0, moves: 0, reads: 0, handovers: 0, crashes: 0, pauses: 0, partitions: 0, simulatedMs: 0 };
+  readonly stats = { events: 0, moves: 0, reads: 0, handovers: 0, steals: 0, crashes: 0, pauses: 0, partitions: 0, simulatedMs: 0 };
   readonly faultsUntil: number;
 
   constructor(readonly options: SimOptions) {
@@ -382,17 +384,18 @@ class Simulation {
       const ms = this.between(50, 3 * this.ttlMs);
       this.log(`FAULT pause ${node.label} for ${ms.toFixed(0)} ms`);
       node.pause();
+      // The servers' pings find a stopped process after a while and close its connection.
+      const pings = this.between(this.ttlMs / 2, 2 * this.ttlMs);
+      this.at(this.t + pings, () => {
+        if (node.state === 'paused') node.link.closeByServer('stale connection');
+      });
       this.at(this.t + ms, () => node.resume());
     } else if (fault === 'partition') {
       if (node.state === 'down' || node.link.partitioned) return;
       this.stats.partitions++;
       const ms = this.between(50, 3 * this.ttlMs);
       this.log(`FAULT partition ${node.label} for ${ms.toFixed(0)} ms`);
-      node.link.partitioned = true;
-      // The servers notice a dead connection after their pings (here: within half a TTL) and tell the others.
-      this.at(this.t + this.between(20, this.ttlMs / 2), () => {
-        if (node.link.partitioned) this.suspect(node);
-      });
+      node.link.partition();
       this.at(this.t + ms, () => node.link.heal());
     } else if (fault === 'slow') {
       // A slow spell, up to half a TTL each way: longer than the safety margin, as a congested
@@ -413,7 +416,7 @@ class Simulation {
       this.at(this.t + slowMs, () => {
         if (node.state === 'down' || node.link.partitioned) return;
         this.stats.partitions++;
-        node.link.partitioned = true;
+        node.link.partition();
         this.at(this.t + this.between(50, 3 * this.ttlMs), () => node.link.heal());
       });
     } else if (fault === 'stop') {
@@ -449,6 +452,7 @@ class Simulation {
     this.log('HEAL: faults stop');
     for (const node of this.nodes) {
       node.link.heal();
+      if (node.state === 'up' && node.link.closed) node.reconnect();
       node.link.slowUntil = 0;
       node.link.dropUntil = 0;
       if (node.state === 'paused') node.resume();
@@ -466,10 +470,11 @@ class Simulation {
     node.boot();
   }
 
-  /** The servers saw a node's connection close: a disconnect event to every other node. */
-  suspect(node: SimNode): void {
+  /** The servers saw a node's connection close: a disconnect event, naming that connection, to every other node. */
+  suspect(node: SimNode, conn: string): void {
+    this.log(`servers: connection ${conn} of ${node.label} closed`);
     this.watchers((n) => {
-      if (n.id !== node.id) n.core({ type: 'suspect', node: node.id });
+      if (n.id !== node.id) n.core({ type: 'suspect', node: node.id, conn });
     });
   }
 
@@ -499,7 +504,8 @@ class Simulation {
     for (let shard = 0; shard < SHARDS; shard++) {
       let holder: SimNode | null = null;
       for (const n of this.nodes) {
-        if (n.state === 'down' || !serves(n.view, shard, n.clock())) continue;
+        // A node whose connection is closed can neither hear a request nor answer one.
+        if (n.state === 'down' || n.link.closed || !serves(n.view, shard, n.clock())) continue;
         if (holder !== null) this.fail(`shard ${shard} served by ${holder.label} and ${n.label} at once`);
         holder = n;
         const lease = this.leases.get(`shard.${shard}`, this.t);
@@ -513,7 +519,7 @@ class Simulation {
 
   private checkServed(): void {
     for (let shard = 0; shard < SHARDS; shard++) {
-      const servers = this.nodes.filter((n) => n.state === 'up' && serves(n.view, shard, n.clock()));
+      const servers = this.nodes.filter((n) => n.state === 'up' && !n.link.closed && serves(n.view, shard, n.clock()));
       if (servers.length !== 1) this.fail(`${this.serveBoundMs} ms after the faults stopped, shard ${shard} is served by ${servers.length} nodes`);
     }
   }
@@ -531,6 +537,9 @@ class Simulation {
 /** One node's link to the servers: delays, order within the link, drops, partitions. */
 class Link {
   partitioned = false;
+  /** The servers closed this connection (a crash, a partition or a pause their pings found). */
+  closed = false;
+  generation = 0;
   slowUntil = 0;
   slowBy = 0;
   dropUntil = 0;
@@ -548,7 +557,7 @@ class Link {
   }
 
   private lost(): boolean {
-    return this.partitioned || this.sim.now < this.dropUntil;
+    return this.partitioned || this.closed || this.sim.now < this.dropUntil;
   }
 
   /** Server to node. */
@@ -563,7 +572,7 @@ class Link {
     if (this.lost() || this.node.state !== 'up') return;
     this.lastOut = Math.max(this.lastOut, this.sim.now + this.delay());
     this.sim.at(this.lastOut, () => {
-      if (!this.partitioned) fn();
+      if (!this.partitioned && !this.closed) fn();
     });
   }
 
@@ -582,11 +591,39 @@ class Link {
     this.node.timer(this.node.clock() + timeoutMs, () => settle(null));
   }
 
+  /** Cut between the node and the servers: each side finds out in its own time. */
+  partition(): void {
+    this.partitioned = true;
+    const generation = this.generation;
+    // The servers' pings close the connection after a while, and they tell the others.
+    this.sim.at(this.sim.now + this.sim.between(20, this.sim.ttlMs), () => {
+      if (this.partitioned && this.generation === generation) this.closeByServer('stale connection');
+    });
+    // The node's client finds out in its own time, too.
+    this.sim.at(this.sim.now + this.sim.between(20, 2 * this.sim.ttlMs), () => {
+      if (this.partitioned && this.generation === generation) this.node.deliver(() => this.node.noticeDisconnect());
+    });
+  }
+
   heal(): void {
     if (!this.partitioned) return;
     this.partitioned = false;
-    // The client reconnects and subscribes again to what it still holds.
-    this.node.resubscribe();
+    // A connection that survived the cut carries on; one either side gave up is made again.
+    if (this.closed || this.node.disconnectSeen) this.node.deliver(() => this.node.reconnect());
+  }
+
+  /** The servers close the connection: its subscriptions go, and the others hear of it. */
+  closeByServer(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const set of this.sim.subs.values()) set.delete(this.node);
+    this.sim.log(`servers close ${this.node.conn}: ${reason}`);
+    this.sim.suspect(this.node, this.node.conn);
+  }
+
+  open(): void {
+    this.closed = false;
+    this.generation++;
   }
 }
 
@@ -603,6 +640,7 @@ class SimNode {
   private wakeToken = 0;
   private readonly mySubs = new Set<number>();
   watching = false;
+  disconnectSeen = false;
   stopping = false;
   stopped = false;
   restarting = false;
@@ -652,7 +690,34 @@ class SimNode {
     if (this.state !== 'paused') return;
     this.state = 'up';
     this.sim.log(`resume ${this.label}`);
+    // What the socket held is read first; then the client finds the connection closed, if it was.
     for (const fn of this.backlog.splice(0)) if (this.state === 'up') fn();
+    if (this.state === 'up' && this.link.closed && !this.link.partitioned) this.reconnect();
+  }
+
+  /** The node's client noticed its connection is gone (it keeps trying to make a new one). */
+  noticeDisconnect(): void {
+    if (this.state !== 'up' || this.disconnectSeen) return;
+    this.disconnectSeen = true;
+    this.sim.log(`${this.label} notices its connection is gone`);
+    this.core({ type: 'disconnected' });
+  }
+
+  /** A new connection: the disconnect is handled first, then nothing from the old one counts. */
+  reconnect(): void {
+    if (this.state !== 'up') return;
+    this.noticeDisconnect();
+    if (!this.link.closed) this.link.closeByServer('client reconnected');
+    this.link.open();
+    this.disconnectSeen = false;
+    this.sim.log(`${this.label} reconnects as ${this.conn}`);
+    this.core({ type: 'reconnected' });
+    this.resubscribe();
+  }
+
+  /** The connection's name, as the servers give it in their events. */
+  get conn(): string {
+    return `${this.label}/c${this.link.generation}`;
   }
 
   crash(): void {
@@ -663,7 +728,7 @@ class SimNode {
     this.mySubs.clear();
     this.actors.clear();
     // The process is gone: its TCP connection closes and the servers say so at once.
-    this.sim.suspect(this);
+    this.link.closeByServer('process gone');
   }
 
   // ----- start, membership, stop
@@ -824,7 +889,7 @@ class SimNode {
       case 'claim': {
         const sentAt = this.clock();
         const key = `shard.${c.shard}`;
-        const value = JSON.stringify(c.value);
+        const value = JSON.stringify({ ...c.value, conn: this.conn });
         const done = (granted: { revision: number; previous: LeaseValue | null } | null) => this.core({ type: 'claimed', shard: c.shard, sentAt, granted });
         if (c.marker !== null) {
           const seen = c.marker;
@@ -845,7 +910,9 @@ class SimNode {
               (e) => {
                 if (e === null) return done(null);
                 const previous = JSON.parse(e.value) as LeaseValue;
-                if (!takeable(previous, this.id)) return done(null);
+                const steal = c.steal !== null && sim.options.stealAnyConnection === true ? { ...c.steal, conn: previous.conn ?? '' } : c.steal;
+                if (!takeable(previous, this.id, steal)) return done(null);
+                if (steal !== null && previous.node_id === steal.node) sim.stats.steals++;
                 this.link.call(
                   () => sim.leases.update(key, value, e.revision, sim.now),
                   (r) => done(r === null ? null : { revision: r, previous }),
@@ -861,7 +928,7 @@ class SimNode {
       }
       case 'renew':
         this.link.call(
-          () => sim.leases.update(`shard.${c.shard}`, JSON.stringify(c.value), c.revision, sim.now),
+          () => sim.leases.update(`shard.${c.shard}`, JSON.stringify({ ...c.value, conn: this.conn }), c.revision, sim.now),
           (r) => this.core({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision: r }),
           timeout,
         );
@@ -936,6 +1003,7 @@ class SimNode {
           this.stopped = true;
           this.state = 'down';
           this.watching = false;
+          this.link.closeByServer('stopped');
           sim.log(`${this.label} stopped`);
           this.onStopped?.();
         }

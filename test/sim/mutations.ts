@@ -36,9 +36,14 @@ const trustTransfer: StepFn = (view, event, now) => {
   return { ...r, view: mapServing(r.view, (s) => (s.lease.confirmed ? s : { ...s, lease: { ...s.lease, confirmed: true, validUntil: now + view.cfg.ttlMs - view.cfg.safetyMs } })) };
 };
 
+/** A node that loses its connection keeps serving its shards on the next one. */
+const ignoreDisconnect: StepFn = (view, event, now) => (event.type === 'disconnected' ? coreStep(view, { type: 'tick' }, now) : coreStep(view, event, now));
+
 export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string }> = {
   'skip-fence': { what: 'a shard taken after a crash is not fenced', step: skipFence },
   'renew-late': { what: "a renewal's validity counts from its answer, not its request", step: renewLate },
   'release-early': { what: 'a handover releases its lease before its in-flight requests finish', releaseEarly: true },
   'trust-transfer': { what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
+  'ignore-disconnect': { what: 'a node keeps serving across a lost connection', step: ignoreDisconnect },
+  'steal-any-connection': { what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
 };

@@ -74,7 +74,7 @@ function main(): number {
   }
 
   const started = performance.now();
-  const totals = { events: 0, moves: 0, handovers: 0, crashes: 0, pauses: 0, partitions: 0 };
+  const totals = { events: 0, moves: 0, handovers: 0, steals: 0, crashes: 0, pauses: 0, partitions: 0 };
   let failure: SimResult | null = null;
   let ran = 0;
   for (let seed = from; seed < from + seeds; seed++) {
@@ -90,7 +90,7 @@ function main(): number {
   }
   if (process.stderr.isTTY && ran >= 1000) process.stderr.write('\n');
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  const summary = `${ran} seeds, ${totals.events.toLocaleString('en')} events, ${totals.moves.toLocaleString('en')} acknowledged moves, ${totals.handovers.toLocaleString('en')} handovers, ${totals.crashes} crashes, ${totals.pauses} pauses, ${totals.partitions} partitions, ${seconds} s`;
+  const summary = `${ran} seeds, ${totals.events.toLocaleString('en')} events, ${totals.moves.toLocaleString('en')} acknowledged moves, ${totals.handovers.toLocaleString('en')} handovers, ${totals.steals.toLocaleString('en')} leases taken from closed connections, ${totals.crashes} crashes, ${totals.pauses} pauses, ${totals.partitions} partitions, ${seconds} s`;
   if (name !== undefined) {
     if (failure === null) {
       console.log(`mutation ${name} (${MUTATIONS[name]!.what}) NOT caught: ${summary}`);

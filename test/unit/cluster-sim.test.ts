@@ -19,6 +19,7 @@ describe('the cluster simulation', () => {
   it(`holds every invariant over ${CI_SEEDS} seeds`, { timeout: 300_000 }, () => {
     let moves = 0;
     let handovers = 0;
+    let steals = 0;
     let crashes = 0;
     let pauses = 0;
     let partitions = 0;
@@ -27,6 +28,7 @@ describe('the cluster simulation', () => {
       if (!r.ok) expect.fail(explain(r, `npm run simulate:cluster -- --seed ${seed}`));
       moves += r.stats.moves;
       handovers += r.stats.handovers;
+      steals += r.stats.steals;
       crashes += r.stats.crashes;
       pauses += r.stats.pauses;
       partitions += r.stats.partitions;
@@ -34,6 +36,7 @@ describe('the cluster simulation', () => {
     // The runs did what they are for: every activeflow finished its moves, through every kind of fault.
     expect(moves).toBe(CI_SEEDS * 10 * 16);
     expect(handovers).toBeGreaterThan(CI_SEEDS);
+    expect(steals).toBeGreaterThan(CI_SEEDS); // leases taken at once from a connection the servers saw close
     expect(crashes).toBeGreaterThan(CI_SEEDS / 10);
     expect(pauses).toBeGreaterThan(CI_SEEDS / 10);
     expect(partitions).toBeGreaterThan(CI_SEEDS / 10);

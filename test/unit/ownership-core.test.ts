@@ -3,7 +3,7 @@
  * rule the cluster's safety rests on; the simulation (cluster-sim.test.ts) drives them all at once.
  */
 import { describe, expect, it } from 'vitest';
-import { initialView, nextWake, type OwnershipCommand, type OwnershipEvent, type OwnershipView, ownershipConfig, serves, servingShards, step } from '../../src/cluster/ownership-core.js';
+import { initialView, nextWake, type OwnershipCommand, type OwnershipEvent, type OwnershipView, ownershipConfig, serves, servingShards, step, takeable } from '../../src/cluster/ownership-core.js';
 
 const TTL = 300;
 const SAFETY = 75;
@@ -116,7 +116,7 @@ describe('the ownership core', () => {
     const theirs = view.target.flatMap((t, s) => (t === 'b' ? [s] : []));
     // b holds its shards: known from the first listing.
     view = { ...view, holders: new Map(theirs.map((s) => [s, 'b'] as const)) };
-    const suspected = run(view, { type: 'suspect', node: 'b' }, 100);
+    const suspected = run(view, { type: 'suspect', node: 'b', conn: null }, 100);
     expect(ofType(suspected.commands, 'claim').map((c) => c.shard)).toEqual(theirs);
     let v = suspected.view;
     for (const shard of theirs) v = run(v, { type: 'claimed', shard, sentAt: 100, granted: null }, 102).view;
@@ -152,5 +152,45 @@ describe('the ownership core', () => {
         .sort(),
     ).toEqual(mine.map((s) => [s, 'b']));
     expect(ofType(all, 'stopped')).toHaveLength(1);
+  });
+});
+
+describe('the ownership core and lost connections', () => {
+  it("takes a suspect's leases at once when they were written on the connection the servers saw close, and only those", () => {
+    let { view } = started(['b']);
+    for (const [s, v] of view.shards) if (v.phase === 'claiming') view = run(view, { type: 'claimed', shard: s, sentAt: 0, granted: null }, 1).view;
+    const theirs = view.target.flatMap((t, s) => (t === 'b' ? [s] : []));
+    view = { ...view, holders: new Map(theirs.map((s) => [s, 'b'] as const)) };
+    const r = run(view, { type: 'suspect', node: 'b', conn: 'S1/7' }, 10);
+    expect(ofType(r.commands, 'claim').map((c) => [c.shard, c.steal])).toEqual(theirs.map((s) => [s, { node: 'b', conn: 'S1/7' }]));
+    // What the shell then takes: the lease written on that connection, not one written on a newer one.
+    expect(takeable({ node_id: 'b', acquired_at: '', conn: 'S1/7' }, 'a', { node: 'b', conn: 'S1/7' })).toBe(true);
+    expect(takeable({ node_id: 'b', acquired_at: '', conn: 'S2/9' }, 'a', { node: 'b', conn: 'S1/7' })).toBe(false);
+    expect(takeable({ node_id: 'b', acquired_at: '' }, 'a', null)).toBe(false);
+    // A stolen lease is served with every activeflow fenced first.
+    const granted = run(r.view, { type: 'claimed', shard: theirs[0]!, sentAt: 10, granted: { revision: 50, previous: { node_id: 'b', acquired_at: '', conn: 'S1/7' } } }, 12);
+    const s = granted.view.shards.get(theirs[0]!);
+    expect(s?.phase === 'serving' && s.unfenced).toBe(true);
+  });
+
+  it('drops every shard when its own connection is lost, claims nothing until it is back, and serves a claim sent before the loss only once a renewal confirms it', () => {
+    let { view } = started();
+    view = run(view, { type: 'claimed', shard: 0, sentAt: 0, granted: { revision: 3, previous: null } }, 1).view;
+    view = run(view, { type: 'claimed', shard: 1, sentAt: 0, granted: null }, 1).view;
+    const lost = run(view, { type: 'disconnected' }, 5);
+    expect(ofType(lost.commands, 'drop').map((c) => c.shard)).toEqual([0]);
+    expect(ofType(lost.commands, 'claim')).toEqual([]);
+    expect(serves(lost.view, 0, 5)).toBe(false);
+    // The claims of shards 2 and 3 were on their way: granted after the loss, they wait for a renewal.
+    const late = run(lost.view, { type: 'claimed', shard: 2, sentAt: 0, granted: { revision: 9, previous: null } }, 6);
+    expect(serves(late.view, 2, 6)).toBe(false);
+    const back = run(late.view, { type: 'reconnected' }, 7);
+    expect(ofType(back.commands, 'claim').map((c) => c.shard)).toEqual([0, 1]);
+    const renewal = ofType(late.commands, 'renew')[0]!;
+    expect(renewal.shard).toBe(2);
+    const confirmed = run(back.view, { type: 'renewed', shard: 2, sentAt: renewal.sentAt, revision: 10 }, 8);
+    expect(serves(confirmed.view, 2, 8)).toBe(true);
+    // Its own lease from before the loss is its to take again (fenced: that tenure ended without a handover).
+    expect(takeable({ node_id: 'a', acquired_at: '', conn: 'old' }, 'a')).toBe(true);
   });
 });
