@@ -254,6 +254,10 @@ export function nextWake(view: OwnershipView): number | null {
   // A retry already due waits for a claim's result (claims at once are capped), not for a timer.
   for (const t of view.retryAt.values()) if (t > view.now) at = Math.min(at, t);
   for (const s of view.suspects.values()) at = Math.min(at, s.until);
+  for (const [node, renewed] of view.renewedAt) {
+    const stale = renewed + staleAfter(view.cfg);
+    if (node !== view.cfg.nodeId && !view.suspects.has(node) && stale > view.now) at = Math.min(at, stale);
+  }
   return at === Infinity ? null : at;
 }
 
@@ -433,6 +437,11 @@ function apply(w: Work, e: OwnershipEvent): boolean {
       w.out.push({ type: 'stopped' });
       return false;
   }
+}
+
+/** How long after a member's last renewal seen it counts as stopped: two renewal periods. */
+function staleAfter(cfg: OwnershipConfig): number {
+  return Math.floor((cfg.ttlMs * 2) / 3);
 }
 
 function listEvery(v: Draft): number {
@@ -630,6 +639,15 @@ function decide(w: Work, claimAll: boolean): void {
   }
   const { nodeId: self, ttlMs } = v.cfg;
   for (const [node, s] of [...w.suspects]) if (v.now >= s.until) w.suspects.delete(node);
+  // A member whose membership renewals stopped reaching the watch (one comes every TTL/3) is paused
+  // or dead: its leases run out within a TTL of its last renewal. Its shards are tried from then
+  // on every suspectRetryMs, so a paused node's shards move a claim after they expire, not at the
+  // next listing. (Its renewal arriving clears it: then it was only late.)
+  for (const [node, renewed] of w.renewedAt) {
+    if (node === self || w.suspects.has(node) || v.now < renewed + staleAfter(v.cfg) || v.now >= renewed + ttlMs + 1_000) continue;
+    w.suspects.set(node, { until: renewed + ttlMs + 1_000, conn: null });
+    for (const [shard, holder] of w.holders) if (holder === node) w.retryAt.delete(shard);
+  }
   const target = computeTarget(w);
   const renewEvery = Math.floor(ttlMs / 3);
 
