@@ -16,6 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { ActiveflowClient } from '../src/api/client.js';
 import { silentLogger } from '../src/log.js';
 import { connectNats } from '../src/nats/connect.js';
@@ -116,6 +117,7 @@ try {
     import { connect } from '@nats-io/transport-node';
     import { jetstream } from '@nats-io/jetstream';
     import { Kvm } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
     const nc = await connect({ servers: ['${server.url}'] });
     const kv = await new Kvm(nc).create('bench_durable', { history: 1 });
     const js = jetstream(nc);
@@ -151,7 +153,18 @@ try {
 
   const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   const CALLS = latencyOnly ? 10 : quick ? 200 : 1_000;
+  // Storage: what the run leaves in activeflow's streams, and what the server wrote to disk for it.
+  const jsm = await jetstreamManager(nc);
+  const ours = ['ACTIVEFLOW_EVENTS', 'KV_af_running', 'KV_af_ended', 'KV_af_history', 'KV_af_index'];
+  const streamBytes = async () => Promise.all(ours.map((n) => jsm.streams.info(n).then((i) => i.state.bytes)));
+  const storedBytes = async () => (await streamBytes()).reduce((a, b) => a + b, 0);
+  const bytesBefore = await streamBytes();
+  const diskWrites = () => Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${server.pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+  const [storedBefore, writtenBefore] = [await storedBytes(), diskWrites()];
   const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: CALLS, concurrency: CALLS, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
+  const [storedAfter, writtenAfter] = [await storedBytes(), diskWrites()];
+  const bytesAfter = await streamBytes();
+  const perStream = ours.map((n, i) => `${n} ${fmt((bytesAfter[i]! - bytesBefore[i]!) / report.moves)}`).join(', ');
   const moveRate = report.moves / (report.durationMs / 1000);
   // What any design that answers each move over request-reply could reach here, at the same
   // concurrency: ceilings for the ratio above (a move is a request, a reply and durable writes).
@@ -167,6 +180,11 @@ try {
   line('  one KV put, then reply', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
   line("  KV put + stream publish, then reply (a move's writes)", `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x; moves reach ${fmt(moveRate / durable2Rate, 2)}x of it)`);
   line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
+  line(
+    'storage per move: kept in the streams after the run / written to disk by nats-server (goal <= 2 KB kept)',
+    `${fmt((storedAfter - storedBefore) / report.moves)} / ${fmt((writtenAfter - writtenBefore) / report.moves)} bytes  (R1; ${CALLS} calls ended, each kept whole in af_ended)`,
+  );
+  line('  kept, by stream (bytes per move)', perStream);
 
   // 2. latency against a raw echo ---------------------------------------------------------------
   const af = await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
