@@ -396,6 +396,38 @@ async function throughput(urls: readonly string[], natsPid: number): Promise<voi
 }
 
 /** A fresh single server per section: earlier sections' activeflows and leases do not weigh on the next. */
+/**
+ * What replication costs: one node, the same calls, on one server (R1) and on a 3-server cluster
+ * with R3 buckets and stream, alternated. All servers share the same two cores here, so R3 pays
+ * for three servers' CPU on them: an upper bound of its cost on separate machines.
+ */
+async function replication(single: NatsServer, cluster: NatsCluster, rounds: number): Promise<void> {
+  const results: Record<'R1' | 'R3', { rate: number; p50: number; p99: number }[]> = { R1: [], R3: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const setting of ['R1', 'R3'] as const) {
+      const urls = setting === 'R1' ? [single.url] : cluster.urls;
+      const id = `repl-${setting}-${r}`;
+      const node = await startNode(urls, id, setting === 'R3' ? { NATS_REPLICAS: '3' } : {});
+      const nc = await connectNats([...urls], 'bench-repl');
+      const client = new ActiveflowClient(nc, { requestTimeoutMs: 5_000, retryForMs: 30_000 });
+      await settled(client, [id]);
+      const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 10 }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
+      await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: 100, concurrency: 100, digits: [], mediaMs: 0, maxMovesPerCall: 20 }); // warm-up
+      const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: quick ? 300 : 800, concurrency: 250, digits: [], mediaMs: 0, maxMovesPerCall: 20 });
+      results[setting].push({ rate: report.moves / (report.durationMs / 1000), p50: report.p50Ms, p99: report.p99Ms });
+      await nc.close();
+      await kill(node, 'SIGTERM');
+    }
+  }
+  const range = (xs: number[], d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
+  for (const setting of ['R1', 'R3'] as const) {
+    const rs = results[setting];
+    line(`replication ${setting}: durable moves/s (next p50 / p99), ${rounds} rounds alternated`, `${range(rs.map((x) => x.rate))} (${range(rs.map((x) => x.p50), 1)} / ${range(rs.map((x) => x.p99), 1)} ms)`);
+  }
+  const ratios = results.R3.map((x, i) => x.rate / results.R1[i]!.rate);
+  line('replication: R3 moves/s over R1, per round', ratios.map((x) => `${fmt(x, 2)}x`).join(', '));
+}
+
 async function withSingleServer(fn: (server: NatsServer) => Promise<void>): Promise<void> {
   const server = await NatsServer.start({ extraConfig: `ping_interval: "1s"\nping_max: 2\n${accountsConfig(SHARDS)}` });
   try {
@@ -423,6 +455,17 @@ async function main(): Promise<void> {
     await withSingleServer((s) => movePause([s.url], 100)); // and under load, on the same 2 cores
   }
   if (only === undefined || only === 'throughput') await withSingleServer((s) => throughput([s.url], s.pid!));
+  if (only === 'replication') {
+    await withSingleServer(async (single) => {
+      const cluster = await NatsCluster.start(SHARDS);
+      try {
+        await replication(single, cluster, quick ? 2 : 3);
+      } finally {
+        await cluster.stop();
+      }
+    });
+    return;
+  }
   if (only !== undefined && only !== 'r3') return;
   process.stdout.write('3-server NATS cluster, R3 buckets:\n');
   const cluster = await NatsCluster.start(SHARDS);
