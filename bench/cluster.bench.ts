@@ -422,7 +422,16 @@ async function replication(single: NatsServer, cluster: NatsCluster, rounds: num
   const range = (xs: number[], d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
   for (const setting of ['R1', 'R3'] as const) {
     const rs = results[setting];
-    line(`replication ${setting}: durable moves/s (next p50 / p99), ${rounds} rounds alternated`, `${range(rs.map((x) => x.rate))} (${range(rs.map((x) => x.p50), 1)} / ${range(rs.map((x) => x.p99), 1)} ms)`);
+    line(
+      `replication ${setting}: durable moves/s (next p50 / p99), ${rounds} rounds alternated`,
+      `${range(rs.map((x) => x.rate))} (${range(
+        rs.map((x) => x.p50),
+        1,
+      )} / ${range(
+        rs.map((x) => x.p99),
+        1,
+      )} ms)`,
+    );
   }
   const ratios = results.R3.map((x, i) => x.rate / results.R1[i]!.rate);
   line('replication: R3 moves/s over R1, per round', ratios.map((x) => `${fmt(x, 2)}x`).join(', '));

@@ -5,14 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../api/subjects.js';
-import { NodeMembership } from '../cluster/membership-registry.js';
-import { ShardLease } from '../cluster/shard-lease.js';
 import type { Logger } from '../log.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { retry } from '../retry.js';
 import type { Storage } from '../store/buckets.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
-import { keysNow } from '../store/kv-keys.js';
 
 /** JetStream answers only some seconds after a cold start of its server: retry its first calls. */
 export async function withJetStreamRetry<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
