@@ -18,13 +18,16 @@ export class Slots {
   constructor(private readonly size: number) {}
 
   async run<T>(task: () => Promise<T>): Promise<T> {
+    // A finished task hands its slot straight to the first waiter (still counted in `active`), so a
+    // caller arriving between the two cannot take it as well.
     if (this.active >= this.size) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
+    else this.active++;
     try {
       return await task();
     } finally {
-      this.active--;
-      this.waiting.shift()?.();
+      const next = this.waiting.shift();
+      if (next !== undefined) next();
+      else this.active--;
     }
   }
 }

@@ -18,6 +18,36 @@ describe('async limits', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
   });
 
+  it('Slots hands a finished slot to the first waiter: a caller arriving in between waits its turn', async () => {
+    // A caller arriving a few microtasks after a slot is given up, before the waiter's turn comes
+    // (depth 2 was the gap before the fix: two tasks then ran in one slot). Each depth is tried.
+    for (let depth = 0; depth < 6; depth++) {
+      const slots = new Slots(1);
+      let running = 0;
+      let most = 0;
+      const held = (hold: Promise<void>) =>
+        slots.run(async () => {
+          running++;
+          most = Math.max(most, running);
+          await hold;
+          running--;
+        });
+      let releaseA!: () => void;
+      const a = held(new Promise<void>((r) => (releaseA = r)));
+      const b = held(new Promise<void>((r) => setTimeout(r, 5))); // waits for a's slot
+      let c: Promise<void> | undefined;
+      releaseA();
+      const later = (n: number, fn: () => void): void => (n === 0 ? fn() : queueMicrotask(() => later(n - 1, fn)));
+      later(depth, () => {
+        c = held(new Promise<void>((r) => setTimeout(r, 5)));
+      });
+      await a;
+      await b;
+      await c;
+      expect({ depth, most }).toEqual({ depth, most: 1 });
+    }
+  });
+
   it('Slots runs at most `size` tasks at once, in order, and passes results and errors through', async () => {
     const slots = new Slots(2);
     let active = 0;
