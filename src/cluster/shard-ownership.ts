@@ -71,9 +71,9 @@ const SWEEP_DELAY_MS = 250;
 
 /**
  * Loads of warms and sweeps at once, for the whole node: after a crash a survivor takes dozens of
- * shards at once, and a sweep per shard, each two loads wide, competed with the callers' own first
- * requests (measured: the slowest first `get` after a kill -9 went from about 1 s to about 0.5 s
- * with this bound, 768 activeflows on 3 nodes).
+ * shards at once, and a sweep per shard, each two loads wide, would compete with the callers' own
+ * first requests (up to twice the number of shards taken, in flight at once). The callers' loads
+ * fence what they load anyway; the sweep only has to finish eventually.
  */
 const WARM_LOADS_AT_ONCE = 4;
 

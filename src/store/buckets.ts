@@ -78,10 +78,6 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     num_replicas: o.replicas,
     max_age: o.eventRetentionMs * 1_000_000, // nanoseconds
     duplicate_window: 120 * 1_000_000_000,
-    // Direct gets: an activeflow's last event is read on every load (EventLog.lastSeq), and after a
-    // crash a survivor loads hundreds at once; through the JetStream API they queue behind each
-    // other at the stream leader, a direct get is answered by any replica off that queue.
-    allow_direct: true,
   };
   try {
     await jsm.streams.info(EVENTS_STREAM);

@@ -38,7 +38,9 @@ export class EventLog {
   /** The `seq` of the last event stored for an activeflow; 0 when it has none. */
   async lastSeq(customerId: string, activeflowId: string): Promise<number> {
     try {
-      const msg = await this.jsm.direct.getMessage(EVENTS_STREAM, { last_by_subj: eventSubject(customerId, activeflowId) });
+      // From the stream's leader, not a direct get: a replica that lags would answer an older event,
+      // and the load would take effects that already started for ones that never did.
+      const msg = await this.jsm.streams.getMessage(EVENTS_STREAM, { last_by_subj: eventSubject(customerId, activeflowId) });
       return msg === null ? 0 : StreamEvent.parse(decodeJson(msg.data)).seq;
     } catch (e) {
       if (isMessageGone(e)) return 0;
