@@ -248,7 +248,7 @@ export function nextWake(view: OwnershipView): number | null {
   for (const s of view.shards.values()) {
     if (s.phase !== 'serving' && s.phase !== 'leaving') continue;
     at = Math.min(at, s.lease.validUntil);
-    if (s.lease.renewing === null) at = Math.min(at, s.lease.lastSentAt + Math.floor(ttlMs / 3));
+    if (view.connected && s.lease.renewing === null) at = Math.min(at, s.lease.lastSentAt + Math.floor(ttlMs / 3));
     if (s.phase === 'serving' && s.kept !== null) at = Math.min(at, s.kept.until);
   }
   // A retry already due waits for a claim's result (claims at once are capped), not for a timer.
@@ -397,10 +397,14 @@ function apply(w: Work, e: OwnershipEvent): boolean {
       return false;
     }
     case 'disconnected':
-      // Nothing may be served on the next connection from this tenure: every shard goes now, and
-      // is claimed again (its lease is still in this node's name) once the connection is back.
+      // Nothing is served on the next connection on the strength of this one: the servers may
+      // report this connection closed, and the others then take the leases written on it. Each
+      // shard stops being served now and is confirmed again, on the new connection, by a renewal
+      // (which fails if its lease was taken meanwhile). Its actors stay: nobody else could write
+      // while the lease was this node's.
       for (const [shard, s] of [...w.shards]) {
-        if (s.phase === 'serving' || s.phase === 'leaving') drop(w, shard, "this node's connection to NATS was lost");
+        if (s.phase === 'serving') w.shards.set(shard, { ...s, lease: { ...s.lease, confirmed: false, renewing: null } });
+        else if (s.phase === 'leaving') drop(w, shard, "this node's connection to NATS was lost");
         // A claim on its way may still land, after the reconnection, under the old connection's
         // name (which the others may take at once): served only once a renewal confirms it.
         else if (s.phase === 'claiming') w.shards.set(shard, { ...s, reconfirm: true });
@@ -410,6 +414,9 @@ function apply(w: Work, e: OwnershipEvent): boolean {
       return false;
     case 'reconnected':
       v.connected = true;
+      for (const [shard, s] of [...w.shards]) {
+        if (s.phase === 'serving' && !s.lease.confirmed && s.lease.renewing === null) w.shards.set(shard, { ...s, lease: renew(w, shard, s.lease) });
+      }
       return false;
     case 'suspect':
       if (e.node === self || v.stopping) return false;
@@ -574,7 +581,8 @@ function onClaimed(w: Work, shard: number, sentAt: number, granted: { revision: 
   if (s.reconfirm === true) {
     // Written before the connection was lost, maybe landed after: confirmed again on this one.
     const pending = { ...lease, confirmed: false, validUntil: v.now + v.cfg.ttlMs };
-    w.shards.set(shard, { phase: 'serving', lease: renew(w, shard, pending), unfenced: mustFence(pending), kept: null });
+    // Renewed now if connected, else as soon as the connection is back (`reconnected`).
+    w.shards.set(shard, { phase: 'serving', lease: v.connected ? renew(w, shard, pending) : pending, unfenced: mustFence(pending), kept: null });
     served(w, shard, pending, mustFence(pending));
     return;
   }
@@ -673,10 +681,10 @@ function decide(w: Work, claimAll: boolean): void {
         w.out.push({ type: 'release', shard, revision: lease.revision, marker });
         continue;
       }
-      if (!s.settled && lease.renewing === null && v.now >= lease.lastSentAt + renewEvery) w.shards.set(shard, { ...s, lease: renew(w, shard, lease) });
+      if (v.connected && !s.settled && lease.renewing === null && v.now >= lease.lastSentAt + renewEvery) w.shards.set(shard, { ...s, lease: renew(w, shard, lease) });
       continue;
     }
-    if (lease.renewing === null && v.now >= lease.lastSentAt + renewEvery) lease = renew(w, shard, lease);
+    if (v.connected && lease.renewing === null && v.now >= lease.lastSentAt + renewEvery) lease = renew(w, shard, lease);
     let kept = s.kept;
     if (kept !== null && (v.stopping || v.now >= kept.until || target[shard] !== kept.from)) kept = null;
     if (target[shard] !== self && kept === null && handing < v.cfg.handoffsAtOnce) {

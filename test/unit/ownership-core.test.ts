@@ -173,21 +173,30 @@ describe('the ownership core and lost connections', () => {
     expect(s?.phase === 'serving' && s.unfenced).toBe(true);
   });
 
-  it('drops every shard when its own connection is lost, claims nothing until it is back, and serves a claim sent before the loss only once a renewal confirms it', () => {
+  it('stops serving when its own connection is lost, claims nothing until it is back, then serves each shard once a renewal on the new connection confirms it', () => {
     let { view } = started();
     view = run(view, { type: 'claimed', shard: 0, sentAt: 0, granted: { revision: 3, previous: null } }, 1).view;
     view = run(view, { type: 'claimed', shard: 1, sentAt: 0, granted: null }, 1).view;
     const lost = run(view, { type: 'disconnected' }, 5);
-    expect(ofType(lost.commands, 'drop').map((c) => c.shard)).toEqual([0]);
+    expect(ofType(lost.commands, 'drop')).toEqual([]);
     expect(ofType(lost.commands, 'claim')).toEqual([]);
     expect(serves(lost.view, 0, 5)).toBe(false);
+    // No renewal goes out while disconnected, even when one is due.
+    expect(ofType(run(lost.view, { type: 'tick' }, 150).commands, 'renew')).toEqual([]);
     // The claims of shards 2 and 3 were on their way: granted after the loss, they wait for a renewal.
     const late = run(lost.view, { type: 'claimed', shard: 2, sentAt: 0, granted: { revision: 9, previous: null } }, 6);
     expect(serves(late.view, 2, 6)).toBe(false);
     const back = run(late.view, { type: 'reconnected' }, 7);
-    expect(ofType(back.commands, 'claim').map((c) => c.shard)).toEqual([0, 1]);
-    const renewal = ofType(late.commands, 'renew')[0]!;
-    expect(renewal.shard).toBe(2);
+    expect(ofType(back.commands, 'claim').map((c) => c.shard)).toEqual([1]);
+    // Shard 0, held through the loss, is renewed on the new connection and served once confirmed;
+    // refused (its lease was taken from the closed connection), it is dropped.
+    const renew0 = ofType(back.commands, 'renew').find((c) => c.shard === 0)!;
+    expect(renew0).toEqual(expect.objectContaining({ revision: 3, sentAt: 7 }));
+    expect(serves(back.view, 0, 7)).toBe(false);
+    expect(serves(run(back.view, { type: 'renewed', shard: 0, sentAt: 7, revision: 4 }, 8).view, 0, 8)).toBe(true);
+    expect(ofType(run(back.view, { type: 'renewed', shard: 0, sentAt: 7, revision: null }, 8).commands, 'drop')).toHaveLength(1);
+    expect(ofType(late.commands, 'renew')).toEqual([]); // not while disconnected
+    const renewal = ofType(back.commands, 'renew').find((c) => c.shard === 2)!;
     const confirmed = run(back.view, { type: 'renewed', shard: 2, sentAt: renewal.sentAt, revision: 10 }, 8);
     expect(serves(confirmed.view, 2, 8)).toBe(true);
     // Its own lease from before the loss is its to take again (fenced: that tenure ended without a handover).
