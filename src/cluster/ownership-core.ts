@@ -175,7 +175,6 @@ export type OwnershipCommand =
   | { type: 'announce'; shard: number; revision: number; marker: LeaseValue }
   /** Fenced: unsubscribe and forget the shard's actors at once, no write. */
   | { type: 'drop'; shard: number; reason: string }
-  | { type: 'acquired'; shard: number; epoch: number; handedOver: boolean; previous: LeaseValue | null }
   | { type: 'released'; shard: number; to: string | null; stoppedAt: number | null; settledAt: number | null }
   | { type: 'note'; event: string; fields: Record<string, unknown>; message: string }
   /** Everything handed over or dropped after `stop`/`abandon`. */
@@ -599,7 +598,6 @@ function served(w: Work, shard: number, lease: HeldLease, unfenced: boolean): vo
   w.holders.set(shard, w.v.cfg.nodeId);
   w.markers.delete(shard);
   w.out.push({ type: 'serve', shard, epoch: lease.epoch, handedOver: lease.handedOver, previous: lease.previous, sweep: unfenced });
-  w.out.push({ type: 'acquired', shard, epoch: lease.epoch, handedOver: lease.handedOver, previous: lease.previous });
 }
 
 /** Sends a renewal now; the lease as it is while the renewal is on its way. */

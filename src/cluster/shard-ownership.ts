@@ -89,6 +89,7 @@ export class ShardOwnership {
   private closed = false;
   /** The connection the shards are served on; a change means it was lost and made again. */
   private servingOn: string | null = '';
+  private infoSeen: unknown = null;
   private readonly done: Promise<void>;
   private finish!: () => void;
   moves = 0;
@@ -190,6 +191,11 @@ export class ShardOwnership {
    * first message.)
    */
   private checkConnection(): void {
+    // The server's INFO object is replaced on every (re)connection: when it is the one last seen,
+    // nothing changed, and a request pays one comparison, not a string built.
+    const info = this.deps.nc.info;
+    if (info === this.infoSeen) return;
+    this.infoSeen = info;
     const now = this.connection();
     if (now === this.servingOn) return;
     if (this.servingOn !== null) this.dispatch({ type: 'disconnected' });
@@ -273,6 +279,16 @@ export class ShardOwnership {
             }),
           c.sweep ? SWEEP_DELAY_MS : WARM_DELAY_MS,
         ).unref();
+        this.moves++;
+        // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
+        const stopped = c.previous?.stopped_at;
+        const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
+        this.batch.add('shards_acquired', {
+          shard: c.shard,
+          handed_over: c.handedOver,
+          epoch: c.epoch,
+          ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: c.previous!.transferred_from ?? c.previous!.node_id }),
+        });
         return;
       }
       case 'settle': {
@@ -305,19 +321,6 @@ export class ShardOwnership {
         this.subs.delete(c.shard);
         this.deps.registry.drop((id) => shardOf(id, this.deps.shardCount) === c.shard);
         log.warn({ event: 'shard_fenced', shard: c.shard, reason: c.reason });
-        return;
-      }
-      case 'acquired': {
-        this.moves++;
-        // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
-        const stopped = c.previous?.stopped_at;
-        const pauseMs = stopped === undefined ? undefined : Date.now() - Date.parse(stopped);
-        this.batch.add('shards_acquired', {
-          shard: c.shard,
-          handed_over: c.handedOver,
-          epoch: c.epoch,
-          ...(pauseMs === undefined ? {} : { pause_ms: pauseMs, from: c.previous!.transferred_from ?? c.previous!.node_id }),
-        });
         return;
       }
       case 'released':

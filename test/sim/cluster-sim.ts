@@ -934,6 +934,7 @@ class SimNode {
         );
         return;
       case 'serve':
+        sim.log(`${this.label} serves shard ${c.shard} (epoch ${c.epoch}${c.handedOver ? ', handed over' : ', fencing'})`);
         this.exitedBy.delete(c.shard);
         this.subscribe(c.shard);
         if (c.sweep) {
@@ -988,9 +989,6 @@ class SimNode {
         this.exitedBy.set(c.shard, 'drop');
         this.unsubscribe(c.shard);
         this.forget(c.shard, 'drop');
-        return;
-      case 'acquired':
-        sim.log(`${this.label} serves shard ${c.shard} (epoch ${c.epoch}${c.handedOver ? ', handed over' : ', fencing'})`);
         return;
       case 'released':
         sim.log(`${this.label} released shard ${c.shard}${c.to === null ? '' : ` to ${c.to}`}`);
