@@ -2,25 +2,26 @@
  * One activeflow hosted on a node: an XState actor behind a mailbox. Requests are handled one at a
  * time, each in the same fixed order:
  *
- *   transition ─▶ persist (revision-checked) ─▶ publish events ─▶ effects ─▶ reply
- *        ▲                                                          │ awaited effect
- *        └──────────────────────── effect_result ◀──────────────────┘
+ *   transition ─▶ journal entry (one durable write, fenced) ─▶ effects ─▶ reply
+ *        ▲                                                       │ awaited effect
+ *        └────────────────────── effect_result ◀─────────────────┘
  *
  * Life of the handle:
  *
  *   unloaded ──load──▶ running ──end──▶ ended
- *       │                 │ revision conflict, write failure
+ *       │                 │ refused or failed write
  *       └──▶ missing      └──────────────▶ dropped (the registry forgets it; the next request reloads)
  *
- * A reply is sent only after the change it reports is stored. Events are published after the
- * store write; if that fails, they stay in the persisted outbox and are published before the next
- * transition, or by whoever loads the activeflow next (`recover`).
+ * A reply is sent only after the change it reports is stored: a move's journal entry
+ * (src/store/journal-entry.ts) is its one durable write, and is also the event readers get. The
+ * state is checkpointed to KV every CHECKPOINT_EVERY entries, off the request path, and whenever
+ * the actor leaves memory (passivated, handed over, stopped) or ends; a load is the checkpoint plus
+ * the entries after it (docs/architecture.md, "The journal").
  */
 import { createActor, type Actor } from 'xstate';
 import {
   activeflowMachine,
   createActiveflow,
-  materializeEvents,
   reduce,
   substituteText,
   type ActiveflowMachine,
@@ -31,19 +32,27 @@ import {
   type EngineState,
   type Flow,
   type Limits,
-  type StreamEvent,
   type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
 import { type CycleStep, driveAsync, replyValue, requestCycle, resumeCycle } from './host-cycle.js';
-import { persistedSnapshot } from './persisted-snapshot.js';
+import { persistedSnapshot, persistedState } from './persisted-snapshot.js';
 import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
-import type { EventLog } from '../src/store/event-log.js';
+import type { Journal, Stored } from '../src/store/journal.js';
+import { JOURNAL_FORMAT, type JournalEntry, moveEntry, ReplayDivergence, replayEntry } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
-import type { Revision, SnapshotStore } from '../src/store/snapshot-store.js';
+import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
 import { backoffDelay, type Backoff } from '../src/retry.js';
+import { VERSION } from '../src/version.js';
+
+/**
+ * Journal entries between checkpoints. A load after a crash reads at most this many entries (one
+ * leader read each) and replays them; a checkpoint is one KV write of the whole state, ~6 KB for the
+ * bench's call, so at 32 it costs ~0.2 KB of writes per move, against ~0.5 KB for the entry itself.
+ */
+export const CHECKPOINT_EVERY = 32;
 
 export interface EffectRunner {
   /** Performs an awaited effect; failures are results, never throws. */
@@ -59,7 +68,7 @@ export interface EffectRunner {
 
 export interface ActorDeps {
   store: SnapshotStore;
-  events: EventLog;
+  journal: Journal;
   index: ActiveflowIndex;
   effects: EffectRunner;
   clock: HostClock;
@@ -71,8 +80,8 @@ export interface ActorDeps {
   findVariables(activeflowId: string): Promise<Record<string, string> | null>;
   /**
    * True when this node took the activeflow's shard from a holder that did not hand it over (a
-   * crash, a pause): the snapshot is rewritten (revision-checked) before its first use here, so
-   * that holder, if it still runs, can never write it again.
+   * crash, a pause): a fence entry is appended to its journal before its first use here, so that
+   * holder, if it still runs, can never write it again.
    */
   mustFence?(activeflowId: string): boolean;
   /**
@@ -103,8 +112,8 @@ export interface CreationAdmission {
 }
 
 export interface ActorMetrics {
-  /** One snapshot write took this long (seconds). */
-  kvWrite(seconds: number): void;
+  /** One move's durable write (its journal entry) took this long (seconds). */
+  journalWrite(seconds: number): void;
   revisionConflict(): void;
   /** Actions just executed (a cursor move each), by type. */
   moved(types: readonly string[]): void;
@@ -113,8 +122,9 @@ export interface ActorMetrics {
 type Mode =
   | { kind: 'unloaded' }
   | { kind: 'missing' }
-  | { kind: 'running'; actor: Actor<ActiveflowMachine>; revision: Revision }
-  | { kind: 'ended'; state: EngineState; revision: Revision }
+  | { kind: 'running'; actor: Actor<ActiveflowMachine> }
+  /** `revision`: af_ended's, null until the end's checkpoint is written. */
+  | { kind: 'ended'; state: EngineState; revision: Revision | null }
   | { kind: 'dropped' };
 
 /** A request's outcome: a value to send, or an API error. */
@@ -130,9 +140,19 @@ export class ActiveflowActor {
   private mode: Mode = { kind: 'unloaded' };
   private tail: Promise<unknown> = Promise.resolve();
   private queued = 0;
-  private unpublished: { customerId: string; events: StreamEvent[] } | null = null;
-  /** An end whose events are not out yet: its running key is deleted once they are. */
-  private endPending: Revision | null = null;
+  /** The journal's last entry as this actor knows it: the next append expects exactly it (the fence). */
+  private journalSeq = 0;
+  private entryN = 0;
+  /** The state as of that entry (the actor's may be one transition ahead while its entry is written). */
+  private committed: EngineState | null = null;
+  /** af_running's revision as the last checkpoint (or the creation) left it; null once refused. */
+  private checkpointRevision: Revision | null = null;
+  /** Entries since the checkpoint (or since the end's checkpoint). */
+  private uncheckpointed = 0;
+  /** Checkpoint writes, one at a time, beside the mailbox (never in a request's way). */
+  private checkpointing: Promise<void> = Promise.resolve();
+  /** An end whose last steps (checkpoint, index, children, the running key) are not done yet. */
+  private endPending = false;
   /** The wait before the next retry of an end that could not finish (doubles, at most 30 s). */
   private endRetries = 0;
   private requestCounter = 0;
@@ -179,6 +199,11 @@ export class ActiveflowActor {
     return this.mode.kind === 'running' || this.mode.kind === 'ended';
   }
 
+  /** True while journal entries are not in a checkpoint yet (passivation waits for one). */
+  get dirty(): boolean {
+    return this.mode.kind === 'running' && this.uncheckpointed > 0 && this.checkpointRevision !== null;
+  }
+
   /** Runs `fn` after every earlier request of this activeflow (the mailbox). */
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     this.queued++;
@@ -191,6 +216,10 @@ export class ActiveflowActor {
         this.lastUsedMs = Date.now();
       });
     return run;
+  }
+
+  private position(): JournalPosition {
+    return { seq: this.journalSeq, n: this.entryN };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -219,6 +248,8 @@ export class ActiveflowActor {
       this.knowCustomer(request.customer_id);
       const actor = createActor(activeflowMachine, { input: created.state });
       actor.start();
+      // The first checkpoint claims the id (a create of an existing key is refused) and gives the
+      // running key that counts, lists and sweeps read; the created entry follows.
       let revision: Revision;
       try {
         revision = await this.deps.store.create(this.id, persistedSnapshot(actor));
@@ -240,8 +271,10 @@ export class ActiveflowActor {
           .catch((err: unknown) => this.log.warn({ event: 'refused_create_not_removed', err }, 'a refused creation could not be removed; it stays uncounted until it ends'));
         throw e;
       }
-      this.mode = { kind: 'running', actor, revision };
-      await this.publish(created.state.activeflow.customer_id, materializeEvents(created.state));
+      this.mode = { kind: 'running', actor };
+      this.checkpointRevision = revision;
+      // A crash before this append leaves the checkpoint at entry 0: the next load appends it.
+      await this.appendCreated(created.state);
       // The index is advisory (for list): a failed write is logged, and the end writes it again.
       await this.deps.index.record(created.state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
       this.log.debug({ event: 'activeflow_created' });
@@ -251,6 +284,13 @@ export class ActiveflowActor {
       }
       return ok(this.state()!.activeflow);
     });
+  }
+
+  private async appendCreated(state: EngineState): Promise<void> {
+    const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'created', n: 1, at: state.activeflow.tm_create, engine: VERSION, state };
+    this.journalSeq = await this.guard(() => this.deps.journal.append(state.activeflow.customer_id, this.id, entry, 0, state.activeflow.webhook_uri !== ''));
+    this.entryN = 1;
+    this.committed = state;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -306,7 +346,7 @@ export class ActiveflowActor {
     }
   }
 
-  /** Loads if needed, checks the customer, and publishes events a failed publish left behind. */
+  /** Loads if needed, checks the customer, and finishes an end that is not finished. */
   private async ready(customerId: string | undefined, deletedIsTheEngines = false): Promise<ActorReply | null> {
     if (this.mode.kind === 'unloaded') await this.load();
     if (this.mode.kind === 'dropped') return fail('unavailable', `activeflow ${this.id} is moving; retry`);
@@ -315,16 +355,7 @@ export class ActiveflowActor {
     if (state === undefined || deleted || (customerId !== undefined && customerId !== state.activeflow.customer_id)) {
       return fail('not_found', `activeflow ${this.id} not found`);
     }
-    if (this.unpublished !== null) {
-      const { customerId: c, events } = this.unpublished;
-      try {
-        await this.deps.events.publish(c, this.id, events);
-      } catch {
-        return fail('unavailable', `the event stream is not reachable; activeflow ${this.id} waits for it, retry`);
-      }
-      this.unpublished = null;
-    }
-    if (this.endPending !== null) await this.completeEnd();
+    if (this.endPending) await this.completeEnd();
     return null;
   }
 
@@ -334,6 +365,7 @@ export class ActiveflowActor {
     const cycle = requestCycle({ verb, body, requestId, effectRequestId: () => `${requestId}:e`, stamp: () => this.stamp() });
     const { reply, state } = await driveAsync(cycle, (step) => this.take(step));
     if (reply === undefined) throw new Error(`the engine did not answer ${verb}`);
+    if (this.uncheckpointed >= CHECKPOINT_EVERY) void this.checkpoint();
     const value = replyValue(reply, state);
     return value.ok ? ok(value.value) : { ok: false, error: ActiveflowError.from(value.error) };
   }
@@ -360,63 +392,107 @@ export class ActiveflowActor {
   // the write path
 
   /**
-   * Applies one event and stores the result before anything else happens. If the store write
-   * fails, the in-memory actor may be ahead of the store: the handle is dropped (the next request
-   * reloads what was stored) and the request fails as `unavailable`.
+   * Applies one event and appends its journal entry before anything else happens. If the append
+   * is refused or fails, the in-memory actor may be ahead of the journal: the handle is dropped
+   * (the next request reloads what was stored) and the request fails as `unavailable`.
    */
   private async transition(event: EngineEvent): Promise<EngineState> {
     const mode = this.mode;
     if (mode.kind === 'ended') {
       const next = reduce(mode.state, event);
-      if (next.activeflow !== mode.state.activeflow) {
-        const revision = await this.guard(() => this.deps.store.writeEnded(this.id, next, mode.revision));
-        this.mode = { kind: 'ended', state: next, revision };
-        await this.deps.index.record(next.activeflow);
-      } else {
+      if (next.activeflow === mode.state.activeflow) {
+        // nothing to store: a refusal, or a repeat answered from memory
         this.mode = { kind: 'ended', state: next, revision: mode.revision };
+        return next;
       }
-      await this.publish(next.activeflow.customer_id, materializeEvents(next));
+      await this.append(mode.state, next, event);
+      this.mode = { kind: 'ended', state: next, revision: mode.revision };
+      // The ended record is its checkpoint: written now (an ended activeflow is rarely asked again)
+      if (!this.endPending) {
+        const revision = await this.guard(() => this.deps.store.writeEnded(this.id, next, this.position(), mode.revision));
+        this.mode = { kind: 'ended', state: next, revision };
+        this.uncheckpointed = 0;
+        await this.deps.index.record(next.activeflow);
+      }
       return next;
     }
     if (mode.kind !== 'running') throw new ActiveflowError('unavailable', `activeflow ${this.id} is not loaded; retry`);
-    const executedBefore = mode.actor.getSnapshot().context.activeflow.executed_actions.length;
+    const before = mode.actor.getSnapshot().context;
     mode.actor.send(event);
     const snap = mode.actor.getSnapshot();
     const state = snap.context;
     const executed = state.activeflow.executed_actions;
-    if (this.deps.metrics !== undefined && executed.length > executedBefore) {
-      this.deps.metrics.moved(executed.slice(executedBefore).map((a) => a.type ?? 'pseudo'));
+    if (this.deps.metrics !== undefined && executed.length > before.activeflow.executed_actions.length) {
+      this.deps.metrics.moved(executed.slice(before.activeflow.executed_actions.length).map((a) => a.type ?? 'pseudo'));
     }
+    await this.append(before, state, event);
     if (snap.status === 'done') {
       mode.actor.stop();
-      const revision = await this.guard(() => this.deps.store.writeEnded(this.id, state, null));
-      this.mode = { kind: 'ended', state, revision };
-      await this.publish(state.activeflow.customer_id, materializeEvents(state));
-      // The rest of the end (index, children, removing the running key) runs after this reply,
-      // in the mailbox; until it is done the running key stays, so recovery finds and finishes it.
-      this.endPending = mode.revision;
-      if (this.unpublished === null) void this.enqueue(() => this.completeEnd()).catch(() => undefined);
-      else this.retryEndLater(); // its events first, then the rest
+      this.mode = { kind: 'ended', state, revision: null };
+      // The rest of the end (its checkpoint, index, children, removing the running key) runs after
+      // this reply, in the mailbox; until it is done the running key stays, so a load replays the
+      // end and finishes it.
+      this.endPending = true;
+      void this.enqueue(() => this.completeEnd()).catch(() => undefined);
       this.log.debug({ event: 'activeflow_ended', end_reason: state.activeflow.end_reason });
-      return state;
     }
-    const revision = await this.guard(() => this.deps.store.update(this.id, persistedSnapshot(mode.actor), mode.revision));
-    this.mode = { kind: 'running', actor: mode.actor, revision };
-    await this.publish(state.activeflow.customer_id, materializeEvents(state));
     return state;
   }
 
+  /** The move's one durable write: its entry, appended only after the entry this actor knows to be last. */
+  private async append(before: EngineState, after: EngineState, event: EngineEvent): Promise<void> {
+    const entry = moveEntry(before, after, event, this.entryN + 1, VERSION);
+    const af = after.activeflow;
+    this.journalSeq = await this.guard(() => this.deps.journal.append(af.customer_id, this.id, entry, this.journalSeq, af.webhook_uri !== ''));
+    this.entryN = entry.n;
+    this.committed = after;
+    this.uncheckpointed++;
+  }
+
   /**
-   * The last steps of an end, once its events are out: the index, the on_complete children
+   * Writes a checkpoint of the running state if entries are not in one (off the request path: the
+   * entries are what is durable). Refused (another owner wrote the key), it stops checkpointing and
+   * the handle is dropped at its next request: that owner's fence refuses this one's next entry anyway.
+   */
+  checkpoint(): Promise<void> {
+    this.checkpointing = this.checkpointing.then(async () => {
+      if (this.mode.kind !== 'running' || this.uncheckpointed === 0 || this.checkpointRevision === null || this.committed === null) return;
+      // the last journaled state and its position, together (a transition may be writing its entry now)
+      const position = this.position();
+      const taken = this.uncheckpointed;
+      try {
+        this.checkpointRevision = await this.deps.store.update(this.id, persistedState(this.committed), this.checkpointRevision, position);
+        this.uncheckpointed -= taken;
+      } catch (e) {
+        if (e instanceof RevisionConflict) {
+          this.checkpointRevision = null;
+          this.log.warn({ event: 'checkpoint_refused' }, 'another node wrote this activeflow since; this handle goes at its next request');
+          if (this.queued === 0) this.mode = { kind: 'dropped' };
+          return;
+        }
+        this.log.warn({ event: 'checkpoint_failed', err: e }, 'the checkpoint is tried again after the next moves');
+      }
+    });
+    return this.checkpointing;
+  }
+
+  /**
+   * The last steps of an end: its checkpoint (af_ended), the index, the on_complete children
    * (created and executed), then the running key goes. Each step may be repeated safely; if one
    * fails, the end stays pending and is finished by a retry (retryEndLater), the next request or the
    * next load, whichever comes first.
    */
   private async completeEnd(): Promise<void> {
-    const runningRevision = this.endPending;
-    const state = this.state();
-    if (runningRevision === null || state === undefined || this.unpublished !== null) return;
+    const mode = this.mode;
+    if (!this.endPending || mode.kind !== 'ended') return;
+    const state = mode.state;
     try {
+      await this.checkpointing;
+      if (mode.revision === null) {
+        const revision = await this.deps.store.writeEnded(this.id, state, this.position(), null);
+        this.mode = { kind: 'ended', state, revision };
+        this.uncheckpointed = 0;
+      }
       await this.deps.index.record(state.activeflow);
       // The running slot goes back before the on_complete child is created, so a customer at its
       // quota can still chain, and before the running key goes: a crash in between repeats it
@@ -428,12 +504,13 @@ export class ActiveflowActor {
       for (const effect of state.outbox.effects) {
         if (effect.type === 'start_child') await this.deps.effects.startChild(effect, this.log);
       }
-      await this.deps.store.deleteRunning(this.id, runningRevision);
-      this.endPending = null;
+      // (no revision: the running key was rewritten by another owner, whose to remove it is)
+      if (this.checkpointRevision !== null) await this.deps.store.deleteRunning(this.id, this.checkpointRevision);
+      this.endPending = false;
     } catch (e) {
       if (e instanceof RevisionConflict) {
-        this.endPending = null;
-        this.log.warn({ event: 'revision_conflict', step: 'delete_running' }, 'the running snapshot was rewritten by another owner after the end');
+        this.endPending = false;
+        this.log.warn({ event: 'revision_conflict', step: 'delete_running' }, 'the running checkpoint was rewritten by another owner after the end');
         return;
       }
       this.log.warn({ event: 'end_incomplete', err: e }, 'the end of this activeflow will be finished later');
@@ -450,15 +527,8 @@ export class ActiveflowActor {
   private retryEndLater(): void {
     const timer = setTimeout(
       () => {
-        if (this.endPending === null || this.mode.kind !== 'ended') return;
-        void this.enqueue(async () => {
-          if (this.unpublished !== null) {
-            const { customerId, events } = this.unpublished;
-            await this.deps.events.publish(customerId, this.id, events);
-            this.unpublished = null;
-          }
-          await this.completeEnd();
-        }).catch(() => this.retryEndLater());
+        if (!this.endPending || this.mode.kind !== 'ended') return;
+        void this.enqueue(() => this.completeEnd()).catch(() => this.retryEndLater());
       },
       backoffDelay(END_RETRY_BACKOFF, ++this.endRetries),
     );
@@ -469,7 +539,7 @@ export class ActiveflowActor {
     const started = performance.now();
     try {
       const written = await write();
-      this.deps.metrics?.kvWrite((performance.now() - started) / 1000);
+      this.deps.metrics?.journalWrite((performance.now() - started) / 1000);
       return written;
     } catch (e) {
       const previous = this.mode;
@@ -485,67 +555,156 @@ export class ActiveflowActor {
     }
   }
 
-  /** Publishes events; on failure keeps them to publish before the next transition. */
-  private async publish(customerId: string, events: StreamEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    try {
-      await this.deps.events.publish(customerId, this.id, events);
-    } catch (e) {
-      this.log.warn({ event: 'event_publish_failed', err: e, seq: events.map((x) => x.seq) }, 'events kept for the next attempt');
-      this.unpublished = { customerId, events: [...(this.unpublished?.events ?? []), ...events] };
-    }
-  }
-
   // -------------------------------------------------------------------------------------------
   // loading and recovery
 
   /**
-   * Rehydrates from the store, then repairs what a crash may have left: events stored in the
-   * snapshot but missing from the stream are republished (the server drops duplicates), an end
-   * that did not finish is finished, and a cycle that was waiting on an effect is resumed.
+   * Rehydrates: the checkpoint, then the journal entries after it replayed through the engine
+   * (src/store/journal-entry.ts checks each against its recorded outcome). Then repairs what a
+   * crash may have left: a created entry never appended is appended, an end that did not finish is
+   * finished, and a cycle that was waiting on an effect is resumed. A store written before the
+   * journal starts its journal here (a `rebase` entry).
    */
   private async load(): Promise<void> {
-    if (this.deps.mustFence?.(this.id) === true) await this.deps.store.fence(this.id);
     const stored = await this.deps.store.load(this.id);
-    if (this.deps.stillServed?.(this.id) === false) throw new ActiveflowError('unavailable', `activeflow ${this.id} is moving to another node; retry`);
     if (stored === null) {
+      this.servedOrThrow();
       this.mode = { kind: 'missing' };
       return;
     }
-    const { state } = stored;
-    this.knowCustomer(state.activeflow.customer_id);
-    const lastSeq = await this.deps.events.lastSeq(state.activeflow.customer_id, this.id);
-    // A transition's fire-and-forget effects start only after its events are out: if those events
-    // never reached the stream, its effects never started either, and they start now. (After the
-    // events, a crash can still fall between them and the effects: that window is a few lines of
-    // synchronous code, not a round trip.)
-    const unstarted = state.outbox.events.length > 0 && state.outbox.events.every((e) => e.seq > lastSeq) && state.outbox.effects.some((e) => !e.await && e.type !== 'start_child');
-    if (lastSeq < state.seq) {
-      const missing = materializeEvents(state).filter((e) => e.seq > lastSeq);
-      if (missing.length === 0 || missing[0]!.seq !== lastSeq + 1) {
-        this.log.error({ event: 'event_gap', stream_seq: lastSeq, snapshot_seq: state.seq }, 'events are missing from the stream and the snapshot no longer holds them');
+    const customerId = stored.state.activeflow.customer_id;
+    this.knowCustomer(customerId);
+    let last = await this.deps.journal.last(customerId, this.id);
+    let state = stored.state;
+    let position = stored.position;
+    if (position === null) {
+      // written before the journal: its journal starts here, from the snapshot
+      ({ state, position } = await this.rebase(stored, last));
+      last = { seq: position.seq, message: { kind: 'entry', entry: { v: JOURNAL_FORMAT, kind: 'fence', n: position.n, at: state.activeflow.tm_create, engine: VERSION } } };
+    }
+    this.journalSeq = last?.seq ?? 0;
+    this.entryN = last === null ? 0 : last.message.kind === 'entry' ? last.message.entry.n : 0;
+    if (last === null && position.n === 0) {
+      // created, but its created entry never made it: appended now, from the first checkpoint
+      await this.appendCreated(state);
+    } else if (last === null) {
+      // its journal is gone (past the stream's retention, or the stream was made again): it starts
+      // again from the checkpoint, which the rebase entry holds
+      const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: this.deps.clock.now(), engine: VERSION, state, events_after: state.seq };
+      this.journalSeq = await this.guard(() => this.deps.journal.append(customerId, this.id, entry, 0, state.activeflow.webhook_uri !== ''));
+      this.entryN = 1;
+      this.log.warn({ event: 'journal_restarted' }, 'the journal of this activeflow was gone; it starts again from its checkpoint');
+      position = { seq: 0, n: 0 };
+    }
+    if (this.deps.mustFence?.(this.id) === true) await this.fence(customerId, state.activeflow.webhook_uri !== '');
+    const entries = this.journalSeq <= position.seq ? [] : await this.deps.journal.between(customerId, this.id, position.seq, this.journalSeq);
+    this.servedOrThrow();
+    for (const { message } of entries) {
+      if (message.kind !== 'entry') continue; // an event written before the journal: in the rebase already
+      try {
+        state = replayEntry(state, message.entry);
+      } catch (e) {
+        if (e instanceof ReplayDivergence)
+          this.log.error({ event: 'replay_divergence', err: e }, 'this engine does not re-derive a stored move; the activeflow cannot load until a version that does serves it');
+        throw new ActiveflowError('internal', `activeflow ${this.id}: its journal does not replay (${(e as Error).message}); see docs/operations.md, "Upgrading the engine safely"`, { cause: e });
       }
-      await this.deps.events.publish(state.activeflow.customer_id, this.id, missing);
-      this.log.info({ event: 'events_republished', from_seq: lastSeq + 1, to_seq: state.seq });
     }
-    if (unstarted) {
-      // The awaited one, if any, is resumed below with its cycle.
-      for (const effect of state.outbox.effects) if (!effect.await) this.take({ kind: 'launch', effect });
-      this.log.info({ event: 'effects_restarted', seq: state.seq }, "the last change's fire-and-forget effects had not started: started now");
-    }
+    this.committed = state;
+    this.uncheckpointed = entries.length;
     if (stored.kind === 'ended') {
       this.mode = { kind: 'ended', state, revision: stored.revision };
+      // an ended record older than its journal (a change to an ended activeflow whose checkpoint failed)
+      if (entries.length > 0) await this.writeEndedAgain(state, stored.revision);
       if (stored.runningRevision !== null) {
-        this.endPending = stored.runningRevision;
+        this.endPending = true;
+        this.checkpointRevision = stored.runningRevision;
         await this.completeEnd();
       }
       return;
     }
-    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: state });
+    this.checkpointRevision = stored.revision;
+    if (state.activeflow.status === 'ended') {
+      // the end is in the journal; its last steps are not done
+      this.mode = { kind: 'ended', state, revision: null };
+      this.endPending = true;
+      await this.completeEnd();
+      return;
+    }
+    const actor = createActor(activeflowMachine, { input: state });
     actor.start();
-    this.mode = { kind: 'running', actor, revision: stored.revision };
-    this.log.debug({ event: 'actor_rehydrated', revision: stored.revision });
+    this.mode = { kind: 'running', actor };
+    this.log.debug({ event: 'actor_rehydrated', entries: entries.length });
+    if (entries.length >= CHECKPOINT_EVERY) void this.checkpoint();
     if (state.pending !== null) await this.resumePending(state);
+  }
+
+  /**
+   * Taken over from a holder that did not hand it over: that holder may still run, and its next
+   * append must be refused. A fence entry moves the journal past the last entry it can know (retried
+   * if that holder appends in between: its entry is then one to replay).
+   */
+  private async fence(customerId: string, webhook: boolean): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const fence: JournalEntry = { v: JOURNAL_FORMAT, kind: 'fence', n: this.entryN + 1, at: this.deps.clock.now(), engine: VERSION };
+      try {
+        this.journalSeq = await this.deps.journal.append(customerId, this.id, fence, this.journalSeq, webhook);
+        this.entryN = fence.n;
+        return;
+      } catch (e) {
+        if (!(e instanceof RevisionConflict) || attempt >= 5) throw e;
+        const last = await this.deps.journal.last(customerId, this.id);
+        this.journalSeq = last?.seq ?? 0;
+        this.entryN = last === null || last.message.kind !== 'entry' ? 0 : last.message.entry.n;
+      }
+    }
+  }
+
+  /** Writes af_ended again at the journal's position, revision-checked. */
+  private async writeEndedAgain(state: EngineState, revision: Revision): Promise<void> {
+    const written = await this.guard(() => this.deps.store.writeEnded(this.id, state, this.position(), revision));
+    this.mode = { kind: 'ended', state, revision: written };
+    this.uncheckpointed = 0;
+  }
+
+  /** State read after the shard is gone may already be the next owner's: not used (see ActorDeps.stillServed). */
+  private servedOrThrow(): void {
+    if (this.deps.stillServed?.(this.id) === false) throw new ActiveflowError('unavailable', `activeflow ${this.id} is moving to another node; retry`);
+  }
+
+  /**
+   * Starts the journal of an activeflow stored before it (format 1: a snapshot per move, full events
+   * in the stream): a `rebase` entry holds the snapshot's state, and the snapshot's events that
+   * never reached the stream come out with it; then a checkpoint names the entry. If a rebase was
+   * appended before but its checkpoint not written, the journal from that rebase on is the state.
+   */
+  private async rebase(stored: StoredActiveflow, last: Stored | null): Promise<{ state: EngineState; position: JournalPosition }> {
+    const customerId = stored.state.activeflow.customer_id;
+    let state = stored.state;
+    let position: JournalPosition;
+    if (last !== null && last.message.kind === 'entry') {
+      let base = 0;
+      const all = await this.deps.journal.all(customerId, this.id, last.seq);
+      all.forEach(({ message }, i) => {
+        if (message.kind === 'entry' && (message.entry.kind === 'rebase' || message.entry.kind === 'created')) base = i;
+      });
+      let s: EngineState | null = null;
+      for (const { message } of all.slice(base)) if (message.kind === 'entry') s = replayEntry(s, message.entry);
+      if (s === null) throw new ActiveflowError('internal', `activeflow ${this.id}: its journal has no starting entry`);
+      state = s;
+      position = { seq: last.seq, n: last.message.entry.n };
+    } else {
+      const lastEvent = last === null || last.message.kind !== 'event' ? 0 : last.message.event.seq;
+      const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: this.deps.clock.now(), engine: VERSION, state, events_after: lastEvent };
+      position = { seq: await this.deps.journal.append(customerId, this.id, entry, last?.seq ?? 0, state.activeflow.webhook_uri !== ''), n: 1 };
+      // As format 1 did when a move's events were missing from the stream: that move's
+      // fire-and-forget effects never started either, and start now.
+      const unstarted = state.outbox.events.some((e) => e.seq > lastEvent) && state.outbox.effects.some((e) => !e.await && e.type !== 'start_child');
+      if (unstarted && state.activeflow.status === 'running') for (const effect of state.outbox.effects) if (!effect.await) this.take({ kind: 'launch', effect });
+      this.log.info({ event: 'journal_started', events_after: lastEvent }, 'an activeflow stored before the journal: its journal starts from its snapshot');
+    }
+    if (stored.kind === 'running') stored.revision = await this.deps.store.update(this.id, persistedState(state), stored.revision, position);
+    else stored.revision = await this.deps.store.writeEnded(this.id, state, position, stored.revision);
+    return { state, position };
   }
 
   /** A cycle that was waiting on an effect when its owner stopped: perform the effect again. */
@@ -567,8 +726,9 @@ export class ActiveflowActor {
     });
   }
 
-  /** Waits for every queued request (used when stopping or handing a shard over). */
+  /** Waits for every queued request, then checkpoints (used when stopping or handing a shard over). */
   async settle(): Promise<void> {
     while (this.queued > 0) await this.tail;
+    await this.checkpoint();
   }
 }

@@ -37,18 +37,22 @@ export class ActorRegistry {
     return this.actors.get(id)?.customerId ?? this.passivated.get(id);
   }
 
-  /** Forgets idle actors; returns how many went. A busy actor is never passivated. */
-  passivateIdle(nowMs: number): number {
+  /**
+   * Forgets idle actors, each checkpointed first so that its next load reads no journal entries;
+   * returns how many went. A busy actor is never passivated, nor one whose checkpoint failed.
+   */
+  async passivateIdle(nowMs: number): Promise<number> {
+    const idle = [...this.actors].filter(([, a]) => !a.busy && (!a.usable || nowMs - a.lastUsedMs >= this.passivateAfterMs));
+    await Promise.all(idle.filter(([, a]) => a.dirty).map(([, a]) => a.checkpoint()));
     let n = 0;
-    for (const [id, actor] of this.actors) {
-      if (actor.busy) continue;
-      if (!actor.usable || nowMs - actor.lastUsedMs >= this.passivateAfterMs) {
-        this.actors.delete(id);
-        const customer = actor.customerId;
-        if (customer !== undefined) this.passivated.set(id, customer);
-        this.deps.store.forget(id);
-        if (actor.resident) n++;
-      }
+    for (const [id, actor] of idle) {
+      // a request may have come meanwhile (it keeps the actor), or the checkpoint failed
+      if (this.actors.get(id) !== actor || actor.busy || actor.dirty || (actor.usable && nowMs - actor.lastUsedMs < this.passivateAfterMs)) continue;
+      this.actors.delete(id);
+      const customer = actor.customerId;
+      if (customer !== undefined) this.passivated.set(id, customer);
+      this.deps.store.forget(id);
+      if (actor.resident) n++;
     }
     return n;
   }

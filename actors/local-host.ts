@@ -26,6 +26,8 @@ import {
   type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
+import { JOURNAL_FORMAT, type JournalEntry, moveEntry } from '../src/store/journal-entry.js';
+import { VERSION } from '../src/version.js';
 import { driveSync, replyValue, requestCycle } from './host-cycle.js';
 
 export type CannedHttp = { status: number; body?: unknown } | { error: string };
@@ -64,6 +66,8 @@ export class LocalHost {
   /** Final states of ended activeflows (the actor is done; `reduce` answers for them). */
   private readonly endedStates = new Map<string, EngineState>();
   private readonly eventLog = new Map<string, StreamEvent[]>();
+  /** Each activeflow's journal, as a node writes it (src/store/journal-entry.ts). */
+  private readonly journals = new Map<string, JournalEntry[]>();
   private readonly callCounts = new Map<string, number>();
   private requestCounter = 0;
   readonly effects: PerformedEffect[] = [];
@@ -99,6 +103,7 @@ export class LocalHost {
     const actor = createActor(activeflowMachine, { input: created.state });
     actor.start();
     this.actors.set(id, actor);
+    this.journals.set(id, [{ v: JOURNAL_FORMAT, kind: 'created', n: 1, at: created.state.activeflow.tm_create, engine: VERSION, state: created.state }]);
     this.record(id, created.state);
     if (parentIdForChild !== undefined) this.children.push({ activeflow_id: id, parent_id: parentIdForChild });
     if (request.execute === true) {
@@ -167,6 +172,11 @@ export class LocalHost {
     return this.eventLog.get(id) ?? [];
   }
 
+  /** The journal entries of an activeflow, oldest first. */
+  journal(id: string): readonly JournalEntry[] {
+    return this.journals.get(id) ?? [];
+  }
+
   ids(): string[] {
     return [...new Set([...this.actors.keys(), ...this.endedStates.keys()])];
   }
@@ -184,6 +194,14 @@ export class LocalHost {
 
   /** Brings a stored record back (a restart, a passivation round trip); validates it first. */
   importRecord(record: StoredRecord): string {
+    const id = this.restore(record);
+    // Its journal starts here, as a store written before the journal does when a node first reads it.
+    const state = this.state(id)!;
+    this.journals.set(id, [{ v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: state.activeflow.tm_update ?? state.activeflow.tm_create, engine: VERSION, state, events_after: state.seq }]);
+    return id;
+  }
+
+  private restore(record: StoredRecord): string {
     if (record.status === 'ended') {
       const state = EngineState.parse(record.state);
       this.actors.get(state.activeflow.id)?.stop();
@@ -208,6 +226,7 @@ export class LocalHost {
 
   private dispatch(id: string, event: EngineEvent): EngineState {
     const actor = this.actors.get(id);
+    const before = this.state(id)!;
     let state: EngineState;
     if (actor !== undefined) {
       actor.send(event);
@@ -221,6 +240,11 @@ export class LocalHost {
     } else {
       state = reduce(this.endedStates.get(id)!, event);
       this.endedStates.set(id, state);
+    }
+    // As a node: every transition of a running activeflow is an entry; of an ended one, only those that change it.
+    if (actor !== undefined || state.activeflow !== before.activeflow) {
+      const journal = this.journals.get(id)!;
+      journal.push(moveEntry(before, state, event, journal.length + 1, VERSION));
     }
     this.record(id, state);
     return state;

@@ -5,11 +5,18 @@
  * restores (test/fixtures/golden-snapshot-v1.json; a unit test compares the two).
  */
 import type { Actor, Snapshot } from 'xstate';
-import type { ActiveflowMachine } from '../machines/index.js';
+import type { ActiveflowMachine, EngineState } from '../machines/index.js';
 
 export function persistedSnapshot(actor: Actor<ActiveflowMachine>): Snapshot<unknown> {
   const s = actor.getSnapshot();
   const persisted: Record<string, unknown> = { status: s.status, value: s.value, historyValue: {}, context: s.context, children: {} };
   if (s.status === 'done') persisted['output'] = s.output;
   return persisted as unknown as Snapshot<unknown>;
+}
+
+/** The persisted form of a state the actor was in (a checkpoint of a state already journaled). */
+export function persistedState(state: EngineState): Snapshot<unknown> {
+  if (state.activeflow.status === 'ended') return { status: 'done', value: 'ended', historyValue: {}, context: state, children: {}, output: state } as unknown as Snapshot<unknown>;
+  const value = { running: state.pending === null ? 'idle' : 'awaiting_effect' };
+  return { status: 'active', value, historyValue: {}, context: state, children: {} } as unknown as Snapshot<unknown>;
 }

@@ -12,5 +12,5 @@ export { idSource, type IdSource } from './ids.js';
 export { DEFAULT_LIMITS, Limits, type LimitsInput } from './limits.js';
 export * from './schema.js';
 export { FINISH_ACTION } from './stack-map.js';
-export { EngineState, materializeEvents, Outbox, OutboxEvent, Reply, StreamEvent, type ReplyValue } from './state.js';
+export { EngineState, EVENT_HISTORY_MAX, materializeEvents, Outbox, OutboxEvent, Reply, STREAM_EVENT_TYPES, StreamEvent, type ReplyValue } from './state.js';
 export { substitute, substituteOption } from './variables.js';

@@ -30,7 +30,13 @@ export const ActiveflowRequests = {
   variables_set: VerbBodies.variables_set.extend(customer),
   variables_delete: VerbBodies.variables_delete.extend(customer),
   substitute: z.strictObject({ data: z.string().max(256 * 1024), ...customer }),
-  history: z.strictObject({ from_seq: z.number().int().min(1).optional(), limit: z.number().int().min(1).max(1000).optional(), ...customer }),
+  history: z.strictObject({
+    from_seq: z.number().int().min(1).optional(),
+    limit: z.number().int().min(1).max(1000).optional(),
+    /** `events` (the default): VoIPBIN's full form, materialised; `entries`: the journal as stored, `from_seq` an entry number. */
+    form: z.enum(['events', 'entries']).optional(),
+    ...customer,
+  }),
 } satisfies Record<ActiveflowVerb, z.ZodType>;
 
 export const ListActiveflowsRequest = z.strictObject({

@@ -259,16 +259,27 @@ export const watchCommand = oneActiveflow(
   (args, io, id) =>
     withClient(args, io, async (client, nc) => {
       const af = await client.get(id);
-      const { StreamEvent: Event } = await import('../../machines/state.js'); // not loaded by the other commands
+      // not loaded by the other commands
+      const [{ parseStreamMessage }, { EventMaterializer }] = await Promise.all([import('../store/journal-entry.js'), import('../store/event-materializer.js')]);
+      // The stream holds journal entries; their events are made here, from the activeflow's first
+      // entry on (or asked of a node, past the stream's retention).
+      const events = new EventMaterializer(async (_at, message) =>
+        message.kind === 'entry' && message.entry.kind === 'move' && message.entry.events.length > 0
+          ? { events: (await client.history(id, message.entry.events[0]!.seq, message.entry.events.length)).events, state: null }
+          : { events: [], state: null },
+      );
       // Operators may not make consumers (docs/operations.md): a node opens one for them.
       const messages = await RelayReader.open(nc, 'operator', { stream: 'events', filter: `activeflow.events.${af.customer_id}.${id}`, deliver: 'all' });
       const stop = () => messages.stop();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      let ended = false;
       for await (const m of messages) {
-        const e = Event.parse(decodeJson(m.data));
-        io.out(args.flags.has('json') ? JSON.stringify(e) : eventLine(e));
-        if (e.type === 'activeflow_ended' && !args.flags.has('follow')) break;
+        for (const e of await events.events({ customerId: af.customer_id, activeflowId: id, seq: m.seq }, parseStreamMessage(decodeJson(m.data)))) {
+          io.out(args.flags.has('json') ? JSON.stringify(e) : eventLine(e));
+          if (e.type === 'activeflow_ended' && !args.flags.has('follow')) ended = true;
+        }
+        if (ended) break;
       }
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);

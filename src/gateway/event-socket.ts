@@ -17,13 +17,17 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
-import { describeIssues, StreamEvent, Uuid } from '../../machines/index.js';
+import { describeIssues, type StreamEvent, Uuid } from '../../machines/index.js';
 import type { Logger } from '../log.js';
 import { RelayReader, type RelaySpec } from '../nats/relay-reader.js';
 import { decodeJson } from '../store/codec.js';
+import { EventMaterializer, type MissHandler } from '../store/event-materializer.js';
+import { parseStreamMessage, type StreamMessage } from '../store/journal-entry.js';
 import type { StoredAccessKey } from './access-keys.js';
 import { restActiveflow } from './rest-schemas.js';
 
+/** Activeflows each feed keeps what their next entry folds onto for. */
+const FEED_ACTIVEFLOWS = 1_024;
 /** Topics one connection may follow at once. */
 const MAX_TOPICS = 100;
 /** Bytes queued to a client before it counts as too slow. */
@@ -65,6 +69,8 @@ export class EventSocket {
     private readonly nc: NatsConnection,
     readonly key: StoredAccessKey,
     private readonly log: Logger,
+    /** An activeflow's events from `fromSeq` (a node's `history`): for entries of activeflows a feed saw no start of. */
+    private readonly history: (customerId: string, activeflowId: string, fromSeq: number, limit: number) => Promise<StreamEvent[]>,
     /** Told when the connection ends (the gateway forgets it). */
     private readonly onClosed: (socket: EventSocket) => void = () => undefined,
   ) {
@@ -154,26 +160,39 @@ export class EventSocket {
       return;
     }
     this.feeds.set(topic, reader);
+    // One per feed: a feed sees each activeflow's entries in order, two feeds each in their own.
+    const events = new EventMaterializer(this.missFromNode, FEED_ACTIVEFLOWS);
     void (async () => {
       try {
         for await (const msg of reader) {
-          const event = StreamEvent.safeParse(decodeJson(msg.data));
-          if (!event.success) continue;
-          if (fromSeq !== undefined && activeflow !== undefined && event.data.seq < fromSeq) continue;
-          this.send({
-            type: event.data.type,
-            topic,
-            seq: event.data.seq,
-            stream_seq: msg.seq,
-            at: event.data.at,
-            data: restActiveflow(event.data.data),
-          });
+          let message: StreamMessage;
+          try {
+            message = parseStreamMessage(decodeJson(msg.data));
+          } catch {
+            continue;
+          }
+          const [, , c, a] = msg.subject.split('.');
+          for (const event of await events.events({ customerId: c!, activeflowId: a!, seq: msg.seq }, message)) {
+            if (fromSeq !== undefined && activeflow !== undefined && event.seq < fromSeq) continue;
+            this.send({ type: event.type, topic, seq: event.seq, stream_seq: msg.seq, at: event.at, data: restActiveflow(event.data) });
+          }
         }
       } catch (e) {
         this.log.debug({ event: 'ws_feed_ended', err: e });
       }
     })();
   }
+
+  /**
+   * An entry of an activeflow whose start this feed did not see (it subscribed mid-call): its
+   * events come from a node, which reads the journal. Its later entries do too; activeflows created
+   * after the subscription are materialised here.
+   */
+  private readonly missFromNode: MissHandler = async (at, message) => {
+    if (message.kind !== 'entry' || message.entry.kind !== 'move' || message.entry.events.length === 0) return { events: [], state: null };
+    const first = message.entry.events[0]!.seq;
+    return { events: await this.history(at.customerId, at.activeflowId, first, message.entry.events.length), state: null };
+  };
 
   private unsubscribe(topic: string): void {
     const reader = this.feeds.get(topic);

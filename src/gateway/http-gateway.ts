@@ -306,7 +306,9 @@ export class HttpGateway {
       const key = token === null ? null : options.keys.lookup(token);
       if (key === null) return refuse(401, 'an access key is required: /v1.0/ws?token=<access key>');
       sockets.handleUpgrade(req, socket, head, (ws) => {
-        const s = new EventSocket(ws, options.nc, key, options.log, forget);
+        const history = async (customerId: string, activeflowId: string, fromSeq: number, limit: number) =>
+          (await client.call<{ events: StreamEvent[] }>(`activeflow.v1.${activeflowId}.history`, { customer_id: customerId, from_seq: fromSeq, limit })).events;
+        const s = new EventSocket(ws, options.nc, key, options.log, history, forget);
         if (!byKey.has(key.id)) byKey.set(key.id, new Set());
         byKey.get(key.id)!.add(s);
       });

@@ -48,9 +48,9 @@ export class NodeMetrics {
     registers: this.registers,
   });
   readonly moves = new Counter({ name: 'activeflow_moves_total', help: 'Cursor moves (executed actions), by action type.', labelNames: ['action_type'] as const, registers: this.registers });
-  readonly kvWriteSeconds = new Histogram({
-    name: 'activeflow_kv_write_duration_seconds',
-    help: 'Time of one revision-checked snapshot write to af_running.',
+  readonly journalWriteSeconds = new Histogram({
+    name: 'activeflow_journal_write_duration_seconds',
+    help: "Time of one move's durable write: its journal entry, appended only after the entry its writer knows to be last.",
     buckets: LATENCY_BUCKETS,
     registers: this.registers,
   });

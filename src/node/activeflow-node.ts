@@ -25,7 +25,8 @@ import { checkServerVersion, connectNats, watchConnection, type ConnectionState 
 import { shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
 import { openStorage, type Storage } from '../store/buckets.js';
-import { EventLog } from '../store/event-log.js';
+import { eventsOf, Journal, type Stored } from '../store/journal.js';
+import { EventMaterializer, missFromJournal } from '../store/event-materializer.js';
 import { FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
 import { StackLists } from '../store/stack-lists.js';
@@ -82,7 +83,7 @@ export class ActiveflowNode {
     private readonly storage: Storage,
     readonly registry: ActorRegistry,
     private readonly snapshots: SnapshotStore,
-    private readonly events: EventLog,
+    private readonly journal: Journal,
     private readonly index: ActiveflowIndex,
     private readonly flows: FlowStore,
     private readonly quotas: QuotaBook,
@@ -123,7 +124,7 @@ export class ActiveflowNode {
         history: new HistoryChunks(storage.history),
         stacks: new StackLists(storage.history),
       });
-      const events = new EventLog(storage.js, storage.jsm);
+      const journal = new Journal(storage.js, storage.jsm);
       const index = new ActiveflowIndex(storage.index);
       const quotas = new QuotaBook(storage.quotas, Quotas.parse({ ...DEFAULT_QUOTAS, ...options.quotas }), log);
       await quotas.start();
@@ -145,14 +146,14 @@ export class ActiveflowNode {
         {
           logFields: (id) => ({ shard: shardOf(id, options.shardCount) }),
           metrics: {
-            kvWrite: (seconds) => metrics.kvWriteSeconds.observe(seconds),
+            journalWrite: (seconds) => metrics.journalWriteSeconds.observe(seconds),
             revisionConflict: () => metrics.revisionConflicts.inc(),
             moved: (types) => {
               for (const t of types) metrics.moves.inc({ action_type: t });
             },
           },
           store: snapshots,
-          events,
+          journal,
           index,
           effects,
           clock,
@@ -166,7 +167,7 @@ export class ActiveflowNode {
         },
         options.passivateAfterMs,
       );
-      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, events, index, flows, quotas, running, log, clock, metrics, egress, connection);
+      const node = new ActiveflowNode(options, nc, storage, registry, snapshots, journal, index, flows, quotas, running, log, clock, metrics, egress, connection);
       nodeRef = node;
       await node.serve();
       return node;
@@ -246,11 +247,19 @@ export class ActiveflowNode {
       await ownership.start(); // knows the members before they see it join
       await this.membership.join();
     }
+    let passivating = false;
     this.passivationTimer = setInterval(
       () => {
-        const n = this.registry.passivateIdle(Date.now());
-        if (n > 0) this.metrics.passivated.inc(n);
-        if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
+        if (passivating) return; // checkpoints of the last round still being written
+        passivating = true;
+        void this.registry
+          .passivateIdle(Date.now())
+          .then((n) => {
+            if (n > 0) this.metrics.passivated.inc(n);
+            if (n > 0) this.log.debug({ event: 'actors_passivated', count: n });
+          })
+          .catch((e: unknown) => this.log.warn({ event: 'passivation_failed', err: e }))
+          .finally(() => (passivating = false));
       },
       Math.max(500, Math.floor(this.options.passivateAfterMs / 2)),
     );
@@ -287,6 +296,8 @@ export class ActiveflowNode {
           this.storage.jsm,
           {
             memory: webhookMemory,
+            // made per term as the memory is not: a new deliverer reads each activeflow's journal afresh
+            materializer: new EventMaterializer(missFromJournal((c, a, upto) => this.journal.all(c, a, upto))),
             egress: this.egress,
             floor: this.webhookFloor,
             timeoutMs: this.options.httpTimeoutMs,
@@ -353,8 +364,10 @@ export class ActiveflowNode {
       case 'history': {
         const found = await actor.read(customerId, (s) => s.activeflow.customer_id);
         if (!found.ok) throw found.error;
-        const h = rest as { from_seq?: number; limit?: number };
-        return historyPage(await this.events.history(found.value as string, id, h.from_seq ?? 1, h.limit ?? 1000));
+        const h = rest as { from_seq?: number; limit?: number; form?: 'events' | 'entries' };
+        const messages = await this.journal.all(found.value as string, id);
+        if (h.form === 'entries') return entriesPage(messages, h.from_seq ?? 1, h.limit ?? 1000);
+        return historyPage(eventsOf(messages, h.from_seq ?? 1, h.limit ?? 1000));
       }
       default:
         reply = await actor.request(v, rest, customerId);
@@ -464,6 +477,21 @@ export class ActiveflowNode {
 
 /** A reply must stay under NATS's payload limit (1 MiB by default): long histories come in pages. */
 const HISTORY_PAGE_BYTES = 768 * 1024;
+
+/** The journal as stored (docs/api.md, "The journal entry"): entries from number `fromN`, and events written before the journal. */
+function entriesPage(messages: readonly Stored[], fromN: number, limit: number): { entries: unknown[]; next_from_seq?: number } {
+  const page: unknown[] = [];
+  let bytes = 0;
+  for (const { seq, message } of messages) {
+    const body = message.kind === 'entry' ? message.entry : message.event;
+    if (message.kind === 'entry' && message.entry.n < fromN) continue;
+    const size = JSON.stringify(body).length;
+    if (page.length >= limit || (page.length > 0 && bytes + size > HISTORY_PAGE_BYTES)) return message.kind === 'entry' ? { entries: page, next_from_seq: message.entry.n } : { entries: page };
+    page.push({ stream_seq: seq, ...body });
+    bytes += size;
+  }
+  return { entries: page };
+}
 
 function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_seq?: number } {
   const page: StreamEvent[] = [];

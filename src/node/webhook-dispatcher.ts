@@ -32,12 +32,14 @@
  */
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { isConsumerExists, isConsumerNotFound } from '../errors.js';
-import { StreamEvent } from '../../machines/index.js';
+import type { StreamEvent } from '../../machines/index.js';
 import { StopSignal } from '../cluster/async-limits.js';
 import type { Logger } from '../log.js';
 import { EVENTS_STREAM, WEBHOOK_CONSUMER, WEBHOOK_RETRY_STREAM } from '../store/buckets.js';
-import { WEBHOOK_HEADER } from '../store/event-log.js';
+import { WEBHOOK_HEADER } from '../store/journal.js';
 import { decodeJson } from '../store/codec.js';
+import { type EventMaterializer, subjectIds } from '../store/event-materializer.js';
+import { parseStreamMessage } from '../store/journal-entry.js';
 import { RetryLane } from './webhook-retry-lane.js';
 import type { EgressPolicy } from '../../actors/index.js';
 import { DeliveryMemory } from './delivery-memory.js';
@@ -56,6 +58,8 @@ export interface WebhookOptions {
   maxBackoffMs?: number;
   /** Messages the main lane may hold unacknowledged (its consumer's max_ack_pending), and retry attempts in flight at once. */
   concurrency?: number;
+  /** Makes the full events of the stream's entries (src/store/event-materializer.ts). */
+  materializer: EventMaterializer;
   /** Delivery lag (seconds from the event) and events given up, for /metrics. */
   onDelivered?: (lagSeconds: number) => void;
   onGivenUp?: () => void;
@@ -103,7 +107,6 @@ function settle(m: JsMsg, how: 'ack' | 'nak' | 'term' | 'working'): void {
 type Outcome = 'ack' | 'stop';
 interface Held {
   m: JsMsg;
-  event: StreamEvent;
 }
 
 /** The main lane: one consumer's messages, queued per activeflow and worked in order. */
@@ -130,7 +133,6 @@ class Lane {
     js: JetStreamClient,
     stream: string,
     consumerName: string,
-    skip: (event: StreamEvent) => boolean,
     pass: (m: JsMsg) => boolean,
     mayAct: () => boolean,
     /** Called when a pull fails: true when the consumer was gone and has been made again. */
@@ -152,7 +154,7 @@ class Lane {
           const batch = await consumer.fetch({ max_messages: FETCH_BATCH, expires: FETCH_EXPIRES_MS });
           for await (const m of batch) {
             if (pass(m)) settle(m, 'ack');
-            else this.accept(m, skip);
+            else this.accept(m);
           }
         } catch (e) {
           if (this.halt.stopped) return;
@@ -167,30 +169,20 @@ class Lane {
     })();
   }
 
-  private accept(m: JsMsg, skip: (event: StreamEvent) => boolean): void {
+  private accept(m: JsMsg): void {
     if (this.settled.get(m.seq) === true) {
       // its ack was lost: not sent again
       settle(m, 'ack');
       return;
     }
-    let event: StreamEvent;
-    try {
-      event = StreamEvent.parse(decodeJson(m.data));
-    } catch {
-      settle(m, 'term');
-      return;
-    }
-    if (skip(event)) {
-      settle(m, 'ack');
-      return;
-    }
-    const id = event.data.id;
+    // Queued by activeflow, undecoded: its events are materialised in order by the worker.
+    const id = subjectIds(m.subject).activeflowId;
     const queue = this.queues.get(id);
     if (queue !== undefined) {
-      queue.push({ m, event });
+      queue.push({ m });
       return;
     }
-    this.queues.set(id, [{ m, event }]);
+    this.queues.set(id, [{ m }]);
     const worker = this.work(id).finally(() => this.workers.delete(worker));
     this.workers.add(worker);
   }
@@ -287,7 +279,6 @@ export class WebhookDispatcher {
       this.js,
       EVENTS_STREAM,
       WEBHOOK_CONSUMER,
-      (event) => event.data.webhook_uri === '',
       (m) => m.headers?.get(WEBHOOK_HEADER) === '0',
       mayAct,
       () => this.heal(config),
@@ -359,16 +350,48 @@ export class WebhookDispatcher {
     return { pending: before.num_ack_pending, ackWaitMs: Math.ceil((before.config.ack_wait ?? 30_000_000_000) / 1_000_000) };
   }
 
-  /** Main lane: one attempt, unless the activeflow's earlier events wait in the retry lane. */
-  private async firstAttempt(id: string, { event }: Held): Promise<Outcome> {
-    if (!this.retry.holds(id)) {
-      if (this.halt.stopped || !this.mayAct()) return 'stop';
-      if (await this.attempt(event, 0)) {
-        this.deliveredOne(event);
-        return 'ack';
+  /**
+   * Main lane: the message's events (a journal entry stands for 0..n of them, materialised here),
+   * each tried once unless the activeflow's earlier events wait in the retry lane, where it and the
+   * rest then go.
+   */
+  private async firstAttempt(id: string, { m }: Held): Promise<Outcome> {
+    const events = await this.materialize(m);
+    if (events === null) return 'stop';
+    for (const event of events) {
+      if (event.data.webhook_uri === '') continue; // an event written before the header existed
+      if (!this.retry.holds(id)) {
+        if (this.halt.stopped || !this.mayAct()) return 'stop';
+        if (await this.attempt(event, 0)) {
+          this.deliveredOne(event);
+          continue;
+        }
+      }
+      if (!(await this.retry.park(id, event))) return 'stop';
+    }
+    return 'ack';
+  }
+
+  /** A message's events; a message that is neither an entry nor an event is logged and has none. Null once stopped. */
+  private async materialize(m: JsMsg): Promise<StreamEvent[] | null> {
+    let message: ReturnType<typeof parseStreamMessage>;
+    try {
+      message = parseStreamMessage(decodeJson(m.data));
+    } catch (e) {
+      this.log.error({ event: 'webhook_message_unreadable', seq: m.seq, err: e }, 'a stream message is neither a journal entry nor an event: skipped');
+      return [];
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.options.materializer.events({ ...subjectIds(m.subject), seq: m.seq }, message);
+      } catch (e) {
+        // reading the activeflow's journal (a miss) failed: NATS away for a moment
+        this.log.warn({ event: 'webhook_materialize_failed', seq: m.seq, err: e, attempt });
+        if (this.halt.stopped || !this.mayAct()) return null;
+        await this.halt.sleep(Math.min(5_000, 250 * attempt));
+        if (this.halt.stopped) return null;
       }
     }
-    return (await this.retry.park(id, event)) ? 'ack' : 'stop';
   }
 
   private deliveredOne(event: StreamEvent): void {

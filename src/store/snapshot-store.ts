@@ -1,8 +1,12 @@
 /**
- * Where activeflows live between requests: a running one's persisted XState snapshot in
- * `af_running` under `<shard>.<id>`, an ended one's final state in `af_ended` under `<id>`.
- * Every write of a running snapshot is revision-checked, so a writer that lost ownership can never
- * overwrite its successor (docs/architecture.md, design 4).
+ * The checkpoints of activeflows: a running one's persisted XState snapshot in `af_running` under
+ * `<shard>.<id>`, an ended one's final state in `af_ended` under `<id>`, each naming the journal
+ * entry it reflects (`af_journal`: the entry's stream sequence and number). An activeflow is its
+ * checkpoint plus the journal entries after it (src/store/journal.ts); the journal's revision check
+ * is the fence, and checkpoint writes are revision-checked too, so an older one never replaces a
+ * newer one (docs/architecture.md, "The journal"). A checkpoint without `af_journal` was written
+ * before the journal, as a snapshot per move: it is the whole state, and its first load here
+ * starts the activeflow's journal from it.
  */
 import type { KV } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';
@@ -34,9 +38,20 @@ export type Revision = number & { readonly __brand: 'Revision' };
 
 export type RunningSummary = Pick<EngineState['activeflow'], 'id' | 'customer_id' | 'flow_id' | 'status' | 'tm_create' | 'tm_update'>;
 
+/** The journal entry a checkpoint reflects: its stream sequence (0: none yet) and number. */
+export interface JournalPosition {
+  seq: number;
+  n: number;
+}
+
 export type StoredActiveflow =
-  | { kind: 'running'; snapshot: Snapshot<unknown>; state: EngineState; revision: Revision }
-  | { kind: 'ended'; state: EngineState; revision: Revision; runningRevision: Revision | null };
+  | { kind: 'running'; snapshot: Snapshot<unknown>; state: EngineState; revision: Revision; position: JournalPosition | null }
+  | { kind: 'ended'; state: EngineState; revision: Revision; runningRevision: Revision | null; position: JournalPosition | null };
+
+function positionOf(value: unknown): JournalPosition | null {
+  const p = (value as { af_journal?: Partial<JournalPosition> }).af_journal;
+  return typeof p?.seq === 'number' && typeof p.n === 'number' ? { seq: p.seq, n: p.n } : null;
+}
 
 export class SnapshotStore {
   constructor(
@@ -55,10 +70,18 @@ export class SnapshotStore {
     const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
     const runningEntry = r !== null && r.operation === 'PUT' ? r : null;
     if (e !== null && e.operation === 'PUT') {
-      return { kind: 'ended', state: EngineState.parse(decodeJson(e.value)), revision: e.revision as Revision, runningRevision: runningEntry ? (runningEntry.revision as Revision) : null };
+      const value = decodeJson(e.value);
+      return {
+        kind: 'ended',
+        state: EngineState.parse(value),
+        revision: e.revision as Revision,
+        runningRevision: runningEntry ? (runningEntry.revision as Revision) : null,
+        position: positionOf(value),
+      };
     }
     if (runningEntry === null) return null;
     let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
+    const position = positionOf(snapshot);
     if (this.aside !== null) snapshot = await this.aside.stacks.join(await this.aside.history.join(snapshot));
     // The actor restores from the validated context, so defaults for fields that older snapshots
     // lack are filled in.
@@ -66,7 +89,7 @@ export class SnapshotStore {
     if (this.aside !== null) {
       for (const stack of Object.values(state.activeflow.stack_map)) stack.actions = this.aside.stacks.intern(stack.actions);
     }
-    return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision: runningEntry.revision as Revision };
+    return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision: runningEntry.revision as Revision, position };
   }
 
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
@@ -75,32 +98,35 @@ export class SnapshotStore {
     return (r !== null && r.operation === 'PUT') || (e !== null && e.operation === 'PUT');
   }
 
+  /** The first checkpoint, before the activeflow's first journal entry (position 0/0); refused if the id exists. */
   async create(id: string, snapshot: Snapshot<unknown>): Promise<Revision> {
     const key = this.runningKey(id);
     try {
-      return (await this.running.create(key, encodeJson(snapshot))) as Revision;
+      return (await this.running.create(key, encodeJson({ ...(snapshot as object), af_journal: { seq: 0, n: 0 } }))) as Revision;
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(key, { cause: e });
       throw e;
     }
   }
 
-  async update(id: string, snapshot: Snapshot<unknown>, revision: Revision): Promise<Revision> {
+  /** A checkpoint of a running activeflow at `position`, if the key is still at `revision`. */
+  async update(id: string, snapshot: Snapshot<unknown>, revision: Revision, position: JournalPosition): Promise<Revision> {
     const key = this.runningKey(id);
     const stored = this.aside === null ? snapshot : await this.aside.stacks.split(await this.aside.history.split(snapshot));
     try {
-      return (await this.running.update(key, encodeJson(stored), revision)) as Revision;
+      return (await this.running.update(key, encodeJson({ ...(stored as object), af_journal: position }), revision)) as Revision;
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(key, { cause: e });
       throw e;
     }
   }
 
-  /** Ending, step 1: the final state goes to af_ended (a re-write of the same state is harmless). */
-  async writeEnded(id: string, state: EngineState, revision: Revision | null): Promise<Revision> {
+  /** The checkpoint of an ended activeflow (a re-write of the same state is harmless). */
+  async writeEnded(id: string, state: EngineState, position: JournalPosition, revision: Revision | null): Promise<Revision> {
+    const value = encodeJson({ ...state, af_journal: position });
     try {
-      if (revision === null) return (await this.ended.put(id, encodeJson(state))) as Revision;
-      return (await this.ended.update(id, encodeJson(state), revision)) as Revision;
+      if (revision === null) return (await this.ended.put(id, value)) as Revision;
+      return (await this.ended.update(id, value, revision)) as Revision;
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(id, { cause: e });
       throw e;
@@ -142,21 +168,6 @@ export class SnapshotStore {
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });
       throw e;
-    }
-  }
-
-  /**
-   * Takes an activeflow over: its running snapshot is rewritten unchanged with a revision-checked
-   * update, so the revision any former owner holds is stale and its next write is refused.
-   */
-  async fence(id: string): Promise<void> {
-    const key = this.runningKey(id);
-    const e = await this.running.get(key);
-    if (e === null || e.operation !== 'PUT') return;
-    try {
-      await this.running.update(key, e.value, e.revision);
-    } catch (err) {
-      if (!isRevisionConflict(err)) throw err; // a concurrent write: the writer's revision moved on anyway
     }
   }
 

@@ -187,7 +187,7 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
 });
 
 describe('a shard taken from a holder that did not hand it over', () => {
-  it('is served at once, and every running activeflow of it is fenced (rewritten) before or soon after its first use', async () => {
+  it('is served at once, and every running activeflow of it is fenced (a fence entry on its journal) before or soon after its first use', async () => {
     const { openStoresFor } = await import('../helpers/nats.js');
     const server = await startNats();
     cleanups.push(() => server.stop());
@@ -202,10 +202,11 @@ describe('a shard taken from a holder that did not hand it over', () => {
     for (const c of calls) await client.next(c.id, c.current_action.id);
     const stores = await openStoresFor(server);
     cleanups.push(() => stores.nc.close());
-    const { shardOf } = await import('../../src/nats/shard-mapping.js');
-    const key = (id: string) => `${shardOf(id, 256)}.${id}`;
+    const { Journal } = await import('../../src/store/journal.js');
+    const { RevisionConflict } = await import('../../src/store/revision-conflict.js');
+    const journal = new Journal(stores.storage.js, stores.storage.jsm);
     const before = new Map<string, number>();
-    for (const c of calls) before.set(c.id, (await stores.storage.running.get(key(c.id)))!.revision);
+    for (const c of calls) before.set(c.id, (await journal.last(CUSTOMER, c.id))!.seq);
 
     await a.nc.close(); // crashing-a dies holding every lease: nothing handed over
     const b = await startNode(server, { ...leased, nodeId: 'taking-b' });
@@ -214,17 +215,20 @@ describe('a shard taken from a holder that did not hand it over', () => {
     const moved = await client.next(first.id, (await client.get(first.id)).current_action.id); // served as soon as b holds the shard
     expect(moved.type).toBe('talk');
     expect(await until(() => b.servedShards === 256, 10_000)).toBe(true);
-    // The sweep fences the rest: each snapshot's revision moves although nothing was asked of it.
+    // The sweep fences the rest: a fence entry goes on each journal although nothing was asked of it.
+    const isFenced = async (id: string) =>
+      (await journal.between(CUSTOMER, id, before.get(id)!, Number.MAX_SAFE_INTEGER)).some(({ message }) => message.kind === 'entry' && message.entry.kind === 'fence');
     let fenced = 0;
     for (let i = 0; i < 50 && fenced < calls.length; i++) {
       fenced = 0;
-      for (const c of calls) if ((await stores.storage.running.get(key(c.id)))!.revision > before.get(c.id)!) fenced++;
+      for (const c of calls) if (await isFenced(c.id)) fenced++;
       if (fenced < calls.length) await new Promise((r) => setTimeout(r, 100));
     }
     expect(fenced).toBe(calls.length);
-    // A write by the former holder, at the revision it knew, is refused.
+    // A write by the former holder, after the last entry it knew, is refused.
     const stale = calls[1]!;
-    const e = (await stores.storage.running.get(key(stale.id)))!;
-    await expect(stores.storage.running.update(key(stale.id), e.value, before.get(stale.id)!)).rejects.toThrow(/wrong last sequence/);
+    await expect(journal.append(CUSTOMER, stale.id, { v: 2, kind: 'fence', n: 99, at: '2026-11-27T10:00:00.000000Z', engine: 'stale' }, before.get(stale.id)!, false)).rejects.toBeInstanceOf(
+      RevisionConflict,
+    );
   }, 60_000);
 });

@@ -69,7 +69,7 @@ describe('fair admission: whose request', () => {
   it("a request naming no customer, to an activeflow passivated here, still counts as its customer's", async () => {
     const af = await env.client.createActiveflow({ customer_id: QUIET, reference_type: 'call', actions: talks(3) });
     expect(env.node.registry.customerOf(af.id)).toBe(QUIET);
-    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     expect(env.node.residentActors).toBe(0);
     expect(env.node.registry.customerOf(af.id)).toBe(QUIET); // `next` has no customer_id: this is its key
     await env.client.next(af.id, af.current_action.id); // loaded again: resident, and still known

@@ -59,19 +59,19 @@ describe('/metrics', () => {
     expect(after.get('activeflow_requests_total{code="ok",verb="create"}')).toBe(1);
     expect(after.get('activeflow_request_duration_seconds_count{verb="next"}')).toBe(4);
     expect(after.get('activeflow_request_duration_seconds_bucket{le="+Inf",verb="next"}')).toBe(4);
-    expect(after.get('activeflow_kv_write_duration_seconds_count')).toBe(4); // three moves and the end; the create is not a revision-checked update
+    expect(after.get('activeflow_journal_write_duration_seconds_count')).toBe(5); // the created entry, three moves and the end
     expect(after.get(`activeflow_limit_rejections_total{customer_id="${CUSTOMER}",quota="flows"}`)).toBe(1);
     expect(after.get('activeflow_requests_total{code="limit_exceeded",verb="flow_create"}')).toBe(1);
     expect(after.get('activeflow_resident_actors')).toBeGreaterThanOrEqual(1);
-    // Another writer rewrites a resident activeflow's snapshot: the node's next write is refused.
+    // Another writer appends to a resident activeflow's journal: the node's next write is refused.
     const { openStoresFor } = await import('../helpers/nats.js');
-    const { shardOf } = await import('../../src/nats/shard-mapping.js');
+    const { Journal } = await import('../../src/store/journal.js');
     const stores = await openStoresFor(env.server);
     const other = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' });
     const step = await env.client.next(other.id, other.current_action.id);
-    const key = `${shardOf(other.id, 256)}.${other.id}`;
-    const e = (await stores.storage.running.get(key))!;
-    await stores.storage.running.update(key, e.value, e.revision);
+    const journal = new Journal(stores.storage.js, stores.storage.jsm);
+    const last = (await journal.last(CUSTOMER, other.id))!;
+    await journal.append(CUSTOMER, other.id, { v: 2, kind: 'fence', n: 3, at: '2026-11-27T10:00:00.000000Z', engine: 'test' }, last.seq, false);
     await env.client.next(other.id, step.id); // refused once (conflict), retried by the client after a reload
     await stores.nc.close();
     expect((await scrape()).get('activeflow_revision_conflicts_total')).toBe(1);
@@ -83,7 +83,7 @@ describe('/metrics', () => {
         'activeflow_requests_total counter',
         'activeflow_request_duration_seconds histogram',
         'activeflow_moves_total counter',
-        'activeflow_kv_write_duration_seconds histogram',
+        'activeflow_journal_write_duration_seconds histogram',
         'activeflow_revision_conflicts_total counter',
         'activeflow_actors_passivated_total counter',
         'activeflow_limit_rejections_total counter',

@@ -1,20 +1,22 @@
 /**
- * Crashes: a node killed with SIGKILL mid-flow, the window between a snapshot write and its event
- * publish, an end cut in half, and nats-server restarting under a node. After each, every
- * activeflow continues exactly where its last acknowledged reply left it, and the event stream
- * has no gap and no duplicate.
+ * Crashes: a node killed with SIGKILL mid-flow and right after each reply, a creation cut after its
+ * first checkpoint, an end cut after its journal entry, a stale owner's write, and nats-server
+ * restarting under a node. After each, every activeflow continues exactly where its last
+ * acknowledged reply left it, and its events have no gap and no duplicate.
  */
 import { randomUUID } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { createActor } from 'xstate';
 import { afterEach, describe, expect, it } from 'vitest';
-import { activeflowMachine, reduce, type StreamEvent } from '../../machines/index.js';
+import { type EngineEvent, type EngineState, reduce, type StreamEvent } from '../../machines/index.js';
 import type { ActiveflowClient } from '../../src/api/client.js';
 import { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { EVENTS_STREAM, type Storage } from '../../src/store/buckets.js';
 import { encodeJson } from '../../src/store/codec.js';
-import { EventLog } from '../../src/store/event-log.js';
-import type { Revision } from '../../src/store/snapshot-store.js';
+import { Journal, journalSubject } from '../../src/store/journal.js';
+import { moveEntry, replayEntry } from '../../src/store/journal-entry.js';
+import { RevisionConflict } from '../../src/store/revision-conflict.js';
+import type { SnapshotStore } from '../../src/store/snapshot-store.js';
 import { keysNow } from '../../src/store/kv-keys.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, driveCalls, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
@@ -115,100 +117,63 @@ describe('a node killed with SIGKILL mid-flow', () => {
 });
 
 describe('recovery of what a crash leaves half done', () => {
-  it('republishes the events of a change that was stored but not published, exactly once', async () => {
+  /** The state the journal holds for an activeflow (its checkpoint and the entries after it), as a node loads it. */
+  async function journaled(storage: Storage, store: SnapshotStore, id: string): Promise<{ state: EngineState; last: number; n: number; journal: Journal }> {
+    const journal = new Journal(storage.js, storage.jsm);
+    const stored = await store.load(id);
+    if (stored === null || stored.position === null) throw new Error('expected a checkpoint with its journal position');
+    const last = await journal.last(stored.state.activeflow.customer_id, id);
+    let state = stored.state;
+    let n = stored.position.n;
+    for (const { message } of await journal.between(stored.state.activeflow.customer_id, id, stored.position.seq, last!.seq)) {
+      if (message.kind !== 'entry') continue;
+      state = replayEntry(state, message.entry);
+      n = message.entry.n;
+    }
+    return { state, last: last!.seq, n, journal };
+  }
+
+  /** Plays a node that appended a move's entry and died before anything after it. */
+  async function appendAsDeadNode(storage: Storage, store: SnapshotStore, id: string, event: EngineEvent): Promise<EngineState> {
+    const { state, last, n, journal } = await journaled(storage, store, id);
+    const after = reduce(state, event);
+    await journal.append(after.activeflow.customer_id, id, moveEntry(state, after, event, n + 1, 'test'), last, after.activeflow.webhook_uri !== '');
+    return after;
+  }
+
+  it('appends the created entry of an activeflow whose first checkpoint was written and nothing after it', async () => {
     const { server, client } = await setup();
     let node: ActiveflowNode = await startNode(server);
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
-    await client.next(af.id, af.current_action.id);
     await node.stop();
-
-    // Play the dead node: apply the next `next` and store it, but die before publishing.
-    const { nc, storage, store } = await openStoresFor(server);
+    // Play the node that died between the first checkpoint and the created entry: its journal is empty.
+    const { nc, storage } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const log = new EventLog(storage.js, storage.jsm);
-    const stored = await store.load(af.id);
-    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
-    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: stored.state });
-    actor.start();
-    actor.send({ type: 'next', request_id: 'dead', now: '2026-11-27T10:00:00.000000Z', entropy: 'dead-node', current_action_id: stored.state.activeflow.current_action.id });
-    await store.update(af.id, actor.getPersistedSnapshot(), stored.revision);
-    const before = await log.lastSeq(CUSTOMER, af.id);
-    expect(before).toBe(2);
-    expect(actor.getSnapshot().context.seq).toBe(3);
-
-    node = await startNode(server); // recovery runs at start
+    await storage.jsm.streams.purge(EVENTS_STREAM, { filter: journalSubject(CUSTOMER, af.id) });
+    expect(await new Journal(storage.js, storage.jsm).last(CUSTOMER, af.id)).toBeNull();
+    node = await startNode(server);
     cleanups.push(() => node.stop());
-    for (let i = 0; i < 100 && (await log.lastSeq(CUSTOMER, af.id)) < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await client.get(af.id)).status).toBe('running');
     const { events } = await client.history(af.id);
     expectCleanStream(events);
-    expect(events).toHaveLength(3);
-    await node.stop();
-    node = await startNode(server); // a second restart publishes nothing twice
-    expect((await client.history(af.id)).events).toHaveLength(3);
-    // and the caller that never got its reply retries: the same answer, no move
-    const talk = await client.next(af.id, stored.state.activeflow.current_action.id);
-    expect(talk.type).toBe('talk');
-    expect((await client.get(af.id)).execute_count).toBe(2);
+    expect(events).toHaveLength(1);
+    const answer = await client.next(af.id, af.current_action.id);
+    expect(answer.type).toBe('answer');
+    expectCleanStream((await client.history(af.id)).events);
   }, 30_000);
 
-  it('starts the fire-and-forget effects of a change that was stored but not published, once', async () => {
-    const { createServer } = await import('node:http');
-    let posts = 0;
-    const http = createServer((req, res) => {
-      posts++;
-      req.resume();
-      res.end('ok');
-    });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => http.close(() => r())));
-    const uri = `http://127.0.0.1:${(http.address() as { port: number }).port}/hook`;
-    const { server, client } = await setup();
-    let node: ActiveflowNode = await startNode(server);
-    const af = await client.createActiveflow({
-      customer_id: CUSTOMER,
-      reference_type: 'call',
-      actions: [{ type: 'answer' }, { type: 'webhook_send', option: { sync: false, uri, method: 'POST', data_type: 'application/json', data: '{"n":1}' } }, { type: 'talk' }],
-    });
-    await client.next(af.id, af.current_action.id); // answer
-    await node.stop();
-
-    // Play the dead node: the next `next` (webhook_send, then talk) is stored, then the node dies
-    // before its events and its effect went out.
-    const { nc, store } = await openStoresFor(server);
-    cleanups.push(() => nc.close());
-    const stored = await store.load(af.id);
-    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
-    const actor = createActor(activeflowMachine, { snapshot: stored.snapshot as never, input: stored.state });
-    actor.start();
-    actor.send({ type: 'next', request_id: 'dead', now: '2026-11-27T10:00:00.000000Z', entropy: 'dead-node', current_action_id: stored.state.activeflow.current_action.id });
-    expect(actor.getSnapshot().context.outbox.effects.map((e) => [e.type, e.await])).toEqual([['http_request', false]]);
-    await store.update(af.id, actor.getPersistedSnapshot(), stored.revision);
-    expect(posts).toBe(0);
-
-    node = await startNode(server); // recovery: the events go out, and the webhook with them
-    cleanups.push(() => node.stop());
-    await expect.poll(() => posts, { timeout: 5_000 }).toBe(1);
-    await node.stop();
-    node = await startNode(server); // its events are out now: nothing is sent twice
-    expect((await client.get(af.id)).current_action.type).toBe('talk');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(posts).toBe(1);
-  }, 30_000);
-
-  it('finishes an end that stopped between the ended record and the running key removal', async () => {
+  it('finishes an end that stopped right after its journal entry (no ended record, running key still there)', async () => {
     const { server, client } = await setup();
     const node = await startNode(server);
     cleanups.push(() => node.stop());
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const stored = await store.load(af.id);
-    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
-    // The ended record is written, the running key is still there (the node died in between).
-    const ended = reduce(stored.state, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-end' });
-    await storage.ended.put(af.id, encodeJson(ended));
     await node.registry.release(() => true); // forget the resident actor, as a restart would
+    await appendAsDeadNode(storage, store, af.id, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-end' });
+    expect(await storage.ended.get(af.id)).toBeNull();
     expect(await client.get(af.id)).toMatchObject({ status: 'ended', end_reason: 'stopped' });
+    expect((await storage.ended.get(af.id))?.operation).toBe('PUT');
     expect(await storage.running.get(store.runningKey(af.id))).toBeNull();
     expect(await keysNow(storage.running, store.runningKey(af.id))).toEqual([]); // no delete marker left behind
     const { events } = await client.history(af.id);
@@ -249,11 +214,8 @@ describe('recovery of what a crash leaves half done', () => {
     // Play the node that died right after storing the parent's end, before starting the child.
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const stored = await store.load(af.id);
-    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
-    const ended = reduce(stored.state, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-child' });
+    const ended = await appendAsDeadNode(storage, store, af.id, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-child' });
     const childId = ended.activeflow.on_complete_activeflow_id;
-    await storage.ended.put(af.id, encodeJson(ended));
     expect((await storage.running.get(store.runningKey(af.id)))?.operation).toBe('PUT');
 
     node = await startNode(server); // recovery finishes the end, starting the child
@@ -274,18 +236,20 @@ describe('recovery of what a crash leaves half done', () => {
     expect((await client.history(childId)).events.filter((e) => e.type === 'activeflow_created')).toHaveLength(1);
   }, 30_000);
 
-  it('a write refused for its revision drops the actor and answers unavailable, never a stale success', async () => {
+  it("a stale owner's journal write is refused: the actor is dropped and answers unavailable, never a stale success", async () => {
     const { server, client } = await setup();
     const node = await startNode(server);
     cleanups.push(() => node.stop());
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
     await client.get(af.id); // resident now
-    const { nc, store } = await openStoresFor(server);
+    const { nc, storage } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    const stored = await store.load(af.id);
-    if (stored?.kind !== 'running') throw new Error('expected a running snapshot');
-    // Another writer (a new owner) rewrites the snapshot: this node's revision is stale.
-    await store.update(af.id, stored.snapshot, stored.revision as Revision);
+    // Another writer (a new owner) fences the journal: this node's idea of its last entry is stale.
+    const journal = new Journal(storage.js, storage.jsm);
+    const last = (await journal.last(CUSTOMER, af.id))!;
+    await journal.append(CUSTOMER, af.id, { v: 2, kind: 'fence', n: 2, at: '2026-11-27T10:00:00.000000Z', engine: 'test' }, last.seq, false);
+    // a write expecting anything but the last entry is refused by the server, whoever sends it
+    await expect(journal.append(CUSTOMER, af.id, { v: 2, kind: 'fence', n: 3, at: '2026-11-27T10:00:00.000000Z', engine: 'test' }, last.seq, false)).rejects.toBeInstanceOf(RevisionConflict);
     const { nc: nc2 } = await clientFor(server);
     cleanups.push(() => nc2.close());
     const once = await nc2.request(`activeflow.v1.${af.id}.next`, encodeJson({ current_action_id: af.current_action.id }), { timeout: 2000 });
@@ -348,6 +312,7 @@ describe('a long history', () => {
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: Array.from({ length: 300 }, (_, i) => ({ type: 'talk', option: { text: `t${i}` } })) });
     let current = af.current_action.id;
     for (let i = 0; i < 200; i++) current = (await client.next(af.id, current)).id;
+    await node.registry.settleAll(); // its checkpoint now (every CHECKPOINT_EVERY entries otherwise)
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
     const raw = JSON.parse(new TextDecoder().decode((await storage.running.get(store.runningKey(af.id)))!.value)) as {
@@ -365,7 +330,7 @@ describe('a long history', () => {
     // What the node remembers of the chunks leaves memory with the actor, and comes back with a load.
     const snapshots = (node as unknown as { snapshots: { trackedAside: number } }).snapshots;
     expect(snapshots.trackedAside).toBe(2); // its history chunks and its stack's list
-    node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     expect(snapshots.trackedAside).toBe(0);
     current = (await client.next(af.id, current)).id; // reloaded: continues with the same chunks and list
     expect(snapshots.trackedAside).toBe(2);

@@ -27,7 +27,9 @@ interface Stored {
   af_aside?: true;
   context: { activeflow: { stack_map: Record<string, { actions: unknown[] }> } };
 }
+/** The activeflow's checkpoint, written now (otherwise every CHECKPOINT_EVERY moves and when it leaves memory). */
 async function stored(id: string): Promise<{ value: Stored }> {
+  await env.node.registry.settleAll();
   const e = (await storage.running.get(store.runningKey(id)))!;
   return { value: JSON.parse(new TextDecoder().decode(e.value)) as Stored };
 }
@@ -56,7 +58,7 @@ describe('stack action lists stored aside', () => {
 
     // Out of memory and back: the activeflow reads exactly as before, and goes on.
     const before: Activeflow = await env.client.get(af.id);
-    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     expect(env.node.residentActors).toBe(0);
     expect(await env.client.get(af.id)).toEqual(before);
     let current = (await env.client.next(af.id, second.id)).id;
@@ -77,7 +79,7 @@ describe('stack action lists stored aside', () => {
     const mainOf = (id: string) => Object.values(env.node.registry.get(id).state()!.activeflow.stack_map)[0]!.actions;
     expect(mainOf(a!.id)).toBe(mainOf(b!.id));
     for (const af of [a!, b!]) await env.client.next(af.id, af.current_action.id); // stored aside
-    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     await Promise.all([a!, b!].map((af) => env.client.get(af.id))); // loaded again, each from its own list
     expect(mainOf(a!.id)).toBe(mainOf(b!.id));
     const c = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', flow_id: flow.id });
@@ -90,7 +92,7 @@ describe('stack action lists stored aside', () => {
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: talks(10, 'lost') });
     await env.client.next(af.id, af.current_action.id);
     const key = Object.values((await stored(af.id)).value.af_stack_lists ?? {})[0]!;
-    env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     await storage.history.purge(key);
     // A storage fault, not the caller's: `internal` (the node's log names the missing list).
     await expect(env.client.get(af.id)).rejects.toMatchObject({ code: 'internal' });

@@ -75,8 +75,8 @@ describe('webhook delivery across a change of deliverer', () => {
       .consumers.get(EVENTS_STREAM, WEBHOOK_CONSUMER)
       .then((c) => c.fetch({ max_messages: 1, expires: 2_000 }));
     const held: string[] = [];
-    for await (const m of batch) held.push((m.json() as { type: string }).type);
-    expect(held).toEqual(['activeflow_created']);
+    for await (const m of batch) held.push((m.json() as { kind: string }).kind);
+    expect(held).toEqual(['created']); // the journal's first entry: its activeflow_created event
     clearInterval(renew);
     await ghost.close();
     await stores.nc.close();

@@ -1,0 +1,236 @@
+/**
+ * The journal entry: what one move of an activeflow stores, and the one durable write of the move
+ * (docs/architecture.md, "The journal"). Pure: building an entry from the states before and after
+ * a transition, replaying entries onto an engine state, and materialising VoIPBIN's full event form
+ * from entries, for every reader, are functions of their arguments.
+ *
+ * An entry holds what re-derives the move (`input`: the engine event, with its request, `now`,
+ * `entropy` and effect result) and what it came to (`cursor`, `status`, the `executed` actions it
+ * appended, the `variables` it changed, and the `events` it emitted, each as the public fields that
+ * changed since the one before): a reader rebuilds the full form from the entries since the
+ * activeflow's `created` entry, which holds the whole initial state, without the engine. An event
+ * is ~0.5 KB where the full form was ~3.4 KB for the bench's call and grew with its history.
+ */
+import { z } from 'zod';
+import {
+  Action,
+  EngineEvent,
+  EngineState,
+  EVENT_HISTORY_MAX,
+  materializeEvents,
+  type PublicActiveflow,
+  reduce,
+  STREAM_EVENT_TYPES,
+  StreamEvent,
+  Timestamp,
+  toPublicWithoutHistory,
+  Uuid,
+} from '../../machines/index.js';
+
+export const JOURNAL_FORMAT = 2;
+
+/** Public fields (the activeflow without its history) that changed, with their new values. */
+const Changes = z.record(z.string(), z.unknown());
+
+/** An event the move emitted: its fields changed since the event before (or the entry's start). */
+export const JournalEvent = z.object({
+  type: z.enum(STREAM_EVENT_TYPES),
+  seq: z.number().int().positive(),
+  changes: Changes.optional(),
+  /** How much of the history the event carries (its executed_actions are the first this many). */
+  executed_count: z.number().int().nonnegative(),
+});
+export type JournalEvent = z.infer<typeof JournalEvent>;
+
+const Head = {
+  v: z.literal(JOURNAL_FORMAT),
+  /** The entry's number in its activeflow's journal: contiguous from 1, so a reader sees a gap. */
+  n: z.number().int().positive(),
+  at: Timestamp,
+  /** The engine version that wrote it (a replay across versions says so). */
+  engine: z.string(),
+};
+
+export const JournalEntry = z.discriminatedUnion('kind', [
+  /** The activeflow as created (its first events are in its outbox). */
+  z.object({ ...Head, kind: z.literal('created'), state: EngineState }),
+  /**
+   * A store written before the journal, read for the first time: the state as its snapshot held it.
+   * Its outbox's events with `seq > events_after` never reached the stream and come out here.
+   */
+  z.object({ ...Head, kind: z.literal('rebase'), state: EngineState, events_after: z.number().int().nonnegative() }),
+  z.object({
+    ...Head,
+    kind: z.literal('move'),
+    input: EngineEvent,
+    cursor: z.object({ stack_id: Uuid, action_id: Uuid }),
+    status: z.enum(['running', 'ended']),
+    /** Appended to executed_actions by this move. */
+    executed: z.array(Action),
+    /** Variables set (a string) or deleted (null) by this move. */
+    variables: z.record(z.string(), z.string().nullable()).optional(),
+    events: z.array(JournalEvent),
+    /** Public fields changed after the last event (or by a move that emitted none). */
+    changes: Changes.optional(),
+  }),
+  /** A new owner took the activeflow over from one that did not hand it over: the old one's next write is refused. */
+  z.object({ ...Head, kind: z.literal('fence'), node: z.string().optional() }),
+]);
+export type JournalEntry = z.infer<typeof JournalEntry>;
+export type MoveEntry = Extract<JournalEntry, { kind: 'move' }>;
+
+type Public = Omit<PublicActiveflow, 'executed_actions'>;
+
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Nothing changed: undefined, so an entry leaves the field out. */
+const orNone = <T extends object>(o: T): T | undefined => (Object.keys(o).length === 0 ? undefined : o);
+
+function changesOf(from: Record<string, unknown>, to: Record<string, unknown>): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(to)) if (!same(from[key], to[key])) out[key] = to[key];
+  return orNone(out);
+}
+
+function variableChanges(from: Record<string, string>, to: Record<string, string>): Record<string, string | null> | undefined {
+  if (from === to) return undefined;
+  const out: Record<string, string | null> = {};
+  for (const [k, v] of Object.entries(to)) if (from[k] !== v) out[k] = v;
+  for (const k of Object.keys(from)) if (!(k in to)) out[k] = null;
+  return orNone(out);
+}
+
+/** The entry of one transition: `before` is the state it was applied to, `after` what it gave. */
+export function moveEntry(before: EngineState, after: EngineState, input: EngineEvent, n: number, engine: string): MoveEntry {
+  const af = after.activeflow;
+  const executedBefore = before.activeflow.executed_actions.length;
+  let previous = toPublicWithoutHistory(before.activeflow) as Record<string, unknown>;
+  const events: JournalEvent[] = [];
+  for (const e of after.outbox.events) {
+    const { executed_actions: _x, ...data } = e.data as Record<string, unknown>;
+    const changes = changesOf(previous, data);
+    events.push({ type: e.type, seq: e.seq, ...(changes ? { changes } : {}), executed_count: e.executed_count ?? af.executed_actions.length });
+    previous = data;
+  }
+  const changes = changesOf(previous, toPublicWithoutHistory(af) as Record<string, unknown>);
+  const variables = variableChanges(before.variables, after.variables);
+  return {
+    v: JOURNAL_FORMAT,
+    kind: 'move',
+    n,
+    at: input.now,
+    engine,
+    input,
+    cursor: { stack_id: af.current_stack_id, action_id: af.current_action.id },
+    status: af.status,
+    executed: af.executed_actions.slice(executedBefore),
+    ...(variables ? { variables } : {}),
+    events,
+    ...(changes ? { changes } : {}),
+  };
+}
+
+/** Thrown when a move's recorded outcome is not what the engine makes of its input (a rule changed). */
+export class ReplayDivergence extends Error {
+  override readonly name = 'ReplayDivergence';
+}
+
+/**
+ * The engine state after an entry. A move is re-derived by the engine from its input; its recorded
+ * cursor and status are checked, so a state is never silently rebuilt by different rules.
+ */
+export function replayEntry(state: EngineState | null, entry: JournalEntry): EngineState {
+  switch (entry.kind) {
+    case 'created':
+    case 'rebase':
+      return entry.state;
+    case 'fence':
+      if (state === null) throw new Error(`journal entry ${entry.n} (fence) has no state before it`);
+      return state;
+    case 'move': {
+      if (state === null) throw new Error(`journal entry ${entry.n} (move) has no state before it`);
+      const next = reduce(state, entry.input);
+      const af = next.activeflow;
+      if (af.current_action.id !== entry.cursor.action_id || af.current_stack_id !== entry.cursor.stack_id || af.status !== entry.status) {
+        throw new ReplayDivergence(
+          `entry ${entry.n} (${entry.input.type}): recorded cursor ${entry.cursor.stack_id}/${entry.cursor.action_id} ${entry.status}, the engine gives ${af.current_stack_id}/${af.current_action.id} ${af.status}`,
+        );
+      }
+      return next;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// readers: the full event form from entries
+
+/** What a reader keeps per activeflow to materialise its next entry's events. */
+export interface ReaderState {
+  /** The last entry folded (0 after an event written before the journal). */
+  n: number;
+  pub: Public;
+  /** The latest EVENT_HISTORY_MAX executed actions, and how many there are in all. */
+  recent: Action[];
+  executed: number;
+}
+
+/** A message of the events stream: a journal entry, or an event written before the journal. */
+export type StreamMessage = { kind: 'entry'; entry: JournalEntry } | { kind: 'event'; event: StreamEvent };
+
+/** Reads a stream message (throws on one that is neither). */
+export function parseStreamMessage(value: unknown): StreamMessage {
+  if (typeof value === 'object' && value !== null && (value as { v?: unknown }).v === JOURNAL_FORMAT) return { kind: 'entry', entry: JournalEntry.parse(value) };
+  return { kind: 'event', event: StreamEvent.parse(value) };
+}
+
+/** True when the message can be folded onto `state` (or needs none: it carries its own base). */
+export function foldsOnto(state: ReaderState | null, m: StreamMessage): boolean {
+  if (m.kind === 'event') return true;
+  const e = m.entry;
+  if (e.kind === 'created' || e.kind === 'rebase') return true;
+  return state !== null && e.n === state.n + 1;
+}
+
+function fromState(state: EngineState, n: number): ReaderState {
+  const history = state.activeflow.executed_actions;
+  return { n, pub: toPublicWithoutHistory(state.activeflow), recent: history.slice(-EVENT_HISTORY_MAX), executed: history.length };
+}
+
+function eventOf(type: StreamEvent['type'], seq: number, at: string, pub: Public, recent: Action[], total: number, count: number): StreamEvent {
+  // `recent` ends at `total`; the event carries the history up to `count`, its latest EVENT_HISTORY_MAX.
+  const end = recent.length - (total - count);
+  const omitted = Math.max(0, count - EVENT_HISTORY_MAX);
+  const executed = recent.slice(Math.max(0, end - (count - omitted)), end);
+  return { type, seq, at, data: { ...pub, executed_actions: executed, ...(omitted > 0 ? { executed_actions_omitted: omitted } : {}) } } as StreamEvent;
+}
+
+/**
+ * Folds one message onto a reader's state: the events it stands for, in VoIPBIN's full form, and
+ * the state after it. Throws when it does not fold (check `foldsOnto`): the reader must read the
+ * activeflow's journal from its start.
+ */
+export function foldMessage(state: ReaderState | null, m: StreamMessage): { state: ReaderState | null; events: StreamEvent[] } {
+  if (m.kind === 'event') {
+    const { executed_actions, executed_actions_omitted, ...pub } = m.event.data;
+    return { state: { n: 0, pub, recent: executed_actions.slice(-EVENT_HISTORY_MAX), executed: (executed_actions_omitted ?? 0) + executed_actions.length }, events: [m.event] };
+  }
+  const e = m.entry;
+  if (e.kind === 'created') return { state: fromState(e.state, e.n), events: materializeEvents(e.state) };
+  if (e.kind === 'rebase') return { state: fromState(e.state, e.n), events: materializeEvents(e.state).filter((x) => x.seq > e.events_after) };
+  if (state === null || e.n !== state.n + 1) throw new Error(`journal entry ${e.n} does not follow ${state === null ? 'nothing' : `entry ${state.n}`}`);
+  if (e.kind === 'fence') return { state: { ...state, n: e.n }, events: [] };
+  const recent = e.executed.length === 0 ? state.recent : [...state.recent, ...e.executed];
+  const total = state.executed + e.executed.length;
+  let pub = state.pub;
+  const events: StreamEvent[] = [];
+  for (const x of e.events) {
+    if (x.changes !== undefined) pub = { ...pub, ...(x.changes as Partial<Public>) };
+    events.push(eventOf(x.type, x.seq, e.at, pub, recent, total, x.executed_count));
+  }
+  if (e.changes !== undefined) pub = { ...pub, ...(e.changes as Partial<Public>) };
+  return { state: { n: e.n, pub, recent: recent.length > EVENT_HISTORY_MAX ? recent.slice(-EVENT_HISTORY_MAX) : recent, executed: total }, events };
+}

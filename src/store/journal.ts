@@ -1,0 +1,132 @@
+/**
+ * The journal: every activeflow's entries (src/store/journal-entry.ts) in the `ACTIVEFLOW_EVENTS`
+ * stream, on `activeflow.events.<customer_id>.<activeflow_id>`. A move's entry is its one durable
+ * write, appended only if the subject's last sequence is the one its writer read or wrote last: a
+ * writer that lost the activeflow (another node fenced it, or wrote since) is refused, as a
+ * revision-checked KV update is (it is the same check: a KV bucket is a stream too).
+ *
+ * Reads go to the stream's leader, never a direct get: a replica that lags would answer an older
+ * last entry, and a load would miss moves that were acknowledged.
+ */
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
+import { headers } from '@nats-io/transport-node';
+import type { StreamEvent } from '../../machines/index.js';
+import { isMessageGone } from '../errors.js';
+import { EVENTS_STREAM } from './buckets.js';
+import { decodeJson, encodeJson } from './codec.js';
+import { foldMessage, foldsOnto, type JournalEntry, parseStreamMessage, type ReaderState, type StreamMessage } from './journal-entry.js';
+import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
+
+export const journalSubject = (customerId: string, activeflowId: string): string => `activeflow.events.${customerId}.${activeflowId}`;
+
+/**
+ * On every entry: `1` when its activeflow has a webhook_uri, else `0`. The webhook deliverer reads
+ * every entry of the stream, and without this header it had to decode each one to find the few it
+ * delivers.
+ */
+export const WEBHOOK_HEADER = 'Activeflow-Webhook';
+
+export interface Stored {
+  /** The stream sequence. */
+  seq: number;
+  message: StreamMessage;
+}
+
+export class Journal {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  /**
+   * Appends an entry if the activeflow's last stream sequence is `expectedLast` (0: it has none);
+   * its stream sequence, or RevisionConflict.
+   */
+  async append(customerId: string, activeflowId: string, entry: JournalEntry, expectedLast: number, webhook: boolean): Promise<number> {
+    const subject = journalSubject(customerId, activeflowId);
+    const h = headers();
+    h.set(WEBHOOK_HEADER, webhook ? '1' : '0');
+    try {
+      const ack = await this.js.publish(subject, encodeJson(entry), { headers: h, expect: { lastSubjectSequence: expectedLast } });
+      return ack.seq;
+    } catch (e) {
+      if (isRevisionConflict(e)) throw new RevisionConflict(subject, { cause: e });
+      throw e;
+    }
+  }
+
+  /** The activeflow's last message, from the stream's leader; null when it has none. */
+  async last(customerId: string, activeflowId: string): Promise<Stored | null> {
+    try {
+      const msg = await this.jsm.streams.getMessage(EVENTS_STREAM, { last_by_subj: journalSubject(customerId, activeflowId) });
+      return msg === null ? null : { seq: msg.seq, message: parseStreamMessage(decodeJson(msg.data)) };
+    } catch (e) {
+      if (isMessageGone(e)) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * The activeflow's messages after stream sequence `after`, up to and including `upto` (a load's
+   * entries after its checkpoint: few, as checkpoints are frequent), from the leader.
+   */
+  async between(customerId: string, activeflowId: string, after: number, upto: number): Promise<Stored[]> {
+    const subject = journalSubject(customerId, activeflowId);
+    const out: Stored[] = [];
+    let from = after + 1;
+    while (from <= upto) {
+      // The leader's message get takes `next_by_subj` (nats-server's JSApiMsgGetRequest); the client's type lists only the direct get's.
+      const msg = await this.jsm.streams.getMessage(EVENTS_STREAM, { seq: from, next_by_subj: subject } as unknown as MsgRequest).catch((e: unknown) => {
+        if (isMessageGone(e)) return null;
+        throw e;
+      });
+      if (msg === null || msg.seq > upto) break;
+      out.push({ seq: msg.seq, message: parseStreamMessage(decodeJson(msg.data)) });
+      from = msg.seq + 1;
+    }
+    return out;
+  }
+
+  /** Every message of an activeflow (up to stream sequence `upto`), oldest first, read by an ordered consumer. */
+  async all(customerId: string, activeflowId: string, upto = Number.POSITIVE_INFINITY): Promise<Stored[]> {
+    const consumer = await this.js.consumers.get(EVENTS_STREAM, { filter_subjects: journalSubject(customerId, activeflowId), deliver_policy: DeliverPolicy.All });
+    const out: Stored[] = [];
+    try {
+      const info = await consumer.info(true);
+      let pending = info.num_pending;
+      while (pending > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(256, pending), expires: 2_000 });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          pending = m.info.pending;
+          if (m.seq > upto) return out;
+          out.push({ seq: m.seq, message: parseStreamMessage(decodeJson(m.data)) });
+        }
+        if (got === 0) break;
+      }
+      return out;
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  /** The activeflow's events in VoIPBIN's full form with `seq >= fromSeq`, at most `limit`, materialised from its journal. */
+  async events(customerId: string, activeflowId: string, fromSeq: number, limit: number): Promise<StreamEvent[]> {
+    return eventsOf(await this.all(customerId, activeflowId), fromSeq, limit);
+  }
+}
+
+/** The full events a run of one activeflow's messages (from its first) stands for. */
+export function eventsOf(messages: readonly Stored[], fromSeq = 1, limit = Number.POSITIVE_INFINITY): StreamEvent[] {
+  const out: StreamEvent[] = [];
+  let state: ReaderState | null = null;
+  for (const { message } of messages) {
+    if (!foldsOnto(state, message)) continue; // its start is past the stream's retention: from the next base on
+    const folded = foldMessage(state, message);
+    state = folded.state;
+    for (const e of folded.events) if (e.seq >= fromSeq && out.length < limit) out.push(e);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
