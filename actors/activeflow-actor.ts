@@ -149,8 +149,8 @@ export class ActiveflowActor {
   private checkpointRevision: Revision | null = null;
   /** Entries since the checkpoint (or since the end's checkpoint). */
   private uncheckpointed = 0;
-  /** Checkpoint writes, one at a time, beside the mailbox (never in a request's way). */
-  private checkpointing: Promise<void> = Promise.resolve();
+  /** Checkpoint writes, one at a time, beside the mailbox (never in a request's way); made on first use. */
+  private checkpointing: Promise<void> | null = null;
   /** An end whose last steps (checkpoint, index, children, the running key) are not done yet. */
   private endPending = false;
   /** The wait before the next retry of an end that could not finish (doubles, at most 30 s). */
@@ -163,8 +163,11 @@ export class ActiveflowActor {
   constructor(
     readonly id: string,
     private readonly deps: ActorDeps,
+    /** Its customer, when this node knows it already (passivated here): a load then reads the checkpoint and the journal at once. */
+    knownCustomer?: string,
   ) {
     this.lastUsedMs = Date.now();
+    this.customerId = knownCustomer;
   }
 
   private get log(): Logger {
@@ -455,7 +458,7 @@ export class ActiveflowActor {
    * the handle is dropped at its next request: that owner's fence refuses this one's next entry anyway.
    */
   checkpoint(): Promise<void> {
-    this.checkpointing = this.checkpointing.then(async () => {
+    this.checkpointing = (this.checkpointing ?? Promise.resolve()).then(async () => {
       if (this.mode.kind !== 'running' || this.uncheckpointed === 0 || this.checkpointRevision === null || this.committed === null) return;
       // the last journaled state and its position, together (a transition may be writing its entry now)
       const position = this.position();
@@ -467,7 +470,11 @@ export class ActiveflowActor {
         if (e instanceof RevisionConflict) {
           this.checkpointRevision = null;
           this.log.warn({ event: 'checkpoint_refused' }, 'another node wrote this activeflow since; this handle goes at its next request');
-          if (this.queued === 0) this.mode = { kind: 'dropped' };
+          const mode = this.mode;
+          if (this.queued === 0 && mode.kind === 'running') {
+            mode.actor.stop();
+            this.mode = { kind: 'dropped' };
+          }
           return;
         }
         this.log.warn({ event: 'checkpoint_failed', err: e }, 'the checkpoint is tried again after the next moves');
@@ -487,7 +494,7 @@ export class ActiveflowActor {
     if (!this.endPending || mode.kind !== 'ended') return;
     const state = mode.state;
     try {
-      await this.checkpointing;
+      await this.checkpointing; // one in flight would otherwise race the running key's removal
       if (mode.revision === null) {
         const revision = await this.deps.store.writeEnded(this.id, state, this.position(), null);
         this.mode = { kind: 'ended', state, revision };
@@ -566,15 +573,23 @@ export class ActiveflowActor {
    * journal starts its journal here (a `rebase` entry).
    */
   private async load(): Promise<void> {
-    const stored = await this.deps.store.load(this.id);
+    // With the customer known (the activeflow was passivated here), the journal's last entry is read
+    // beside the checkpoint: one round trip instead of two. A read that raced a checkpoint's write
+    // can only be older than that checkpoint, and then the next append is refused and reloads.
+    const hinted = this.customerId;
+    const [stored, hintedLast] = await Promise.all([this.deps.store.load(this.id), hinted === undefined ? undefined : this.deps.journal.last(hinted, this.id)]);
     if (stored === null) {
       this.servedOrThrow();
       this.mode = { kind: 'missing' };
       return;
     }
     const customerId = stored.state.activeflow.customer_id;
+    if (hinted !== undefined && hinted !== customerId) {
+      this.customerId = undefined; // a wrong hint (it cannot be, ids are unique): the stored one wins
+      this.logger = null;
+    }
     this.knowCustomer(customerId);
-    let last = await this.deps.journal.last(customerId, this.id);
+    let last = hinted === customerId && hintedLast !== undefined ? hintedLast : await this.deps.journal.last(customerId, this.id);
     let state = stored.state;
     let position = stored.position;
     if (position === null) {

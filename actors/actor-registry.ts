@@ -26,7 +26,7 @@ export class ActorRegistry {
   get(id: string): ActiveflowActor {
     let actor = this.actors.get(id);
     if (actor === undefined || (!actor.usable && !actor.busy)) {
-      actor = new ActiveflowActor(id, this.deps);
+      actor = new ActiveflowActor(id, this.deps, this.passivated.get(id));
       this.actors.set(id, actor);
     }
     return actor;

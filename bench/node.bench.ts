@@ -9,6 +9,8 @@
  * 2. `get` and `next` latency p50/p99, against a raw request-reply echo served by another process.
  * 3. Resident memory per live activeflow with 100,000 of them resident (node process RSS).
  * 4. The cost of a move as the history grows (limits raised): early moves against late ones.
+ * 5. Loading an activeflow: passivated (its checkpoint, no entries after it) and after a crash (its
+ *    checkpoint and up to CHECKPOINT_EVERY - 1 entries replayed), against a get of a resident one.
  *
  * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
  */
@@ -23,6 +25,7 @@ import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
 import { ActiveflowNode } from '../src/node/activeflow-node.js';
+import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
 import { Limits } from '../machines/index.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
 
@@ -31,6 +34,12 @@ const quick = process.argv.includes('--quick');
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
+
+/** CPU time (user + system) a process has used, in microseconds (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
 
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -161,7 +170,16 @@ import { jetstreamManager } from '@nats-io/jetstream';
   const bytesBefore = await streamBytes();
   const diskWrites = () => Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${server.pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
   const [storedBefore, writtenBefore] = [await storedBytes(), diskWrites()];
+  const cpuBefore = { node: cpuMicros(nodeProc.pid!), server: cpuMicros(server.pid!), client: process.cpuUsage() };
   const report = await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: CALLS, concurrency: CALLS, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
+  const cpu = {
+    node: cpuMicros(nodeProc.pid!) - cpuBefore.node,
+    server: cpuMicros(server.pid!) - cpuBefore.server,
+    client: ((u) => u.user + u.system)(process.cpuUsage(cpuBefore.client)),
+  };
+  // An end's last steps (its ended record, the running key's removal) run just after its reply:
+  // what is kept is measured once they are done.
+  for (let i = 0; i < 100 && (await jsm.streams.info('KV_af_running')).state.messages > 0; i++) await new Promise((r) => setTimeout(r, 100));
   const [storedAfter, writtenAfter] = [await storedBytes(), diskWrites()];
   const bytesAfter = await streamBytes();
   const perStream = ours.map((n, i) => `${n} ${fmt((bytesAfter[i]! - bytesBefore[i]!) / report.moves)}`).join(', ');
@@ -173,15 +191,21 @@ import { jetstreamManager } from '@nats-io/jetstream';
   const [echoRate, durable1Rate, durable2Rate] = latencyOnly ? [0, 0, 0] : [await ceiling('bench.echo'), await ceiling('bench.durable1'), await ceiling('bench.durable2')];
   process.stdout.write(`\n1. durable moves/s, ${CALLS} concurrent calls of a 20-action flow (each move stored before its reply)\n`);
   line('pipelined KV put, 256 in flight, 2 KiB (baseline)', `${fmt(putRate)} puts/s`);
-  line('moves through the node (next, stored, events published)', `${fmt(moveRate)} moves/s  (${report.moves} moves, ${report.errors} errors)`);
+  line('moves through the node (next, its journal entry stored)', `${fmt(moveRate)} moves/s  (${report.moves} moves, ${report.errors} errors)`);
   line('ratio moves / KV puts (goal >= 0.8)', `${fmt(moveRate / putRate, 2)}x`);
   process.stdout.write(`  ceilings: ${CALLS} concurrent requests to a responder that does only this\n`);
   line('  reply at once (echo)', `${fmt(echoRate)}/s  (${fmt(echoRate / putRate, 2)}x the KV puts)`);
-  line('  one KV put, then reply', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
-  line("  KV put + stream publish, then reply (a move's writes)", `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x; moves reach ${fmt(moveRate / durable2Rate, 2)}x of it)`);
+  line('  one KV put, then reply (one durable write)', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
+  line('  KV put + stream publish, then reply (two writes)', `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x)`);
+  line('moves / one-write ceiling (goal >= 0.4x)', `${fmt(moveRate / durable1Rate, 2)}x  (${fmt(moveRate / durable2Rate, 2)}x the two-write ceiling)`);
   line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
+  const perMove = (us: number) => fmt(us / report.moves);
   line(
-    'storage per move: kept in the streams after the run / written to disk by nats-server (goal <= 2 KB kept)',
+    'CPU per move: node / nats-server / the calls (this process)',
+    `${perMove(cpu.node)} / ${perMove(cpu.server)} / ${perMove(cpu.client)} us  (${fmt((cpu.node + cpu.server + cpu.client) / (report.durationMs * 10), 0)}% of one core in all)`,
+  );
+  line(
+    'storage per move: kept after the run / written to disk by nats-server (goal <= 2 KB kept)',
     `${fmt((storedAfter - storedBefore) / report.moves)} / ${fmt((writtenAfter - writtenBefore) / report.moves)} bytes  (R1; ${CALLS} calls ended, each kept whole in af_ended)`,
   );
   line('  kept, by stream (bytes per move)', perStream);
@@ -225,10 +249,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
   line('get p50 / p99', `${fmt(getLat.p50, 3)} / ${fmt(getLat.p99, 3)} ms`);
   line('get p50 / same-size echo p50 (goal <= 1.2x)', `${fmt(getLat.p50 / sizedLat.p50, 2)}x  (${fmt(getLat.p50 / echoLat.p50, 2)}x the 64-byte echo)`);
   line('get over raw request-reply, reply not parsed, p50 / p99', `${fmt(rawGetLat.p50, 3)} / ${fmt(rawGetLat.p99, 3)} ms  (${fmt(rawGetLat.p50 / sizedLat.p50, 2)}x the same-size echo)`);
-  line(
-    'next p50 / p99 (a KV write and an event publish each)',
-    `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`,
-  );
+  line('next p50 / p99 (one journal entry each)', `${fmt(percentile(nextXs, 50), 3)} / ${fmt(percentile(nextXs, 99), 3)} ms  (p50 ${fmt(percentile(nextXs, 50) / echoLat.p50, 2)}x echo)`);
 
   if (latencyOnly) process.exit(0);
   // 3. memory per live activeflow ---------------------------------------------------------------
@@ -250,7 +271,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
   process.stdout.write(`\n3. memory: ${fmt(LIVE)} live activeflows resident in the node (20-action flow)\n`);
   line('node RSS before / after', `${fmt(rssBefore / 1024)} / ${fmt(rssAfter / 1024)} MiB`);
   line('resident memory per live activeflow', `${fmt(((rssAfter - rssBefore) * 1024) / LIVE / 1024, 1)} KiB`);
-  line('creation rate (each stored, indexed, event published)', `${fmt(LIVE / createSecs)} creates/s`);
+  line('creation rate (each checkpointed, journaled, indexed)', `${fmt(LIVE / createSecs)} creates/s`);
 
   // 4. the cost of a move as the history grows ----------------------------------------------------
   const LONG = quick ? 500 : 2_000;
@@ -292,15 +313,48 @@ import { jetstreamManager } from '@nats-io/jetstream';
     current = (await longClient.next(long.id, current)).id;
     cost.push(performance.now() - t);
   }
-  await longNode.stop();
-  await longNc.close();
-  await longServer.stop();
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const early = median(cost.slice(10, 110));
   const late = median(cost.slice(LONG - 100));
   process.stdout.write(`\n4. one call, ${LONG} moves (limits raised): next latency by history length\n`);
   line('moves 10-110, median (baseline)', `${fmt(early, 3)} ms`);
   line(`moves ${LONG - 100}-${LONG}, median`, `${fmt(late, 3)} ms  (${fmt(late / early, 2)}x)`);
+
+  // 5. loading an activeflow ----------------------------------------------------------------------
+  // Calls of the 20-action flow, each moved a different number of times (1..CHECKPOINT_EVERY - 1
+  // entries past its creation checkpoint), then taken out of memory two ways.
+  const loadFlow = await longClient.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
+  const LOADS = quick ? 200 : 1_000;
+  const loaded: string[] = [];
+  for (let i = 0; i < LOADS; i++) {
+    const c = await longClient.createActiveflow({ customer_id: CUSTOMER, flow_id: loadFlow.id, reference_type: 'call' });
+    let cur = c.current_action.id;
+    for (let m = 0; m < 1 + (i % (CHECKPOINT_EVERY - 1)); m++) cur = (await longClient.next(c.id, cur)).id;
+    loaded.push(c.id);
+  }
+  const timeGets = async () => {
+    const xs: number[] = [];
+    for (const id of loaded) {
+      const t = performance.now();
+      await longClient.get(id);
+      xs.push(performance.now() - t);
+    }
+    return xs.sort((a, b) => a - b);
+  };
+  const resident = await timeGets();
+  // passivated: checkpointed as they leave memory, so a load reads the checkpoint and one last entry
+  await longNode.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+  const passivated = await timeGets();
+  // a crash: forgotten without a checkpoint, so a load replays the entries after the last one
+  longNode.registry.drop(() => true);
+  const crashed = await timeGets();
+  process.stdout.write(`\n5. loading an activeflow: get of ${LOADS} activeflows, each once, one at a time\n`);
+  line('get of a resident one p50 / p99 (baseline)', `${fmt(percentile(resident, 50), 3)} / ${fmt(percentile(resident, 99), 3)} ms`);
+  line('load of a passivated one p50 / p99 (goal p99 < 5 ms)', `${fmt(percentile(passivated, 50), 3)} / ${fmt(percentile(passivated, 99), 3)} ms`);
+  line(`load after a crash, 1-${CHECKPOINT_EVERY - 1} entries replayed, p50 / p99`, `${fmt(percentile(crashed, 50), 3)} / ${fmt(percentile(crashed, 99), 3)} ms`);
+  await longNode.stop();
+  await longNc.close();
+  await longServer.stop();
 } finally {
   for (const c of children) c.kill('SIGKILL');
   await nc.close();

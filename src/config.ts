@@ -121,7 +121,7 @@ export const NodeConfig = z.object({
   ADMISSION_CONCURRENCY: int(1)
     .default(256)
     .describe(
-      'Requests a node runs at once. One customer alone may use them all (its snapshot writes stay pipelined); see ADMISSION_PER_CUSTOMER for when customers share the node. Beyond it, requests wait in one queue per customer, served round robin.',
+      'Requests a node runs at once. One customer alone may use them all (its writes stay pipelined); see ADMISSION_PER_CUSTOMER for when customers share the node. Beyond it, requests wait in one queue per customer, served round robin.',
     ),
   ADMISSION_PER_CUSTOMER: int(1)
     .default(32)

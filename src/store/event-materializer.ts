@@ -10,8 +10,12 @@ import type { StreamEvent } from '../../machines/index.js';
 import { RecentMap } from '../recent-map.js';
 import { foldMessage, foldsOnto, type ReaderState, type StreamMessage } from './journal-entry.js';
 
-/** Activeflows whose fold state a reader keeps (a few KB each: the public activeflow and up to 128 executed actions). */
-export const MATERIALIZED_ACTIVEFLOWS = 4_096;
+/**
+ * Activeflows whose fold state a reader keeps, the most recently moved ones (~1 KB each plus their
+ * latest executed actions, at most 128: about 4 KB for a 20-action call, 40 MB at the bound). A
+ * forgotten one costs its next entry a read of its journal.
+ */
+export const MATERIALIZED_ACTIVEFLOWS = 10_000;
 
 /** Where a message came from: its activeflow, its customer, its stream sequence. */
 export interface MessageAt {

@@ -65,8 +65,11 @@ export const JournalEntry = z.discriminatedUnion('kind', [
     input: EngineEvent,
     cursor: z.object({ stack_id: Uuid, action_id: Uuid }),
     status: z.enum(['running', 'ended']),
-    /** Appended to executed_actions by this move. */
-    executed: z.array(Action),
+    /**
+     * Appended to executed_actions by this move; left out when each is the action current before
+     * the event that counts it (a plain move: a reader appends that one itself).
+     */
+    executed: z.array(Action).optional(),
     /** Variables set (a string) or deleted (null) by this move. */
     variables: z.record(z.string(), z.string().nullable()).optional(),
     events: z.array(JournalEvent),
@@ -108,14 +111,23 @@ function variableChanges(from: Record<string, string>, to: Record<string, string
 export function moveEntry(before: EngineState, after: EngineState, input: EngineEvent, n: number, engine: string): MoveEntry {
   const af = after.activeflow;
   const executedBefore = before.activeflow.executed_actions.length;
+  const appended = af.executed_actions.slice(executedBefore);
   let previous = toPublicWithoutHistory(before.activeflow) as Record<string, unknown>;
   const events: JournalEvent[] = [];
+  // What a reader would append by itself: per event that counts one more, the action current before it.
+  const derivable: unknown[] = [];
+  let counted = executedBefore;
   for (const e of after.outbox.events) {
     const { executed_actions: _x, ...data } = e.data as Record<string, unknown>;
+    const count = e.executed_count ?? af.executed_actions.length;
+    if (count === counted + 1) derivable.push(previous['current_action']);
+    else if (count !== counted) derivable.push(null, null); // never matches
+    counted = count;
     const changes = changesOf(previous, data);
-    events.push({ type: e.type, seq: e.seq, ...(changes ? { changes } : {}), executed_count: e.executed_count ?? af.executed_actions.length });
+    events.push({ type: e.type, seq: e.seq, ...(changes ? { changes } : {}), executed_count: count });
     previous = data;
   }
+  const derived = counted === af.executed_actions.length && derivable.length === appended.length && appended.every((a, i) => same(a, derivable[i]));
   const changes = changesOf(previous, toPublicWithoutHistory(af) as Record<string, unknown>);
   const variables = variableChanges(before.variables, after.variables);
   return {
@@ -127,7 +139,7 @@ export function moveEntry(before: EngineState, after: EngineState, input: Engine
     input,
     cursor: { stack_id: af.current_stack_id, action_id: af.current_action.id },
     status: af.status,
-    executed: af.executed_actions.slice(executedBefore),
+    ...(derived ? {} : { executed: appended }),
     ...(variables ? { variables } : {}),
     events,
     ...(changes ? { changes } : {}),
@@ -223,11 +235,20 @@ export function foldMessage(state: ReaderState | null, m: StreamMessage): { stat
   if (e.kind === 'rebase') return { state: fromState(e.state, e.n), events: materializeEvents(e.state).filter((x) => x.seq > e.events_after) };
   if (state === null || e.n !== state.n + 1) throw new Error(`journal entry ${e.n} does not follow ${state === null ? 'nothing' : `entry ${state.n}`}`);
   if (e.kind === 'fence') return { state: { ...state, n: e.n }, events: [] };
-  const recent = e.executed.length === 0 ? state.recent : [...state.recent, ...e.executed];
-  const total = state.executed + e.executed.length;
+  let recent = state.recent;
+  let total = state.executed;
+  if (e.executed !== undefined && e.executed.length > 0) {
+    recent = [...recent, ...e.executed];
+    total += e.executed.length;
+  }
   let pub = state.pub;
   const events: StreamEvent[] = [];
   for (const x of e.events) {
+    if (e.executed === undefined && x.executed_count === total + 1) {
+      // a plain move: the action it executed is the one current before it
+      recent = [...recent, pub.current_action];
+      total++;
+    }
     if (x.changes !== undefined) pub = { ...pub, ...(x.changes as Partial<Public>) };
     events.push(eventOf(x.type, x.seq, e.at, pub, recent, total, x.executed_count));
   }

@@ -123,7 +123,7 @@ export class SnapshotStore {
 
   /** The checkpoint of an ended activeflow (a re-write of the same state is harmless). */
   async writeEnded(id: string, state: EngineState, position: JournalPosition, revision: Revision | null): Promise<Revision> {
-    const value = encodeJson({ ...state, af_journal: position });
+    const value = encodeJson({ ...state, outbox: { replies: [], effects: state.outbox.effects, events: [] }, af_journal: position }); // as a checkpoint: see actors/persisted-snapshot.ts
     try {
       if (revision === null) return (await this.ended.put(id, value)) as Revision;
       return (await this.ended.update(id, value, revision)) as Revision;

@@ -53,13 +53,24 @@ describe('journal entries', () => {
       fc.property(scenarioArb, ({ actions, ref, ops }) => {
         const { host, id, entries } = run({ actions, ref, ops });
         let reader: ReaderState | null = null;
+        let spelled: ReaderState | null = null;
+        let state: EngineState | null = null;
         const events: StreamEvent[] = [];
+        const spelledEvents: StreamEvent[] = [];
         for (const e of entries) {
           const folded = foldMessage(reader, parseStreamMessage(JSON.parse(JSON.stringify(e))));
           reader = folded.state;
           events.push(...folded.events);
+          // the same entry with the executed actions written out (as a writer does when a reader could not derive them)
+          const before: EngineState | null = state;
+          state = replayEntry(state, e);
+          const full = e.kind === 'move' ? { ...e, executed: state.activeflow.executed_actions.slice(before!.activeflow.executed_actions.length) } : e;
+          const f2 = foldMessage(spelled, parseStreamMessage(JSON.parse(JSON.stringify(full))));
+          spelled = f2.state;
+          spelledEvents.push(...f2.events);
         }
         expect(events).toEqual(host.events(id));
+        expect(spelledEvents).toEqual(host.events(id));
       }),
       runs(200),
     );
