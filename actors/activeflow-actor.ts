@@ -276,10 +276,12 @@ export class ActiveflowActor {
       }
       this.mode = { kind: 'running', actor };
       this.checkpointRevision = revision;
-      // A crash before this append leaves the checkpoint at entry 0: the next load appends it.
-      await this.appendCreated(created.state);
       // The index is advisory (for list): a failed write is logged, and the end writes it again.
+      // Written before the created entry: an activeflow whose entry failed (the request answers
+      // `unavailable`) exists all the same, holds its running slot, and must be listed with it.
       await this.deps.index.record(created.state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
+      // A crash or a failure before this append leaves the checkpoint at entry 0: the next load appends it.
+      await this.appendCreated(created.state);
       this.log.debug({ event: 'activeflow_created' });
       if (request.execute === true) {
         const executed = await this.run('execute', {});

@@ -129,6 +129,18 @@ export class ActiveflowClient {
   substitute(id: string, data: string): Promise<{ data: string }> {
     return this.verb(id, 'substitute', { data });
   }
+  /** The journal as stored (`history` with form "entries"), oldest first, every page. */
+  async entries(id: string): Promise<unknown[]> {
+    const entries: unknown[] = [];
+    let from = 1;
+    for (;;) {
+      const page = await this.verb<{ entries: unknown[]; next_from_seq?: number }>(id, 'history', { form: 'entries', from_seq: from });
+      entries.push(...page.entries);
+      if (page.next_from_seq === undefined) return entries;
+      from = page.next_from_seq;
+    }
+  }
+
   /** Events from `fromSeq`, following the node's pages (a reply stays under NATS's payload limit). */
   async history(id: string, fromSeq = 1, limit = 1000): Promise<{ events: StreamEvent[] }> {
     const events: StreamEvent[] = [];

@@ -102,6 +102,8 @@ export const AdminRequests = {
   status: z.strictObject({}),
   /** The customers with activeflows running, busiest first: the first `limit` of them (default 100). */
   customers: z.strictObject({ limit: z.int().min(1).max(1000).optional() }),
+  /** Re-runs one activeflow's journal through the answering node's engine (src/replay). */
+  replay: z.strictObject({ activeflow_id: Uuid }),
 };
 
 /** A relay's name, chosen by its reader (it subscribes to the delivery subject before asking). */

@@ -17,6 +17,7 @@ export const SUBJECTS = {
   adminUndrain: 'activeflow.admin.v1.undrain',
   adminRebalance: 'activeflow.admin.v1.rebalance',
   adminCustomers: 'activeflow.admin.v1.customers',
+  adminReplay: 'activeflow.admin.v1.replay',
   /** Operators: the REST gateway's access keys (create, list, delete). */
   adminAccessKeys: (verb: 'create' | 'list' | 'delete') => `activeflow.admin.v1.accesskeys.${verb}`,
   /** Operators: per-customer quotas (get, set, reset). */

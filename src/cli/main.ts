@@ -42,6 +42,11 @@ export const COMMANDS: readonly CommandEntry[] = [
   entry('next', 'Ask for the next action, as a call service does.', async () => (await import('./user-commands.js')).nextCommand),
   entry('history', 'Print the event history of an activeflow from the event stream.', async () => (await import('./user-commands.js')).historyCommand),
   entry('watch', "Follow an activeflow's events live (Ctrl-C stops).", async () => (await import('./user-commands.js')).watchCommand),
+  entry(
+    'replay',
+    "Re-run recorded activeflows through this engine and compare every move with its record: 'identical', or the first divergence.",
+    async () => (await import('./replay-command.js')).replayCommand,
+  ),
   entry('variables', 'Show, set or delete the variables of an activeflow.', async () => (await import('./user-commands.js')).variablesCommand),
 ];
 

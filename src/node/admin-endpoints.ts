@@ -14,7 +14,11 @@ import { AccessKeyRequests, AccessKeyStore } from '../gateway/access-keys.js';
 import type { QuotaBook } from '../quota/quota-book.js';
 import { QuotaRequests } from '../quota/quotas.js';
 import type { RunningCount } from '../quota/running-count.js';
+import { ActiveflowError } from '../errors.js';
+import { replayJournal } from '../replay/replay-journal.js';
 import type { Storage } from '../store/buckets.js';
+import { Journal } from '../store/journal.js';
+import { SnapshotStore } from '../store/snapshot-store.js';
 import type { ResolvedNodeOptions } from './node-options.js';
 import type { Handler } from './request-pipeline.js';
 import { StreamRelay } from './stream-relay.js';
@@ -58,6 +62,16 @@ export function adminEndpoints(d: AdminDeps): Endpoint[] {
     checked('admin_customers', SUBJECTS.adminCustomers, AdminRequests.customers, async ({ limit = 100 }) => {
       const all = await d.running.all();
       return { customers: all.slice(0, limit), customer_count: all.length, running_activeflows: all.reduce((n, c) => n + c.running_activeflows, 0) };
+    }),
+    checked('admin_replay', SUBJECTS.adminReplay, AdminRequests.replay, async ({ activeflow_id: id }) => {
+      // any node answers: it only reads (the checkpoint, for the customer, then the journal)
+      const stored = await new SnapshotStore(d.storage.running, d.storage.ended, d.options.shardCount).load(id);
+      if (stored === null) throw new ActiveflowError('not_found', `activeflow ${id} not found`);
+      const journal = await new Journal(d.storage.js, d.storage.jsm).all(stored.state.activeflow.customer_id, id);
+      return replayJournal(
+        id,
+        journal.flatMap(({ message }) => (message.kind === 'entry' ? [message.entry] : [])),
+      );
     }),
     checked('admin_quotas_get', SUBJECTS.adminQuotas('get'), QuotaRequests.get, async (r) => quotaReply(await d.quotas.get(r.customer_id))),
     checked('admin_quotas_set', SUBJECTS.adminQuotas('set'), QuotaRequests.set, async (r) => quotaReply(await d.quotas.set(r.customer_id, r.quotas as Record<string, number | null>))),
