@@ -47,6 +47,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     "Re-run recorded activeflows through this engine and compare every move with its record: 'identical', or the first divergence.",
     async () => (await import('./replay-command.js')).replayCommand,
   ),
+  entry('export', "Write an activeflow's journal to a file that activeflow replay --from-dir re-runs (secrets dropped).", async () => (await import('./replay-command.js')).exportCommand),
   entry('variables', 'Show, set or delete the variables of an activeflow.', async () => (await import('./user-commands.js')).variablesCommand),
 ];
 

@@ -4,7 +4,10 @@
  * CLI against the activeflows running on the old one (docs/operations.md, "Upgrading the engine
  * safely").
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Activeflow } from '../../machines/schema.js';
+import { exportJournal, JournalExport, REDACTED_FIELDS as REDACTED } from '../replay/journal-export.js';
 import { describeReplay, type ReplayResult, replayJournal } from '../replay/replay-journal.js';
 import { JournalEntry } from '../store/journal-entry.js';
 import type { Command } from './command.js';
@@ -29,9 +32,9 @@ function sinceMs(text: string): number | null {
 
 export const replayCommand: Command = {
   name: 'replay',
-  usage: 'activeflow replay <activeflow id> | --customer <id> [--since <time>] [--limit <n>]',
+  usage: 'activeflow replay <activeflow id> | --customer <id> [--since <time>] [--limit <n>] | --from-dir <dir>',
   summary: "Re-run recorded activeflows through this engine and compare every move with its record: 'identical', or the first divergence.",
-  valued: ['customer', 'since', 'limit'],
+  valued: ['customer', 'since', 'limit', 'from-dir'],
   help: `Re-runs an activeflow's journal (every move: its request, clock, entropy and effect results)
 through this installation's engine, from its created entry, and compares each move's outcome
 (cursor, status, variables, executed actions, events) with the record.
@@ -41,20 +44,25 @@ through this installation's engine, from its created entry, and compares each mo
   activeflow replay --customer <id> [--since <time>] [--limit <n>]
       the customer's activeflows (created since <time>: 2026-12-01T00:00:00Z, or 2h, 1d ago),
       at most <n> (default 1000), with a progress bar and a summary
+  activeflow replay --from-dir <dir>
+      every export in <dir> (activeflow export <id> > <dir>/<id>.json): a corpus of real calls,
+      replayed without NATS against this version, for CI before an upgrade
 
 Options:
   --json            print the results as JSON
   --servers <urls>  NATS servers (default NATS_URL, else nats://127.0.0.1:4222)
 
-Exit status: 0 all identical; 1 a divergence (or, for one activeflow, a record that cannot be
-replayed: past the stream's retention); 2 bad arguments.`,
+Exit status: 0 all identical; 1 a divergence (or, for one activeflow or a folder, a record that
+cannot be replayed: past the stream's retention, or not an export); 2 bad arguments.`,
   run(args, io) {
     const id = args.positionals[0];
     const customer = args.options.get('customer');
-    if ((id === undefined) === (customer === undefined)) {
-      io.err(`activeflow replay: name one activeflow or --customer <id>. usage: ${this.usage}`);
+    const dir = args.options.get('from-dir');
+    if ([id, customer, dir].filter((x) => x !== undefined).length !== 1) {
+      io.err(`activeflow replay: name one activeflow, --customer <id> or --from-dir <dir>. usage: ${this.usage}`);
       return 2;
     }
+    if (dir !== undefined) return replayDir(dir, args.flags.has('json'), io);
     if (id !== undefined && !ID.test(id)) {
       io.err(`activeflow replay: "${id}" is not an activeflow id (a UUID)`);
       return 2;
@@ -95,20 +103,75 @@ replayed: past the stream's retention); 2 bad arguments.`,
         bar.update(results.length, picked.length);
       }
       bar.finish();
-      const count = (o: ReplayResult['outcome']) => results.filter((r) => r.outcome === o).length;
-      if (args.flags.has('json')) io.out(JSON.stringify({ results, identical: count('identical'), diverged: count('diverged'), unreadable: count('unreadable') }, null, 2));
-      else {
-        const moves = results.reduce((n, r) => n + r.moves, 0);
-        const versions = [...new Set(results.flatMap((r) => r.recorded_by))].join(', ') || '-';
-        io.out(
-          table([
-            ['ACTIVEFLOWS', 'IDENTICAL', 'DIVERGED', 'NOT REPLAYED', 'MOVES', 'RECORDED BY ENGINE'],
-            [String(results.length), String(count('identical')), String(count('diverged')), String(count('unreadable')), String(moves), versions],
-          ]),
-        );
-        for (const r of results) if (r.outcome !== 'identical') io.out(describeReplay(r));
-      }
-      return count('diverged') > 0 ? 1 : 0;
+      summarize(results, args.flags.has('json'), io);
+      return results.some((r) => r.outcome === 'diverged') ? 1 : 0;
+    });
+  },
+};
+
+/** The table (or JSON) of many replays, then each one that was not identical. */
+function summarize(results: readonly ReplayResult[], json: boolean, io: { out(text: string): void }): void {
+  const count = (o: ReplayResult['outcome']) => results.filter((r) => r.outcome === o).length;
+  if (json) {
+    io.out(JSON.stringify({ results, identical: count('identical'), diverged: count('diverged'), unreadable: count('unreadable') }, null, 2));
+    return;
+  }
+  const moves = results.reduce((n, r) => n + r.moves, 0);
+  const versions = [...new Set(results.flatMap((r) => r.recorded_by))].join(', ') || '-';
+  io.out(
+    table([
+      ['ACTIVEFLOWS', 'IDENTICAL', 'DIVERGED', 'NOT REPLAYED', 'MOVES', 'RECORDED BY ENGINE'],
+      [String(results.length), String(count('identical')), String(count('diverged')), String(count('unreadable')), String(moves), versions],
+    ]),
+  );
+  for (const r of results) if (r.outcome !== 'identical') io.out(describeReplay(r));
+}
+
+/** `--from-dir`: every `*.json` export of a folder, replayed here, no NATS. */
+function replayDir(dir: string, json: boolean, io: { out(text: string): void; err(text: string): void }): number {
+  let files: string[];
+  try {
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
+  } catch (e) {
+    io.err(`activeflow replay: cannot read ${dir}: ${(e as Error).message}`);
+    return 2;
+  }
+  const results = files.map((f): ReplayResult => {
+    try {
+      const x = JournalExport.parse(JSON.parse(readFileSync(join(dir, f), 'utf8')));
+      return replayJournal(x.activeflow_id, x.entries);
+    } catch (e) {
+      return { activeflow_id: f, outcome: 'unreadable', moves: 0, from: null, recorded_by: [], replayed_by: '', reason: `not an export of activeflow export (${(e as Error).message.split('\n')[0]})` };
+    }
+  });
+  summarize(results, json, io);
+  return results.some((r) => r.outcome !== 'identical') ? 1 : 0;
+}
+
+export const exportCommand: Command = {
+  name: 'export',
+  usage: 'activeflow export <activeflow id> [--keep-secrets] [> <file>.json]',
+  summary: "Write an activeflow's journal to a file that activeflow replay --from-dir re-runs (secrets dropped).",
+  help: `Prints an activeflow's journal (every move: its request, clock, entropy, effect results and
+outcome) as JSON, for a corpus that \`activeflow replay --from-dir\` re-runs against a new version.
+Fields named like secrets (${REDACTED.join(', ')}) are dropped wherever they
+occur, and listed under "redacted".
+Options:
+  --keep-secrets    drop nothing
+  --servers <urls>  NATS servers (default NATS_URL, else nats://127.0.0.1:4222)`,
+  run(args, io) {
+    const id = args.positionals[0];
+    if (id === undefined || !ID.test(id)) {
+      io.err(`activeflow export: which activeflow? usage: ${this.usage}`);
+      return 2;
+    }
+    return withClient(args, io, async (client) => {
+      const x = exportJournal(id.toLowerCase(), journalOf(await client.entries(id.toLowerCase())), new Date().toISOString(), args.flags.has('keep-secrets') ? [] : REDACTED);
+      io.out(JSON.stringify(x, null, 2));
+      if (x.redacted.length > 0) io.err(`activeflow export: ${x.redacted.length} secret field(s) dropped (listed under "redacted"); --keep-secrets keeps them`);
+      return 0;
     });
   },
 };

@@ -4,6 +4,9 @@
  * stale or faulty writer, appended here after the last one) is reported at that entry, exit 1.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActiveflowClient } from '../../src/api/client.js';
@@ -50,12 +53,7 @@ describe('replay', () => {
   it('replays recorded calls as identical: one, a customer, and through the admin endpoint', async () => {
     const flow = await env.client.createFlow({
       customer_id: CUSTOMER,
-      actions: [
-        { type: 'answer' },
-        { type: 'variable_set', option: { key: 'menu', value: 'main' } },
-        { type: 'talk', option: { text: 'press ${menu}' } },
-        { type: 'hangup' },
-      ],
+      actions: [{ type: 'answer' }, { type: 'variable_set', option: { key: 'menu', value: 'main' } }, { type: 'talk', option: { text: 'press ${menu}' } }, { type: 'hangup' }],
     });
     const calls = await Promise.all([0, 1, 2].map(() => env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
     for (const c of calls) await walk(c.id, c.current_action.id, 3);
@@ -107,10 +105,41 @@ describe('replay', () => {
     expect(many.stdout).toMatch(/ACTIVEFLOWS\s+IDENTICAL\s+DIVERGED/);
   });
 
+  it('exports a journal without its secrets, and replays a folder of exports with no NATS (a corpus for CI)', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }], variables: { token: 's3cr3t-value' } });
+    await env.client.setVariables(af.id, { api_key: 'k3y-value', colour: 'blue' });
+    await walk(af.id, af.current_action.id, 2);
+    const exported = await cli('export', af.id);
+    expect(exported.code).toBe(0);
+    expect(exported.stdout).not.toContain('s3cr3t-value');
+    expect(exported.stdout).not.toContain('k3y-value');
+    expect(exported.stdout).toContain('blue');
+    expect(exported.stderr).toMatch(/secret field\(s\) dropped/);
+    const x = JSON.parse(exported.stdout) as { redacted: string[]; entries: unknown[] };
+    expect(x.redacted).toEqual(expect.arrayContaining([expect.stringMatching(/variables\.token$/), expect.stringMatching(/input\.variables\.api_key$/)]));
+    expect((await cli('export', af.id, '--keep-secrets')).stdout).toContain('s3cr3t-value');
+
+    const dir = mkdtempSync(join(tmpdir(), 'af-corpus-'));
+    writeFileSync(join(dir, `${af.id}.json`), exported.stdout);
+    const other = (await env.client.listActiveflows({ customer_id: CUSTOMER, page_size: 1 })).result[0]!;
+    writeFileSync(join(dir, `${other.id}.json`), (await cli('export', other.id)).stdout);
+    const good = await cli('replay', '--from-dir', dir, '--servers', 'nats://127.0.0.1:1'); // no NATS needed
+    expect(good.stdout).toMatch(/ACTIVEFLOWS\s+IDENTICAL/);
+    const counts = JSON.parse((await cli('replay', '--from-dir', dir, '--json')).stdout) as { identical: number; diverged: number; unreadable: number };
+    expect(counts.identical + counts.diverged).toBe(2);
+    writeFileSync(join(dir, 'notes.json'), '{"hello": 1}');
+    const withBad = await cli('replay', '--from-dir', dir);
+    expect(withBad.code).toBe(1);
+    expect(withBad.stdout).toMatch(/notes\.json: not replayed: not an export/);
+    rmSync(dir, { recursive: true });
+  });
+
   it('refuses bad arguments before asking anything', async () => {
     expect((await cli('replay')).code).toBe(2);
     expect((await cli('replay', 'not-an-id')).stderr).toMatch(/not an activeflow id/);
     expect((await cli('replay', '--customer', CUSTOMER, '--since', 'yesterday-ish')).code).toBe(2);
     expect((await cli('replay', '--customer', CUSTOMER, '--limit', '0')).code).toBe(2);
+    expect((await cli('replay', '--from-dir', '/nonexistent/corpus')).code).toBe(2);
+    expect((await cli('export')).code).toBe(2);
   });
 });
