@@ -130,11 +130,15 @@ export class ActiveflowClient {
     return this.verb(id, 'substitute', { data });
   }
   /** The journal as stored (`history` with form "entries"), oldest first, every page. */
-  async entries(id: string): Promise<unknown[]> {
+  async entries(id: string, customerId?: string): Promise<unknown[]> {
     const entries: unknown[] = [];
     let from = 1;
     for (;;) {
-      const page = await this.verb<{ entries: unknown[]; next_from_seq?: number }>(id, 'history', { form: 'entries', from_seq: from });
+      const page = await this.verb<{ entries: unknown[]; next_from_seq?: number }>(id, 'history', {
+        form: 'entries',
+        from_seq: from,
+        ...(customerId === undefined ? {} : { customer_id: customerId }),
+      });
       entries.push(...page.entries);
       if (page.next_from_seq === undefined) return entries;
       from = page.next_from_seq;

@@ -17,7 +17,9 @@ import { ActiveflowClient } from '../api/client.js';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError, STATUS_BY_CODE } from '../errors.js';
 import type { Logger } from '../log.js';
+import { timeline } from '../replay/timeline.js';
 import { tooDeep } from '../store/codec.js';
+import { JournalEntry } from '../store/journal-entry.js';
 import { WebSocketServer } from 'ws';
 import type { AccessKeyCache, StoredAccessKey } from './access-keys.js';
 import { EventSocket } from './event-socket.js';
@@ -194,6 +196,22 @@ const ROUTES: readonly Route[] = [
       });
       // Each event's activeflow in the REST form, as GET and the WebSocket give it.
       return { body: { ...page, events: page.events.map((e) => ({ ...e, data: restActiveflow(e.data) })) } };
+    },
+  },
+  {
+    // Ours, for the dashboard's time travel: the state after each move, re-derived from the journal.
+    method: 'GET',
+    path: new RegExp(`^/v1\\.0/activeflows/${ID}/timeline$`),
+    handle: async (c) => {
+      const id = pathId(c.params[0]!, 'an activeflow');
+      const entries = (await c.client.entries(id, c.customer)).filter((e) => (e as { v?: unknown }).v === 2).map((e) => JournalEntry.parse(e));
+      let steps: ReturnType<typeof timeline>;
+      try {
+        steps = timeline(entries);
+      } catch (e) {
+        throw new ActiveflowError('internal', `activeflow ${id}: its journal does not replay on this gateway's engine (${(e as Error).message}); run activeflow replay ${id}`);
+      }
+      return { body: { moves: steps.map((s) => ({ n: s.n, at: s.at, kind: s.kind, request: s.request, activeflow: restInspection(s.state.activeflow, s.state.variables) })) } };
     },
   },
   {

@@ -13,6 +13,7 @@ import {
   HistoryQuery,
   RestActiveflow,
   RestActiveflowInspection,
+  RestTimeline,
   RestError,
   RestFlow,
   VariablesBody,
@@ -109,6 +110,13 @@ export function openApiDocument(): Json {
           responses: { 200: ok(ref('ActiveflowInspection')), ...common },
         },
       },
+      '/v1.0/activeflows/{id}/timeline': {
+        get: {
+          summary: 'The activeflow after each of its moves (at most the last 500), re-derived from its journal: what the dashboard time-travels through',
+          parameters: [idParam('activeflow')],
+          responses: { 200: ok(ref('Timeline')), ...common },
+        },
+      },
       '/v1.0/cluster/nodes': {
         get: { summary: 'The nodes (operator keys only)', responses: { 200: ok({ type: 'object', properties: { nodes: { type: 'array', items: { type: 'object' } } } }), ...errors(401, 403, 503) } },
       },
@@ -164,6 +172,7 @@ export function openApiDocument(): Json {
       schemas: {
         Activeflow: schema(RestActiveflow),
         ActiveflowInspection: schema(RestActiveflowInspection),
+        Timeline: schema(RestTimeline),
         Flow: schema(RestFlow),
         ActiveflowCreateRequest: schema(ActiveflowCreateBody, 'input'),
         FlowRequest: schema(FlowBody, 'input'),

@@ -166,6 +166,18 @@ export const RestActiveflowInspection = RestActiveflow.extend({
   execute_count: z.number().int(),
   variables: z.record(z.string(), z.string()),
 });
+/** `GET /v1.0/activeflows/{id}/timeline`: the activeflow after each move, from its journal (ours, for the dashboard). */
+export const RestTimeline = z.object({
+  moves: z.array(
+    z.object({
+      n: z.number().int().describe("the journal entry's number"),
+      at: z.string(),
+      kind: z.enum(['created', 'rebase', 'move']),
+      request: z.record(z.string(), z.unknown()).nullable().describe('what was asked (the verb and its fields), null for the start'),
+      activeflow: RestActiveflowInspection,
+    }),
+  ),
+});
 export const RestFlow = z.object({
   id: Uuid,
   customer_id: Uuid,

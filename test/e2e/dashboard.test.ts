@@ -153,6 +153,29 @@ describe('the dashboard in headless Chromium', () => {
     expect(await page.locator('#live-stacks li.current').getAttribute('title')).toBe(flow.actions[1]!.id); // the whole id on hover
     expect(await page.locator('#live-executed li').count()).toBe(2); // start, answer
     await page.screenshot({ path: `${ARTIFACTS}dashboard-live-activeflow.png`, fullPage: true });
+    // Time travel: the timeline lists the journal's entries; choosing one shows the activeflow as it
+    // was then, with what that move changed highlighted.
+    const steps = () => page.locator('#live-timeline li').evaluateAll((lis) => lis.map((li) => li.textContent));
+    await expect.poll(steps, { timeout: 5_000 }).toEqual(['1 created', '2 next', '3 next', '4 variables_set']);
+    await page.locator('#live-timeline li[data-n="2"]').click();
+    await expect.poll(() => page.getByTestId('travel-note').textContent()).toMatch(/^as it was after entry 2 \(next, /);
+    expect(await page.getByTestId('live-action').textContent()).toContain(flow.actions[0]!.id);
+    expect(await page.locator('#live-action').getAttribute('class')).toBe('changed'); // that move moved the cursor
+    expect(await page.getByTestId('live-variables').textContent()).not.toContain('curious'); // set later
+    expect(await page.locator('#live-executed li').count()).toBe(1); // start
+    expect(await page.locator('#live-executed li.changed').count()).toBe(1);
+    expect(await picture.locator('g.action.current').getAttribute('data-action-id')).toBe(flow.actions[0]!.id); // the picture as it was too
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-time-travel-1.png`, fullPage: true });
+    await page.locator('#live-timeline li[data-n="4"]').click();
+    await expect.poll(() => page.locator('#live-variables tr[data-key="mood"]').getAttribute('class')).toBe('changed');
+    expect(await page.locator('#live-variables tr[data-key="caller"]').getAttribute('class')).not.toBe('changed');
+    expect(await page.locator('#live-action').getAttribute('class')).not.toBe('changed'); // variables_set moves no cursor
+    expect(await page.getByTestId('live-action').textContent()).toContain(flow.actions[1]!.id);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-time-travel-2.png`, fullPage: true });
+    // Back to live: it follows the activeflow again.
+    await page.getByTestId('travel-live').click();
+    await expect.poll(() => page.getByTestId('travel-note').textContent()).toBe('live');
+    expect(await page.locator('#live-timeline li.selected').count()).toBe(0);
     // A flow with jumps (the IVR example): its branch, default and goto arcs, labelled.
     const ivr = JSON.parse(readFileSync(new URL('../../examples/ivr-menu.json', import.meta.url), 'utf8')) as { actions: unknown[] };
     const menu = await client.createActiveflow({ customer_id: CUSTOMER, actions: ivr.actions as never, reference_type: 'call' });

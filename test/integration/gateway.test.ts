@@ -204,6 +204,7 @@ describe("REST gateway: every endpoint, in VoIPBIN's shapes", () => {
     expect(flow['id'], JSON.stringify(flow)).toBeDefined();
     const checks: [string, string, string][] = [
       ['/v1.0/activeflows/{id}/inspect', 'get', `/v1.0/activeflows/${af['id']}/inspect`],
+      ['/v1.0/activeflows/{id}/timeline', 'get', `/v1.0/activeflows/${af['id']}/timeline`],
       ['/v1.0/activeflows/{id}', 'get', `/v1.0/activeflows/${af['id']}`],
       ['/v1.0/activeflows', 'get', '/v1.0/activeflows?page_size=5'],
       ['/v1.0/activeflows/{id}/history', 'get', `/v1.0/activeflows/${af['id']}/history`],

@@ -122,13 +122,16 @@ async function refreshFlows() {
   }
 }
 
-function renderLive(af) {
+/** The view of one activeflow; with `prev` (the state a move before), what changed is highlighted. */
+function renderLive(af, prev = null) {
   $('live-status').textContent = af.status === 'ended' ? `ended (${af.end_reason})` : af.status;
   $('live-stack').textContent = af.current_stack_id;
   $('live-action').textContent = `${af.current_action.type ?? 'pseudo'} ${af.current_action.id}`;
+  $('live-action').classList.toggle('changed', prev !== null && (prev.current_action.id !== af.current_action.id || prev.current_stack_id !== af.current_stack_id));
   $('live-stacks').replaceChildren(
     ...Object.entries(af.stack_map).map(([id, st]) => {
       const div = Object.assign(document.createElement('div'), { className: 'stack' });
+      if (prev !== null && !(id in prev.stack_map)) div.classList.add('changed');
       div.append(Object.assign(document.createElement('code'), { textContent: id === '00000000-0000-0000-0000-000000000001' ? 'main' : id }));
       const ol = document.createElement('ol');
       for (const a of st.actions) {
@@ -140,19 +143,78 @@ function renderLive(af) {
       return div;
     }),
   );
+  const gone = prev === null ? [] : Object.keys(prev.variables).filter((k) => !(k in af.variables));
   $('live-variables').tBodies[0].replaceChildren(
     ...Object.entries(af.variables)
       .sort()
-      .map(([k, v]) => row([k, v])),
+      .map(([k, v]) => {
+        const tr = row([k, v]);
+        tr.dataset.key = k;
+        if (prev !== null && prev.variables[k] !== v) tr.className = 'changed';
+        return tr;
+      }),
+    ...gone.map((k) => Object.assign(row([k, prev.variables[k]]), { className: 'changed deleted' })),
   );
-  $('live-executed').replaceChildren(...af.executed_actions.map((a) => Object.assign(document.createElement('li'), { textContent: `${a.type ?? 'start'} ${shortId(a.id)}`, title: a.id })));
+  $('live-executed').replaceChildren(
+    ...af.executed_actions.map((a, i) =>
+      Object.assign(document.createElement('li'), {
+        textContent: `${a.type ?? 'start'} ${shortId(a.id)}`,
+        title: a.id,
+        className: prev !== null && i >= prev.executed_actions.length ? 'changed' : '',
+      }),
+    ),
+  );
   $('live-picture').replaceChildren(flowPicture(af));
+}
+
+/** The followed activeflow's moves, re-derived from its journal by the gateway; a click shows one. */
+async function refreshTimeline() {
+  if (live === null) return;
+  const shown = live;
+  const { moves } = await api(`/v1.0/activeflows/${shown.id}/timeline`);
+  if (shown !== live) return;
+  live.moves = moves;
+  $('live-timeline').replaceChildren(
+    ...moves.map((m, i) => {
+      const what = m.kind === 'move' ? m.request.type : m.kind;
+      const li = Object.assign(document.createElement('li'), { textContent: `${m.n} ${what}`, title: `entry ${m.n}, ${m.at}${m.request ? `: ${JSON.stringify(m.request)}` : ''}` });
+      li.dataset.n = String(m.n);
+      li.classList.toggle('selected', live.travel === i);
+      li.addEventListener('click', () => travel(i));
+      return li;
+    }),
+  );
+}
+
+/** Shows the activeflow as it was after move `i` of the timeline (null: live again). */
+function travel(i) {
+  if (live === null) return;
+  live.travel = i;
+  for (const li of $('live-timeline').children) li.classList.toggle('selected', Number(li.dataset.n) === live.moves[i]?.n);
+  if (i === null) {
+    $('travel-note').textContent = 'live';
+    void inspect();
+    return;
+  }
+  const m = live.moves[i];
+  const note = $('travel-note');
+  note.replaceChildren(`as it was after entry ${m.n} (${m.kind === 'move' ? m.request.type : m.kind}, ${m.at}): in green, what that move changed. `);
+  const back = Object.assign(document.createElement('a'), { href: '#', textContent: 'back to live' });
+  back.dataset.testid = 'travel-live';
+  back.addEventListener('click', (e) => {
+    e.preventDefault();
+    travel(null);
+  });
+  note.append(back);
+  renderLive(m.activeflow, i > 0 ? live.moves[i - 1].activeflow : null);
 }
 
 async function inspect() {
   if (live === null) return;
   const shown = live;
-  renderLive(await api(`/v1.0/activeflows/${shown.id}/inspect`));
+  const af = await api(`/v1.0/activeflows/${shown.id}/inspect`);
+  if (shown.travel !== null) return; // looking at the past: the live state waits
+  renderLive(af);
   if (!shown.scrolled && shown === live) {
     // The view opens below the tables: bring it into sight once it has its content, or the click
     // looks like it did nothing.
@@ -162,12 +224,14 @@ async function inspect() {
 }
 
 function follow(id, customerId) {
-  live = { id, customer: customerId, events: 0, scrolled: false };
+  live = { id, customer: customerId, events: 0, scrolled: false, moves: [], travel: null };
+  $('travel-note').textContent = 'live';
   $('live').hidden = false;
   $('live-id').textContent = id;
   $('live-events').textContent = '0';
   for (const tr of $('activeflows').tBodies[0].rows) tr.classList.toggle('current', tr.dataset.id === id);
   void inspect();
+  void refreshTimeline().catch(() => {});
   if (socket === null) return;
   for (const t of socket.topics) socket.ws.send(JSON.stringify({ type: 'unsubscribe', topics: [t] }));
   const topic = `customer_id:${customerId}:activeflow:${id}`;
@@ -184,6 +248,7 @@ function openSocket() {
       live.events++;
       $('live-events').textContent = String(live.events);
       void inspect();
+      void refreshTimeline().catch(() => {});
     }
   });
   ws.addEventListener('close', () => {
@@ -212,7 +277,13 @@ function start() {
   void refreshFlows();
   void refreshCustomers();
   // Events bring moves at once; variables change without an event, so the live view also polls.
-  timers = [setInterval(refreshCluster, 1000), setInterval(refreshFlows, 2000), setInterval(refreshCustomers, 2000), setInterval(() => void inspect().catch(() => {}), 2000)];
+  timers = [
+    setInterval(refreshCluster, 1000),
+    setInterval(refreshFlows, 2000),
+    setInterval(refreshCustomers, 2000),
+    setInterval(() => void inspect().catch(() => {}), 2000),
+    setInterval(() => void refreshTimeline().catch(() => {}), 2000),
+  ];
 }
 
 $('key').value = key;
