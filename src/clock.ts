@@ -29,6 +29,18 @@ export const systemClock: HostClock = {
   entropy: () => randomUUID(),
 };
 
+/**
+ * A recorded clock (an exported run's, docs/simulate.md): each read of `now` then `entropy` gives
+ * the next recorded pair, in order; past the last one, `after` answers.
+ */
+export function recordedClock(reads: readonly { now: string; entropy: string }[], after: HostClock): HostClock {
+  let i = 0;
+  return {
+    now: () => (i < reads.length ? reads[i]!.now : after.now()),
+    entropy: () => (i < reads.length ? reads[i++]!.entropy : after.entropy()),
+  };
+}
+
 /** A clock that stands still and entropy that counts from a seed: identical runs, every time. */
 export function fixedClock(now: string, seed = 'activeflow'): HostClock {
   let n = 0;

@@ -47,7 +47,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     "Re-run recorded activeflows through this engine and compare every move with its record: 'identical', or the first divergence.",
     async () => (await import('./replay-command.js')).replayCommand,
   ),
-  entry('export', "Write an activeflow's journal to a file that activeflow replay --from-dir re-runs (secrets dropped).", async () => (await import('./replay-command.js')).exportCommand),
+  entry(
+    'export',
+    "Write an activeflow's run as an activeflow simulate scenario that reproduces it (secrets dropped); replay --from-dir re-runs such files.",
+    async () => (await import('./replay-command.js')).exportCommand,
+  ),
   entry('variables', 'Show, set or delete the variables of an activeflow.', async () => (await import('./user-commands.js')).variablesCommand),
 ];
 

@@ -7,7 +7,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Activeflow } from '../../machines/schema.js';
-import { exportJournal, JournalExport, REDACTED_FIELDS as REDACTED } from '../replay/journal-export.js';
+import { exportRun, REDACTED_FIELDS as REDACTED, RunExport } from '../replay/journal-export.js';
+import { childrenOf } from '../replay/scenario-export.js';
 import { describeReplay, type ReplayResult, replayJournal } from '../replay/replay-journal.js';
 import { JournalEntry } from '../store/journal-entry.js';
 import type { Command } from './command.js';
@@ -140,8 +141,8 @@ function replayDir(dir: string, json: boolean, io: { out(text: string): void; er
   }
   const results = files.map((f): ReplayResult => {
     try {
-      const x = JournalExport.parse(JSON.parse(readFileSync(join(dir, f), 'utf8')));
-      return replayJournal(x.activeflow_id, x.entries);
+      const x = RunExport.parse(JSON.parse(readFileSync(join(dir, f), 'utf8')));
+      return replayJournal(x.exported.activeflow_id, x.journal);
     } catch (e) {
       return { activeflow_id: f, outcome: 'unreadable', moves: 0, from: null, recorded_by: [], replayed_by: '', reason: `not an export of activeflow export (${(e as Error).message.split('\n')[0]})` };
     }
@@ -153,11 +154,15 @@ function replayDir(dir: string, json: boolean, io: { out(text: string): void; er
 export const exportCommand: Command = {
   name: 'export',
   usage: 'activeflow export <activeflow id> [--keep-secrets] [> <file>.json]',
-  summary: "Write an activeflow's journal to a file that activeflow replay --from-dir re-runs (secrets dropped).",
-  help: `Prints an activeflow's journal (every move: its request, clock, entropy, effect results and
-outcome) as JSON, for a corpus that \`activeflow replay --from-dir\` re-runs against a new version.
+  summary: "Write an activeflow's run as an activeflow simulate scenario that reproduces it (secrets dropped); replay --from-dir re-runs such files.",
+  help: `Prints an activeflow's run as an \`activeflow simulate\` scenario that reproduces it exactly: its
+flows as it used them (fetched and on_complete ones included), its initial variables and limits,
+the recorded clock, the recorded HTTP and service responses as canned ones, and its requests as
+steps. \`activeflow simulate <file>\` then gives the same events and final state, its on_complete
+children's included. The file also carries the journal (\`journal\`), which
+\`activeflow replay --from-dir\` re-runs.
 Fields named like secrets (${REDACTED.join(', ')}) are dropped wherever they
-occur, and listed under "redacted".
+occur, and listed under "exported.redacted".
 Options:
   --keep-secrets    drop nothing
   --servers <urls>  NATS servers (default NATS_URL, else nats://127.0.0.1:4222)`,
@@ -168,9 +173,27 @@ Options:
       return 2;
     }
     return withClient(args, io, async (client) => {
-      const x = exportJournal(id.toLowerCase(), journalOf(await client.entries(id.toLowerCase())), new Date().toISOString(), args.flags.has('keep-secrets') ? [] : REDACTED);
+      // the activeflow's journal, then its on_complete children's, depth first
+      const journals = new Map<string, JournalEntry[]>();
+      const queue = [id.toLowerCase()];
+      while (queue.length > 0) {
+        const next = queue.shift()!;
+        const journal = journalOf(await client.entries(next).catch(() => []));
+        if (journal.length === 0 && next !== id.toLowerCase()) continue; // a child that is gone: the export says so
+        journals.set(next, journal);
+        queue.push(...childrenOf(journal).filter((c) => !journals.has(c)));
+      }
+      let x: Record<string, unknown>;
+      try {
+        x = exportRun(id.toLowerCase(), journals, new Date().toISOString(), args.flags.has('keep-secrets') ? [] : REDACTED);
+      } catch (e) {
+        io.err(`activeflow export: ${(e as Error).message}`);
+        return 1;
+      }
       io.out(JSON.stringify(x, null, 2));
-      if (x.redacted.length > 0) io.err(`activeflow export: ${x.redacted.length} secret field(s) dropped (listed under "redacted"); --keep-secrets keeps them`);
+      const meta = x['exported'] as { redacted: string[]; notes: string[] };
+      if (meta.redacted.length > 0) io.err(`activeflow export: ${meta.redacted.length} secret field(s) dropped (listed under "exported.redacted"); --keep-secrets keeps them`);
+      for (const note of meta.notes) io.err(`activeflow export: note: ${note}`);
       return 0;
     });
   },

@@ -19,6 +19,8 @@ Scenario fields (see docs/simulate.md):
   services         {"queue_join": {"service_id": "...", "push_actions": [...]}, "message_send": {"error": "down"}}
   steps            [{"op": "next"}, {"op": "set_variables", ...}, ...]; without steps a call is
                    driven with next until it finishes, other reference types run execute once
+  clock            a recorded clock, [{"now", "entropy"}, ...]: what \`activeflow export\` writes
+                   to reproduce a real run exactly
 
 Options:
   --compact        print the JSON on one line

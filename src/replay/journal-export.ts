@@ -1,16 +1,19 @@
 /**
- * An activeflow's journal as a file (`activeflow export`): what `activeflow replay --from-dir`
- * re-runs, so a platform team can keep a corpus of real calls and replay it against every upgrade
- * (docs/operations.md, "Upgrading the engine safely"). Pure.
+ * `activeflow export`: an activeflow's run as a file. It is an `activeflow simulate` scenario that
+ * reproduces the run (src/replay/scenario-export.ts), carrying the activeflow's journal besides
+ * (`journal`), which `activeflow replay --from-dir` re-runs: a platform team keeps a corpus of real
+ * calls and replays it against every upgrade (docs/operations.md, "Upgrading the engine safely").
+ * Pure.
  *
  * Secrets stay out: every field whose name is in the redact list (Authorization and the like), in
- * the state, the requests, the effect results and the recorded changes alike, is dropped, and the
- * export lists the paths it dropped. Dropped everywhere the same way, a record still replays,
- * unless a move's outcome depended on a redacted value (then replay says where).
+ * the scenario and the journal alike, is dropped, and the export lists the paths it dropped.
+ * Dropped everywhere the same way, a record still replays, unless a move's outcome depended on a
+ * redacted value (then replay says where).
  */
 import { z } from 'zod';
 import { JournalEntry } from '../store/journal-entry.js';
 import { VERSION } from '../version.js';
+import { exportScenario } from './scenario-export.js';
 
 /** Field names dropped from an export (compared without case, `-` and `_` alike). */
 export const REDACTED_FIELDS = [
@@ -29,18 +32,21 @@ export const REDACTED_FIELDS = [
   'client-secret',
 ];
 
-export const JournalExport = z.object({
-  format: z.literal('activeflow-journal'),
-  format_version: z.literal(1),
-  activeflow_id: z.string(),
-  exported_at: z.string(),
-  /** The engine of the installation that exported it (each entry names the one that wrote it). */
-  exported_by: z.string(),
-  /** Paths of the fields dropped as secrets (`entries[3].input.variables.token`). */
-  redacted: z.array(z.string()),
-  entries: z.array(JournalEntry),
+/** What `replay --from-dir` reads of an export (the rest is the scenario). */
+export const RunExport = z.looseObject({
+  exported: z.object({
+    activeflow_id: z.string(),
+    exported_at: z.string(),
+    /** The engine of the installation that exported it (each journal entry names the one that wrote it). */
+    exported_by: z.string(),
+    /** Paths of the fields dropped as secrets (`journal[3].input.variables.token`). */
+    redacted: z.array(z.string()),
+    /** What the scenario could not reproduce, if anything (a child asked more than its execute). */
+    notes: z.array(z.string()),
+  }),
+  journal: z.array(JournalEntry),
 });
-export type JournalExport = z.infer<typeof JournalExport>;
+export type RunExport = z.infer<typeof RunExport>;
 
 const normal = (name: string) => name.toLowerCase().replaceAll('_', '-');
 
@@ -49,17 +55,21 @@ function redact(value: unknown, path: string, names: ReadonlySet<string>, droppe
   if (typeof value !== 'object' || value === null) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    const p = `${path}.${k}`;
+    const p = path === '' ? k : `${path}.${k}`;
     if (names.has(normal(k))) dropped.push(p);
     else out[k] = redact(v, p, names, dropped);
   }
   return out;
 }
 
-/** The export of a journal (oldest entry first); `redactFields: []` keeps everything. */
-export function exportJournal(activeflowId: string, entries: readonly JournalEntry[], now: string, redactFields: readonly string[] = REDACTED_FIELDS): JournalExport {
+/**
+ * The export of `rootId`'s run, from its journal and its on_complete children's (oldest entry
+ * first); `redactFields: []` keeps everything.
+ */
+export function exportRun(rootId: string, journals: ReadonlyMap<string, readonly JournalEntry[]>, now: string, redactFields: readonly string[] = REDACTED_FIELDS): Record<string, unknown> {
+  const { scenario, notes } = exportScenario(rootId, journals);
   const names = new Set(redactFields.map(normal));
   const dropped: string[] = [];
-  const kept = entries.map((e, i) => redact(e, `entries[${i}]`, names, dropped) as JournalEntry);
-  return { format: 'activeflow-journal', format_version: 1, activeflow_id: activeflowId, exported_at: now, exported_by: VERSION, redacted: dropped, entries: kept };
+  const body = redact({ ...scenario, journal: journals.get(rootId) }, '', names, dropped) as Record<string, unknown>;
+  return { exported: { activeflow_id: rootId, exported_at: now, exported_by: VERSION, redacted: dropped, notes }, ...body };
 }

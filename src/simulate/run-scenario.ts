@@ -4,7 +4,7 @@
  */
 import { LocalHost, type HostReply } from '../../actors/index.js';
 import { DEFAULT_LIMITS, FINISH, idSource, Limits, NIL, prepareActions, START, type Action, type EngineError, type Flow, type StreamEvent, type Verb } from '../../machines/index.js';
-import { fixedClock, formatTimestamp, normalizeTimestamp } from '../clock.js';
+import { fixedClock, formatTimestamp, normalizeTimestamp, recordedClock } from '../clock.js';
 import { Scenario, type ScenarioFlow, type Step } from './scenario.js';
 
 export type StepResult = { op: Step['op']; ok: true; result: unknown } | { op: Step['op']; ok: false; error: EngineError };
@@ -34,7 +34,8 @@ export function parseScenario(value: unknown): Scenario {
 
 const DEFAULT_CUSTOMER = '00000000-0000-4000-8000-00000000c0de';
 
-export function runScenario(input: unknown, realNow: () => Date = () => new Date()): SimulationOutput {
+/** Runs a scenario; `seeHost` gets the in-process host after the run (its journals, for an export's round trip). */
+export function runScenario(input: unknown, realNow: () => Date = () => new Date(), seeHost?: (host: LocalHost, id: string) => void): SimulationOutput {
   const scenario = parseScenario(input);
   const now = scenario.now === undefined ? formatTimestamp(realNow()) : normalizeTimestamp(scenario.now);
   if (now === null) throw new ScenarioError(`invalid scenario:\n  now: "${scenario.now}" is not an ISO 8601 time such as 2026-11-27T10:00:00Z`);
@@ -58,7 +59,8 @@ export function runScenario(input: unknown, realNow: () => Date = () => new Date
   const main = scenario.flow === undefined ? undefined : toFlow(scenario.flow);
   if (main !== undefined && !flows.some((f) => f.id === main.id)) flows.push(main);
 
-  const host = new LocalHost({ flows, http: scenario.http, services: scenario.services as never }, fixedClock(now, scenario.seed), limits);
+  const clock = scenario.clock === undefined ? fixedClock(now, scenario.seed) : recordedClock(scenario.clock, fixedClock(now, scenario.seed));
+  const host = new LocalHost({ flows, http: scenario.http, services: scenario.services as never }, clock, limits);
   const created = host.create({
     ...(scenario.id ? { id: scenario.id } : {}),
     customer_id: customerId,
@@ -75,7 +77,8 @@ export function runScenario(input: unknown, realNow: () => Date = () => new Date
   const results: StepResult[] = [];
   const run = (step: Step): HostReply => {
     const current = host.state(id)!.activeflow.current_action.id;
-    const call = (verb: Verb, body: unknown) => host.request(id, verb, body);
+    const requestId = (step as { request_id?: string }).request_id;
+    const call = (verb: Verb, body: Record<string, unknown>) => host.request(id, verb, requestId === undefined ? body : { ...body, request_id: requestId });
     switch (step.op) {
       case 'next':
         return call('next', { current_action_id: step.current_action_id ?? current });
@@ -130,6 +133,7 @@ export function runScenario(input: unknown, realNow: () => Date = () => new Date
   }
 
   const state = host.state(id)!;
+  seeHost?.(host, id);
   return {
     results,
     activeflow: state.activeflow,

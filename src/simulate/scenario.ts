@@ -23,6 +23,8 @@ const CannedHttp = z.union([z.strictObject({ status: z.number().int().min(100).m
 const CannedService = z.union([z.strictObject({ error: z.string() }), z.looseObject({ service_id: Uuid.optional(), push_actions: z.array(z.unknown()).optional(), variables: Variables.optional() })]);
 
 const optionalId = { current_action_id: Uuid.optional() };
+/** The caller's request id, as a retry repeats it (an exported run's steps carry theirs). */
+const requestId = { request_id: z.string().min(1).max(64).optional() };
 export const STEP_OPS = [
   'next',
   'execute',
@@ -43,17 +45,17 @@ export const STEP_OPS = [
 export const Step = z.discriminatedUnion(
   'op',
   [
-    z.looseObject({ op: z.literal('next'), ...optionalId }),
-    z.looseObject({ op: z.literal('execute') }),
-    z.looseObject({ op: z.literal('continue'), ...optionalId }),
-    z.looseObject({ op: z.literal('stop'), reason: z.enum(['stopped', 'reference_ended']).optional() }),
-    z.looseObject({ op: z.literal('delete') }),
-    z.looseObject({ op: z.literal('forward'), forward_action_id: Uuid, forward_now: z.boolean().optional() }),
-    z.looseObject({ op: z.literal('push_actions'), actions: ActionInputList }),
-    z.looseObject({ op: z.literal('add_actions'), actions: ActionInputList }),
-    z.looseObject({ op: z.literal('service_stop'), service_id: Uuid }),
-    z.looseObject({ op: z.literal('set_variables'), variables: Variables }),
-    z.looseObject({ op: z.literal('delete_variable'), key: z.string() }),
+    z.looseObject({ op: z.literal('next'), ...optionalId, ...requestId }),
+    z.looseObject({ op: z.literal('execute'), ...requestId }),
+    z.looseObject({ op: z.literal('continue'), ...optionalId, ...requestId }),
+    z.looseObject({ op: z.literal('stop'), reason: z.enum(['stopped', 'reference_ended', 'timeout']).optional(), ...requestId }),
+    z.looseObject({ op: z.literal('delete'), ...requestId }),
+    z.looseObject({ op: z.literal('forward'), forward_action_id: Uuid, forward_now: z.boolean().optional(), ...requestId }),
+    z.looseObject({ op: z.literal('push_actions'), actions: ActionInputList, ...requestId }),
+    z.looseObject({ op: z.literal('add_actions'), actions: ActionInputList, ...requestId }),
+    z.looseObject({ op: z.literal('service_stop'), service_id: Uuid, ...requestId }),
+    z.looseObject({ op: z.literal('set_variables'), variables: Variables, ...requestId }),
+    z.looseObject({ op: z.literal('delete_variable'), key: z.string(), ...requestId }),
     z.looseObject({ op: z.literal('get') }),
     z.looseObject({ op: z.literal('get_variables') }),
     z.looseObject({ op: z.literal('substitute'), data: z.string() }),
@@ -76,6 +78,11 @@ export const Scenario = z
     webhook_method: z.enum(['', 'POST', 'GET', 'PUT', 'DELETE']).optional(),
     /** The clock for the whole run (condition_datetime, timestamps); default: the real time. */
     now: z.string().optional(),
+    /**
+     * A recorded clock (an exported run): the `now` and entropy of each clock read in order, the
+     * creation's first, then each transition's. Past its end, the clock stands at `now`.
+     */
+    clock: z.array(z.strictObject({ now: Timestamp, entropy: z.string().min(8) })).optional(),
     http: z.record(z.string(), z.union([CannedHttp, z.array(CannedHttp).min(1)])).default({}),
     services: z.record(z.string(), z.union([CannedService, z.array(CannedService).min(1)])).default({}),
     steps: z.array(Step).optional(),

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,6 +45,9 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
+/** Calls the first test recorded, all replaying identical. */
+let identicalIds: string[] = [];
+
 async function walk(id: string, from: string, moves: number): Promise<void> {
   let current = from;
   for (let i = 0; i < moves; i++) current = (await env.client.next(id, current)).id;
@@ -57,6 +61,7 @@ describe('replay', () => {
     });
     const calls = await Promise.all([0, 1, 2].map(() => env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })));
     for (const c of calls) await walk(c.id, c.current_action.id, 3);
+    identicalIds = calls.map((c) => c.id);
     await env.client.setVariables(calls[0]!.id, { caller: '+15551234' });
 
     const one = await cli('replay', calls[0]!.id);
@@ -115,22 +120,60 @@ describe('replay', () => {
     expect(exported.stdout).not.toContain('k3y-value');
     expect(exported.stdout).toContain('blue');
     expect(exported.stderr).toMatch(/secret field\(s\) dropped/);
-    const x = JSON.parse(exported.stdout) as { redacted: string[]; entries: unknown[] };
-    expect(x.redacted).toEqual(expect.arrayContaining([expect.stringMatching(/variables\.token$/), expect.stringMatching(/input\.variables\.api_key$/)]));
+    const x = JSON.parse(exported.stdout) as { exported: { redacted: string[] } };
+    expect(x.exported.redacted).toEqual(expect.arrayContaining([expect.stringMatching(/variables\.token$/), expect.stringMatching(/input\.variables\.api_key$/)]));
     expect((await cli('export', af.id, '--keep-secrets')).stdout).toContain('s3cr3t-value');
 
     const dir = mkdtempSync(join(tmpdir(), 'af-corpus-'));
     writeFileSync(join(dir, `${af.id}.json`), exported.stdout);
-    const other = (await env.client.listActiveflows({ customer_id: CUSTOMER, page_size: 1 })).result[0]!;
-    writeFileSync(join(dir, `${other.id}.json`), (await cli('export', other.id)).stdout);
+    writeFileSync(join(dir, `${identicalIds[0]}.json`), (await cli('export', identicalIds[0]!)).stdout);
     const good = await cli('replay', '--from-dir', dir, '--servers', 'nats://127.0.0.1:1'); // no NATS needed
     expect(good.stdout).toMatch(/ACTIVEFLOWS\s+IDENTICAL/);
     const counts = JSON.parse((await cli('replay', '--from-dir', dir, '--json')).stdout) as { identical: number; diverged: number; unreadable: number };
-    expect(counts.identical + counts.diverged).toBe(2);
+    expect(counts).toMatchObject({ identical: 2, diverged: 0, unreadable: 0 }); // secrets dropped alike everywhere: still identical
+    expect(good.code).toBe(0);
     writeFileSync(join(dir, 'notes.json'), '{"hello": 1}');
     const withBad = await cli('replay', '--from-dir', dir);
     expect(withBad.code).toBe(1);
     expect(withBad.stdout).toMatch(/notes\.json: not replayed: not an export/);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('exports a run as a simulate scenario that reproduces it exactly: a fetch, an HTTP answer, an on_complete child', async () => {
+    const http = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify([{ type: 'talk', option: { text: `fetched ${req.url}` } }]));
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(http.address() as { port: number }).port}/actions`;
+    const child = await env.client.createFlow({ customer_id: CUSTOMER, actions: [{ type: 'variable_set', option: { key: 'followed_up', value: 'yes ${caller}' } }] });
+    const parent = await env.client.createFlow({
+      customer_id: CUSTOMER,
+      actions: [{ type: 'answer' }, { type: 'fetch', option: { event_url: url } }, { type: 'talk', option: { text: 'after the fetch' } }],
+      on_complete_flow_id: child.id,
+    });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, flow_id: parent.id, reference_type: 'call', variables: { caller: 'bob' } });
+    let current = af.current_action.id;
+    for (let i = 0; i < 10 && current !== '00000000-0000-0000-0000-000000000002'; i++) current = (await env.client.next(af.id, current)).id;
+    const ended = await env.client.get(af.id);
+    expect(ended.status).toBe('ended');
+    const childId = ended.on_complete_activeflow_id;
+    await expect.poll(async () => (await env.client.get(childId).catch(() => null))?.status, { timeout: 5_000 }).toBe('ended');
+    await new Promise<void>((r) => http.close(() => r()));
+
+    const exported = await cli('export', af.id);
+    expect(exported.code).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), 'af-export-'));
+    writeFileSync(join(dir, 'run.json'), exported.stdout);
+    const simulated = await cli('simulate', join(dir, 'run.json'), '--compact'); // no NATS, no HTTP server: all from the file
+    expect(simulated.code).toBe(0);
+    const out = JSON.parse(simulated.stdout) as { activeflow: unknown; events: unknown[]; children: { activeflow_id: string; activeflow: unknown; events: unknown[] }[] };
+    expect(out.events).toEqual((await env.client.history(af.id)).events);
+    expect(out.activeflow).toEqual(await env.client.get(af.id));
+    expect(out.children.map((c) => c.activeflow_id)).toEqual([childId]);
+    expect(out.children[0]!.events).toEqual((await env.client.history(childId)).events);
+    expect(out.children[0]!.activeflow).toEqual(await env.client.get(childId));
+    expect((await cli('replay', '--from-dir', dir)).code).toBe(0);
     rmSync(dir, { recursive: true });
   });
 

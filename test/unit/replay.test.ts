@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type EngineEvent, type EngineState, reduce } from '../../machines/index.js';
 import { JournalEntry } from '../../src/store/journal-entry.js';
-import { exportJournal, JournalExport } from '../../src/replay/journal-export.js';
+import { exportRun, RunExport } from '../../src/replay/journal-export.js';
 import { describeReplay, differences, replayJournal } from '../../src/replay/replay-journal.js';
 import { apply, counterClock, scenarioArb, setup } from '../helpers/random-flows.js';
 
@@ -64,17 +64,18 @@ describe('replay', () => {
     expect(describeReplay(noStart)).toMatch(/no starting entry/);
   });
 
-  it('an export drops secrets everywhere alike, says where, and still replays identical', () => {
+  it('an export drops secrets everywhere alike (scenario and journal), says where, and still replays identical', () => {
     const { host, id } = setup([{ type: 'talk' }, { type: 'talk' }], 'call', counterClock());
     host.request(id, 'variables_set', { variables: { Authorization: 'Bearer abc', plain: 'x' } });
     apply(host, id, { op: 'next', stale: false });
     const entries = host.journal(id).map((e) => JournalEntry.parse(JSON.parse(JSON.stringify(e))));
-    const x = exportJournal(id, entries, '2026-12-05T00:00:00.000000Z');
+    const x = exportRun(id, new Map([[id, entries]]), '2026-12-05T00:00:00.000000Z');
     expect(JSON.stringify(x)).not.toContain('Bearer abc');
     expect(JSON.stringify(x)).toContain('"plain":"x"');
-    expect(x.redacted).toEqual(expect.arrayContaining(['entries[1].input.variables.Authorization', 'entries[1].variables.Authorization']));
-    expect(replayJournal(id, JournalExport.parse(JSON.parse(JSON.stringify(x))).entries).outcome).toBe('identical');
-    expect(JSON.stringify(exportJournal(id, entries, 'now', []))).toContain('Bearer abc');
+    const parsed = RunExport.parse(JSON.parse(JSON.stringify(x)));
+    expect(parsed.exported.redacted).toEqual(expect.arrayContaining(['steps[0].variables.Authorization', 'journal[1].input.variables.Authorization', 'journal[1].variables.Authorization']));
+    expect(replayJournal(id, parsed.journal).outcome).toBe('identical');
+    expect(JSON.stringify(exportRun(id, new Map([[id, entries]]), 'now', []))).toContain('Bearer abc');
   });
 
   it('lists differences by path, a field left out being the same as one undefined', () => {
