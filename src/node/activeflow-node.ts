@@ -13,9 +13,9 @@ import { randomUUID } from 'node:crypto';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ActorRegistry, EgressPolicy, type ActorReply } from '../../actors/index.js';
-import { DEFAULT_LIMITS, Uuid, type StreamEvent } from '../../machines/index.js';
+import { type Activeflow, DEFAULT_LIMITS, Uuid, type StreamEvent } from '../../machines/index.js';
 import { ActiveflowClient } from '../api/client.js';
-import { parseRequest } from '../api/reply.js';
+import { decodeReply, parseRequest } from '../api/reply.js';
 import { ActiveflowRequests, AdminRequests, ListActiveflowsRequest } from '../api/schemas.js';
 import { ACTIVEFLOW_VERBS, SUBJECTS, type ActiveflowVerb } from '../api/subjects.js';
 import { systemClock, type HostClock } from '../clock.js';
@@ -25,6 +25,7 @@ import { checkServerVersion, connectNats, watchConnection, type ConnectionState 
 import { shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
 import { openStorage, type Storage } from '../store/buckets.js';
+import { encodeJson } from '../store/codec.js';
 import { eventsOf, Journal, type Stored } from '../store/journal.js';
 import { EventMaterializer, missFromJournal } from '../store/event-materializer.js';
 import { FlowStore } from '../store/flow-store.js';
@@ -379,12 +380,28 @@ export class ActiveflowNode {
   private async list(msg: ServiceMsg): Promise<unknown> {
     const r = parseRequest(msg, ListActiveflowsRequest);
     const page = await this.index.page(r.customer_id, r, r.page_size ?? 100, r.page_token);
-    const result = [];
-    for (const id of page.ids) {
-      const stored = await this.snapshots.load(id);
-      if (stored !== null && stored.state.activeflow.tm_delete === null) result.push(stored.state.activeflow);
+    const found = await Promise.all(page.ids.map((id) => this.current(id)));
+    return { result: found.filter((af) => af !== null && af.tm_delete === null), next_page_token: page.next_page_token };
+  }
+
+  /**
+   * An activeflow as it is now, for list. A running one's checkpoint can be up to CHECKPOINT_EVERY
+   * moves old, so its owner is asked (a get, routed to it like any request; the page's gets go out
+   * at once); an ended one's record is current. The checkpoint answers when the owner cannot.
+   */
+  private async current(id: string): Promise<Activeflow | null> {
+    const stored = await this.snapshots.load(id);
+    if (stored === null || stored.kind === 'ended') return stored?.state.activeflow ?? null;
+    try {
+      if (this.ownership?.servesActiveflow(id) === true) {
+        // ours: read through its mailbox, as a get would (no request to ourselves, no admission slot)
+        const read = await this.registry.get(id).read(undefined, (st) => st.activeflow);
+        return read.ok ? (read.value as Activeflow) : stored.state.activeflow;
+      }
+      return decodeReply(await this.nc.request(SUBJECTS.activeflowVerb(id, 'get'), encodeJson({}), { timeout: LIST_GET_TIMEOUT_MS })) as Activeflow;
+    } catch {
+      return stored.state.activeflow;
     }
-    return { result, next_page_token: page.next_page_token };
   }
 
   // lifecycle ------------------------------------------------------------------------------------
@@ -474,6 +491,9 @@ export class ActiveflowNode {
     return true;
   }
 }
+
+/** How long list waits for an owner's answer before it shows the activeflow's checkpoint instead. */
+const LIST_GET_TIMEOUT_MS = 1_000;
 
 /** A reply must stay under NATS's payload limit (1 MiB by default): long histories come in pages. */
 const HISTORY_PAGE_BYTES = 768 * 1024;
