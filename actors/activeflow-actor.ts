@@ -40,7 +40,7 @@ import { persistedSnapshot, persistedState } from './persisted-snapshot.js';
 import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
-import type { Journal, Stored } from '../src/store/journal.js';
+import type { Journal, LastEntry } from '../src/store/journal.js';
 import { JOURNAL_FORMAT, type JournalEntry, moveEntry, ReplayDivergence, replayEntry } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
@@ -597,10 +597,12 @@ export class ActiveflowActor {
     if (position === null) {
       // written before the journal: its journal starts here, from the snapshot
       ({ state, position } = await this.rebase(stored, last));
-      last = { seq: position.seq, message: { kind: 'entry', entry: { v: JOURNAL_FORMAT, kind: 'fence', n: position.n, at: state.activeflow.tm_create, engine: VERSION } } };
+      last = { seq: position.seq, n: position.n, kind: 'rebase' };
     }
     this.journalSeq = last?.seq ?? 0;
-    this.entryN = last === null ? 0 : last.message.kind === 'entry' ? last.message.entry.n : 0;
+    this.entryN = last?.n ?? 0;
+    // Checkpointed at its creation and not moved since: the created entry holds that very state.
+    const nothingToReplay = position.n === 0 && last?.kind === 'created';
     if (last === null && position.n === 0) {
       // created, but its created entry never made it: appended now, from the first checkpoint
       await this.appendCreated(state);
@@ -614,7 +616,7 @@ export class ActiveflowActor {
       position = { seq: 0, n: 0 };
     }
     if (this.deps.mustFence?.(this.id) === true) await this.fence(customerId, state.activeflow.webhook_uri !== '');
-    const entries = this.journalSeq <= position.seq ? [] : await this.deps.journal.between(customerId, this.id, position.seq, this.journalSeq);
+    const entries = nothingToReplay || this.journalSeq <= position.seq ? [] : await this.deps.journal.between(customerId, this.id, position.seq, this.journalSeq);
     this.servedOrThrow();
     for (const { message } of entries) {
       if (message.kind !== 'entry') continue; // an event written before the journal: in the rebase already
@@ -671,7 +673,7 @@ export class ActiveflowActor {
         if (!(e instanceof RevisionConflict) || attempt >= 5) throw e;
         const last = await this.deps.journal.last(customerId, this.id);
         this.journalSeq = last?.seq ?? 0;
-        this.entryN = last === null || last.message.kind !== 'entry' ? 0 : last.message.entry.n;
+        this.entryN = last?.n ?? 0;
       }
     }
   }
@@ -694,11 +696,11 @@ export class ActiveflowActor {
    * never reached the stream come out with it; then a checkpoint names the entry. If a rebase was
    * appended before but its checkpoint not written, the journal from that rebase on is the state.
    */
-  private async rebase(stored: StoredActiveflow, last: Stored | null): Promise<{ state: EngineState; position: JournalPosition }> {
+  private async rebase(stored: StoredActiveflow, last: LastEntry | null): Promise<{ state: EngineState; position: JournalPosition }> {
     const customerId = stored.state.activeflow.customer_id;
     let state = stored.state;
     let position: JournalPosition;
-    if (last !== null && last.message.kind === 'entry') {
+    if (last !== null && last.kind !== 'event') {
       let base = 0;
       const all = await this.deps.journal.all(customerId, this.id, last.seq);
       all.forEach(({ message }, i) => {
@@ -708,9 +710,9 @@ export class ActiveflowActor {
       for (const { message } of all.slice(base)) if (message.kind === 'entry') s = replayEntry(s, message.entry);
       if (s === null) throw new ActiveflowError('internal', `activeflow ${this.id}: its journal has no starting entry`);
       state = s;
-      position = { seq: last.seq, n: last.message.entry.n };
+      position = { seq: last.seq, n: last.n };
     } else {
-      const lastEvent = last === null || last.message.kind !== 'event' ? 0 : last.message.event.seq;
+      const lastEvent = last?.eventSeq ?? 0;
       const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: this.deps.clock.now(), engine: VERSION, state, events_after: lastEvent };
       position = { seq: await this.deps.journal.append(customerId, this.id, entry, last?.seq ?? 0, state.activeflow.webhook_uri !== ''), n: 1 };
       // As format 1 did when a move's events were missing from the stream: that move's

@@ -78,6 +78,8 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     num_replicas: o.replicas,
     max_age: o.eventRetentionMs * 1_000_000, // nanoseconds
     duplicate_window: 120 * 1_000_000_000,
+    // A load reads the entries after a checkpoint in one batched direct get (src/store/journal.ts).
+    allow_direct: true,
   };
   try {
     await jsm.streams.info(EVENTS_STREAM);
