@@ -269,7 +269,7 @@ export class ShardOwnership {
         const sub = this.deps.nc.subscribe(`activeflow.shard.${c.shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
         this.subs.get(c.shard)?.unsubscribe();
         this.subs.set(c.shard, sub);
-        // Load each one: fences it, republishes events a crash left out, resumes cycles that were
+        // Load each one: fences it, replays the moves since its checkpoint, resumes cycles that were
         // waiting. Off the critical path: a handed-over shard has nothing to repair, and after a
         // crash the callers' own requests come first.
         setTimeout(

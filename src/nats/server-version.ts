@@ -16,7 +16,7 @@ const KNOWN_BUGS: readonly { fixedIn: string; text: string }[] = [
     fixedIn: '2.9.21',
     text:
       'in a cluster it accepts more than one concurrent revision-checked KV update (nats-io/nats-server#4320), ' +
-      'and shard leases, fencing, snapshot writes and running counts all rest on that check',
+      'and shard leases, fencing, journal appends and running counts all rest on that check',
   },
   { fixedIn: '2.9.16', text: 'a replicated KV store can answer stale reads after it restarts (nats-io/nats-server#4171)' },
 ];

@@ -9,7 +9,7 @@
  * Why two numbers: a quiet customer's request is slowed by every request running beside it, not
  * only by those queued before it (measured: with 256 of a flood's requests running, a quiet `next`
  * took 48 ms at p50; with 32, 7 ms). So while customers share the node, a flood keeps few running;
- * but one customer alone needs many in flight to keep the snapshot writes pipelined (1,000 calls of
+ * but one customer alone needs many in flight to keep the journal writes pipelined (1,000 calls of
  * one customer: 10% fewer moves/s and twice the p99 when held to 32). docs/quotas.md has the figures.
  *
  * A customer whose queue is full is refused (`limit_exceeded`, quota pending_requests) rather than

@@ -7,7 +7,7 @@
  * back before the running snapshot is removed (a step of the end that recovery repeats). A write
  * whose answer is lost is found again rather than repeated (see write), so faults of the servers
  * do not move the count. KV has no transaction across two keys, so a process crash between the
- * count write and the snapshot write makes the count drift by one, always too low (the customer
+ * count write and the activeflow's own write makes the count drift by one, always too low (the customer
  * may run one more), never a slot taken for nothing that would lock a customer out.
  */
 import type { KV } from '@nats-io/kv';

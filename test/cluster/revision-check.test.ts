@@ -1,7 +1,7 @@
 /**
  * The check the single-writer guarantee rests on: a revision-checked KV update is accepted for
  * exactly one of several concurrent writers, even when they write through different servers of a
- * cluster. Shard leases, fencing, snapshot writes and running counts all rely on it.
+ * cluster. Shard leases, fencing, journal appends and running counts all rely on it.
  *
  * nats-server before 2.9.21 checked `Nats-Expected-Last-Subject-Sequence` outside the Raft
  * proposal (nats-io/nats-server#4320): on Debian's 2.9.10 this test accepts several writers in

@@ -1,6 +1,6 @@
 /**
  * `/metrics` on a real node: Prometheus text whose names are all there and whose values move when
- * activeflows move (requests, moves by action type, snapshot writes, actors, shards).
+ * activeflows move (requests, moves by action type, journal writes, actors, shards).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundedLabel, serveMetrics } from '../../src/metrics/node-metrics.js';
