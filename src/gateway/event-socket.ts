@@ -21,7 +21,7 @@ import { describeIssues, type StreamEvent, Uuid } from '../../machines/index.js'
 import type { Logger } from '../log.js';
 import { RelayReader, type RelaySpec } from '../nats/relay-reader.js';
 import { decodeJson } from '../store/codec.js';
-import { EventMaterializer, type MissHandler } from '../store/event-materializer.js';
+import { EventMaterializer, type MissHandler, subjectIds } from '../store/event-materializer.js';
 import { parseStreamMessage, type StreamMessage } from '../store/journal-entry.js';
 import type { StoredAccessKey } from './access-keys.js';
 import { restActiveflow } from './rest-schemas.js';
@@ -171,8 +171,7 @@ export class EventSocket {
           } catch {
             continue;
           }
-          const [, , c, a] = msg.subject.split('.');
-          for (const event of await events.events({ customerId: c!, activeflowId: a!, seq: msg.seq }, message)) {
+          for (const event of await events.events({ ...subjectIds(msg.subject), seq: msg.seq }, message)) {
             if (fromSeq !== undefined && activeflow !== undefined && event.seq < fromSeq) continue;
             this.send({ type: event.type, topic, seq: event.seq, stream_seq: msg.seq, at: event.at, data: restActiveflow(event.data) });
           }

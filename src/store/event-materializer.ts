@@ -34,7 +34,6 @@ export type MissHandler = (at: MessageAt, message: StreamMessage) => Promise<{ e
 
 export class EventMaterializer {
   private readonly states: RecentMap<string, ReaderState>;
-  misses = 0;
 
   constructor(
     private readonly onMiss: MissHandler,
@@ -51,7 +50,6 @@ export class EventMaterializer {
       if (folded.state !== null) this.states.set(at.activeflowId, folded.state);
       return folded.events;
     }
-    this.misses++;
     const answered = await this.onMiss(at, message);
     if (answered.state !== null) this.states.set(at.activeflowId, answered.state);
     else this.states.delete(at.activeflowId);

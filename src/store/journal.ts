@@ -148,11 +148,6 @@ export class Journal {
       await consumer.delete().catch(() => undefined);
     }
   }
-
-  /** The activeflow's events in VoIPBIN's full form with `seq >= fromSeq`, at most `limit`, materialised from its journal. */
-  async events(customerId: string, activeflowId: string, fromSeq: number, limit: number): Promise<StreamEvent[]> {
-    return eventsOf(await this.all(customerId, activeflowId), fromSeq, limit);
-  }
 }
 
 /** The full events a run of one activeflow's messages (from its first) stands for. */

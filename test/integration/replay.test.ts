@@ -9,32 +9,16 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ActiveflowClient } from '../../src/api/client.js';
-import type { NatsServer } from '../../src/nats/server-process.js';
-import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { describe, expect, it } from 'vitest';
 import type { ReplayResult } from '../../src/replay/replay-journal.js';
 import { Journal } from '../../src/store/journal.js';
 import type { MoveEntry } from '../../src/store/journal-entry.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { clientFor, openStoresFor, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, openStoresFor, useNode } from '../helpers/nats.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
-const env = {} as { server: NatsServer; node: ActiveflowNode; client: ActiveflowClient; close: () => Promise<void> };
-
-beforeAll(async () => {
-  env.server = await startNats();
-  env.node = await startNode(env.server);
-  const c = await clientFor(env.server);
-  env.client = c.client;
-  env.close = () => c.nc.close();
-}, 30_000);
-afterAll(async () => {
-  await env.close?.();
-  await env.node?.stop();
-  await env.server?.stop();
-});
+const env = useNode();
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
