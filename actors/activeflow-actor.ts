@@ -41,7 +41,7 @@ import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
 import type { Journal, LastEntry } from '../src/store/journal.js';
-import { JOURNAL_FORMAT, type JournalEntry, moveEntry, ReplayDivergence, replayEntry } from '../src/store/journal-entry.js';
+import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayEntry } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
 import { backoffDelay, type Backoff } from '../src/retry.js';
@@ -292,7 +292,7 @@ export class ActiveflowActor {
   }
 
   private async appendCreated(state: EngineState): Promise<void> {
-    const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'created', n: 1, at: state.activeflow.tm_create, engine: VERSION, state };
+    const entry = createdEntry(state, VERSION);
     this.journalSeq = await this.guard(() => this.deps.journal.append(state.activeflow.customer_id, this.id, entry, 0, state.activeflow.webhook_uri !== ''));
     this.entryN = 1;
     this.committed = state;
@@ -609,7 +609,7 @@ export class ActiveflowActor {
     } else if (last === null) {
       // its journal is gone (past the stream's retention, or the stream was made again): it starts
       // again from the checkpoint, which the rebase entry holds
-      const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: this.deps.clock.now(), engine: VERSION, state, events_after: state.seq };
+      const entry = rebaseEntry(state, state.seq, this.deps.clock.now(), VERSION);
       this.journalSeq = await this.guard(() => this.deps.journal.append(customerId, this.id, entry, 0, state.activeflow.webhook_uri !== ''));
       this.entryN = 1;
       this.log.warn({ event: 'journal_restarted' }, 'the journal of this activeflow was gone; it starts again from its checkpoint');
@@ -664,7 +664,7 @@ export class ActiveflowActor {
    */
   private async fence(customerId: string, webhook: boolean): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const fence: JournalEntry = { v: JOURNAL_FORMAT, kind: 'fence', n: this.entryN + 1, at: this.deps.clock.now(), engine: VERSION };
+      const fence = fenceEntry(this.entryN + 1, this.deps.clock.now(), VERSION);
       try {
         this.journalSeq = await this.deps.journal.append(customerId, this.id, fence, this.journalSeq, webhook);
         this.entryN = fence.n;
@@ -713,7 +713,7 @@ export class ActiveflowActor {
       position = { seq: last.seq, n: last.n };
     } else {
       const lastEvent = last?.eventSeq ?? 0;
-      const entry: JournalEntry = { v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: this.deps.clock.now(), engine: VERSION, state, events_after: lastEvent };
+      const entry = rebaseEntry(state, lastEvent, this.deps.clock.now(), VERSION);
       position = { seq: await this.deps.journal.append(customerId, this.id, entry, last?.seq ?? 0, state.activeflow.webhook_uri !== ''), n: 1 };
       // As format 1 did when a move's events were missing from the stream: that move's
       // fire-and-forget effects never started either, and start now.

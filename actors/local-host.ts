@@ -26,7 +26,7 @@ import {
   type Verb,
 } from '../machines/index.js';
 import type { HostClock } from '../src/clock.js';
-import { JOURNAL_FORMAT, type JournalEntry, moveEntry } from '../src/store/journal-entry.js';
+import { createdEntry, type JournalEntry, moveEntry, rebaseEntry } from '../src/store/journal-entry.js';
 import { VERSION } from '../src/version.js';
 import { driveSync, replyValue, requestCycle } from './host-cycle.js';
 
@@ -103,7 +103,7 @@ export class LocalHost {
     const actor = createActor(activeflowMachine, { input: created.state });
     actor.start();
     this.actors.set(id, actor);
-    this.journals.set(id, [{ v: JOURNAL_FORMAT, kind: 'created', n: 1, at: created.state.activeflow.tm_create, engine: VERSION, state: created.state }]);
+    this.journals.set(id, [createdEntry(created.state, VERSION)]);
     this.record(id, created.state);
     if (parentIdForChild !== undefined) this.children.push({ activeflow_id: id, parent_id: parentIdForChild });
     if (request.execute === true) {
@@ -197,7 +197,7 @@ export class LocalHost {
     const id = this.restore(record);
     // Its journal starts here, as a store written before the journal does when a node first reads it.
     const state = this.state(id)!;
-    this.journals.set(id, [{ v: JOURNAL_FORMAT, kind: 'rebase', n: 1, at: state.activeflow.tm_update ?? state.activeflow.tm_create, engine: VERSION, state, events_after: state.seq }]);
+    this.journals.set(id, [rebaseEntry(state, state.seq, state.activeflow.tm_update ?? state.activeflow.tm_create, VERSION)]);
     return id;
   }
 

@@ -6,21 +6,13 @@
  */
 import type { Actor, Snapshot } from 'xstate';
 import type { ActiveflowMachine, EngineState } from '../machines/index.js';
+import { checkpointState } from '../src/store/snapshot-store.js';
 
 export function persistedSnapshot(actor: Actor<ActiveflowMachine>): Snapshot<unknown> {
   const s = actor.getSnapshot();
   const persisted: Record<string, unknown> = { status: s.status, value: s.value, historyValue: {}, context: s.context, children: {} };
   if (s.status === 'done') persisted['output'] = s.output;
   return persisted as unknown as Snapshot<unknown>;
-}
-
-/**
- * A checkpoint's state: its outbox's events and replies are left out (they were the last move's,
- * in its journal entry already; a load needs only the effects, for a cycle held by one or the
- * children of an end). ~3 KB of the bench call's 12 KB ended record.
- */
-export function checkpointState(state: EngineState): EngineState {
-  return { ...state, outbox: { replies: [], effects: state.outbox.effects, events: [] } };
 }
 
 /** The persisted form of a state the actor was in (a checkpoint of a state already journaled). */

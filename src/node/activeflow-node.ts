@@ -380,28 +380,31 @@ export class ActiveflowNode {
   private async list(msg: ServiceMsg): Promise<unknown> {
     const r = parseRequest(msg, ListActiveflowsRequest);
     const page = await this.index.page(r.customer_id, r, r.page_size ?? 100, r.page_token);
-    const found = await Promise.all(page.ids.map((id) => this.current(id)));
+    const found = await Promise.all(page.ids.map((id) => this.current(id, page.running.has(id))));
     return { result: found.filter((af) => af !== null && af.tm_delete === null), next_page_token: page.next_page_token };
   }
 
   /**
-   * An activeflow as it is now, for list. A running one's checkpoint can be up to CHECKPOINT_EVERY
-   * moves old, so its owner is asked (a get, routed to it like any request; the page's gets go out
-   * at once); an ended one's record is current. The checkpoint answers when the owner cannot.
+   * An activeflow as it is now, for list. One the index shows running is asked of its owner (a
+   * checkpoint can be up to CHECKPOINT_EVERY moves old): through its mailbox when this node serves
+   * it, a get otherwise (the page's go out at once). An ended one's record is current. What is
+   * stored answers when the owner cannot (a missing activeflow: null).
    */
-  private async current(id: string): Promise<Activeflow | null> {
-    const stored = await this.snapshots.load(id);
-    if (stored === null || stored.kind === 'ended') return stored?.state.activeflow ?? null;
-    try {
-      if (this.ownership?.servesActiveflow(id) === true) {
-        // ours: read through its mailbox, as a get would (no request to ourselves, no admission slot)
-        const read = await this.registry.get(id).read(undefined, (st) => st.activeflow);
-        return read.ok ? (read.value as Activeflow) : stored.state.activeflow;
+  private async current(id: string, running: boolean): Promise<Activeflow | null> {
+    if (running) {
+      try {
+        if (this.ownership?.servesActiveflow(id) === true) {
+          // ours: as a get would, with no request to ourselves and no admission slot
+          const read = await this.registry.get(id).read(undefined, (st) => st.activeflow);
+          if (read.ok) return read.value as Activeflow;
+        } else {
+          return decodeReply(await this.nc.request(SUBJECTS.activeflowVerb(id, 'get'), encodeJson({}), { timeout: LIST_GET_TIMEOUT_MS })) as Activeflow;
+        }
+      } catch {
+        // the owner cannot answer now: what is stored
       }
-      return decodeReply(await this.nc.request(SUBJECTS.activeflowVerb(id, 'get'), encodeJson({}), { timeout: LIST_GET_TIMEOUT_MS })) as Activeflow;
-    } catch {
-      return stored.state.activeflow;
     }
+    return (await this.snapshots.load(id))?.state.activeflow ?? null;
   }
 
   // lifecycle ------------------------------------------------------------------------------------

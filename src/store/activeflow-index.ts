@@ -48,12 +48,13 @@ export class ActiveflowIndex {
     return n;
   }
 
-  /** Ids of a customer's activeflows matching the filter, in id order, after `pageToken`. */
-  async page(customerId: string, filter: ListFilter, pageSize: number, pageToken: string | undefined): Promise<{ ids: string[]; next_page_token: string }> {
+  /** Ids of a customer's activeflows matching the filter, in id order, after `pageToken`; `running`: those the index shows running. */
+  async page(customerId: string, filter: ListFilter, pageSize: number, pageToken: string | undefined): Promise<{ ids: string[]; running: ReadonlySet<string>; next_page_token: string }> {
     // The whole index of the customer in one bounded pass (entries are small), not a get per key.
     const values = await valuesNow(this.kv, `${customerId}.*`);
     const keys = [...values.keys()].map((key) => key.slice(customerId.length + 1)).sort();
     const ids: string[] = [];
+    const running = new Set<string>();
     let more = false;
     for (const id of keys) {
       if (pageToken !== undefined && pageToken !== '' && id <= pageToken) continue;
@@ -67,7 +68,8 @@ export class ActiveflowIndex {
         break;
       }
       ids.push(id);
+      if (entry.status === 'running') running.add(id);
     }
-    return { ids, next_page_token: more ? ids.at(-1)! : '' };
+    return { ids, running, next_page_token: more ? ids.at(-1)! : '' };
   }
 }

@@ -84,6 +84,23 @@ export type MoveEntry = Extract<JournalEntry, { kind: 'move' }>;
 
 type Public = Omit<PublicActiveflow, 'executed_actions'>;
 
+/** The first entry of an activeflow's journal. */
+export const createdEntry = (state: EngineState, engine: string): JournalEntry => ({ v: JOURNAL_FORMAT, kind: 'created', n: 1, at: state.activeflow.tm_create, engine, state });
+
+/** A journal starting again from a state (a store written before the journal, or a journal past retention). */
+export const rebaseEntry = (state: EngineState, eventsAfter: number, at: string, engine: string): JournalEntry => ({
+  v: JOURNAL_FORMAT,
+  kind: 'rebase',
+  n: 1,
+  at,
+  engine,
+  state,
+  events_after: eventsAfter,
+});
+
+/** A new owner's mark: changes nothing, refuses the former owner's next append. */
+export const fenceEntry = (n: number, at: string, engine: string): JournalEntry => ({ v: JOURNAL_FORMAT, kind: 'fence', n, at, engine });
+
 function same(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
