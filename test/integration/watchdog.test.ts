@@ -18,9 +18,11 @@ import { startNats, startNode, until } from '../helpers/nats.js';
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 const cleanups: (() => Promise<unknown>)[] = [];
+// Three nodes and two servers stop here, each node handing its shards over: about 6 s on a quiet
+// machine, past the default 10 s hook timeout once under CI's load (seen once).
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
-});
+}, 30_000);
 
 async function setup(nodeOverrides: Record<string, unknown>): Promise<{ server: NatsServer; node: ActiveflowNode; client: ActiveflowClient }> {
   const server = await startNats();
