@@ -22,7 +22,7 @@ import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkServerVersion, connectNats, watchConnection, type ConnectionState } from '../nats/connect.js';
-import { shardOf } from '../nats/shard-mapping.js';
+import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
 import { openStorage, type Storage } from '../store/buckets.js';
 import { encodeJson } from '../store/codec.js';
@@ -43,6 +43,7 @@ import { DeliveryMemory } from './delivery-memory.js';
 import { IdleWatchdog } from './idle-watchdog.js';
 import { FlowService } from './flow-service.js';
 import { adminEndpoints } from './admin-endpoints.js';
+import { ACTIVEFLOW_ENDPOINT, EndpointStats } from './endpoint-stats.js';
 import { type NodeOptions, type ResolvedNodeOptions, resolveNodeOptions } from './node-options.js';
 import { type Handler, RequestPipeline } from './request-pipeline.js';
 import { checkClusterConfig, verifyShardMapping, withJetStreamRetry } from './startup-checks.js';
@@ -76,6 +77,7 @@ export class ActiveflowNode {
   private readonly forwarder: ActiveflowClient;
   /** Every request's path: inbox check, fair admission, handler, reply, metrics (request-pipeline.ts). */
   private readonly pipeline: RequestPipeline;
+  private readonly endpointStats = new EndpointStats();
   /** Every shard: what this node serves without shard leases. */
 
   private constructor(
@@ -99,7 +101,7 @@ export class ActiveflowNode {
     private readonly connection: ConnectionState,
   ) {
     this.forwarder = new ActiveflowClient(nc);
-    this.pipeline = new RequestPipeline(new FairAdmission(options.admission), metrics, log, (id) => this.registry.customerOf(id));
+    this.pipeline = new RequestPipeline(new FairAdmission(options.admission), metrics, log, this.endpointStats, (id) => this.registry.customerOf(id));
   }
 
   static async start(given: NodeOptions): Promise<ActiveflowNode> {
@@ -184,30 +186,43 @@ export class ActiveflowNode {
       version: VERSION,
       description: 'activeflow runtime: control API for activeflows and flows',
       metadata: { node_id: this.options.nodeId, shard_count: String(this.options.shardCount) },
+      statsHandler: this.endpointStats.statsHandler,
     });
     this.service = svc;
-    const handle = (fn: Handler) => (err: Error | null, msg: ServiceMsg) => {
-      if (err) {
-        this.log.error({ event: 'endpoint_failed', err });
-        return;
-      }
-      this.pipeline.serve(msg, fn);
-    };
+    const add = (endpoint: string, subject: string, fn: Handler) =>
+      svc.addEndpoint(endpoint, {
+        subject,
+        handler: (err, msg) => {
+          if (err) {
+            this.log.error({ event: 'endpoint_failed', endpoint, err });
+            return;
+          }
+          this.pipeline.serve(msg, endpoint, fn);
+        },
+      });
     const flows = new FlowService(this.flows, this.quotas, this.clock);
-    svc.addEndpoint('activeflow_create', { subject: SUBJECTS.activeflowCreate, handler: handle((m) => this.createRouted(m)) });
-    svc.addEndpoint('activeflow_list', { subject: SUBJECTS.activeflowList, handler: handle((m) => this.list(m)) });
-    svc.addEndpoint('flow_create', { subject: SUBJECTS.flowCreate, handler: handle((m) => flows.create(m)) });
-    svc.addEndpoint('flow_list', { subject: SUBJECTS.flowList, handler: handle((m) => flows.list(m)) });
-    svc.addEndpoint('flow_verb', { subject: 'flow.v1.*.*', handler: handle((m) => flows.verb(m)) });
-    for (const e of adminEndpoints({ nc: this.nc, storage: this.storage, options: this.options, clock: this.clock, running: this.running, quotas: this.quotas })) {
-      svc.addEndpoint(e.name, { subject: e.subject, handler: handle(e.handler) });
-    }
-    svc.addEndpoint('admin_node_status', {
-      subject: SUBJECTS.adminNodeStatus(this.options.nodeId),
-      handler: handle(async (m) => {
-        parseRequest(m, AdminRequests.status);
-        return this.status();
-      }),
+    // The verbs of one activeflow (get, next, stop...), as callers address them. The server's shard
+    // mapping turns `activeflow.v1.<id>.<verb>` into `activeflow.shard.<n>.<id>.<verb>` before it
+    // routes, so this subscription receives nothing while the mapping is there: the requests reach the
+    // owner of their shard (ShardOwnership), and are counted under this endpoint. It is here so that
+    // `$SRV.INFO` lists the subject and `$SRV.STATS` its figures, and, should a server lack the mapping
+    // (the node checks it at start; a server of a cluster could still be set up without it), so that
+    // the caller is told so instead of waiting out a timeout.
+    add(ACTIVEFLOW_ENDPOINT, SUBJECTS.activeflowVerb('*', '*'), async () => {
+      throw new ActiveflowError(
+        'internal',
+        `the NATS server that took this request does not map activeflow.v1.<id>.<verb> to shards; add to its configuration:\n${shardMappingConfig(this.options.shardCount)}`,
+      );
+    });
+    add('activeflow_create', SUBJECTS.activeflowCreate, (m) => this.createRouted(m));
+    add('activeflow_list', SUBJECTS.activeflowList, (m) => this.list(m));
+    add('flow_create', SUBJECTS.flowCreate, (m) => flows.create(m));
+    add('flow_list', SUBJECTS.flowList, (m) => flows.list(m));
+    add('flow_verb', 'flow.v1.*.*', (m) => flows.verb(m));
+    for (const e of adminEndpoints({ nc: this.nc, storage: this.storage, options: this.options, clock: this.clock, running: this.running, quotas: this.quotas })) add(e.name, e.subject, e.handler);
+    add('admin_node_status', SUBJECTS.adminNodeStatus(this.options.nodeId), async (m) => {
+      parseRequest(m, AdminRequests.status);
+      return this.status();
     });
     this.membership = new NodeMembership(this.storage.leases, this.options.nodeId, this.options.leaseTtlMs, this.log);
     {
@@ -223,7 +238,7 @@ export class ActiveflowNode {
         shardCount: this.options.shardCount,
         leaseTtlMs: this.options.leaseTtlMs,
         log: this.log,
-        serve: (msg) => this.pipeline.serve(msg as ServiceMsg, (m) => this.activeflowVerb(m), true),
+        serve: (msg) => this.pipeline.serve(msg as ServiceMsg, ACTIVEFLOW_ENDPOINT, (m) => this.activeflowVerb(m), true),
       });
       this.ownership = ownership;
       this.nc.subscribe(SUBJECTS.clusterReconcile, { callback: () => ownership.trigger() });

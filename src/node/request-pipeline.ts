@@ -1,7 +1,8 @@
 /**
  * The one path every request takes on a node, whichever subject it came on (a services endpoint or
  * a shard's subscription): its reply must go to an inbox, it waits its turn in fair admission, the
- * handler runs, the answer or the error goes back, and the metrics count it. While the node stops,
+ * handler runs, the answer or the error goes back, and the metrics and the endpoint's `$SRV.STATS`
+ * figures count it. While the node stops,
  * new requests are refused as retryable, and the stop waits for those in flight.
  */
 import type { ServiceMsg } from '@nats-io/services';
@@ -11,6 +12,7 @@ import { ActiveflowError, ensureError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/node-metrics.js';
 import type { FairAdmission } from '../quota/fair-admission.js';
+import type { EndpointStats } from './endpoint-stats.js';
 
 export type Handler = (msg: ServiceMsg) => Promise<unknown>;
 
@@ -22,6 +24,7 @@ export class RequestPipeline {
     private readonly admission: FairAdmission,
     private readonly metrics: NodeMetrics,
     private readonly log: Logger,
+    private readonly stats: EndpointStats,
     /** The customer of a resident activeflow, for requests whose body does not name one. */
     private readonly customerOf: (activeflowId: string) => string | undefined,
   ) {}
@@ -31,8 +34,9 @@ export class RequestPipeline {
    * hands its shards over one by one (each shard stops when its own handoff starts), not refused
    * from the first moment of the stop.
    */
-  serve(msg: ServiceMsg, handler: Handler, whileStopping = false): void {
-    const p = this.admitted(msg, () => this.answer(msg, handler, whileStopping));
+  serve(msg: ServiceMsg, endpoint: string, handler: Handler, whileStopping = false): void {
+    const started = performance.now();
+    const p = this.admitted(msg, endpoint, started, () => this.answer(msg, endpoint, started, handler, whileStopping));
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
   }
@@ -62,10 +66,11 @@ export class RequestPipeline {
    * waits for the shard owner: holding a place while it waits for a place (maybe on this very
    * node) could leave every place waiting.
    */
-  private admitted(msg: ServiceMsg, run: () => Promise<void>): Promise<void> {
+  private admitted(msg: ServiceMsg, endpoint: string, started: number, run: () => Promise<void>): Promise<void> {
     if (!repliesToInbox(msg)) {
       // Not run, not answered: its answer would go where the requester chose (docs/operations.md).
       this.metrics.requests.inc({ verb: verbOf(msg.subject), code: 'reply_refused' });
+      this.stats.record(endpoint, (performance.now() - started) / 1000, 'reply_refused: the reply subject is not an inbox');
       this.log.debug({ event: 'request_reply_refused', subject: msg.subject, reply: msg.reply });
       return Promise.resolve();
     }
@@ -76,6 +81,7 @@ export class RequestPipeline {
         const error = ensureError(e);
         if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
         this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
+        this.stats.record(endpoint, (performance.now() - started) / 1000, `${error.code}: ${error.message}`);
         respondError(msg, error);
       });
   }
@@ -89,22 +95,25 @@ export class RequestPipeline {
     return (t[0] === 'activeflow' && t[1] === 'shard' ? this.customerOf(t[3] ?? '') : undefined) ?? 'unknown';
   }
 
-  private async answer(msg: ServiceMsg, handler: Handler, whileStopping: boolean): Promise<void> {
-    const started = performance.now();
+  private async answer(msg: ServiceMsg, endpoint: string, started: number, handler: Handler, whileStopping: boolean): Promise<void> {
     const verb = verbOf(msg.subject);
     let code = 'ok';
+    let failed: string | undefined;
     try {
       if (this.stopping && !whileStopping) throw new ActiveflowError('unavailable', 'the node is stopping; retry');
       respondOk(msg, await handler(msg));
     } catch (e) {
       const error = ensureError(e);
       code = error.code;
+      failed = `${error.code}: ${error.message}`;
       if (error.code === 'internal') this.log.error({ event: 'request_failed', subject: msg.subject, err: e });
       if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
       respondError(msg, error);
     }
+    const seconds = (performance.now() - started) / 1000;
     this.metrics.requests.inc({ verb, code });
-    this.metrics.requestSeconds.observe({ verb }, (performance.now() - started) / 1000);
+    this.metrics.requestSeconds.observe({ verb }, seconds);
+    this.stats.record(endpoint, seconds, failed);
   }
 }
 

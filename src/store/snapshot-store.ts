@@ -19,8 +19,9 @@ import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
 import type { StackLists } from './stack-lists.js';
 
 /**
- * What a running snapshot stores aside in `af_history` (keys `<activeflow_id>.*`), so that a move
- * writes a small snapshot: the history beyond its tail, and the stacks' action lists.
+ * What a running checkpoint stores aside in `af_history` (keys `<activeflow_id>.*`): the history
+ * beyond its tail, so that a checkpoint's size does not grow with the history. Stacks' action lists
+ * are inline; stores of earlier versions also have them aside (src/store/stack-lists.ts).
  */
 export interface Aside {
   kv: KV;
@@ -121,7 +122,7 @@ export class SnapshotStore {
   /** A checkpoint of a running activeflow at `position`, if the key is still at `revision`. */
   async update(id: string, snapshot: Snapshot<unknown>, revision: Revision, position: JournalPosition): Promise<Revision> {
     const key = this.runningKey(id);
-    const stored = this.aside === null ? snapshot : await this.aside.stacks.split(await this.aside.history.split(snapshot));
+    const stored = this.aside === null ? snapshot : this.aside.stacks.split(await this.aside.history.split(snapshot));
     try {
       return (await this.running.update(key, encodeJson({ ...(stored as object), af_journal: position }), revision)) as Revision;
     } catch (e) {

@@ -1,23 +1,26 @@
 /**
- * The action lists of a running activeflow's stacks, stored aside so that a move does not write
- * them again. A move changes the cursor, rarely a stack: yet the stacks (the flow's actions, and
- * what fetch_flow, queue_join or push_actions pushed) were most of every snapshot, re-encoded and
- * re-sent on each move (measured: 3.6 KB of a 13.5 KB snapshot for a 20-action flow).
+ * The action lists of a running activeflow's stacks in memory and in its checkpoints.
  *
- * A list of at least MIN_ACTIONS actions is written once to `af_history` under
- * `<activeflow_id>.s.<hash of its JSON>`, before the first snapshot that names it; the stored
- * snapshot keeps the stack with an empty list and the key in `af_stack_lists`. Content addressing
- * means a stale owner can never overwrite a list that a current snapshot uses. A changed stack
- * (push_actions, add_actions, a decremented loop counter) is a new list and a new key.
+ * Checkpoints hold their stacks' lists inline. Before the journal, when a snapshot was written on
+ * every move, a list of MIN_ACTIONS or more was stored aside once in `af_history` under
+ * `<activeflow_id>.s.<hash of its JSON>` and the snapshot named it in `af_stack_lists`: a move then
+ * re-sent no list. With a checkpoint every CHECKPOINT_EVERY entries that saving is small, and it
+ * cost every load of a passivated activeflow a second round trip (the checkpoint, then its lists),
+ * so lists are inline again (docs/architecture.md, "The journal"). Stores written that way are still
+ * read: `join` reads the named lists back, and the activeflow's later checkpoints keep `af_aside` so
+ * that its end purges them.
+ *
+ * In memory, activeflows of one flow share one frozen copy of its actions (FlowStore shares them at
+ * creation; `intern` gives a loaded activeflow the same copy).
  */
 import type { KV } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';
 import type { Action, Stack } from '../../machines/index.js';
-import { decodeJson, encodeJson } from './codec.js';
+import { decodeJson } from './codec.js';
 import { contentHash } from './content-hash.js';
 import { deepFreeze } from './deep-freeze.js';
 
-/** Shorter lists stay inline: their own write would cost more than it saves. */
+/** Shorter lists are not shared (their hash would cost more than the copy); earlier versions stored lists of this length or more aside. */
 export const MIN_ACTIONS = 8;
 
 type Persisted = Snapshot<unknown> & {
@@ -27,15 +30,12 @@ type Persisted = Snapshot<unknown> & {
   af_aside?: true;
 };
 
-/** Stands for lists stored before the last load whose keys the snapshot no longer names. */
-const EARLIER = '';
-
 export class StackLists {
-  /** List keys known to be stored, per activeflow (written here, or read from its snapshot). */
-  private readonly stored = new Map<string, Set<string>>();
+  /** Activeflows in memory whose earlier checkpoints stored lists aside (their end must purge them). */
+  private readonly aside = new Set<string>();
   /**
    * The content hash of each list seen: a list is an immutable array, kept by identity from move to
-   * move, so it is encoded and hashed once, not on every write.
+   * move, so it is encoded and hashed once, not on every checkpoint.
    */
   private readonly hashes = new WeakMap<readonly Action[], string>();
 
@@ -66,50 +66,28 @@ export class StackLists {
     return actions;
   }
 
-  /** The snapshot to store: long lists written first (once each), then named instead of copied. */
-  async split(snapshot: Snapshot<unknown>): Promise<Snapshot<unknown>> {
+  /**
+   * The snapshot to store: its lists inline. Each long list becomes the copy later loads share (a
+   * flow's actions, as FlowStore shares them at creation), hashed once; an activeflow whose lists
+   * were stored aside before keeps the mark that has its end purge them.
+   */
+  split(snapshot: Snapshot<unknown>): Snapshot<unknown> {
     const s = snapshot as Persisted;
     const af = s.context.activeflow;
-    let known = this.stored.get(af.id);
-    let stacks: Record<string, Stack> | null = null;
-    const refs: Record<string, string> = {};
-    const writes: Promise<unknown>[] = [];
-    for (const [stackId, stack] of Object.entries(af.stack_map)) {
-      if (stack.actions.length < MIN_ACTIONS) continue;
-      let hash = this.hashes.get(stack.actions);
-      let json: string | undefined;
-      if (hash === undefined) {
-        json = JSON.stringify(stack.actions);
-        hash = contentHash(json);
-        // The copy later loads will share (a flow's actions, as FlowStore shares them at creation).
-        if (this.shared.get(hash)?.deref() === undefined) this.share(stack.actions, hash);
-        else this.hashes.set(stack.actions, hash);
-      }
-      const key = `${af.id}.s.${hash}`;
-      if (known === undefined) {
-        known = new Set();
-        this.stored.set(af.id, known);
-      }
-      if (!known.has(key)) {
-        const set = known;
-        writes.push(this.kv.put(key, json === undefined ? encodeJson(stack.actions) : new TextEncoder().encode(json)).then(() => set.add(key)));
-      }
-      stacks ??= { ...af.stack_map };
-      stacks[stackId] = { ...stack, actions: [] };
-      refs[stackId] = key;
+    for (const stack of Object.values(af.stack_map)) {
+      if (stack.actions.length < MIN_ACTIONS || this.hashes.has(stack.actions)) continue;
+      const hash = contentHash(JSON.stringify(stack.actions));
+      if (this.shared.get(hash)?.deref() === undefined) this.share(stack.actions, hash);
+      else this.hashes.set(stack.actions, hash);
     }
-    await Promise.all(writes);
-    const aside = known !== undefined && known.size > 0;
-    if (stacks === null) return aside ? ({ ...s, af_aside: true } as unknown as Snapshot<unknown>) : snapshot;
-    return { ...s, context: { ...s.context, activeflow: { ...af, stack_map: stacks } }, af_stack_lists: refs, af_aside: true } as unknown as Snapshot<unknown>;
+    return this.aside.has(af.id) ? ({ ...s, af_aside: true } as unknown as Snapshot<unknown>) : snapshot;
   }
 
-  /** A stored snapshot with its stacks' lists read back in. */
+  /** A stored snapshot with its stacks' lists read back in (those stored aside by earlier versions). */
   async join(stored: Snapshot<unknown>): Promise<Snapshot<unknown>> {
     const s = stored as Persisted;
-    const refs = s.af_stack_lists ?? {};
     const af = s.context.activeflow;
-    if (s.af_aside === true) this.stored.set(af.id, new Set([EARLIER, ...Object.values(refs)]));
+    if (s.af_aside === true) this.aside.add(af.id);
     if (s.af_stack_lists === undefined) {
       if (s.af_aside === undefined) return stored;
       const { af_aside: _a, ...plain } = s;
@@ -117,7 +95,7 @@ export class StackLists {
     }
     const stacks = { ...af.stack_map };
     await Promise.all(
-      Object.entries(refs).map(async ([stackId, key]) => {
+      Object.entries(s.af_stack_lists).map(async ([stackId, key]) => {
         const e = await this.kv.get(key);
         if (e === null || e.operation !== 'PUT') throw new Error(`the action list ${key} of stack ${stackId} is missing`);
         stacks[stackId] = { ...stacks[stackId]!, actions: decodeJson(e.value) as Action[] };
@@ -127,12 +105,12 @@ export class StackLists {
     return { ...rest, context: { ...s.context, activeflow: { ...af, stack_map: stacks } } } as unknown as Snapshot<unknown>;
   }
 
-  /** Forgets what this node knows is stored (the actor left memory; a load learns it again). */
+  /** Forgets what this node knows of the activeflow (it left memory; a load learns it again). */
   forget(id: string): void {
-    this.stored.delete(id);
+    this.aside.delete(id);
   }
 
   get tracked(): number {
-    return this.stored.size;
+    return this.aside.size;
   }
 }

@@ -33,21 +33,58 @@ describe('routing', () => {
     expect(conf.replace(/\s+/g, ' ')).toContain(shardMappingConfig(SHARDS).replace(/\s+/g, ' '));
   });
 
-  it('registers with the services framework: $SRV ping, info and stats answer', async () => {
+  it('registers with the services framework: $SRV ping, info and stats answer, and cover the shard path', async () => {
     const m = new Svcm(env.nc).client();
     const pings = [];
     for await (const p of await m.ping('activeflow')) pings.push(p);
     expect(pings).toHaveLength(1);
     const infos = [];
     for await (const i of await m.info('activeflow')) infos.push(i);
-    // The API's endpoints; a shard's subject follows its lease (a subscription of the owner's), so
-    // shard requests are counted in the node's metrics (activeflow_requests_total), not here.
-    expect(infos[0]!.endpoints.map((e) => e.subject)).toEqual(expect.arrayContaining(['activeflow.v1.create', 'activeflow.v1.list', 'flow.v1.create', 'activeflow.relay.v1.gateway.open']));
+    // The verbs of one activeflow are listed by the subject callers use; the server's mapping takes
+    // them to the shard's owner, whose pipeline counts them under this endpoint.
+    expect(infos[0]!.endpoints.map((e) => e.subject)).toEqual(
+      expect.arrayContaining(['activeflow.v1.*.*', 'activeflow.v1.create', 'activeflow.v1.list', 'flow.v1.create', 'activeflow.relay.v1.gateway.open']),
+    );
+    const statsOf = async (name: string) => {
+      const stats = [];
+      for await (const s of await m.stats('activeflow')) stats.push(s);
+      return stats[0]!.endpoints!.find((e) => e.name === name)!;
+    };
+    const before = await statsOf('activeflow');
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 'hi' } }] });
+    await env.client.get(af.id);
+    await env.client.next(af.id, af.current_action.id);
+    const missing = randomUUID();
+    expect((await rejects(env.client.get(missing))).code).toBe('not_found');
+    const after = await statsOf('activeflow');
+    expect(after.num_requests - before.num_requests).toBe(4); // create's second hop (to its shard's owner), get, next, the missing get
+    expect(after.num_errors - before.num_errors).toBe(1);
+    expect(after.last_error).toContain('not_found');
+    expect(after.processing_time).toBeGreaterThan(before.processing_time);
+    // The library's own figures time only the hand-off to the pipeline and never see an error.
+    expect((await rejects(env.client.getFlow(randomUUID()))).code).toBe('not_found');
+    const flowVerb = await statsOf('flow_verb');
+    expect(flowVerb.num_errors).toBeGreaterThan(0);
+    expect(flowVerb.last_error).toContain('not_found');
     await env.client.listFlows({ customer_id: CUSTOMER });
-    const stats = [];
-    for await (const s of await m.stats('activeflow')) stats.push(s);
-    const flowList = stats[0]!.endpoints!.find((e) => e.name === 'flow_list')!;
-    expect(flowList.num_requests).toBeGreaterThan(0);
+    expect((await statsOf('flow_list')).num_requests).toBeGreaterThan(0);
+  });
+
+  it("a request on an activeflow's subject is answered once: the mapping takes it from the subject the endpoint lists", async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 'hi' } }] });
+    const inbox = `_INBOX.${randomUUID()}`;
+    const replies: string[] = [];
+    const sub = env.nc.subscribe(inbox, {
+      callback: (_e, msg) => {
+        replies.push(msg.string());
+      },
+    });
+    env.nc.publish(`activeflow.v1.${af.id}.get`, encodeJson({ customer_id: CUSTOMER }), { reply: inbox });
+    for (let i = 0; i < 100 && replies.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 300)); // room for a second answer, were there one
+    sub.unsubscribe();
+    expect(replies).toHaveLength(1);
+    expect(JSON.parse(replies[0]!)).toMatchObject({ id: af.id });
   });
 });
 

@@ -1,7 +1,7 @@
 /**
- * Stacks' action lists stored aside (src/store/stack-lists.ts), on a real node and nats-server:
- * a move writes a snapshot that names the lists instead of copying them, a pushed stack's list is
- * stored once, a reload reads them back exactly, and the end leaves nothing in af_history.
+ * Stacks' action lists (src/store/stack-lists.ts), on a real node and nats-server: checkpoints hold
+ * them inline, so a load is one read; lists an earlier version stored aside in af_history are read
+ * back, and the end purges them; activeflows of one flow share one copy in memory.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activeflow } from '../../machines/index.js';
@@ -35,42 +35,62 @@ async function stored(id: string): Promise<{ value: Stored }> {
 }
 const talks = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ type: 'talk', option: { text: `${tag} ${i} ${'x'.repeat(100)}` } }));
 
-describe('stack action lists stored aside', () => {
-  it('a move names the lists; a pushed stack adds one; a reload reads them back; the end leaves nothing', async () => {
+describe('stack action lists', () => {
+  it('a checkpoint holds them inline: nothing in af_history, a reload reads them back exactly, the end leaves nothing', async () => {
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [...talks(10, 'main'), { type: 'talk', option: { text: 'short' } }] });
     const first = await env.client.next(af.id, af.current_action.id);
-    const afterOne = await stored(af.id);
-    expect(Object.keys(afterOne.value.af_stack_lists ?? {})).toHaveLength(1);
-    expect(Object.values(afterOne.value.context.activeflow.stack_map).every((st) => st.actions.length === 0)).toBe(true);
-    expect(JSON.stringify(afterOne.value)).not.toContain('main 5 '); // the actions ahead are not in the snapshot
-
-    // Moves on the same stack write no new list; a push adds the pushed stack's list, once.
-    const second = await env.client.next(af.id, first.id);
-    expect(await keysNow(storage.history, `${af.id}.>`)).toHaveLength(1);
     await env.client.pushActions(af.id, talks(9, 'pushed'));
-    await env.client.pushActions(af.id, talks(2, 'short')); // a short list stays inline
-    const pushed = await stored(af.id);
-    const lists = pushed.value.af_stack_lists ?? {};
-    expect(Object.keys(lists)).toHaveLength(2);
-    const inline = Object.entries(pushed.value.context.activeflow.stack_map).filter(([, st]) => st.actions.length > 0);
-    expect(inline.map(([, st]) => st.actions.length)).toEqual([2]);
-    expect(await keysNow(storage.history, `${af.id}.>`)).toHaveLength(2);
+    const checkpoint = await stored(af.id);
+    expect(checkpoint.value.af_stack_lists).toBeUndefined();
+    expect(checkpoint.value.af_aside).toBeUndefined();
+    expect(
+      Object.values(checkpoint.value.context.activeflow.stack_map)
+        .map((st) => st.actions.length)
+        .sort(),
+    ).toEqual([11, 9]);
+    expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([]);
 
     // Out of memory and back: the activeflow reads exactly as before, and goes on.
     const before: Activeflow = await env.client.get(af.id);
     await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     expect(env.node.residentActors).toBe(0);
     expect(await env.client.get(af.id)).toEqual(before);
-    let current = (await env.client.next(af.id, second.id)).id;
-    expect((await stored(af.id)).value.af_stack_lists).toEqual(lists); // nothing rewritten after the reload
-    expect(await keysNow(storage.history, `${af.id}.>`)).toHaveLength(2);
+    let current = (await env.client.next(af.id, first.id)).id;
+    for (let i = 0; i < 40 && (await env.client.get(af.id)).status === 'running'; i++) current = (await env.client.next(af.id, current)).id;
+    expect((await env.client.get(af.id)).status).toBe('ended');
+    expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([]);
+    expect(await keysNow(storage.running, store.runningKey(af.id))).toEqual([]); // nor its running key's marker
+  });
+
+  it('lists an earlier version stored aside are read back, the mark stays on later checkpoints, and the end purges them', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: talks(12, 'old') });
+    const first = await env.client.next(af.id, af.current_action.id);
+    await stored(af.id);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    const before: Activeflow = await env.client.get(af.id);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    // The checkpoint as the previous version wrote it: the main stack's list under <id>.s.<hash>, named.
+    const raw = (await storage.running.get(store.runningKey(af.id)))!;
+    const value = JSON.parse(new TextDecoder().decode(raw.value)) as Stored;
+    const [stackId, stack] = Object.entries(value.context.activeflow.stack_map)[0]!;
+    const key = `${af.id}.s.0123456789abcdef`;
+    await storage.history.put(key, new TextEncoder().encode(JSON.stringify(stack.actions)));
+    stack.actions = [];
+    await storage.running.update(store.runningKey(af.id), new TextEncoder().encode(JSON.stringify({ ...value, af_stack_lists: { [stackId]: key }, af_aside: true })), raw.revision);
+
+    expect(await env.client.get(af.id)).toEqual(before);
+    let current = (await env.client.next(af.id, first.id)).id;
+    const later = await stored(af.id); // a new checkpoint: inline, and still marked
+    expect(later.value.af_stack_lists).toBeUndefined();
+    expect(later.value.af_aside).toBe(true);
+    expect(Object.values(later.value.context.activeflow.stack_map)[0]!.actions).toHaveLength(12);
+    expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([key]);
 
     for (let i = 0; i < 40 && (await env.client.get(af.id)).status === 'running'; i++) current = (await env.client.next(af.id, current)).id;
     expect((await env.client.get(af.id)).status).toBe('ended');
     // One purge: no list and no delete marker left.
     for (let i = 0; i < 50 && (await keysNow(storage.history, `${af.id}.>`)).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await keysNow(storage.history, `${af.id}.>`)).toEqual([]);
-    expect(await keysNow(storage.running, store.runningKey(af.id))).toEqual([]); // nor its running key's marker
   });
 
   it('activeflows of one flow share one copy of its actions in memory, when created and when loaded again', async () => {
@@ -78,7 +98,7 @@ describe('stack action lists stored aside', () => {
     const [a, b] = await Promise.all([0, 1].map(() => env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', flow_id: flow.id })));
     const mainOf = (id: string) => Object.values(env.node.registry.get(id).state()!.activeflow.stack_map)[0]!.actions;
     expect(mainOf(a!.id)).toBe(mainOf(b!.id));
-    for (const af of [a!, b!]) await env.client.next(af.id, af.current_action.id); // stored aside
+    for (const af of [a!, b!]) await env.client.next(af.id, af.current_action.id);
     await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
     await Promise.all([a!, b!].map((af) => env.client.get(af.id))); // loaded again, each from its own list
     expect(mainOf(a!.id)).toBe(mainOf(b!.id));
@@ -88,12 +108,20 @@ describe('stack action lists stored aside', () => {
     expect(mainOf(a!.id).map((x) => x.id)).toEqual(flow.actions.map((x) => x.id));
   });
 
-  it('a snapshot whose list is gone does not load as something else: the request fails and says so', async () => {
+  it('a checkpoint whose list stored aside is gone does not load as something else: the request fails and says so', async () => {
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: talks(10, 'lost') });
     await env.client.next(af.id, af.current_action.id);
-    const key = Object.values((await stored(af.id)).value.af_stack_lists ?? {})[0]!;
+    await stored(af.id);
     await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
-    await storage.history.purge(key);
+    const raw = (await storage.running.get(store.runningKey(af.id)))!;
+    const value = JSON.parse(new TextDecoder().decode(raw.value)) as Stored;
+    const stackId = Object.keys(value.context.activeflow.stack_map)[0]!;
+    value.context.activeflow.stack_map[stackId]!.actions = [];
+    await storage.running.update(
+      store.runningKey(af.id),
+      new TextEncoder().encode(JSON.stringify({ ...value, af_stack_lists: { [stackId]: `${af.id}.s.0123456789abcdef` }, af_aside: true })),
+      raw.revision,
+    );
     // A storage fault, not the caller's: `internal` (the node's log names the missing list).
     await expect(env.client.get(af.id)).rejects.toMatchObject({ code: 'internal' });
   });
