@@ -604,7 +604,11 @@ export class ActiveflowActor {
     // Checkpointed at its creation and not moved since: the created entry holds that very state.
     const nothingToReplay = position.n === 0 && last?.kind === 'created';
     if (last === null && position.n === 0) {
-      // created, but its created entry never made it: appended now, from the first checkpoint
+      // Created, but its created entry never made it: appended now, from the first checkpoint. The
+      // creation may have stopped before its index entry too, and before its running slot: the
+      // entry is written again (a put of the same), so that the reconcile, which counts what the
+      // index shows running, sees it and raises the count (src/quota/running-reconcile.ts).
+      await this.deps.index.record(state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
       await this.appendCreated(state);
     } else if (last === null) {
       // its journal is gone (past the stream's retention, or the stream was made again): it starts

@@ -83,7 +83,7 @@ export const NodeConfig = z.object({
   RUNNING_RECONCILE_MS: int(100)
     .default(30_000)
     .describe(
-      "How often the running count of each customer (the running_activeflows quota) is checked against the activeflow index, by one node (the owner of shard 0). A count too low is raised at once; one too high is lowered once two checks in a row saw nothing change. Each check reads every customer's index entries, as a `list` does.",
+      "How often the running count of each customer (the running_activeflows quota) is checked against the activeflow index, by one node (the owner of shard 0). A count too low is raised at once; one too high is lowered once two checks in a row saw nothing change. A check reads a customer's index entries (as a `list` does), skipping a customer whose count agreed at the last check and was not written since, never twice in a row: a drift is found within two intervals.",
     ),
   SERVICE_TIMEOUT_MS: int(100).default(5_000).describe('Timeout of a request to activeflow.service.<action_type>.'),
   LEASE_TTL_MS: int(500)

@@ -9,9 +9,12 @@
  * before quotas existed): the count is raised at once, revision-checked, so a change meanwhile
  * wins. An index showing fewer may be a create between its slot and its index write: the count is
  * lowered only when, two reconciles in a row, neither the counter (same revision) nor the index
- * changed. A customer whose count agreed at the last check and has not been written since is not
- * read again (its index is the costly read). One node runs it (the owner of shard 0); each
- * correction is counted in `activeflow_running_count_corrections_total` and logged.
+ * changed. A customer whose count agreed at the last check and has not been written since is
+ * skipped once (its index is the costly read), never twice in a row: a drift can also come without a
+ * count write (a creation cut before its slot and its index entry, whose load writes the entry
+ * again), so every customer's index is read at least every other check, i.e. within a minute at
+ * the default 30 s. One node runs it (the owner of shard 0); each correction is counted in
+ * `activeflow_running_count_corrections_total` and logged.
  */
 import type { Logger } from '../log.js';
 import type { ActiveflowIndex } from '../store/activeflow-index.js';
@@ -30,7 +33,7 @@ export interface ReconcileDeps {
 
 export class RunningReconcile {
   /** What each customer looked like at the last reconcile: the counter's revision and the index's count. */
-  private readonly last = new Map<string, { revision: number; truth: number }>();
+  private readonly last = new Map<string, { revision: number; truth: number; skipped: boolean }>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
 
@@ -60,11 +63,14 @@ export class RunningReconcile {
       const counter = await this.d.running.read(customerId);
       if (counter === null) continue;
       const before = this.last.get(customerId);
-      // Agreed last time and not written since: every drift comes with a count write (a slot given
-      // twice, one given for an activeflow never counted), so there is nothing to read again.
-      if (before !== undefined && before.revision === counter.revision && before.truth === counter.running) continue;
+      // Agreed last time and not written since: most drift comes with a count write (a slot given
+      // twice, one given for an activeflow never counted), so this check skips it, once.
+      if (before !== undefined && !before.skipped && before.revision === counter.revision && before.truth === counter.running) {
+        before.skipped = true;
+        continue;
+      }
       const truth = await this.d.index.runningCount(customerId);
-      this.last.set(customerId, { revision: counter.revision, truth });
+      this.last.set(customerId, { revision: counter.revision, truth, skipped: false });
       const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
       if (truth > counter.running || (truth < counter.running && quiet)) {
         if (await this.d.running.correct(customerId, counter, truth)) {

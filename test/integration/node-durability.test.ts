@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EngineEvent, type EngineState, reduce, type StreamEvent } from '../../machines/index.js';
 import type { ActiveflowClient } from '../../src/api/client.js';
+import { SUBJECTS } from '../../src/api/subjects.js';
 import { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { EVENTS_STREAM, type Storage } from '../../src/store/buckets.js';
@@ -141,19 +142,25 @@ describe('recovery of what a crash leaves half done', () => {
     return after;
   }
 
-  it('appends the created entry of an activeflow whose first checkpoint was written and nothing after it', async () => {
+  it('appends the created entry of an activeflow whose first checkpoint was written and nothing after it; its running slot is counted again', async () => {
     const { server, client } = await setup();
     let node: ActiveflowNode = await startNode(server);
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'answer' }, { type: 'talk' }] });
     await node.stop();
-    // Play the node that died between the first checkpoint and the created entry: its journal is empty.
+    // Play the node that died right after the first checkpoint: no running slot, no index entry, an
+    // empty journal.
     const { nc, storage } = await openStoresFor(server);
     cleanups.push(() => nc.close());
     await storage.jsm.streams.purge(EVENTS_STREAM, { filter: journalSubject(CUSTOMER, af.id) });
     expect(await new Journal(storage.js, storage.jsm).last(CUSTOMER, af.id)).toBeNull();
-    node = await startNode(server);
+    await storage.index.purge(`${CUSTOMER}.${af.id}`);
+    await storage.quotas.put(`running.${CUSTOMER}`, JSON.stringify({ running: 0 }));
+    node = await startNode(server, { runningReconcileMs: 200 });
     cleanups.push(() => node.stop());
     expect((await client.get(af.id)).status).toBe('running');
+    // The load wrote its index entry again, so the reconcile sees it run and counts it.
+    const usage = async () => (await client.call<{ usage: { running_activeflows: number } }>(SUBJECTS.adminQuotas('get'), { customer_id: CUSTOMER })).usage.running_activeflows;
+    await expect.poll(usage, { timeout: 5_000 }).toBe(1);
     const { events } = await client.history(af.id);
     expectCleanStream(events);
     expect(events).toHaveLength(1);
