@@ -353,6 +353,7 @@ export class ActiveflowActor {
 
   /** Loads if needed, checks the customer, and finishes an end that is not finished. */
   private async ready(customerId: string | undefined, deletedIsTheEngines = false): Promise<ActorReply | null> {
+    if (this.forgotten) return fail('unavailable', `activeflow ${this.id} is moving; retry`);
     if (this.mode.kind === 'unloaded') await this.load();
     if (this.mode.kind === 'dropped') return fail('unavailable', `activeflow ${this.id} is moving; retry`);
     const state = this.state();
@@ -580,8 +581,8 @@ export class ActiveflowActor {
     // can only be older than that checkpoint, and then the next append is refused and reloads.
     const hinted = this.customerId;
     const [stored, hintedLast] = await Promise.all([this.deps.store.load(this.id), hinted === undefined ? undefined : this.deps.journal.last(hinted, this.id)]);
+    this.servedOrThrow();
     if (stored === null) {
-      this.servedOrThrow();
       this.mode = { kind: 'missing' };
       return;
     }
@@ -689,10 +690,26 @@ export class ActiveflowActor {
     this.uncheckpointed = 0;
   }
 
-  /** State read after the shard is gone may already be the next owner's: not used (see ActorDeps.stillServed). */
+  /**
+   * State read after the shard is gone may already be the next owner's: not used (see
+   * ActorDeps.stillServed). Nor is state this handle read after the registry forgot it: the shard
+   * may have been lost and taken again meanwhile, and a new handle of the same activeflow, on this
+   * node, may hold it already; two handles would each take the other's writes for their own.
+   */
   private servedOrThrow(): void {
-    if (this.deps.stillServed?.(this.id) === false) throw new ActiveflowError('unavailable', `activeflow ${this.id} is moving to another node; retry`);
+    if (this.forgotten || this.deps.stillServed?.(this.id) === false) throw new ActiveflowError('unavailable', `activeflow ${this.id} is moving to another node; retry`);
   }
+
+  /**
+   * The registry no longer routes requests here (the shard's lease was lost, or it was handed over).
+   * A request in hand finishes (its writes are checked against the journal); the ones queued behind
+   * it are refused as retryable, and reach the registry's new handle.
+   */
+  forget(): void {
+    this.forgotten = true;
+  }
+
+  private forgotten = false;
 
   /**
    * Starts the journal of an activeflow stored before it (format 1: a snapshot per move, full events

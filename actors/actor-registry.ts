@@ -61,7 +61,8 @@ export class ActorRegistry {
   async release(belongs: (id: string) => boolean): Promise<void> {
     const leaving = [...this.actors.entries()].filter(([id]) => belongs(id));
     await Promise.all(leaving.map(([, a]) => a.settle()));
-    for (const [id] of leaving) {
+    for (const [id, a] of leaving) {
+      a.forget();
       this.actors.delete(id);
       this.deps.store.forget(id);
     }
@@ -72,12 +73,15 @@ export class ActorRegistry {
    * Forgets the actors of a shard whose lease was lost, at once: the next request of any of them,
    * here, loads it afresh (and fences it if the shard is taken again after a crash), instead of
    * queueing behind an actor whose state may be stale by then. A request already in hand finishes
-   * on its own; its write is revision-checked, so it is refused if the next owner has written.
+   * on its own; its write is revision-checked, so it is refused if the next owner has written. The
+   * requests queued behind it are refused as retryable (ActiveflowActor.forget): run on the old
+   * handle, they could load and move the activeflow beside a new handle here that holds it too.
    * Forgetting what it knew of stored chunks only makes a later write store them again.
    */
   drop(belongs: (id: string) => boolean): void {
-    for (const id of [...this.actors.keys()]) {
+    for (const [id, a] of [...this.actors]) {
       if (!belongs(id)) continue;
+      a.forget();
       this.actors.delete(id);
       this.deps.store.forget(id);
     }

@@ -17,20 +17,11 @@ import { decodeJson, encodeJson } from '../store/codec.js';
 import { valuesNow } from '../store/kv-keys.js';
 import { retry } from '../retry.js';
 import { isRevisionConflict } from '../store/revision-conflict.js';
+import { countWrite, lastWriteOf, type StoredCount } from './running-count-write.js';
+
+export type { StoredCount } from './running-count-write.js';
 
 const PREFIX = 'running.';
-
-/**
- * The counter as stored: the count, and each node's last write (its id and when), so that a node
- * whose answer was lost can tell whether that write landed (see write).
- */
-export interface StoredCount {
-  running: number;
-  last?: Record<string, { id: string; at: number }>;
-}
-
-/** A node's last write is kept this long after it: nodes come and go (a pod's name is its id). */
-const LAST_WRITE_KEPT_MS = 10 * 60_000;
 
 interface Outcome {
   admitted: Batch['takes'];
@@ -179,25 +170,17 @@ export class RunningCount {
       async () => {
         const e = await this.kv.get(key);
         const stored: StoredCount = e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as StoredCount) : { running: 0 };
-        const mine = stored.last?.[this.nodeId]?.id;
+        const mine = lastWriteOf(stored, this.nodeId);
         if (mine !== undefined && attempts.has(mine)) return attempts.get(mine)!;
-        let n = Math.max(0, stored.running - gives);
-        const admitted: Batch['takes'] = [];
-        const refused: Batch['takes'] = [];
-        for (const t of takes) {
-          if (n < t.limit) {
-            n++;
-            admitted.push(t);
-          } else {
-            refused.push(t);
-          }
-        }
         const id = randomUUID();
-        attempts.set(id, { admitted, refused, count: n });
-        const now = Date.now();
-        const last = Object.fromEntries(Object.entries(stored.last ?? {}).filter(([node, w]) => node !== this.nodeId && now - w.at < LAST_WRITE_KEPT_MS));
-        last[this.nodeId] = { id, at: now };
-        const value = encodeJson({ running: n, last } satisfies StoredCount);
+        const written = countWrite(
+          stored,
+          takes.map((t) => t.limit),
+          gives,
+          { nodeId: this.nodeId, id, now: Date.now() },
+        );
+        attempts.set(id, { admitted: takes.filter((_, i) => written.admitted[i]), refused: takes.filter((_, i) => !written.admitted[i]), count: written.count });
+        const value = encodeJson(written.value);
         if (e === null) await this.kv.create(key, value);
         else await this.kv.update(key, value, e.revision);
         return attempts.get(id)!;

@@ -31,9 +31,38 @@ export interface ReconcileDeps {
   onCorrection: (direction: 'up' | 'down', by: number) => void;
 }
 
+/** What a reconcile remembers of a customer from its last check. */
+export interface Checked {
+  /** The counter's revision then. */
+  revision: number;
+  /** How many the index showed running then. */
+  truth: number;
+  /** Whether the check after it was skipped. */
+  skipped: boolean;
+}
+
+/**
+ * Whether this check may skip reading the customer's index: the count agreed at the last check,
+ * has not been written since, and the last check was not a skip itself. Pure (the simulation runs it).
+ */
+export function maySkip(before: Checked | undefined, counter: { revision: number; running: number }): boolean {
+  return before !== undefined && !before.skipped && before.revision === counter.revision && before.truth === counter.running;
+}
+
+/**
+ * The count to set, or null to leave it: raised at once to what the index shows running; lowered
+ * only when the check before saw the same counter and the same index (no creation in between its
+ * slot and its index entry). Pure (the simulation runs it).
+ */
+export function correction(before: Checked | undefined, counter: { revision: number; running: number }, truth: number): number | null {
+  if (truth > counter.running) return truth;
+  const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
+  return truth < counter.running && quiet ? truth : null;
+}
+
 export class RunningReconcile {
-  /** What each customer looked like at the last reconcile: the counter's revision and the index's count. */
-  private readonly last = new Map<string, { revision: number; truth: number; skipped: boolean }>();
+  /** What each customer looked like at the last reconcile. */
+  private readonly last = new Map<string, Checked>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
 
@@ -63,25 +92,23 @@ export class RunningReconcile {
       const counter = await this.d.running.read(customerId);
       if (counter === null) continue;
       const before = this.last.get(customerId);
-      // Agreed last time and not written since: most drift comes with a count write (a slot given
-      // twice, one given for an activeflow never counted), so this check skips it, once.
-      if (before !== undefined && !before.skipped && before.revision === counter.revision && before.truth === counter.running) {
-        before.skipped = true;
+      // Most drift comes with a count write (a slot given twice, one given for an activeflow never
+      // counted), so a customer that agreed and was not written since is skipped, once.
+      if (maySkip(before, counter)) {
+        this.last.set(customerId, { ...before!, skipped: true });
         continue;
       }
       const truth = await this.d.index.runningCount(customerId);
       this.last.set(customerId, { revision: counter.revision, truth, skipped: false });
-      const quiet = before !== undefined && before.revision === counter.revision && before.truth === truth;
-      if (truth > counter.running || (truth < counter.running && quiet)) {
-        if (await this.d.running.correct(customerId, counter, truth)) {
-          const direction = truth > counter.running ? 'up' : 'down';
-          this.d.onCorrection(direction, Math.abs(truth - counter.running));
-          this.d.log.warn(
-            { event: 'running_count_corrected', customer_id: customerId, from: counter.running, to: truth },
-            `the running count of customer ${customerId} was ${counter.running}, ${truth} run: corrected`,
-          );
-          this.last.delete(customerId);
-        }
+      const to = correction(before, counter, truth);
+      if (to !== null && (await this.d.running.correct(customerId, counter, to))) {
+        const direction = to > counter.running ? 'up' : 'down';
+        this.d.onCorrection(direction, Math.abs(to - counter.running));
+        this.d.log.warn(
+          { event: 'running_count_corrected', customer_id: customerId, from: counter.running, to },
+          `the running count of customer ${customerId} was ${counter.running}, ${to} run: corrected`,
+        );
+        this.last.delete(customerId);
       }
     }
   }

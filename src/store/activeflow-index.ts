@@ -1,13 +1,22 @@
 /**
  * `af_index`: one small entry per activeflow under `<customer_id>.<activeflow_id>`, written at
  * creation and at the end, so that `list` can find a customer's activeflows on any node without
- * asking the shard owners. The activeflows themselves are read from af_running/af_ended.
+ * asking the shard owners, and the reconcile can count what runs. The activeflows themselves are
+ * read from af_running/af_ended.
+ *
+ * An entry only moves forward: running, then ended, then deleted. A write that lands late (a
+ * former owner's, or one that sat in a slow link) must not undo a later one: an ended activeflow
+ * shown running again would be counted by the reconcile for good, and its customer held one below
+ * its quota (found by the cluster simulation, test/sim/cluster-sim.ts). So a running entry is only
+ * ever created, and an ended one merged into what is there, revision-checked.
  */
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Activeflow } from '../../machines/index.js';
+import { retry } from '../retry.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { valuesNow } from './kv-keys.js';
+import { isRevisionConflict } from './revision-conflict.js';
 
 export const IndexEntry = z.object({
   status: z.enum(['running', 'ended']),
@@ -35,7 +44,26 @@ export class ActiveflowIndex {
       tm_create: af.tm_create,
       deleted: af.tm_delete !== null,
     };
-    await this.kv.put(`${af.customer_id}.${af.id}`, encodeJson(entry));
+    const key = `${af.customer_id}.${af.id}`;
+    if (entry.status === 'running' && !entry.deleted) {
+      // Created or nothing: an entry there is this one already, or further along.
+      await this.kv.create(key, encodeJson(entry)).catch((e: unknown) => {
+        if (!isRevisionConflict(e)) throw e;
+      });
+      return;
+    }
+    await retry(
+      async () => {
+        const current = await this.kv.get(key);
+        const stored = current !== null && current.operation === 'PUT' ? IndexEntry.safeParse(decodeJson(current.value)) : null;
+        const merged: IndexEntry = { ...entry, deleted: entry.deleted || (stored?.success === true && stored.data.deleted) };
+        if (stored?.success === true && stored.data.status === merged.status && stored.data.deleted === merged.deleted) return;
+        if (current === null) await this.kv.create(key, encodeJson(merged));
+        else await this.kv.update(key, encodeJson(merged), current.revision);
+      },
+      // Another write came between the read and this one: read again.
+      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 10 },
+    );
   }
 
   /** How many of a customer's activeflows the index shows running (one pass over its entries). */

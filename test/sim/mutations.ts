@@ -46,4 +46,8 @@ export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string
   'trust-transfer': { what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
   'ignore-disconnect': { what: 'a node keeps serving across a lost connection', step: ignoreDisconnect },
   'steal-any-connection': { what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
+  'no-reindex': { what: 'a load that finds no created entry does not write the index entry again', noReindex: true },
+  'index-overwrite': { what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true },
+  'keep-forgotten': { what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true },
+  'skip-while-agreed': { what: 'the reconcile skips a customer that agreed for as long as its count is not written', skipWhileAgreed: true },
 };

@@ -1,0 +1,50 @@
+/**
+ * A handle the registry forgets (its shard's lease lost, or handed over) finishes the request in
+ * hand, and refuses the ones queued behind it as retryable: run on the old handle, they would load
+ * and move the activeflow beside the new handle the registry makes for the next request, and each
+ * would take the other's writes for its own (a read answered from the stale one). Found by the
+ * cluster simulation (test/sim/cluster-sim.ts, seed 2004; the mutation `keep-forgotten`).
+ */
+import type { Msg } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { SUBJECTS } from '../../src/api/subjects.js';
+import { decodeJson, encodeJson } from '../../src/store/codec.js';
+import { CUSTOMER } from '../helpers/engine.js';
+import { useNode } from '../helpers/nats.js';
+
+const env = useNode({ serviceTimeoutMs: 10_000 });
+
+describe('a forgotten actor handle', () => {
+  it('finishes the request in hand and refuses the queued ones as retryable; the next request reaches a new handle', async () => {
+    const held: Msg[] = [];
+    const sub = env.nc.subscribe('activeflow.service.queue_join', {
+      callback: (_e, m) => {
+        held.push(m);
+      },
+    });
+    await env.nc.flush();
+    const af = await env.client.createActiveflow({
+      customer_id: CUSTOMER,
+      reference_type: 'call',
+      actions: [
+        { type: 'queue_join', option: { queue_id: '9e000000-0000-4000-8000-000000000001' } },
+        { type: 'talk', option: { text: 'after' } },
+      ],
+    });
+    // In hand: a move waiting on the queue service.
+    const moving = env.client.next(af.id, af.current_action.id);
+    await expect.poll(() => held.length).toBe(1);
+    // Queued behind it: a get, sent once (no retry), so its own answer is seen.
+    const queued = env.nc.request(SUBJECTS.activeflowVerb(af.id, 'get'), encodeJson({ customer_id: CUSTOMER }), { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 100)); // it reaches the handle's queue
+    env.node.registry.drop(() => true); // the shard's lease lost, as the ownership shell does
+    held[0]!.respond(encodeJson({ service_id: '5e000000-0000-4000-8000-0000000000aa', push_actions: [{ type: 'talk', option: { text: 'queued' } }] }));
+    sub.unsubscribe();
+
+    expect((await moving).option).toEqual({ text: 'queued' }); // the request in hand finished
+    const answer = decodeJson((await queued).data) as { error?: { code: string } };
+    expect(answer.error?.code).toBe('unavailable'); // refused, retryable
+    // The next request loads a new handle, which holds the move the old one made.
+    expect((await env.client.get(af.id)).current_action.option).toEqual({ text: 'queued' });
+  });
+});
