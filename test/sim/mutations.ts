@@ -39,15 +39,15 @@ const trustTransfer: StepFn = (view, event, now) => {
 /** A node that loses its connection keeps serving its shards on the next one. */
 const ignoreDisconnect: StepFn = (view, event, now) => (event.type === 'disconnected' ? coreStep(view, { type: 'tick' }, now) : coreStep(view, event, now));
 
-export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string }> = {
+/** A mutation, what it breaks, and (when it must be caught by a particular invariant) that invariant's message. */
+export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string; violation?: RegExp }> = {
   'skip-fence': { what: 'a shard taken after a crash is not fenced', step: skipFence },
   'renew-late': { what: "a renewal's validity counts from its answer, not its request", step: renewLate },
   'release-early': { what: 'a handover releases its lease before its in-flight requests finish', releaseEarly: true },
   'trust-transfer': { what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
   'ignore-disconnect': { what: 'a node keeps serving across a lost connection', step: ignoreDisconnect },
   'steal-any-connection': { what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
-  'no-reindex': { what: 'a load that finds no created entry does not write the index entry again', noReindex: true },
-  'index-overwrite': { what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true },
-  'keep-forgotten': { what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true },
-  'skip-while-agreed': { what: 'the reconcile skips a customer that agreed for as long as its count is not written', skipWhileAgreed: true },
+  'no-reindex': { what: 'a load that finds no created entry does not write the index entry again', noReindex: true, violation: /running count/ },
+  'index-overwrite': { what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true, violation: /running count/ },
+  'keep-forgotten': { what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true, violation: /read of activeflow|holds loaded/ },
 };

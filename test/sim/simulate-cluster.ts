@@ -100,6 +100,13 @@ function main(): number {
       console.log(`mutation ${name} (${MUTATIONS[name]!.what}) NOT caught: ${summary}`);
       return 1;
     }
+    const expected = MUTATIONS[name]!.violation;
+    if (expected !== undefined && !expected.test(failure.violation ?? '')) {
+      // Something else broke first: not this mutation's catch (a flaw of the protocol or of the simulation).
+      console.log(`mutation ${name}: seed ${failure.seed} failed another invariant than ${expected}: ${failure.violation}`);
+      console.log(`replay: npm run simulate:cluster -- --mutation ${name} --seed ${failure.seed}`);
+      return 1;
+    }
     console.log(`mutation ${name} (${MUTATIONS[name]!.what}) caught by seed ${failure.seed}: ${failure.violation}`);
     console.log(`replay: npm run simulate:cluster -- --mutation ${name} --seed ${failure.seed}`);
     return 0;
