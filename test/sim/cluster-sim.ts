@@ -651,9 +651,13 @@ class Link {
     this.sim.at(this.lastIn, () => this.node.deliver(fn));
   }
 
-  /** Node to server (the node must be running to send). */
-  toServer(fn: () => void): void {
-    if (this.lost() || this.node.state !== 'up') return;
+  /**
+   * Node to server (the node must be running to send). `control`: a protocol message of the
+   * connection itself (a subscription made or removed), which a drop spell does not lose: over TCP
+   * it arrives, or the connection breaks (and the new one subscribes again).
+   */
+  toServer(fn: () => void, control = false): void {
+    if ((control ? this.partitioned || this.closed : this.lost()) || this.node.state !== 'up') return;
     this.lastOut = Math.max(this.lastOut, this.sim.now + this.delay());
     this.sim.at(this.lastOut, () => {
       if (!this.partitioned && !this.closed) fn();
@@ -692,8 +696,10 @@ class Link {
   heal(): void {
     if (!this.partitioned) return;
     this.partitioned = false;
-    // A connection that survived the cut carries on; one either side gave up is made again.
+    // A connection that survived the cut carries on (what it sent meanwhile of its subscriptions
+    // arrives: TCP sends it again); one either side gave up is made again.
     if (this.closed || this.node.disconnectSeen) this.node.deliver(() => this.node.reconnect());
+    else this.node.deliver(() => this.node.resubscribe());
   }
 
   /** The servers close the connection: its subscriptions go, and the others hear of it. */
@@ -1105,14 +1111,14 @@ class SimNode {
     this.mySubs.add(shard);
     this.link.toServer(() => {
       if (this.mySubs.has(shard) && this.state !== 'down') this.sim.subs.get(shard)?.add(this) ?? this.sim.subs.set(shard, new Set([this]));
-    });
+    }, true);
   }
 
   private unsubscribe(shard: number): void {
     this.mySubs.delete(shard);
     this.link.toServer(() => {
       if (!this.mySubs.has(shard)) this.sim.subs.get(shard)?.delete(this);
-    });
+    }, true);
   }
 
   resubscribe(): void {
