@@ -54,6 +54,15 @@ import { VERSION } from '../src/version.js';
  */
 export const CHECKPOINT_EVERY = 32;
 
+const END_PENDING = 1;
+const SLOT_RELEASED = 2;
+const FORGOTTEN = 4;
+/** A settled mailbox: an idle actor's `tail`, shared by all. */
+const IDLE: Promise<unknown> = Promise.resolve();
+/** The resolution of `lastUsedMs` (idle passivation counts minutes): 2^31 ticks are 397 days. */
+const USE_TICK_MS = 16;
+const STARTED_MS = Date.now();
+
 export interface EffectRunner {
   /** Performs an awaited effect; failures are results, never throws. */
   perform(effect: Effect): Promise<EffectResult>;
@@ -138,7 +147,8 @@ const END_RETRY_BACKOFF: Backoff = { firstMs: 250, maxMs: 30_000 };
 
 export class ActiveflowActor {
   private mode: Mode = { kind: 'unloaded' };
-  private tail: Promise<unknown> = Promise.resolve();
+  /** The mailbox's last request; the shared IDLE once it is done (one promise fewer per idle actor). */
+  private tail: Promise<unknown> = IDLE;
   private queued = 0;
   /** The journal's last entry as this actor knows it: the next append expects exactly it (the fence). */
   private journalSeq = 0;
@@ -151,12 +161,37 @@ export class ActiveflowActor {
   private uncheckpointed = 0;
   /** Checkpoint writes, one at a time, beside the mailbox (never in a request's way); made on first use. */
   private checkpointing: Promise<void> | null = null;
+  /**
+   * endPending, slotReleased and forgotten, one bit each: an actor is mostly idle in memory, and
+   * 100,000 of them are resident per node, so each field counts (8 bytes).
+   */
+  private bits = 0;
   /** An end whose last steps (checkpoint, index, children, the running key) are not done yet. */
-  private endPending = false;
+  private get endPending(): boolean {
+    return (this.bits & END_PENDING) !== 0;
+  }
+  private set endPending(on: boolean) {
+    this.bits = on ? this.bits | END_PENDING : this.bits & ~END_PENDING;
+  }
+  /** This end gave its running slot back (see completeEnd). */
+  private get slotReleased(): boolean {
+    return (this.bits & SLOT_RELEASED) !== 0;
+  }
+  private set slotReleased(on: boolean) {
+    this.bits = on ? this.bits | SLOT_RELEASED : this.bits & ~SLOT_RELEASED;
+  }
+  /** The registry no longer routes requests here (see forget). */
+  private get forgotten(): boolean {
+    return (this.bits & FORGOTTEN) !== 0;
+  }
   /** The wait before the next retry of an end that could not finish (doubles, at most 30 s). */
   private endRetries = 0;
   private requestCounter = 0;
-  lastUsedMs: number;
+  /**
+   * When it was last used, in USE_TICK_MS ticks since this process began: a small integer, stored in
+   * the object, where milliseconds since 1970 would each be a separate heap number.
+   */
+  private usedAt = 0;
   /** Made on first use: most activeflows never log, and two child loggers each were ~5% of their memory. */
   private logger: Logger | null = null;
 
@@ -166,7 +201,7 @@ export class ActiveflowActor {
     /** Its customer, when this node knows it already (passivated here): a load then reads the checkpoint and the journal at once. */
     knownCustomer?: string,
   ) {
-    this.lastUsedMs = Date.now();
+    this.touch();
     this.customerId = knownCustomer;
   }
 
@@ -174,9 +209,6 @@ export class ActiveflowActor {
     this.logger ??= this.deps.log.child({ ...this.deps.logFields?.(this.id), activeflow_id: this.id, ...(this.customerId === undefined ? {} : { customer_id: this.customerId }) });
     return this.logger;
   }
-
-  /** This end gave its running slot back (see completeEnd). */
-  private slotReleased = false;
 
   /** The activeflow's customer, once loaded or created (fair admission groups requests by it). */
   customerId: string | undefined;
@@ -186,6 +218,15 @@ export class ActiveflowActor {
     if (this.customerId !== undefined) return;
     this.customerId = customerId;
     this.logger = null; // made again, with the customer, when next needed
+  }
+
+  /** When it was last used (milliseconds since 1970, to USE_TICK_MS). */
+  get lastUsedMs(): number {
+    return STARTED_MS + this.usedAt * USE_TICK_MS;
+  }
+
+  private touch(): void {
+    this.usedAt = Math.ceil((Date.now() - STARTED_MS) / USE_TICK_MS);
   }
 
   /** True while a request waits or runs (such an actor is never passivated). */
@@ -210,14 +251,15 @@ export class ActiveflowActor {
   /** Runs `fn` after every earlier request of this activeflow (the mailbox). */
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     this.queued++;
-    this.lastUsedMs = Date.now();
+    this.touch();
     const run = this.tail.then(fn);
-    this.tail = run
+    const tail = run
       .catch(() => undefined)
       .finally(() => {
-        this.queued--;
-        this.lastUsedMs = Date.now();
+        this.touch();
+        if (--this.queued === 0 && this.tail === tail) this.tail = IDLE;
       });
+    this.tail = tail;
     return run;
   }
 
@@ -706,10 +748,8 @@ export class ActiveflowActor {
    * it are refused as retryable, and reach the registry's new handle.
    */
   forget(): void {
-    this.forgotten = true;
+    this.bits |= FORGOTTEN;
   }
-
-  private forgotten = false;
 
   /**
    * Starts the journal of an activeflow stored before it (format 1: a snapshot per move, full events
