@@ -1443,7 +1443,10 @@ class SimNode {
   }
 
   private reconcileCustomer(c: number, then: () => void): void {
-    if (c >= CUSTOMERS) return then();
+    if (c >= CUSTOMERS) {
+      then();
+      return;
+    }
     const sim = this.sim;
     const key = `running.${c}`;
     const nextOne = () => this.reconcileCustomer(c + 1, then);
