@@ -7,11 +7,10 @@
  * hold, comparable between two versions in one session (run it in each checkout, alternating).
  */
 import { ActiveflowClient } from '../src/api/client.js';
-import { silentLogger } from '../src/log.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { ActiveflowNode } from '../src/node/activeflow-node.js';
+import { startInProcessNode } from './in-process-node.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) {
@@ -23,18 +22,7 @@ const N = Number(process.argv[2] ?? 20_000);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 const nc = await connectNats(server.url, 'bench-heap');
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
-const node = await ActiveflowNode.start({
-  servers: [server.url],
-  nodeId: 'bench-heap',
-  shardCount: 256,
-  replicas: 1,
-  passivateAfterMs: 3_600_000,
-  endedRetentionMs: 86_400_000,
-  eventRetentionMs: 86_400_000,
-  httpTimeoutMs: 5_000,
-  httpMaxResponseBytes: 1 << 20,
-  serviceTimeoutMs: 5_000,
-  log: silentLogger,
+const node = await startInProcessNode(server.url, 'bench-heap', {
   quotas: { running_activeflows: 10_000_000, creations_per_second: 10_000_000, creation_burst: 10_000_000 },
 });
 try {

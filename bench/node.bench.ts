@@ -15,16 +15,15 @@
  * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
  */
 import type { ChildProcess } from 'node:child_process';
+import { startInProcessNode } from './in-process-node.js';
 import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ActiveflowClient } from '../src/api/client.js';
-import { silentLogger } from '../src/log.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { ActiveflowNode } from '../src/node/activeflow-node.js';
 import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
 import { Limits } from '../machines/index.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
@@ -281,18 +280,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
   const longServer = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
   const longNc = await connectNats(longServer.url, 'bench-long');
   const longClient = new ActiveflowClient(longNc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
-  const longNode = await ActiveflowNode.start({
-    servers: [longServer.url],
-    nodeId: 'bench-long',
-    shardCount: 256,
-    replicas: 1,
-    passivateAfterMs: 3_600_000,
-    endedRetentionMs: 86_400_000,
-    eventRetentionMs: 86_400_000,
-    httpTimeoutMs: 5_000,
-    httpMaxResponseBytes: 1 << 20,
-    serviceTimeoutMs: 5_000,
-    log: silentLogger,
+  const longNode = await startInProcessNode(longServer.url, 'bench-long', {
     limits: Limits.parse({ max_execute_count: 2 * LONG + 20, max_cycle_iterations: 2 * LONG + 20 }),
   });
   // A flow may hold 1,000 actions: at most 999 talks, walked again by a goto back to the first.
