@@ -22,6 +22,8 @@ export interface EndpointFigures {
 /** The endpoint the pipeline counts shard requests under (docs/api.md, "Service discovery"). */
 export const ACTIVEFLOW_ENDPOINT = 'activeflow';
 
+const none = (): EndpointFigures => ({ num_requests: 0, num_errors: 0, processing_time: 0, average_processing_time: 0 });
+
 export class EndpointStats {
   private readonly figures = new Map<string, EndpointFigures>();
 
@@ -29,7 +31,7 @@ export class EndpointStats {
   record(endpoint: string, seconds: number, error?: string): void {
     let f = this.figures.get(endpoint);
     if (f === undefined) {
-      f = { num_requests: 0, num_errors: 0, processing_time: 0, average_processing_time: 0 };
+      f = none();
       this.figures.set(endpoint, f);
     }
     f.num_requests++;
@@ -42,7 +44,7 @@ export class EndpointStats {
   }
 
   of(endpoint: string): EndpointFigures {
-    return { ...(this.figures.get(endpoint) ?? { num_requests: 0, num_errors: 0, processing_time: 0, average_processing_time: 0 }) };
+    return { ...(this.figures.get(endpoint) ?? none()) };
   }
 
   /**

@@ -69,8 +69,7 @@ export class RequestPipeline {
   private admitted(msg: ServiceMsg, endpoint: string, started: number, run: () => Promise<void>): Promise<void> {
     if (!repliesToInbox(msg)) {
       // Not run, not answered: its answer would go where the requester chose (docs/operations.md).
-      this.metrics.requests.inc({ verb: verbOf(msg.subject), code: 'reply_refused' });
-      this.stats.record(endpoint, (performance.now() - started) / 1000, 'reply_refused: the reply subject is not an inbox');
+      this.count(msg, endpoint, started, 'reply_refused', 'reply_refused: the reply subject is not an inbox');
       this.log.debug({ event: 'request_reply_refused', subject: msg.subject, reply: msg.reply });
       return Promise.resolve();
     }
@@ -80,8 +79,7 @@ export class RequestPipeline {
       .catch((e: unknown) => {
         const error = ensureError(e);
         if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
-        this.metrics.requests.inc({ verb: verbOf(msg.subject), code: error.code });
-        this.stats.record(endpoint, (performance.now() - started) / 1000, `${error.code}: ${error.message}`);
+        this.count(msg, endpoint, started, error.code, `${error.code}: ${error.message}`);
         respondError(msg, error);
       });
   }
@@ -96,7 +94,6 @@ export class RequestPipeline {
   }
 
   private async answer(msg: ServiceMsg, endpoint: string, started: number, handler: Handler, whileStopping: boolean): Promise<void> {
-    const verb = verbOf(msg.subject);
     let code = 'ok';
     let failed: string | undefined;
     try {
@@ -110,9 +107,15 @@ export class RequestPipeline {
       if (error.code === 'limit_exceeded') this.metrics.limitRejections.inc({ customer_id: this.metrics.rejectedCustomer(this.customerKey(msg)), quota: error.quota ?? 'other' });
       respondError(msg, error);
     }
+    this.count(msg, endpoint, started, code, failed, true);
+  }
+
+  /** One request settled, counted once for /metrics and for `$SRV.STATS`; `answered`: it ran (its time is observed). */
+  private count(msg: ServiceMsg, endpoint: string, started: number, code: string, failed: string | undefined, answered = false): void {
+    const verb = verbOf(msg.subject);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.requests.inc({ verb, code });
-    this.metrics.requestSeconds.observe({ verb }, seconds);
+    if (answered) this.metrics.requestSeconds.observe({ verb }, seconds);
     this.stats.record(endpoint, seconds, failed);
   }
 }
