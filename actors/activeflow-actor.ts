@@ -106,6 +106,11 @@ export interface ActorDeps {
   logFields?(activeflowId: string): Record<string, unknown>;
   /** The customer's quotas on creation and the running count (src/quota); none: no quotas. */
   admission?: CreationAdmission;
+  /**
+   * Runs `fn` after `ms` without holding the process open (an unref'd timer by default); the
+   * cluster simulation gives its own clock's timers, so that a run is the same every time.
+   */
+  later?(ms: number, fn: () => void): void;
 }
 
 /** Per-customer admission of creations (src/quota/customer-quotas.ts). */
@@ -229,6 +234,16 @@ export class ActiveflowActor {
     this.usedAt = Math.ceil((Date.now() - STARTED_MS) / USE_TICK_MS);
   }
 
+  /**
+   * The stream sequence of the journal entry this handle knows to be last: its next append expects
+   * exactly it (0 before a load). The cluster simulation checks that no other loaded handle (on
+   * another node, or beside this one on the same node) holds the position a successful append was
+   * based on.
+   */
+  get journalAt(): number {
+    return this.journalSeq;
+  }
+
   /** True while a request waits or runs (such an actor is never passivated). */
   get busy(): boolean {
     return this.queued > 0;
@@ -318,10 +333,13 @@ export class ActiveflowActor {
       }
       this.mode = { kind: 'running', actor };
       this.checkpointRevision = revision;
-      // The index is advisory (for list): a failed write is logged, and the end writes it again.
       // Written before the created entry: an activeflow whose entry failed (the request answers
-      // `unavailable`) exists all the same, holds its running slot, and must be listed with it.
-      await this.deps.index.record(created.state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
+      // `unavailable`) exists all the same, holds its running slot, and must be listed with it. The
+      // index is what the reconcile counts, so a failed write fails the creation here, before its
+      // created entry: the next load finds the entry missing and writes both. (Logged and passed
+      // over, as it was, the activeflow ran without an index entry until its end, and the reconcile
+      // lowered its customer's count below what ran: found by the cluster simulation.)
+      await this.indexOrDrop(created.state, actor);
       // A crash or a failure before this append leaves the checkpoint at entry 0: the next load appends it.
       await this.appendCreated(created.state);
       this.log.debug({ event: 'activeflow_created' });
@@ -331,6 +349,18 @@ export class ActiveflowActor {
       }
       return ok(this.state()!.activeflow);
     });
+  }
+
+  /** The new activeflow's index entry; if it cannot be written, the handle goes (the next request reloads and repairs). */
+  private async indexOrDrop(state: EngineState, actor: Actor<ActiveflowMachine>): Promise<void> {
+    try {
+      await this.deps.index.record(state.activeflow);
+    } catch (e) {
+      actor.stop();
+      this.mode = { kind: 'dropped' };
+      this.log.warn({ event: 'index_write_failed', err: e }, 'the new activeflow is stored but not indexed; its next load indexes it');
+      throw new ActiveflowError('unavailable', `activeflow ${this.id} was created but could not be indexed; retry`, { cause: e });
+    }
   }
 
   private async appendCreated(state: EngineState): Promise<void> {
@@ -577,14 +607,13 @@ export class ActiveflowActor {
    * the shard moved away is refused rather than wrong.
    */
   private retryEndLater(): void {
-    const timer = setTimeout(
-      () => {
-        if (!this.endPending || this.mode.kind !== 'ended') return;
-        void this.enqueue(() => this.completeEnd()).catch(() => this.retryEndLater());
-      },
-      backoffDelay(END_RETRY_BACKOFF, ++this.endRetries),
-    );
-    timer.unref();
+    const retry = () => {
+      if (!this.endPending || this.mode.kind !== 'ended') return;
+      void this.enqueue(() => this.completeEnd()).catch(() => this.retryEndLater());
+    };
+    const ms = backoffDelay(END_RETRY_BACKOFF, ++this.endRetries);
+    if (this.deps.later !== undefined) this.deps.later(ms, retry);
+    else setTimeout(retry, ms).unref();
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {
@@ -651,7 +680,8 @@ export class ActiveflowActor {
       // creation may have stopped before its index entry too, and before its running slot: the
       // entry is written again (a put of the same), so that the reconcile, which counts what the
       // index shows running, sees it and raises the count (src/quota/running-reconcile.ts).
-      await this.deps.index.record(state.activeflow).catch((e: unknown) => this.log.warn({ event: 'index_write_failed', err: e }));
+      // (a failed index write fails the load: nothing is appended, and the next load tries both again)
+      await this.deps.index.record(state.activeflow);
       await this.appendCreated(state);
     } else if (last === null) {
       // its journal is gone (past the stream's retention, or the stream was made again): it starts

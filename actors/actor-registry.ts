@@ -32,6 +32,11 @@ export class ActorRegistry {
     return actor;
   }
 
+  /** The handle of an activeflow if there is one (never makes one). */
+  peek(id: string): ActiveflowActor | undefined {
+    return this.actors.get(id);
+  }
+
   /** The customer of an activeflow resident here, or passivated here not long ago. */
   customerOf(id: string): string | undefined {
     return this.actors.get(id)?.customerId ?? this.passivated.get(id);

@@ -1,5 +1,5 @@
 /** Hosts of activeflow actors and the effects they perform. Other folders import from here only. */
-export { ActiveflowActor, type ActorDeps, type ActorReply, type EffectRunner } from './activeflow-actor.js';
+export { ActiveflowActor, type ActorDeps, type ActorReply, type CreationAdmission, type EffectRunner } from './activeflow-actor.js';
 export { ActorRegistry } from './actor-registry.js';
 export { EgressPolicy, EgressRefused } from './effects/egress-policy.js';
 export { performHttp, type HttpLimits } from './effects/http-request.js';

@@ -33,6 +33,13 @@ export interface RetryOptions {
   halt?: StopSignal;
   /** Told of each failure that will be tried again (to log it). */
   onRetry?: (e: unknown, attempt: number) => void;
+  /** Where the waits happen and the jitter comes from: real time and Math.random unless given (a simulation's clock). */
+  timing?: RetryTiming;
+}
+
+export interface RetryTiming {
+  sleep(ms: number): Promise<void>;
+  random(): number;
 }
 
 /** `op` until it succeeds; else the last failure is thrown. `op` is told the attempt's number. */
@@ -42,11 +49,12 @@ export async function retry<T>(op: (attempt: number) => Promise<T>, o: RetryOpti
     try {
       return await op(attempt);
     } catch (e) {
-      const wait = backoffDelay(o.backoff, attempt);
+      const wait = backoffDelay(o.backoff, attempt, o.timing?.random);
       const again = (o.retryable?.(e) ?? true) && attempt < (o.maxAttempts ?? Number.POSITIVE_INFINITY) && Date.now() + wait <= deadline && o.halt?.stopped !== true;
       if (!again) throw e;
       o.onRetry?.(e, attempt);
-      if (o.halt === undefined) await new Promise((r) => setTimeout(r, wait));
+      if (o.timing !== undefined) await o.timing.sleep(wait);
+      else if (o.halt === undefined) await new Promise((r) => setTimeout(r, wait));
       else await o.halt.sleep(wait);
       if (o.halt?.stopped === true) throw e;
     }

@@ -13,7 +13,7 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Activeflow } from '../../machines/index.js';
-import { retry } from '../retry.js';
+import { retry, type RetryTiming } from '../retry.js';
 import { decodeJson, encodeJson } from './codec.js';
 import { valuesNow } from './kv-keys.js';
 import { isRevisionConflict } from './revision-conflict.js';
@@ -34,7 +34,11 @@ export interface ListFilter {
 }
 
 export class ActiveflowIndex {
-  constructor(private readonly kv: KV) {}
+  constructor(
+    private readonly kv: KV,
+    /** The waits between tries of a contended write (the cluster simulation gives its clock's). */
+    private readonly timing?: RetryTiming,
+  ) {}
 
   async record(af: Activeflow): Promise<void> {
     const entry: IndexEntry = {
@@ -62,7 +66,7 @@ export class ActiveflowIndex {
         else await this.kv.update(key, encodeJson(merged), current.revision);
       },
       // Another write came between the read and this one: read again.
-      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 10 },
+      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 10, ...(this.timing === undefined ? {} : { timing: this.timing }) },
     );
   }
 

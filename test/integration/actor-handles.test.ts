@@ -3,7 +3,7 @@
  * hand, and refuses the ones queued behind it as retryable: run on the old handle, they would load
  * and move the activeflow beside the new handle the registry makes for the next request, and each
  * would take the other's writes for its own (a read answered from the stale one). Found by the
- * cluster simulation (test/sim/cluster-sim.ts, seed 2004; the mutation `keep-forgotten`).
+ * cluster simulation (test/sim/cluster-sim.ts; the mutation `keep-forgotten`).
  */
 import type { Msg } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';

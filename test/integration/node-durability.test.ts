@@ -169,6 +169,37 @@ describe('recovery of what a crash leaves half done', () => {
     expectCleanStream((await client.history(af.id)).events);
   }, 30_000);
 
+  it('a creation whose index write fails is refused before its created entry; the retry finds it, and its load indexes it', async () => {
+    const { server, client } = await setup();
+    const node = await startNode(server);
+    cleanups.push(() => node.stop());
+    // NATS fails the index write once (a leader election in af_index). Passed over, as it was, the
+    // activeflow ran unindexed, and the reconcile counted its customer one below what ran.
+    const index = (node as unknown as { index: { record(af: { id: string }): Promise<void> } }).index;
+    const record = index.record.bind(index);
+    const failed: string[] = [];
+    index.record = async (af) => {
+      if (failed.length === 0) {
+        failed.push(af.id);
+        throw new Error('no responders available for request');
+      }
+      return record(af);
+    };
+    // (the client picks the id, so its retry, refused as `conflict`, reads what the first attempt stored)
+    const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    const id = af.id;
+    expect(failed).toEqual([id]);
+    expect(af.status).toBe('running');
+    const { nc, storage } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    const entry = await storage.index.get(`${CUSTOMER}.${id}`);
+    expect(entry?.operation).toBe('PUT');
+    expect(JSON.parse(new TextDecoder().decode(entry!.value))).toMatchObject({ status: 'running', deleted: false });
+    const { events } = await client.history(id);
+    expectCleanStream(events);
+    expect(events.map((e) => e.type)).toEqual(['activeflow_created']);
+  }, 30_000);
+
   it('finishes an end that stopped right after its journal entry (no ended record, running key still there)', async () => {
     const { server, client } = await setup();
     const node = await startNode(server);

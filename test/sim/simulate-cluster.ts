@@ -12,14 +12,14 @@ import { MUTATIONS } from './mutations.js';
 
 const HELP = `Usage: npm run simulate:cluster -- [options]
 
-Runs the cluster protocol (the real ownership core, the actor's write path, the running counts'
-writes and reconcile) over a simulated KV,
-network and clocks with crashes, pauses, partitions, slow links, drains and graceful stops, one
-seed per run, and checks its invariants at every step.
+Runs the cluster (the real ownership core and the real actors, journal, stores and index, the
+running counts' writes and reconcile) over simulated NATS servers, network and clocks with
+crashes, pauses, partitions, slow links, drains and graceful stops, one seed per run, and checks
+its invariants at every step.
 
 Options:
-  --seeds N         how many seeds to run (default 1000), then the seeds that once found a
-                    bug beyond them (${REGRESSION_SEEDS.join(', ')})
+  --seeds N         how many seeds to run (default 1000), then the seeds beyond them that
+                    catch a mutation no lower seed catches (${REGRESSION_SEEDS.join(', ')})
   --from S          the first seed (default 1)
   --seed S          run this one seed and print its whole trace
   --mutation NAME   run a deliberately broken protocol; passes when a seed catches it
@@ -30,7 +30,7 @@ Options:
 Exit status: 0 all seeds held (or the mutation was caught), 1 a violation (or a mutation not
 caught), 2 bad arguments.`;
 
-function main(): number {
+async function main(): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({
@@ -82,7 +82,7 @@ function main(): number {
   // The range, then the seeds that once found a bug beyond it (unless one seed was asked for).
   const list = [...Array.from({ length: seeds }, (_, i) => from + i), ...(values.seed === undefined ? REGRESSION_SEEDS.filter((s) => s < from || s >= from + seeds) : [])];
   for (const seed of list) {
-    const r = runSimulation({ ...mutation, seed, traceLines });
+    const r = await runSimulation({ ...mutation, seed, traceLines });
     ran++;
     for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += r.stats[k];
     if (values.seed !== undefined) console.log(r.trace.join('\n'));
@@ -121,4 +121,4 @@ function main(): number {
   return 0;
 }
 
-process.exitCode = main();
+process.exitCode = await main();
