@@ -12,9 +12,11 @@
  * 5. Loading an activeflow: passivated (its checkpoint, no entries after it) and after a crash (its
  *    checkpoint and up to CHECKPOINT_EVERY - 1 entries replayed), against a get of a resident one.
  *
- * Figures depend on the machine; on 2 cores the client, the node and nats-server share them.
+ * Figures depend on the machine; on 2 cores the client, the node and nats-server share them
+ * (`--pin` gives the node a core of its own; `--quick` runs 200 calls; `--sync=always` sets the
+ * server's sync_interval).
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { startInProcessNode } from './in-process-node.js';
 import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
@@ -87,12 +89,17 @@ async function loadFor(concurrency: number, seconds: number, op: () => Promise<u
   return { rps: done / seconds };
 }
 
+/**
+ * `--pin`: the node on a core of its own (CPU 1) and nats-server with the calls on the other, so
+ * the ratio to the ceilings shows the design rather than three processes sharing two cores.
+ */
+const pin = process.argv.includes('--pin');
 /** `--sync=always` (or a duration): the server's JetStream sync_interval, for the durability cost (docs/operations.md). */
 const sync = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256), ...(sync === undefined ? {} : { syncInterval: sync }) });
 const nc = await connectNats(server.url, 'bench');
 process.stdout.write(
-  `activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`,
+  `activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${pin ? ' --pin' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`,
 );
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const children: ChildProcess[] = [];
@@ -142,6 +149,17 @@ import { jetstreamManager } from '@nats-io/jetstream';
     'echo ready',
   );
   children.push(echo);
+  if (pin) {
+    // The node, and the responder that plays its part for the ceilings, on CPU 1; nats-server and
+    // the calls (this process) on CPU 0: every thread of each (taskset -a).
+    for (const [pid, cpu] of [
+      [nodeProc.pid!, 1],
+      [echo.pid!, 1],
+      [server.pid!, 0],
+      [process.pid, 0],
+    ] as const)
+      execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+  }
 
   // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------
   const kv = await new Kvm(nc).create('bench_kv', { history: 1 });
