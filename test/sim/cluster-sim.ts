@@ -50,7 +50,9 @@ import { type Checked, correction, maySkip } from '../../src/quota/running-recon
 import { ActiveflowIndex, IndexEntry } from '../../src/store/activeflow-index.js';
 import { encodeJson } from '../../src/store/codec.js';
 import { Journal } from '../../src/store/journal.js';
+import { HistoryChunks } from '../../src/store/history-chunks.js';
 import { SnapshotStore } from '../../src/store/snapshot-store.js';
+import { StackLists } from '../../src/store/stack-lists.js';
 import { ACTIVEFLOWS, afOf, CUSTOMERS, customerId, ends, idOf, MOVES, SHARDS, SimFlow } from './sim-activeflows.js';
 import { type Call, SimBucket, SimStream, simJetStream, simKv, type StreamMessage } from './sim-servers.js';
 
@@ -155,9 +157,10 @@ class Simulation {
   private readonly revs = { n: 0 };
   readonly leases: SimBucket;
   readonly cluster = new SimBucket({ n: 0 }, null);
-  /** af_running, af_ended, af_index as the real stores write them; af_quotas (`running.<customer>`). */
+  /** af_running, af_ended, af_history, af_index as the real stores write them; af_quotas (`running.<customer>`). */
   readonly running = new SimBucket({ n: 0 }, null);
   readonly ended = new SimBucket({ n: 0 }, null);
+  readonly history = new SimBucket({ n: 0 }, null);
   readonly index = new SimBucket({ n: 0 }, null);
   readonly quotas = new SimBucket({ n: 0 }, null);
   /** ACTIVEFLOW_EVENTS: the journals. */
@@ -1245,6 +1248,7 @@ class SimNode {
       },
       stored: (m, expectedLast) => sim.journalEntry(this, m, expectedLast),
     });
+    const history = simKv(sim.history, this.call, now, 'af_history');
     const realIndex = new ActiveflowIndex(simKv(sim.index, this.call, now, 'af_index'), { sleep: (ms) => this.sleep(ms), random: () => sim.random() });
     const index = this.mutatedIndex(realIndex);
     let entropy = 0;
@@ -1281,7 +1285,11 @@ class SimNode {
     };
     return new ActorRegistry(
       {
-        store: new SnapshotStore(simKv(sim.running, this.call, now, 'af_running'), simKv(sim.ended, this.call, now, 'af_ended'), SHARDS),
+        store: new SnapshotStore(simKv(sim.running, this.call, now, 'af_running'), simKv(sim.ended, this.call, now, 'af_ended'), SHARDS, {
+          kv: history,
+          history: new HistoryChunks(history),
+          stacks: new StackLists(history),
+        }),
         journal: new Journal(js, jsm),
         index,
         effects,
