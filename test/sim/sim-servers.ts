@@ -14,7 +14,7 @@
 import type { KV } from '@nats-io/kv';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 
-export interface Entry {
+interface Entry {
   value: string;
   revision: number;
   writtenAt: number;
@@ -103,10 +103,6 @@ export class SimStream {
     const out: StreamMessage[] = [];
     for (let i = Math.max(0, from - 1); i < this.messages.length && out.length < batch; i++) if (this.messages[i]!.subject === subject) out.push(this.messages[i]!);
     return out;
-  }
-
-  of(subject: string): StreamMessage[] {
-    return this.messages.filter((m) => m.subject === subject);
   }
 }
 
