@@ -15,13 +15,23 @@ import { randomUUID } from 'node:crypto';
 import { ActiveflowError, isTransient } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 import { valuesNow } from '../store/kv-keys.js';
-import { retry } from '../retry.js';
+import { retry, type RetryTiming } from '../retry.js';
 import { isRevisionConflict } from '../store/revision-conflict.js';
 import { countWrite, lastWriteOf, type StoredCount } from './running-count-write.js';
 
 export type { StoredCount } from './running-count-write.js';
 
 const PREFIX = 'running.';
+
+/** What a write takes from its host; the cluster simulation gives its own clock, timers and ids, so a run is the same every time. */
+export interface RunningCountHost {
+  /** The waits between tries of a write (real time, Math.random jitter by default). */
+  timing?: RetryTiming;
+  /** A write's id (a random UUID by default). */
+  newId?: () => string;
+  /** Milliseconds since 1970, for the counter's last-write records (Date.now by default). */
+  now?: () => number;
+}
 
 interface Outcome {
   admitted: Batch['takes'];
@@ -53,6 +63,7 @@ export class RunningCount {
     private readonly kv: KV,
     /** Whose writes these are: each node keeps its own last write in the counter. */
     private readonly nodeId: string,
+    private readonly host: RunningCountHost = {},
   ) {}
 
   async of(customerId: string): Promise<number> {
@@ -172,12 +183,12 @@ export class RunningCount {
         const stored: StoredCount = e !== null && e.operation === 'PUT' ? (decodeJson(e.value) as StoredCount) : { running: 0 };
         const mine = lastWriteOf(stored, this.nodeId);
         if (mine !== undefined && attempts.has(mine)) return attempts.get(mine)!;
-        const id = randomUUID();
+        const id = this.host.newId?.() ?? randomUUID();
         const written = countWrite(
           stored,
           takes.map((t) => t.limit),
           gives,
-          { nodeId: this.nodeId, id, now: Date.now() },
+          { nodeId: this.nodeId, id, now: this.host.now?.() ?? Date.now() },
         );
         attempts.set(id, { admitted: takes.filter((_, i) => written.admitted[i]), refused: takes.filter((_, i) => !written.admitted[i]), count: written.count });
         const value = encodeJson(written.value);
@@ -187,7 +198,12 @@ export class RunningCount {
       },
       // Another node changed the count meanwhile (read it again; the jitter spreads the retries),
       // or NATS did not answer (read whether it landed).
-      { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: (err) => isRevisionConflict(err) || isTransient(err), maxAttempts: 51 },
+      {
+        backoff: { firstMs: 2, maxMs: 20, jitter: true },
+        retryable: (err) => isRevisionConflict(err) || isTransient(err),
+        maxAttempts: 51,
+        ...(this.host.timing === undefined ? {} : { timing: this.host.timing }),
+      },
     );
   }
 }
