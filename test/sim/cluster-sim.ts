@@ -1302,11 +1302,7 @@ class SimNode {
         mustFence: (id) => isUnfenced(this.view, afOf(id) % SHARDS),
         stillServed: (id) => serves(this.view, afOf(id) % SHARDS, this.clock()),
         admission,
-        later: (ms, fn) =>
-          this.timer(this.clock() + ms, () => {
-            this.wake();
-            fn();
-          }),
+        later: (ms, fn) => void this.sleep(ms).then(fn),
       },
       Number.POSITIVE_INFINITY,
     );
