@@ -36,7 +36,7 @@ Options:
     try {
       node = await startNode(config, io);
     } catch {
-      await server.stop({ clean: false });
+      await server.stop();
       return 1;
     }
     await node.servingAll(5_000); // the banner last: after the shards are taken and logged
@@ -53,7 +53,7 @@ Options:
     );
     return stopOnSignals(async () => {
       await node.stop();
-      await server.stop({ clean: false });
+      await server.stop();
     }, config.STOP_TIMEOUT_MS + 10_000);
   },
 };

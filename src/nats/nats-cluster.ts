@@ -64,7 +64,7 @@ export class NatsCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.servers.map((s) => s.stop({ clean: false })));
+    await Promise.all(this.servers.map((s) => s.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

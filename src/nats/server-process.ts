@@ -75,13 +75,15 @@ export class NatsServer {
     this.child.kill(signal);
   }
 
-  /** Stops the server (SIGTERM, then SIGKILL after 5 s). */
-  async stop(opts: { clean?: boolean } = {}): Promise<void> {
+  /**
+   * Stops the server (SIGTERM, then SIGKILL after 5 s) and removes its work folder (config, ports
+   * file). A store the caller named is kept (`activeflow start`'s ./data/nats, a cluster's
+   * folder); one the server made for itself goes with it.
+   */
+  async stop(): Promise<void> {
     await terminate(this.child);
-    if (opts.clean !== false) {
-      rmSync(this.workDir, { recursive: true, force: true });
-      if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
-    }
+    rmSync(this.workDir, { recursive: true, force: true });
+    if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
   }
 
   /** Starts the server again on the same port and store (after a stop or a crash). */

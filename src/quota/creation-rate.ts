@@ -8,8 +8,15 @@
 import { ActiveflowError } from '../errors.js';
 import type { Quotas } from './quotas.js';
 
+/**
+ * A bucket's fill as a fraction of its size, not as a count of tokens: the size follows the node's
+ * share of the shards, which changes whenever shards move (a node joins, one drains). Kept as a
+ * count, a bucket made while a newcomer held a few shards stayed nearly empty as its share grew,
+ * and the customer's burst was refused there while the cluster as a whole had room; as a fraction,
+ * the cluster's buckets together never hold more than the burst, and a move takes nothing away.
+ */
 interface Bucket {
-  tokens: number;
+  level: number;
   at: number;
 }
 
@@ -31,21 +38,21 @@ export class CreationRate {
     const now = this.now();
     this.sweep(now);
     const share = Math.max(0, Math.min(1, this.share()));
-    const rate = q.creations_per_second * share;
     // Never below one token: a node with a small share must still admit a customer's first creation.
     const size = Math.max(1, q.creation_burst * share);
-    const b = this.buckets.get(customerId) ?? { tokens: size, at: now };
-    b.tokens = Math.min(size, b.tokens + ((now - b.at) / 1000) * rate);
+    const b = this.buckets.get(customerId) ?? { level: 1, at: now };
+    b.level = Math.min(1, b.level + ((now - b.at) / 1000) * ((q.creations_per_second * share) / size));
     b.at = now;
     this.buckets.set(customerId, b);
-    if (b.tokens < 1) {
+    // The epsilon: a level refilled to exactly one token must not be refused for a rounding error.
+    if (b.level * size < 1 - 1e-9) {
       throw new ActiveflowError(
         'limit_exceeded',
         `customer ${customerId} creates activeflows faster than ${q.creations_per_second}/s (burst ${q.creation_burst}); retry in a moment (quota creations_per_second)`,
         { quota: 'creations_per_second' },
       );
     }
-    b.tokens -= 1;
+    b.level = Math.max(0, b.level - 1 / size);
   }
 
   private sweep(now: number): void {

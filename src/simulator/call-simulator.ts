@@ -48,6 +48,12 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** An error as a report line: the API's code when it has one, so a failed run says which failure it was. */
+function describe(e: unknown): string {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' ? `${code}: ${(e as Error).message}` : String((e as Error)?.message ?? e);
+}
+
 const sleep = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
 
 export async function simulateCalls(client: ActiveflowClient, s: CallSimulation): Promise<SimulationReport> {
@@ -82,14 +88,14 @@ export async function simulateCalls(client: ActiveflowClient, s: CallSimulation)
       await client.stop(af.id, { reason: 'reference_ended' }); // the caller gave up
       return result;
     } catch (e) {
-      return { ...result, error: (e as Error).message };
+      return { ...result, error: describe(e) };
     }
   };
 
   const worker = async () => {
     while (started < s.calls) {
       started++;
-      const r = await oneCall().catch((e: unknown) => ({ activeflowId: '', actions: [], error: (e as Error).message }));
+      const r = await oneCall().catch((e: unknown) => ({ activeflowId: '', actions: [], error: `create: ${describe(e)}` }));
       results.push(r);
       s.onProgress?.(++done, s.calls);
     }

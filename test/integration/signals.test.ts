@@ -4,18 +4,18 @@
  * busy port. Every process exits within its bound, and no nats-server is left behind.
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exited, spawnNode, startNats } from '../helpers/nats.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 
 /** `activeflow start` on a free port, in its own process group (as a terminal runs it). */
 async function start(): Promise<{ child: ChildProcess; conf: string; err: () => string; out: () => string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'af-signals-'));
+  const dir = tempDir('af-signals-');
   const conf = join(dir, 'nats-server.conf');
   const shipped = readFileSync(new URL('../../nats-server.conf', import.meta.url), 'utf8');
   writeFileSync(conf, shipped.replace('listen: 127.0.0.1:4222', 'listen: 127.0.0.1:-1').replace(/^http: .*$/m, ''));

@@ -3,8 +3,7 @@
  * it serves, and Ctrl-C (SIGINT) stops both and exits 0. Run on a free port in a temp folder.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
@@ -12,12 +11,13 @@ import { connectNats } from '../../src/nats/connect.js';
 import { shardMappingConfig } from '../../src/nats/shard-mapping.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { exited } from '../helpers/nats.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
 
 describe('activeflow start', () => {
   it('starts nats-server and a node, serves, and stops both on Ctrl-C', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'af-start-'));
+    const dir = tempDir('af-start-');
     const conf = join(dir, 'nats-server.conf');
     // The shipped file with its fixed port swapped for a free one.
     const shipped = readFileSync(new URL('../../nats-server.conf', import.meta.url), 'utf8');

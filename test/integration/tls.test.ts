@@ -3,7 +3,6 @@
  * client that trust its CA, the CLI with NATS_TLS_CA; a client without TLS is refused.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActiveflowClient } from '../../src/api/client.js';
@@ -14,10 +13,11 @@ import { shardMappingConfig } from '../../src/nats/shard-mapping.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { startNode } from '../helpers/nats.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
-const certs = mkdtempSync('/tmp/af-tls-');
+const certs = tempDir('af-tls-');
 let server: NatsServer;
 let node: ActiveflowNode;
 

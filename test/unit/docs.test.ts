@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { configMarkdown } from '../../src/config-doc.js';
 import { main } from '../../src/cli/main.js';
 import { natsServerBinary } from '../../src/nats/server-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 describe('docs stay true', () => {
   it('docs/configuration.md is generated from the option schema (run `npm run docs` after a change)', () => {
@@ -35,8 +36,8 @@ describe('deploy/ stays true', () => {
       expect([r.status, `${r.stdout}${r.stderr}`], file).toEqual([0, expect.stringMatching(/configuration file .* is valid/)]);
     }
     // and it refuses a broken one, so the check above means something
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const bad = `${mkdtempSync('/tmp/af-conf-')}/bad.conf`;
+    const { writeFileSync } = await import('node:fs');
+    const bad = `${tempDir('af-conf-')}/bad.conf`;
     writeFileSync(bad, 'listen: 127.0.0.1:-1\nmappings = { "a.*": "b.{{wildcard(9)}}" }\njetstream { bogus_key: 1 }\n');
     expect(spawnSync(natsServerBinary(), ['-t', '-c', bad], { encoding: 'utf8' }).status).not.toBe(0);
   });
@@ -45,8 +46,8 @@ describe('deploy/ stays true', () => {
     const { k8sNatsManifest, k8sNatsConfig, k8sPasswordsScript } = await import('../../src/nats/deploy-configs.js');
     expect(readFileSync(new URL('../../deploy/k8s/nats.yaml', import.meta.url), 'utf8')).toBe(k8sNatsManifest());
     const { spawnSync } = await import('node:child_process');
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const dir = mkdtempSync('/tmp/af-k8s-');
+    const { writeFileSync } = await import('node:fs');
+    const dir = tempDir('af-k8s-');
     const file = `${dir}/nats.conf`;
     // The certificate the manifest mounts at /etc/nats/tls, made here by the development script.
     expect(spawnSync('bash', [new URL('../../scripts/dev-certs.sh', import.meta.url).pathname, dir]).status).toBe(0);

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { runScenario, ScenarioError, type SimulationOutput } from '../../src/simulate/run-scenario.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/activeflow.mjs', import.meta.url).pathname;
@@ -65,7 +65,7 @@ describe('activeflow simulate (the examples, through the real command)', () => {
 });
 
 describe('simulate errors', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'af-sim-'));
+  const dir = tempDir('af-sim-');
   const file = (name: string, content: string) => {
     const p = join(dir, name);
     writeFileSync(p, content);
