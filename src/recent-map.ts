@@ -25,4 +25,8 @@ export class RecentMap<K, V> {
   keys(): IterableIterator<K> {
     return this.map.keys();
   }
+
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
 }

@@ -233,6 +233,13 @@ export function isUnfenced(view: OwnershipView, shard: number): boolean {
   return s !== undefined && s.phase === 'serving' && s.unfenced;
 }
 
+/** How many shards this node serves (asked per creation, for its share of the creation rate: no list, no sort). */
+export function servingCount(view: OwnershipView): number {
+  let n = 0;
+  for (const s of view.shards.values()) if (s.phase === 'serving') n++;
+  return n;
+}
+
 export function servingShards(view: OwnershipView): number[] {
   const out: number[] = [];
   for (const [shard, s] of view.shards) if (s.phase === 'serving') out.push(shard);

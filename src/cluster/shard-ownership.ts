@@ -36,6 +36,7 @@ import {
   type OwnershipEvent,
   type OwnershipView,
   serves,
+  servingCount,
   servingShards,
   type Steal,
   step,
@@ -299,7 +300,7 @@ export class ShardOwnership {
         this.subs.delete(c.shard);
         void sub?.drain().catch(() => sub.unsubscribe());
         void this.deps.registry
-          .release((id) => shardOf(id, this.deps.shardCount) === c.shard)
+          .release(c.shard)
           .catch((err: unknown) => log.warn({ event: 'handoff_failed', shard: c.shard, err }))
           .finally(() => this.dispatch({ type: 'settled', shard: c.shard }));
         return;
@@ -319,7 +320,7 @@ export class ShardOwnership {
       case 'drop': {
         this.subs.get(c.shard)?.unsubscribe();
         this.subs.delete(c.shard);
-        this.deps.registry.drop((id) => shardOf(id, this.deps.shardCount) === c.shard);
+        this.deps.registry.drop(c.shard);
         log.warn({ event: 'shard_fenced', shard: c.shard, reason: c.reason });
         return;
       }
@@ -432,7 +433,7 @@ export class ShardOwnership {
   }
 
   get ownedCount(): number {
-    return servingShards(this.view).length;
+    return servingCount(this.view);
   }
 
   get ownedShards(): number[] {

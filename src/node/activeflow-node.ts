@@ -48,7 +48,7 @@ import { type NodeOptions, type ResolvedNodeOptions, resolveNodeOptions } from '
 import { type Handler, RequestPipeline } from './request-pipeline.js';
 import { checkClusterConfig, verifyShardMapping, withJetStreamRetry } from './startup-checks.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
-import { CreationRate } from '../quota/creation-rate.js';
+import { CreationRate, creationShare } from '../quota/creation-rate.js';
 import { CustomerQuotas } from '../quota/customer-quotas.js';
 import { FairAdmission } from '../quota/fair-admission.js';
 import { QuotaBook } from '../quota/quota-book.js';
@@ -162,13 +162,14 @@ export class ActiveflowNode {
           clock,
           log,
           limits: options.limits ?? DEFAULT_LIMITS,
-          admission: new CustomerQuotas(quotas, running, new CreationRate(() => (nodeRef?.servedShards ?? options.shardCount) / options.shardCount), options.limits ?? DEFAULT_LIMITS),
+          admission: new CustomerQuotas(quotas, running, new CreationRate(() => creationShare(nodeRef?.servedShards ?? options.shardCount, options.shardCount)), options.limits ?? DEFAULT_LIMITS),
           mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
           stillServed: (id) => nodeRef?.ownership?.servesActiveflow(id) ?? true,
           findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
           findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
         },
         options.passivateAfterMs,
+        (id) => shardOf(id, options.shardCount),
       );
       const node = new ActiveflowNode(options, nc, storage, registry, snapshots, journal, index, flows, quotas, running, log, clock, metrics, egress, connection);
       nodeRef = node;

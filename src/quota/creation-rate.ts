@@ -9,6 +9,17 @@ import { ActiveflowError } from '../errors.js';
 import type { Quotas } from './quotas.js';
 
 /**
+ * A node's share for its buckets: the shards it serves, but never fewer than one. A create is
+ * taken only for a shard the node served when it arrived, so one in hand always has a shard behind
+ * it; a node that has just fenced its shards (a pause past its renewals) answers it `unavailable`
+ * from the fence, not `limit_exceeded` from a bucket sized at nothing (measured: a node that fenced
+ * under a 100,000-creation flood refused creations so, and `limit_exceeded` is not retried).
+ */
+export function creationShare(servedShards: number, shardCount: number): number {
+  return Math.max(1, servedShards) / shardCount;
+}
+
+/**
  * A bucket's fill as a fraction of its size, not as a count of tokens: the size follows the node's
  * share of the shards, which changes whenever shards move (a node joins, one drains). Kept as a
  * count, a bucket made while a newcomer held a few shards stayed nearly empty as its share grew,
@@ -27,7 +38,7 @@ export class CreationRate {
   private readonly buckets = new Map<string, Bucket>();
   private lastSweep = 0;
 
-  /** `share`: the fraction of the shards this node owns now (1 with one node). */
+  /** `share`: the fraction of the shards this node owns now (1 with one node; more than 0 while it takes creations). */
   constructor(
     private readonly share: () => number,
     private readonly now: () => number = () => performance.now(),

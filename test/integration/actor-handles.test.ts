@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { SUBJECTS } from '../../src/api/subjects.js';
 import { decodeJson, encodeJson } from '../../src/store/codec.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { useNode } from '../helpers/nats.js';
+import { SHARDS, useNode } from '../helpers/nats.js';
+import { shardOf } from '../../src/nats/shard-mapping.js';
 
 const env = useNode({ serviceTimeoutMs: 10_000 });
 
@@ -37,7 +38,7 @@ describe('a forgotten actor handle', () => {
     // Queued behind it: a get, sent once (no retry), so its own answer is seen.
     const queued = env.nc.request(SUBJECTS.activeflowVerb(af.id, 'get'), encodeJson({ customer_id: CUSTOMER }), { timeout: 10_000 });
     await new Promise((r) => setTimeout(r, 100)); // it reaches the handle's queue
-    env.node.registry.drop(() => true); // the shard's lease lost, as the ownership shell does
+    env.node.registry.drop(shardOf(af.id, SHARDS)); // the shard's lease lost, as the ownership shell does
     held[0]!.respond(encodeJson({ service_id: '5e000000-0000-4000-8000-0000000000aa', push_actions: [{ type: 'talk', option: { text: 'queued' } }] }));
     sub.unsubscribe();
 
@@ -46,5 +47,22 @@ describe('a forgotten actor handle', () => {
     expect(answer.error?.code).toBe('unavailable'); // refused, retryable
     // The next request loads a new handle, which holds the move the old one made.
     expect((await env.client.get(af.id)).current_action.option).toEqual({ text: 'queued' });
+  });
+
+  it("a shard's lost lease or handover forgets that shard's handles only", async () => {
+    const made = await Promise.all(Array.from({ length: 12 }, () => env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] })));
+    const [first, ...others] = made;
+    const shard = shardOf(first!.id, SHARDS);
+    const elsewhere = others.filter((a) => shardOf(a.id, SHARDS) !== shard);
+    expect(elsewhere.length).toBeGreaterThan(0); // 11 random ids: all in one shard of 256 has odds of 1 in 256^11
+    env.node.registry.drop(shard);
+    expect(env.node.registry.peek(first!.id)).toBeUndefined();
+    for (const a of elsewhere) expect(env.node.registry.peek(a.id)).toBeDefined();
+    const second = elsewhere[0]!;
+    await env.node.registry.release(shardOf(second.id, SHARDS));
+    expect(env.node.registry.peek(second.id)).toBeUndefined();
+    for (const a of elsewhere.filter((x) => shardOf(x.id, SHARDS) !== shardOf(second.id, SHARDS))) expect(env.node.registry.peek(a.id)).toBeDefined();
+    // Each loads again on its next request, unchanged.
+    for (const a of [first!, second]) expect((await env.client.get(a.id)).id).toBe(a.id);
   });
 });

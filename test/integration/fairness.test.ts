@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { useNode } from '../helpers/nats.js';
+import { SHARDS, useNode } from '../helpers/nats.js';
+import { shardOf } from '../../src/nats/shard-mapping.js';
 
 const env = useNode({ admission: { concurrency: 256, perCustomer: 8, maxQueuedPerCustomer: 10_000 }, quotas: { creations_per_second: 10_000, creation_burst: 10_000 } });
 const QUIET = randomUUID();
@@ -75,7 +76,8 @@ describe('fair admission: whose request', () => {
     await env.client.next(af.id, af.current_action.id); // loaded again: resident, and still known
     expect(env.node.registry.customerOf(af.id)).toBe(QUIET);
     // Handed to another node: forgotten here.
-    await env.node.registry.release((id) => id === af.id);
+    await env.node.registry.release(shardOf(af.id, SHARDS));
+    expect(env.node.registry.peek(af.id)).toBeUndefined();
     expect(env.node.registry.customerOf(af.id)).toBeUndefined();
   });
 });

@@ -21,6 +21,7 @@ import type { SnapshotStore } from '../../src/store/snapshot-store.js';
 import { keysNow } from '../../src/store/kv-keys.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, driveCalls, exited, openStoresFor, SHARDS, spawnNode, startNats, startNode } from '../helpers/nats.js';
+import { shardOf } from '../../src/nats/shard-mapping.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -207,7 +208,7 @@ describe('recovery of what a crash leaves half done', () => {
     const af = await client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
     const { nc, storage, store } = await openStoresFor(server);
     cleanups.push(() => nc.close());
-    await node.registry.release(() => true); // forget the resident actor, as a restart would
+    await node.registry.release(shardOf(af.id, SHARDS)); // forget the resident actor, as a restart would
     await appendAsDeadNode(storage, store, af.id, { type: 'stop', request_id: 'x', now: '2026-11-27T10:00:00.000000Z', entropy: 'crash-end' });
     expect(await storage.ended.get(af.id)).toBeNull();
     expect(await client.get(af.id)).toMatchObject({ status: 'ended', end_reason: 'stopped' });
@@ -269,7 +270,7 @@ describe('recovery of what a crash leaves half done', () => {
     for (let i = 0; i < 50 && (await storage.running.get(store.runningKey(af.id))) !== null; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await storage.running.get(store.runningKey(af.id))).toBeNull();
     // A second restart starts nothing twice.
-    await node.registry.release(() => true);
+    for (const id of [af.id, childId]) await node.registry.release(shardOf(id, SHARDS));
     expect((await client.get(af.id)).status).toBe('ended');
     expect((await client.history(childId)).events.filter((e) => e.type === 'activeflow_created')).toHaveLength(1);
   }, 30_000);

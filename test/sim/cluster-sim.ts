@@ -1137,15 +1137,14 @@ class SimNode {
         return;
       case 'settle': {
         this.unsubscribe(c.shard);
-        const belongs = (id: string) => afOf(id) % SHARDS === c.shard;
         this.wake();
         if (sim.options.releaseEarly === true) {
           this.core({ type: 'settled', shard: c.shard });
-          void this.registry.release(belongs);
+          void this.registry.release(c.shard);
           return;
         }
         void this.registry
-          .release(belongs)
+          .release(c.shard)
           .catch(() => undefined)
           .then(() => this.core({ type: 'settled', shard: c.shard }));
         return;
@@ -1178,7 +1177,7 @@ class SimNode {
           if (handle !== undefined) this.dropped.set(af, [...(this.dropped.get(af) ?? []).filter((h) => h.busy), handle]);
         }
         this.wake();
-        this.registry.drop((id) => afOf(id) % SHARDS === c.shard);
+        this.registry.drop(c.shard);
         return;
       case 'released':
         sim.log(`${this.label} released shard ${c.shard}${c.to === null ? '' : ` to ${c.to}`}`);
@@ -1305,6 +1304,7 @@ class SimNode {
         later: (ms, fn) => void this.sleep(ms).then(fn),
       },
       Number.POSITIVE_INFINITY,
+      (id) => afOf(id) % SHARDS,
     );
   }
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ActiveflowError } from '../../src/errors.js';
-import { CreationRate } from '../../src/quota/creation-rate.js';
+import { CreationRate, creationShare } from '../../src/quota/creation-rate.js';
 
 const Q = { creations_per_second: 100, creation_burst: 256 };
 
@@ -71,5 +71,22 @@ describe('creations per second', () => {
     for (let i = 0; i < 64; i++) rate.take('c', Q); // half of its 128
     shards = 64;
     expect(burst(rate)).toBe(32); // half of 64
+  });
+
+  it('a node that has just fenced every shard still counts the one behind the create in hand', () => {
+    // Its bucket was used at full share; then its leases lapsed (servedShards 0) while creates were
+    // on their way: sized at a share of nothing, the bucket refused them as limit_exceeded.
+    const defaults = { creations_per_second: 1_000, creation_burst: 2_000 };
+    let served = 256;
+    const rate = new CreationRate(
+      () => creationShare(served, 256),
+      () => 0,
+    );
+    rate.take('c', defaults);
+    served = 0;
+    for (let i = 0; i < 7; i++) rate.take('c', defaults); // its one shard's part of the burst: 2,000 / 256 = 7.8
+    expect(() => rate.take('c', defaults)).toThrow(ActiveflowError);
+    expect(creationShare(0, 256)).toBe(1 / 256);
+    expect(creationShare(64, 256)).toBe(1 / 4);
   });
 });
