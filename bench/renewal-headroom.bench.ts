@@ -15,7 +15,6 @@
  * loop and one connection with the requests; this is the figure to size LEASE_TTL_MS by.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { ActiveflowClient } from '../src/api/client.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
@@ -34,17 +33,9 @@ const CUTOFF_S = (TTL_MS * 3) / 4 / 1000;
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
-const metricsPort = await freePort();
-const node = spawn(process.execPath, [...ACTIVEFLOW, 'node', '--metrics', String(metricsPort)], {
+// Port 0: the node picks a free one and logs its URL (metrics_listening).
+const node = spawn(process.execPath, [...ACTIVEFLOW, 'node', '--metrics', '0'], {
   env: {
     ...process.env,
     NATS_URL: server.url,
@@ -63,7 +54,7 @@ for (const s of [node.stdout!, node.stderr!]) s.on('data', (b: Buffer) => (log +
 const fenced = () => (log.match(/"event":"shard_fenced"/g) ?? []).length;
 const nc = await connectNats(server.url, 'bench-headroom');
 try {
-  while (!log.includes('"node_serving"')) {
+  while (!log.includes('"node_serving"') || !log.includes('"metrics_listening"')) {
     if (node.exitCode !== null) throw new Error(`the node exited: ${log}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -79,8 +70,9 @@ try {
     `activeflow lease headroom (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pin ? ' --pin' : ''}\n\n` +
       `${fmt(N)} creations of a 20-action flow, ${CONCURRENCY} at once, into one node (LEASE_TTL_MS ${TTL_MS}: fences past ${CUTOFF_S} s without a confirmed renewal)\n`,
   );
+  const metricsUrl = /"event":"metrics_listening","url":"([^"]+)"/.exec(log)![1]!;
   const metric = async (name: string): Promise<number> => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const text = await (await fetch(metricsUrl)).text();
     return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
   };
   let worstLag = 0;
