@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Action } from '../../machines/index.js';
 import type { ActiveflowClient } from '../api/client.js';
+import { ActiveflowError } from '../errors.js';
 
 export interface CallSimulation {
   flowId: string;
@@ -48,10 +49,9 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** An error as a report line: the API's code when it has one, so a failed run says which failure it was. */
+/** An error as a report line: the API's code when it has one (the client throws ActiveflowError), so a failed run says which failure it was. */
 function describe(e: unknown): string {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' ? `${code}: ${(e as Error).message}` : String((e as Error)?.message ?? e);
+  return e instanceof ActiveflowError ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
 }
 
 const sleep = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
