@@ -5,7 +5,9 @@
  * 1. Durable moves/s of 1,000 concurrent simulated calls (node in its own process), against the
  *    pipelined KV put rate of the same server (256 puts in flight, 2 KiB values), and beside
  *    ceilings for any request-per-move design at the same concurrency: a responder that only
- *    echoes, one that does one KV put before replying, one that does a KV put and a stream publish.
+ *    echoes, one that does one KV put before replying, one that does a KV put and a stream publish;
+ *    and beside the design's floor: a responder that does only what a move must (the activeflow's
+ *    XState actor and engine, its journal entry, one fenced write, the reply). bench/responders.ts.
  * 2. `get` and `next` latency p50/p99, against a raw request-reply echo served by another process.
  * 3. Resident memory per live activeflow with 100,000 of them resident (node process RSS).
  * 4. The cost of a move as the history grows (limits raised): early moves against late ones.
@@ -17,13 +19,16 @@
  * server's sync_interval).
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { startInProcessNode } from './in-process-node.js';
 import { ACTIVEFLOW, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ActiveflowClient } from '../src/api/client.js';
+import { SUBJECTS } from '../src/api/subjects.js';
 import { connectNats } from '../src/nats/connect.js';
+import { decodeJson, encodeJson } from '../src/store/codec.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
 import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
@@ -75,13 +80,13 @@ async function interleaved<K extends string>(n: number, ops: Record<K, () => Pro
 }
 
 /** `concurrency` loops doing `op` back to back for `seconds`: completed operations per second. */
-async function loadFor(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<{ rps: number }> {
+async function loadFor(concurrency: number, seconds: number, op: (loop: number) => Promise<unknown>): Promise<{ rps: number }> {
   let done = 0;
   const end = performance.now() + seconds * 1000;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
+    Array.from({ length: concurrency }, async (_, loop) => {
       while (performance.now() < end) {
-        await op();
+        await op(loop);
         done++;
       }
     }),
@@ -122,39 +127,15 @@ try {
   children.push(nodeProc);
 
   const latencyOnly = process.argv.includes('--latency-only');
-  // A responder in its own process, as the node is: plain echo, and the least a durable request
-  // can do (one KV put, or a KV put and a stream publish, as a move's snapshot and event), then reply.
-  const echo = await spawnAndWait(
-    [
-      '--input-type=module',
-      '-e',
-      `
-    import { connect } from '@nats-io/transport-node';
-    import { jetstream } from '@nats-io/jetstream';
-    import { Kvm } from '@nats-io/kv';
-import { jetstreamManager } from '@nats-io/jetstream';
-    const nc = await connect({ servers: ['${server.url}'] });
-    const kv = await new Kvm(nc).create('bench_durable', { history: 1 });
-    const js = jetstream(nc);
-    await jetstream(nc).jetstreamManager().then((m) => m.streams.add({ name: 'BENCH_EVENTS', subjects: ['bench.events.>'] }));
-    const value = new Uint8Array(2048).fill(97);
-    let i = 0;
-    // Replies with the request, or with N zero bytes when the request is the number N (as text).
-    nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data.length > 8 ? m.data : new Uint8Array(Number(new TextDecoder().decode(m.data)))) });
-    nc.subscribe('bench.durable1', { callback: (_e, m) => { kv.put('k' + (i++ % 5000), value).then(() => m.respond(m.data)); } });
-    nc.subscribe('bench.durable2', { callback: (_e, m) => { const n = i++ % 5000; Promise.all([kv.put('k' + n, value), js.publish('bench.events.' + n, value)]).then(() => m.respond(m.data)); } });
-    await nc.flush(); console.log('echo ready');`,
-    ],
-    {},
-    'echo ready',
-  );
-  children.push(echo);
+  // The ceilings' and the floor's responders, in a process of their own as the node is (bench/responders.ts).
+  const responders = await spawnAndWait(['--import', 'tsx', new URL('./responders.ts', import.meta.url).pathname, server.url], {}, 'responders ready');
+  children.push(responders);
   if (pin) {
     // The node, and the responder that plays its part for the ceilings, on CPU 1; nats-server and
     // the calls (this process) on CPU 0: every thread of each (taskset -a).
     for (const [pid, cpu] of [
       [nodeProc.pid!, 1],
-      [echo.pid!, 1],
+      [responders.pid!, 1],
       [server.pid!, 0],
       [process.pid, 0],
     ] as const)
@@ -179,8 +160,19 @@ import { jetstreamManager } from '@nats-io/jetstream';
 
   const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   const CALLS = latencyOnly ? 10 : quick ? 200 : 1_000;
-  // Storage: what the run leaves in activeflow's streams, and what the server wrote to disk for it.
   const jsm = await jetstreamManager(nc);
+  // An end's last steps (its ended record, the running key's removal) run just after its reply.
+  const endsSettled = async () => {
+    for (let i = 0; i < 100 && (await jsm.streams.info('KV_af_running')).state.messages > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  };
+  // A warm-up of 200 calls first, so that the figures are of a node in its stride, not of its JIT
+  // compiling (the first round of calls ran 20-30% slower than the next ones); the floor's
+  // responder gets a second of its own below.
+  if (!latencyOnly) {
+    await simulateCalls(client, { flowId: flow.id, customerId: CUSTOMER, calls: 200, concurrency: 200, digits: [], mediaMs: 0, maxMovesPerCall: 100 });
+    await endsSettled();
+  }
+  // Storage: what the run leaves in activeflow's streams, and what the server wrote to disk for it.
   const ours = ['ACTIVEFLOW_EVENTS', 'KV_af_running', 'KV_af_ended', 'KV_af_history', 'KV_af_index'];
   const streamBytes = async () => Promise.all(ours.map((n) => jsm.streams.info(n).then((i) => i.state.bytes)));
   const storedBytes = async () => (await streamBytes()).reduce((a, b) => a + b, 0);
@@ -194,9 +186,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
     server: cpuMicros(server.pid!) - cpuBefore.server,
     client: ((u) => u.user + u.system)(process.cpuUsage(cpuBefore.client)),
   };
-  // An end's last steps (its ended record, the running key's removal) run just after its reply:
-  // what is kept is measured once they are done.
-  for (let i = 0; i < 100 && (await jsm.streams.info('KV_af_running')).state.messages > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  await endsSettled(); // what is kept is measured once the ends are done
   const [storedAfter, writtenAfter] = [await storedBytes(), diskWrites()];
   const bytesAfter = await streamBytes();
   const perStream = ours.map((n, i) => `${n} ${fmt((bytesAfter[i]! - bytesBefore[i]!) / report.moves)}`).join(', ');
@@ -205,7 +195,21 @@ import { jetstreamManager } from '@nats-io/jetstream';
   // concurrency: ceilings for the ratio above (a move is a request, a reply and durable writes).
   const action = new Uint8Array(200).fill(97);
   const ceiling = async (subject: string) => (await loadFor(CALLS, quick ? 2 : 4, () => nc.request(subject, action, { timeout: 20_000 }))).rps;
-  const [echoRate, durable1Rate, durable2Rate] = latencyOnly ? [0, 0, 0] : [await ceiling('bench.echo'), await ceiling('bench.durable1'), await ceiling('bench.durable2')];
+  // The design's floor (bench/responders.ts): each loop drives an activeflow of its own, `next` after `next`.
+  const floorIds = Array.from({ length: CALLS }, () => randomUUID());
+  const floorAt: (string | undefined)[] = [];
+  const floor = async (seconds: number) =>
+    (
+      await loadFor(CALLS, seconds, async (loop) => {
+        const body = encodeJson({ id: floorIds[loop], ...(floorAt[loop] === undefined ? {} : { current_action_id: floorAt[loop] }) });
+        const answer = decodeJson((await nc.request('bench.floor', body, { timeout: 20_000 })).data) as { id?: string; error?: string };
+        if (answer.error !== undefined) throw new Error(`the floor's responder failed: ${answer.error}`);
+        floorAt[loop] = answer.id;
+      })
+    ).rps;
+  const [echoRate, durable1Rate, durable2Rate, floorRate] = latencyOnly
+    ? [0, 0, 0, 0]
+    : [await ceiling('bench.echo'), await ceiling('bench.durable1'), await ceiling('bench.durable2'), await floor(1).then(() => floor(quick ? 2 : 4))];
   process.stdout.write(`\n1. durable moves/s, ${CALLS} concurrent calls of a 20-action flow (each move stored before its reply)\n`);
   line('pipelined KV put, 256 in flight, 2 KiB (baseline)', `${fmt(putRate)} puts/s`);
   line('moves through the node (next, its journal entry stored)', `${fmt(moveRate)} moves/s  (${report.moves} moves, ${report.errors} errors)`);
@@ -214,7 +218,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
   line('  reply at once (echo)', `${fmt(echoRate)}/s  (${fmt(echoRate / putRate, 2)}x the KV puts)`);
   line('  one KV put, then reply (one durable write)', `${fmt(durable1Rate)}/s  (${fmt(durable1Rate / putRate, 2)}x)`);
   line('  KV put + stream publish, then reply (two writes)', `${fmt(durable2Rate)}/s  (${fmt(durable2Rate / putRate, 2)}x)`);
-  line('moves / one-write ceiling (goal >= 0.4x)', `${fmt(moveRate / durable1Rate, 2)}x  (${fmt(moveRate / durable2Rate, 2)}x the two-write ceiling)`);
+  line("  the design's floor: a move's actor, engine, entry, write", `${fmt(floorRate)}/s  (${fmt(floorRate / durable1Rate, 2)}x the one-write ceiling)`);
+  line("moves / one-write ceiling (the issue's goal >= 0.4x)", `${fmt(moveRate / durable1Rate, 2)}x  (${fmt(moveRate / durable2Rate, 2)}x the two-write ceiling)`);
+  line("moves / the design's floor (what the node adds to a move)", `${fmt(moveRate / floorRate, 2)}x`);
   line('next latency under that load p50 / p99', `${fmt(report.p50Ms, 2)} / ${fmt(report.p99Ms, 2)} ms`);
   const perMove = (us: number) => fmt(us / report.moves);
   line(
@@ -271,6 +277,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
   if (latencyOnly) process.exit(0);
   // 3. memory per live activeflow ---------------------------------------------------------------
   const LIVE = quick ? 10_000 : 100_000;
+  const residentActors = async () => (await client.call<{ resident_actors: number }>(SUBJECTS.adminNodeStatus('bench'), {})).resident_actors;
+  const residentBefore = await residentActors();
   const rssBefore = rssKiB(nodeProc.pid!);
   let created = 0;
   t0 = performance.now();
@@ -287,7 +295,13 @@ import { jetstreamManager } from '@nats-io/jetstream';
   const rssAfter = rssKiB(nodeProc.pid!);
   process.stdout.write(`\n3. memory: ${fmt(LIVE)} live activeflows resident in the node (20-action flow)\n`);
   line('node RSS before / after', `${fmt(rssBefore / 1024)} / ${fmt(rssAfter / 1024)} MiB`);
-  line('resident memory per live activeflow', `${fmt(((rssAfter - rssBefore) * 1024) / LIVE / 1024, 1)} KiB`);
+  // Only meaningful if they are all still resident: a node that let its shards go under the flood
+  // (its lease renewals too late, see benchmarks.md "Lease headroom") dropped their actors.
+  const residentNow = await residentActors();
+  line(
+    'resident memory per live activeflow',
+    `${fmt(((rssAfter - rssBefore) * 1024) / LIVE / 1024, 1)} KiB${residentNow - residentBefore >= LIVE ? '' : `  (NOT VALID: ${fmt(residentNow - residentBefore)} of them resident, the node let shards go during the flood)`}`,
+  );
   line('creation rate (each checkpointed, journaled, indexed)', `${fmt(LIVE / createSecs)} creates/s`);
 
   // 4. the cost of a move as the history grows ----------------------------------------------------

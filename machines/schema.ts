@@ -199,8 +199,30 @@ export type PublicActiveflow = z.infer<typeof PublicActiveflow>;
 
 /** The public form without its history (events in the outbox keep only the history's length). */
 export function toPublicWithoutHistory(af: Activeflow): Omit<PublicActiveflow, 'executed_actions'> {
-  const { stack_map: _s, current_stack_id: _c, forward_stack_id: _f, execute_count: _e, executed_actions: _h, ...rest } = af;
-  return rest;
+  // Field by field, in the schema's order (the JSON's), rather than a rest of the others: a literal
+  // of known shape is built several times faster, and this runs for every event of every move.
+  // The return type makes a field added to the schema but not here a compile error.
+  return {
+    id: af.id,
+    customer_id: af.customer_id,
+    flow_id: af.flow_id,
+    status: af.status,
+    reference_type: af.reference_type,
+    reference_id: af.reference_id,
+    reference_activeflow_id: af.reference_activeflow_id,
+    on_complete_flow_id: af.on_complete_flow_id,
+    webhook_uri: af.webhook_uri,
+    webhook_method: af.webhook_method,
+    current_action: af.current_action,
+    forward_action_id: af.forward_action_id,
+    end_reason: af.end_reason,
+    error: af.error,
+    on_complete_activeflow_id: af.on_complete_activeflow_id,
+    on_complete_error: af.on_complete_error,
+    tm_create: af.tm_create,
+    tm_update: af.tm_update,
+    tm_delete: af.tm_delete,
+  };
 }
 
 export const EMPTY_ACTION: Action = Object.freeze({ id: NIL, next_id: NIL, tm_execute: null }) as Action;

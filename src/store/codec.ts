@@ -1,7 +1,12 @@
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export const encodeJson = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+/**
+ * JSON as UTF-8 bytes. Buffer.from, not a TextEncoder: small results come from Node's shared pool
+ * instead of an ArrayBuffer each: 0.8 us against 1.8 us for a move's ~700-byte entry (a loop of
+ * 500,000 on this machine), and every entry, reply and checkpoint is encoded here. Both write a
+ * lone surrogate as U+FFFD. A Buffer is a Uint8Array; nothing here reads its pool's `.buffer`.
+ */
+export const encodeJson = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value), 'utf8');
 export const decodeJson = (data: Uint8Array): unknown => JSON.parse(decoder.decode(data));
 
 /**

@@ -101,10 +101,34 @@ export const rebaseEntry = (state: EngineState, eventsAfter: number, at: string,
 /** A new owner's mark: changes nothing, refuses the former owner's next append. */
 export const fenceEntry = (n: number, at: string, engine: string): JournalEntry => ({ v: JOURNAL_FORMAT, kind: 'fence', n, at, engine });
 
-function same(a: unknown, b: unknown): boolean {
+/**
+ * Whether two JSON values have the same JSON text (keys in the same order), found by walking them:
+ * a move compares a dozen fields per event, and stringifying both sides of each was 2% of a node's
+ * CPU under load. An undefined field counts as no field, as in JSON.
+ */
+export function same(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!same(a[i] ?? null, b[i] ?? null)) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const kx = Object.keys(x);
+  const ky = Object.keys(y);
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    while (i < kx.length && x[kx[i]!] === undefined) i++;
+    while (j < ky.length && y[ky[j]!] === undefined) j++;
+    if (i === kx.length || j === ky.length) return i === kx.length && j === ky.length;
+    if (kx[i] !== ky[j] || !same(x[kx[i]!], y[ky[j]!])) return false;
+    i++;
+    j++;
+  }
 }
 
 /** Nothing changed: undefined, so an entry leaves the field out. */
