@@ -9,9 +9,7 @@
  *
  * `--pin`: the node on CPU 1, nats-server and the callers on CPU 0 (as `node.bench.ts --pin`).
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { ACTIVEFLOW, spawnAndWait } from './processes.js';
+import { ACTIVEFLOW, cpuMicros, pin, spawnAndWait } from './processes.js';
 import { ActiveflowClient } from '../src/api/client.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
@@ -20,14 +18,8 @@ import { shardMappingConfig } from '../src/nats/shard-mapping.js';
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
 const N = 3_000;
 const AT_ONCE = 500;
-const pin = process.argv.includes('--pin');
+const pinned = process.argv.includes('--pin');
 const rounds = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? 4);
-
-/** CPU time (user + system) a process has used, in microseconds. */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 async function inPool<T>(items: readonly T[], size: number, f: (x: T) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -40,7 +32,7 @@ async function inPool<T>(items: readonly T[], size: number, f: (x: T) => Promise
 
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256) });
 const nc = await connectNats(server.url, 'bench');
-process.stdout.write(`activeflow lifecycle benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pin ? ' --pin' : ''}\n`);
+process.stdout.write(`activeflow lifecycle benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pinned ? ' --pin' : ''}\n`);
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const node = await spawnAndWait(
   [...ACTIVEFLOW, 'node'],
@@ -56,13 +48,12 @@ const node = await spawnAndWait(
   '"node_serving"',
 );
 try {
-  if (pin)
-    for (const [pid, cpu] of [
+  if (pinned)
+    pin([
       [node.pid!, 1],
       [server.pid!, 0],
       [process.pid, 0],
-    ] as const)
-      execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+    ]);
   const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   process.stdout.write(`  node CPU, ${N} of each, ${AT_ONCE} at once (the first round warms up)\n`);
   for (let round = 0; round < rounds; round++) {

@@ -18,10 +18,10 @@
  * (`--pin` gives the node a core of its own; `--quick` runs 200 calls; `--sync=always` sets the
  * server's sync_interval).
  */
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { startInProcessNode } from './in-process-node.js';
-import { ACTIVEFLOW, spawnAndWait } from './processes.js';
+import { ACTIVEFLOW, cpuMicros, pin, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -40,12 +40,6 @@ const quick = process.argv.includes('--quick');
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
-
-/** CPU time (user + system) a process has used, in microseconds (/proc/<pid>/stat, clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -98,13 +92,13 @@ async function loadFor(concurrency: number, seconds: number, op: (loop: number) 
  * `--pin`: the node on a core of its own (CPU 1) and nats-server with the calls on the other, so
  * the ratio to the ceilings shows the design rather than three processes sharing two cores.
  */
-const pin = process.argv.includes('--pin');
+const pinned = process.argv.includes('--pin');
 /** `--sync=always` (or a duration): the server's JetStream sync_interval, for the durability cost (docs/operations.md). */
 const sync = process.argv.find((a) => a.startsWith('--sync='))?.slice('--sync='.length);
 const server = await NatsServer.start({ extraConfig: shardMappingConfig(256), ...(sync === undefined ? {} : { syncInterval: sync }) });
 const nc = await connectNats(server.url, 'bench');
 process.stdout.write(
-  `activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${pin ? ' --pin' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`,
+  `activeflow node benchmark (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${quick ? ' --quick' : ''}${pinned ? ' --pin' : ''}${sync === undefined ? '' : ` --sync=${sync}`}\n`,
 );
 const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
 const children: ChildProcess[] = [];
@@ -130,16 +124,15 @@ try {
   // The ceilings' and the floor's responders, in a process of their own as the node is (bench/responders.ts).
   const responders = await spawnAndWait(['--import', 'tsx', new URL('./responders.ts', import.meta.url).pathname, server.url], {}, 'responders ready');
   children.push(responders);
-  if (pin) {
+  if (pinned) {
     // The node, and the responder that plays its part for the ceilings, on CPU 1; nats-server and
-    // the calls (this process) on CPU 0: every thread of each (taskset -a).
-    for (const [pid, cpu] of [
+    // the calls (this process) on CPU 0.
+    pin([
       [nodeProc.pid!, 1],
       [responders.pid!, 1],
       [server.pid!, 0],
       [process.pid, 0],
-    ] as const)
-      execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+    ]);
   }
 
   // 1. baseline: pipelined KV puts, then 1,000 concurrent calls -------------------------------

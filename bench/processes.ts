@@ -1,6 +1,6 @@
 /** Child processes for the benchmarks: started, and resolved once they print their readiness line. */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
 
 /**
  * The command that runs activeflow as every launcher ships it (npm start, deploy/systemd,
@@ -30,4 +30,15 @@ export async function spawnAndWait(args: string[], env: Record<string, string>, 
     else s.resume();
   }
   return child;
+}
+
+/** CPU time (user + system) a process has used, in microseconds (/proc/<pid>/stat, clock ticks of 10 ms). */
+export function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** `--pin`: each process, every thread of it (`taskset -a`), on the CPU given. */
+export function pin(cpus: readonly (readonly [pid: number, cpu: number])[]): void {
+  for (const [pid, cpu] of cpus) execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
 }

@@ -14,17 +14,17 @@
  * Why: a node with many resident activeflows has a large heap, and its renewals share one event
  * loop and one connection with the requests; this is the figure to size LEASE_TTL_MS by.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { ActiveflowClient } from '../src/api/client.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { ACTIVEFLOW } from './processes.js';
+import { ACTIVEFLOW, pin } from './processes.js';
 
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
 const option = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
 const quick = process.argv.includes('--quick');
-const pin = process.argv.includes('--pin');
+const pinned = process.argv.includes('--pin');
 const N = option('activeflows', quick ? 10_000 : 100_000);
 const CONCURRENCY = option('concurrency', 500);
 const TTL_MS = 3_000; // the default LEASE_TTL_MS: the node is started with it
@@ -58,16 +58,14 @@ try {
     if (node.exitCode !== null) throw new Error(`the node exited: ${log}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  if (pin) {
-    for (const [pid, cpu] of [
+  if (pinned)
+    pin([
       [node.pid!, 1],
       [server.pid!, 0],
       [process.pid, 0],
-    ] as const)
-      execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
-  }
+    ]);
   process.stdout.write(
-    `activeflow lease headroom (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pin ? ' --pin' : ''}\n\n` +
+    `activeflow lease headroom (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pinned ? ' --pin' : ''}\n\n` +
       `${fmt(N)} creations of a 20-action flow, ${CONCURRENCY} at once, into one node (LEASE_TTL_MS ${TTL_MS}: fences past ${CUTOFF_S} s without a confirmed renewal)\n`,
   );
   const metricsUrl = /"event":"metrics_listening","url":"([^"]+)"/.exec(log)![1]!;
