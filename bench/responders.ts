@@ -18,11 +18,10 @@
 import { createActor, type Actor } from 'xstate';
 import { Kvm } from '@nats-io/kv';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { headers } from '@nats-io/transport-node';
 import { activeflowMachine, createActiveflow, type ActiveflowMachine, type EngineState } from '../machines/index.js';
 import { driveAsync, replyValue, requestCycle } from '../actors/host-cycle.js';
 import { moveEntry } from '../src/store/journal-entry.js';
-import { WEBHOOK_HEADER } from '../src/store/journal.js';
+import { appendEntry } from '../src/store/journal.js';
 import { decodeJson, encodeJson } from '../src/store/codec.js';
 import { systemClock } from '../src/clock.js';
 import { connectNats } from '../src/nats/connect.js';
@@ -104,10 +103,7 @@ nc.subscribe('bench.floor', {
       h.actor.send(step.event);
       const after: EngineState = h.actor.getSnapshot().context;
       const entry = moveEntry(before, after, step.event, h.n + 1, VERSION);
-      const hd = headers();
-      hd.set(WEBHOOK_HEADER, '0');
-      const ack = await js.publish(`bench.floor_journal.${FLOOR_CUSTOMER}.${body.id}`, encodeJson(entry), { headers: hd, expect: { lastSubjectSequence: h.seq } });
-      h.seq = ack.seq;
+      h.seq = await appendEntry(js, `bench.floor_journal.${FLOOR_CUSTOMER}.${body.id}`, entry, h.seq, false); // as a node writes it
       h.n = entry.n;
       return after;
     }).then(

@@ -42,6 +42,23 @@ export interface Stored {
   message: StreamMessage;
 }
 
+/**
+ * The one write of a move: `entry` on `subject` if the subject's last stream sequence is
+ * `expectedLast` (0: it has none); its stream sequence, or RevisionConflict. (Journal.append, and
+ * the node bench's design floor, which must write exactly as a node does.)
+ */
+export async function appendEntry(js: JetStreamClient, subject: string, entry: JournalEntry, expectedLast: number, webhook: boolean): Promise<number> {
+  const h = headers();
+  h.set(WEBHOOK_HEADER, webhook ? '1' : '0');
+  try {
+    const ack = await js.publish(subject, encodeJson(entry), { headers: h, expect: { lastSubjectSequence: expectedLast } });
+    return ack.seq;
+  } catch (e) {
+    if (isRevisionConflict(e)) throw new RevisionConflict(subject, { cause: e });
+    throw e;
+  }
+}
+
 export class Journal {
   constructor(
     private readonly js: JetStreamClient,
@@ -52,17 +69,8 @@ export class Journal {
    * Appends an entry if the activeflow's last stream sequence is `expectedLast` (0: it has none);
    * its stream sequence, or RevisionConflict.
    */
-  async append(customerId: string, activeflowId: string, entry: JournalEntry, expectedLast: number, webhook: boolean): Promise<number> {
-    const subject = journalSubject(customerId, activeflowId);
-    const h = headers();
-    h.set(WEBHOOK_HEADER, webhook ? '1' : '0');
-    try {
-      const ack = await this.js.publish(subject, encodeJson(entry), { headers: h, expect: { lastSubjectSequence: expectedLast } });
-      return ack.seq;
-    } catch (e) {
-      if (isRevisionConflict(e)) throw new RevisionConflict(subject, { cause: e });
-      throw e;
-    }
+  append(customerId: string, activeflowId: string, entry: JournalEntry, expectedLast: number, webhook: boolean): Promise<number> {
+    return appendEntry(this.js, journalSubject(customerId, activeflowId), entry, expectedLast, webhook);
   }
 
   /**
