@@ -2,8 +2,10 @@
  * Lease headroom under a creation flood: how close one node's shard-lease renewals come to the
  * point where it fences itself, while it fills with resident activeflows.
  *
- * A node process on its own nats-server takes `--activeflows` creations (default 100,000, `--quick`
- * 10,000) from `--concurrency` callers at once (default 500); every second the bench reads the
+ * A node process on its own nats-server first sits idle for 10 s with its 256 shards: the CPU that
+ * costs it (renewing their leases) and the longest its event loop was held meanwhile
+ * (`nodejs_eventloop_lag_max_seconds`). Then it takes `--activeflows` creations (default 100,000,
+ * `--quick` 10,000) from `--concurrency` callers at once (default 500); every second the bench reads the
  * node's /metrics: `activeflow_lease_renewal_lag_seconds` (the age of its oldest lease
  * confirmation; renewals go every LEASE_TTL_MS/3, and past 3/4 of the TTL the node stops serving,
  * docs/operations.md) and its heap. Then it stops the node (SIGTERM) with all of them resident and
@@ -19,7 +21,7 @@ import { ActiveflowClient } from '../src/api/client.js';
 import { connectNats } from '../src/nats/connect.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { ACTIVEFLOW, pin } from './processes.js';
+import { ACTIVEFLOW, cpuMicros, pin } from './processes.js';
 
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
 const option = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
@@ -29,6 +31,7 @@ const N = option('activeflows', quick ? 10_000 : 100_000);
 const CONCURRENCY = option('concurrency', 500);
 const TTL_MS = 3_000; // the default LEASE_TTL_MS: the node is started with it
 const CUTOFF_S = (TTL_MS * 3) / 4 / 1000;
+const IDLE_S = 10;
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(56)} ${value}\n`);
@@ -73,6 +76,17 @@ try {
     const text = await (await fetch(metricsUrl)).text();
     return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
   };
+  // Idle first: what holding 256 shards costs a node with nothing to do (renewing their leases,
+  // 256 writes a second at the default TTL), and the longest its event loop was held meanwhile.
+  await new Promise((r) => setTimeout(r, 3_000));
+  await metric('nodejs_eventloop_lag_max_seconds'); // a scrape resets the loop-delay histogram
+  const idleCpu0 = cpuMicros(node.pid!);
+  const idleAt = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_S * 1_000));
+  const idleCpuMsPerS = (cpuMicros(node.pid!) - idleCpu0) / (performance.now() - idleAt);
+  const idleLoopMax = await metric('nodejs_eventloop_lag_max_seconds');
+  line(`idle, ${IDLE_S} s: node CPU / event loop held at most`, `${fmt(idleCpuMsPerS, 1)} ms/s / ${fmt(idleLoopMax * 1_000, 1)} ms`);
+
   let worstLag = 0;
   let worstAt = 0;
   let heap = 0;

@@ -35,6 +35,7 @@ import {
   ownershipConfig,
   type OwnershipEvent,
   type OwnershipView,
+  type Renewal,
   serves,
   servingCount,
   servingShards,
@@ -85,6 +86,8 @@ export class ShardOwnership {
   private readonly watches: QueuedIterator<KvWatchEntry>[] = [];
   private wake: { timer: NodeJS.Timeout; at: number } | null = null;
   private readonly queue: OwnershipEvent[] = [];
+  /** Renewal answers not given to the core yet (see `renewed`). */
+  private readonly renewals: Renewal[] = [];
   private readonly warming = new Slots(WARM_LOADS_AT_ONCE);
   private dispatching = false;
   private closed = false;
@@ -225,6 +228,20 @@ export class ShardOwnership {
     this.schedule();
   }
 
+  /**
+   * A renewal's answer goes to the core with the others read in the same turn of the event loop
+   * (setImmediate runs once the socket's data and the promises it settled are handled): one event
+   * for the lot (`renewals`), not one each.
+   */
+  private renewed(r: Renewal): void {
+    this.renewals.push(r);
+    if (this.renewals.length > 1) return;
+    setImmediate(() => {
+      const results = this.renewals.splice(0);
+      this.dispatch(results.length === 1 ? { type: 'renewed', ...results[0]! } : { type: 'renewals', results });
+    });
+  }
+
   private schedule(): void {
     const at = this.closed ? null : nextWake(this.view);
     if (this.wake !== null && this.wake.at === at) return;
@@ -262,8 +279,8 @@ export class ShardOwnership {
       }
       case 'renew':
         void leases.update(`shard.${c.shard}`, encodeJson({ ...c.value, conn: this.connection() }), c.revision).then(
-          (revision) => this.dispatch({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision }),
-          () => this.dispatch({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision: null }),
+          (revision) => this.renewed({ shard: c.shard, sentAt: c.sentAt, revision }),
+          () => this.renewed({ shard: c.shard, sentAt: c.sentAt, revision: null }),
         );
         return;
       case 'serve': {

@@ -35,6 +35,7 @@ import {
   type OwnershipConfig,
   type OwnershipEvent,
   type OwnershipView,
+  type Renewal,
   ownershipConfig,
   serves,
   step as coreStep,
@@ -96,6 +97,8 @@ export interface SimResult {
     partitions: number;
     /** Slots the reconcile corrected (up and down). */
     corrections: number;
+    /** Renewal answers that reached the core together, in one `renewals` event. */
+    batchedRenewals: number;
     simulatedMs: number;
   };
 }
@@ -186,7 +189,7 @@ class Simulation {
   private readonly traceLines: number;
   readonly acked = new Array<number>(ACTIVEFLOWS).fill(0);
   private readonly done = new Array<boolean>(ACTIVEFLOWS).fill(false);
-  readonly stats = { events: 0, moves: 0, reads: 0, handovers: 0, steals: 0, crashes: 0, pauses: 0, partitions: 0, corrections: 0, simulatedMs: 0 };
+  readonly stats = { events: 0, moves: 0, reads: 0, handovers: 0, steals: 0, crashes: 0, pauses: 0, partitions: 0, corrections: 0, batchedRenewals: 0, simulatedMs: 0 };
   readonly faultsUntil: number;
 
   constructor(readonly options: SimOptions) {
@@ -798,6 +801,8 @@ class SimNode {
   /** The real actors of this node's shards, over the simulated servers. */
   readonly registry: ActorRegistry;
   private readonly backlog: (() => void)[] = [];
+  /** Renewal answers not given to the core yet (see `renewed`). */
+  private readonly renewals: Renewal[] = [];
   private readonly offset: number;
   private readonly drift: number;
   private wakeAt: number | null = null;
@@ -1045,6 +1050,21 @@ class SimNode {
     }
   }
 
+  /**
+   * As the shell does: renewal answers read in one turn of the event loop go to the core as one
+   * `renewals` event (here: those delivered at one instant, as the answers held while a node was
+   * paused are). No random draw: the seeds' runs stay what they were.
+   */
+  private renewed(r: Renewal): void {
+    this.renewals.push(r);
+    if (this.renewals.length > 1) return;
+    this.timer(this.clock(), () => {
+      const results = this.renewals.splice(0);
+      if (results.length > 1) this.sim.stats.batchedRenewals += results.length;
+      this.core(results.length === 1 ? { type: 'renewed', ...results[0]! } : { type: 'renewals', results });
+    });
+  }
+
   private stepCore(event: OwnershipEvent): { view: OwnershipView; commands: OwnershipCommand[] } {
     return (this.sim.options.step ?? coreStep)(this.view, event, this.clock());
   }
@@ -1103,7 +1123,7 @@ class SimNode {
       case 'renew':
         this.link.call(
           () => sim.leases.update(`shard.${c.shard}`, JSON.stringify({ ...c.value, conn: this.conn }), c.revision, sim.now),
-          (r) => this.core({ type: 'renewed', shard: c.shard, sentAt: c.sentAt, revision: r }),
+          (r) => this.renewed({ shard: c.shard, sentAt: c.sentAt, revision: r }),
           timeout,
         );
         return;

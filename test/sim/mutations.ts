@@ -21,11 +21,12 @@ const skipFence: StepFn = (view, event, now) => {
 /** A renewal counts from when its answer arrived, not from when it was sent. */
 const renewLate: StepFn = (view, event, now) => {
   const r = coreStep(view, event, now);
-  if (event.type !== 'renewed' || event.revision === null) return r;
-  const s = r.view.shards.get(event.shard);
-  if (s?.phase !== 'serving') return r;
+  const results = event.type === 'renewed' ? [event] : event.type === 'renewals' ? event.results : [];
   const shards = new Map(r.view.shards);
-  shards.set(event.shard, { ...s, lease: { ...s.lease, validUntil: now + view.cfg.ttlMs - view.cfg.safetyMs } });
+  for (const { shard, revision } of results) {
+    const s = shards.get(shard);
+    if (revision !== null && s?.phase === 'serving') shards.set(shard, { ...s, lease: { ...s.lease, validUntil: now + view.cfg.ttlMs - view.cfg.safetyMs } });
+  }
   return { ...r, view: { ...r.view, shards } };
 };
 

@@ -28,6 +28,7 @@ describe('the cluster simulation', () => {
     let pauses = 0;
     let partitions = 0;
     let corrections = 0;
+    let batchedRenewals = 0;
     for (const seed of SEEDS) {
       const r = await runSimulation({ seed, traceLines: 60 });
       if (!r.ok) expect.fail(explain(r, `npm run simulate:cluster -- --seed ${seed}`));
@@ -38,6 +39,7 @@ describe('the cluster simulation', () => {
       pauses += r.stats.pauses;
       partitions += r.stats.partitions;
       corrections += r.stats.corrections;
+      batchedRenewals += r.stats.batchedRenewals;
     }
     // The runs did what they are for: every activeflow finished its moves, through every kind of fault.
     expect(moves).toBe(SEEDS.length * 10 * 16);
@@ -49,6 +51,9 @@ describe('the cluster simulation', () => {
     // Faults did leave counts off (a creation or an end cut between its steps), and the reconcile
     // corrected them before each run's quiet point, where every count was checked exact.
     expect(corrections).toBeGreaterThan(CI_SEEDS / 50);
+    // Renewal answers delivered at one instant (sent together, or held while a node was paused)
+    // reached its core as one `renewals` event: the batched path ran through every kind of fault too.
+    expect(batchedRenewals).toBeGreaterThan(CI_SEEDS);
   });
 
   it('is deterministic: the same seed gives the same run, event for event', async () => {

@@ -57,6 +57,61 @@ describe('the ownership core', () => {
     expect(serves(r.view, 1, 101)).toBe(false);
   });
 
+  it('takes renewals answered together as one event, with the outcome of each in turn when no deadline passed', () => {
+    let { view } = started();
+    for (const shard of [0, 1, 2, 3]) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    const due = run(view, { type: 'tick' }, 100);
+    const renewals = ofType(due.commands, 'renew').map((c) => ({ shard: c.shard, sentAt: c.sentAt, revision: c.shard === 2 ? null : 20 + c.shard }));
+    expect(renewals.map((r) => r.shard)).toEqual([0, 1, 2, 3]);
+    const together = run(due.view, { type: 'renewals', results: renewals }, 103);
+    let apart = due.view;
+    const apartCommands: OwnershipCommand[] = [];
+    for (const r of renewals) {
+      const one = run(apart, { type: 'renewed', ...r }, 103);
+      apart = one.view;
+      apartCommands.push(...one.commands);
+    }
+    expect(together.commands).toEqual(apartCommands);
+    // the refused one is dropped, and claimed again at once (the target still names this node)
+    expect(together.commands.map((c) => `${c.type} ${'shard' in c ? c.shard : ''}`)).toEqual(['drop 2', 'claim 2']);
+    expect(together.view).toEqual(apart);
+    expect(servingShards(together.view)).toEqual([0, 1, 3]);
+    expect(serves(together.view, 0, 100 + TTL - SAFETY - 1)).toBe(true);
+  });
+
+  it('keeps a shard past its deadline whose own confirmed renewal is in the batch (one by one, an earlier answer could drop it first)', () => {
+    let { view } = started();
+    for (const shard of [0, 1]) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    const due = run(view, { type: 'tick' }, 100); // renewals sent at 100; the leases ran to 0 + TTL - SAFETY = 225
+    const results = [0, 1].map((shard) => ({ shard, sentAt: 100, revision: 20 + shard }));
+    const late = TTL - SAFETY + 5;
+    expect(serves(due.view, 1, late)).toBe(false);
+    const together = run(due.view, { type: 'renewals', results }, late);
+    expect(ofType(together.commands, 'drop')).toEqual([]);
+    expect(servingShards(together.view)).toEqual([0, 1]);
+    expect(serves(together.view, 1, 100 + TTL - SAFETY - 1)).toBe(true);
+    expect(serves(together.view, 1, 100 + TTL - SAFETY)).toBe(false);
+    // one by one: the first answer's decision drops shard 1, whose answer had not come yet
+    const first = run(due.view, { type: 'renewed', ...results[0]! }, late);
+    expect(ofType(first.commands, 'drop')).toEqual([{ type: 'drop', shard: 1, reason: 'no renewal confirmed before the safety deadline' }]);
+  });
+
+  it('leaves the view it was given as it was (its maps are copied on change only, and not at all when nothing changed)', () => {
+    let { view } = started();
+    for (const shard of [0, 1, 2, 3]) view = run(view, { type: 'claimed', shard, sentAt: 0, granted: { revision: 10 + shard, previous: null } }, 1).view;
+    const before = structuredClone({ ...view, cfg: undefined });
+    const shards = view.shards;
+    const due = run(view, { type: 'tick' }, 100);
+    run(due.view, { type: 'renewed', shard: 1, sentAt: 100, revision: null }, 101);
+    expect(structuredClone({ ...view, cfg: undefined })).toEqual(before);
+    expect(view.shards).toBe(shards);
+    expect(due.view.shards).not.toBe(shards); // the renewals in flight changed each shard's lease
+    const idle = run(due.view, { type: 'tick' }, 102);
+    expect(idle.commands).toEqual([]);
+    expect(idle.view.shards).toBe(due.view.shards);
+    expect(idle.view.holders).toBe(due.view.holders);
+  });
+
   it('serves a lease transferred to it only once its own renewal confirms it (an announcement can be read late)', () => {
     let { view } = started(['b']);
     const shard = view.target.indexOf('a');
