@@ -22,6 +22,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { startInProcessNode } from './in-process-node.js';
+import { measureLoads, printLoads } from './loads.js';
 import { ACTIVEFLOW, cpuMicros, pin, spawnAndWait } from './processes.js';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '@nats-io/kv';
@@ -32,7 +33,6 @@ import { connectNats } from '../src/nats/connect.js';
 import { decodeJson, encodeJson } from '../src/store/codec.js';
 import { NatsServer } from '../src/nats/server-process.js';
 import { shardMappingConfig } from '../src/nats/shard-mapping.js';
-import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
 import { Limits } from '../machines/index.js';
 import { percentile, simulateCalls } from '../src/simulator/call-simulator.js';
 
@@ -344,50 +344,8 @@ try {
   line(`moves ${LONG - 100}-${LONG}, median`, `${fmt(late, 3)} ms  (${fmt(late / early, 2)}x)`);
 
   // 5. loading an activeflow ----------------------------------------------------------------------
-  // Calls of the 20-action flow, each moved a different number of times (1..CHECKPOINT_EVERY - 1
-  // entries past its creation checkpoint), then taken out of memory two ways.
-  const loadFlow = await longClient.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   const LOADS = quick ? 200 : 1_000;
-  const loaded: string[] = [];
-  for (let i = 0; i < LOADS; i++) {
-    const c = await longClient.createActiveflow({ customer_id: CUSTOMER, flow_id: loadFlow.id, reference_type: 'call' });
-    let cur = c.current_action.id;
-    for (let m = 0; m < 1 + (i % (CHECKPOINT_EVERY - 1)); m++) cur = (await longClient.next(c.id, cur)).id;
-    loaded.push(c.id);
-  }
-  const timeGets = async () => {
-    const xs: number[] = [];
-    for (const id of loaded) {
-      const t = performance.now();
-      await longClient.get(id);
-      xs.push(performance.now() - t);
-    }
-    return xs.sort((a, b) => a - b);
-  };
-  // A crash first: forgotten without a checkpoint, so each load replays the entries after its
-  // creation checkpoint (1..CHECKPOINT_EVERY - 1). (Measured after a passivation, as this part did
-  // before, it replayed nothing: passivation writes a checkpoint.)
-  await timeGets(); // all resident (and warm) before the crash
-  for (let shard = 0; shard < longNode.options.shardCount; shard++) longNode.registry.drop(shard);
-  const crashed = await timeGets();
-  // Then rounds of: a get of each resident one; all passivated (checkpointed as they leave memory,
-  // so a load reads the checkpoint and the journal's last entry); a get of each, which loads it.
-  // Several rounds because a p99 of 1,000 gets is the 10th slowest: on a shared machine one burst
-  // of someone else's work decides it, and the rounds show how much (the resident gets beside).
-  const ROUNDS = quick ? 1 : 3;
-  const rounds: { resident: number[]; passivated: number[] }[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const resident = await timeGets();
-    await longNode.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
-    rounds.push({ resident, passivated: await timeGets() });
-  }
-  const p = (xs: number[]) => `${fmt(percentile(xs, 50), 3)} / ${fmt(percentile(xs, 99), 3)}`;
-  process.stdout.write(`\n5. loading an activeflow: get of ${LOADS} activeflows, each once, one at a time; ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}\n`);
-  rounds.forEach(({ resident, passivated }, r) => {
-    line(`round ${r + 1}: resident, get p50 / p99 (baseline)`, `${p(resident)} ms`);
-    line(`round ${r + 1}: passivated, load p50 / p99 (goal p99 < 5 ms)`, `${p(passivated)} ms`);
-  });
-  line(`load after a crash, 1-${CHECKPOINT_EVERY - 1} entries replayed, p50 / p99`, `${p(crashed)} ms`);
+  printLoads(await measureLoads(longClient, longNode, CUSTOMER, LOADS, quick ? 1 : 3), LOADS, line);
   await longNode.stop();
   await longNc.close();
   await longServer.stop();

@@ -1,0 +1,75 @@
+/**
+ * How long a `get` takes when it has to load the activeflow, against one already in memory: part 5
+ * of `npm run bench`, and `npm run bench:loads` on its own (more rounds). A node in this process,
+ * so that the bench can take activeflows out of its memory (passivate them, or forget them as a
+ * crash would).
+ */
+import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
+import type { ActiveflowClient } from '../src/api/client.js';
+import type { ActiveflowNode } from '../src/node/activeflow-node.js';
+import { percentile } from '../src/simulator/call-simulator.js';
+
+export interface LoadFigures {
+  /** Each round: a get of each resident activeflow, then of each once passivated (which loads it). */
+  rounds: { resident: number[]; passivated: number[] }[];
+  /** Loads after a crash: the checkpoint and the 1..CHECKPOINT_EVERY - 1 entries after it replayed. */
+  crashed: number[];
+}
+
+/**
+ * `count` calls of a 40-action flow, each moved a different number of times (1..CHECKPOINT_EVERY - 1
+ * entries past its creation checkpoint). First a crash: forgotten without a checkpoint, so each
+ * load replays its entries. Then `rounds` rounds of: a get of each resident one; all passivated
+ * (checkpointed as they leave memory, so a load reads the checkpoint and the journal's last entry);
+ * a get of each, which loads it. Gets one at a time, each activeflow once per pass.
+ */
+export async function measureLoads(client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number): Promise<LoadFigures> {
+  const flow = await client.createFlow({ customer_id: customerId, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const c = await client.createActiveflow({ customer_id: customerId, flow_id: flow.id, reference_type: 'call' });
+    let cur = c.current_action.id;
+    for (let m = 0; m < 1 + (i % (CHECKPOINT_EVERY - 1)); m++) cur = (await client.next(c.id, cur)).id;
+    ids.push(c.id);
+  }
+  const timeGets = async () => {
+    const xs: number[] = [];
+    for (const id of ids) {
+      const t = performance.now();
+      await client.get(id);
+      xs.push(performance.now() - t);
+    }
+    return xs.sort((a, b) => a - b);
+  };
+  // The crash first. (Measured after a passivation, as part 5 did before, it replayed nothing: a
+  // passivation writes a checkpoint.)
+  await timeGets(); // all resident, and the JIT warm, before the crash
+  for (let shard = 0; shard < node.options.shardCount; shard++) node.registry.drop(shard);
+  const crashed = await timeGets();
+  const out: LoadFigures['rounds'] = [];
+  for (let r = 0; r < rounds; r++) {
+    const resident = await timeGets();
+    await node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    out.push({ resident, passivated: await timeGets() });
+  }
+  return { rounds: out, crashed };
+}
+
+/** The figures as `npm run bench` prints them: each round, then a summary of the rounds' p99s. */
+export function printLoads(f: LoadFigures, count: number, line: (label: string, value: string) => void): void {
+  const ms = (x: number) => x.toFixed(3);
+  const p = (xs: number[]) => `${ms(percentile(xs, 50))} / ${ms(percentile(xs, 99))}`;
+  process.stdout.write(`\n5. loading an activeflow: get of ${count} activeflows, each once, one at a time; ${f.rounds.length} round${f.rounds.length === 1 ? '' : 's'}\n`);
+  f.rounds.forEach(({ resident, passivated }, r) => {
+    line(`round ${r + 1}: resident, get p50 / p99 (baseline)`, `${p(resident)} ms`);
+    line(`round ${r + 1}: passivated, load p50 / p99 (goal p99 < 5 ms)`, `${p(passivated)} ms`);
+  });
+  if (f.rounds.length > 1) {
+    const p99s = f.rounds.map((r) => percentile(r.passivated, 99)).sort((a, b) => a - b);
+    const resident99 = f.rounds.map((r) => percentile(r.resident, 99)).sort((a, b) => a - b);
+    line('rounds with a passivated load p99 under 5 ms', `${p99s.filter((x) => x < 5).length} of ${p99s.length}`);
+    line('passivated load p99, min / median / max of rounds', `${ms(p99s[0]!)} / ${ms(p99s[p99s.length >> 1]!)} / ${ms(p99s.at(-1)!)} ms`);
+    line('resident get p99, min / median / max of rounds', `${ms(resident99[0]!)} / ${ms(resident99[resident99.length >> 1]!)} / ${ms(resident99.at(-1)!)} ms`);
+  }
+  line(`load after a crash, 1-${CHECKPOINT_EVERY - 1} entries replayed, p50 / p99`, `${p(f.crashed)} ms`);
+}
