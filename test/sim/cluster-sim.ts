@@ -1052,8 +1052,9 @@ class SimNode {
 
   /**
    * As the shell does: renewal answers read in one turn of the event loop go to the core as one
-   * `renewals` event (here: those delivered at one instant, as the answers held while a node was
-   * paused are). No random draw: the seeds' runs stay what they were.
+   * `renewals` event (here: those delivered within a microsecond, as the answers held while a node
+   * was paused are, and many sent together). No random draw, so each seed draws the faults it drew
+   * before (the runs differ only by that microsecond).
    */
   private renewed(r: Renewal): void {
     this.renewals.push(r);
