@@ -1,9 +1,9 @@
 /**
  * A Map and a Set that copy their base on the first change, for a pure fold that returns a new
- * view per event (src/cluster/ownership-core.ts). The fold used to copy every map of its view on
- * every event: with 256 shards, a node renewing its leases (256 renewals a second, each an event)
- * spent ~20 ms of every second copying maps nobody changed, in bursts, since the renewals of shards
- * taken together come back together. The base is never changed: a view handed out stays as it was.
+ * view per event (src/cluster/ownership-core.ts). The fold used to copy all eight maps of its view
+ * on every event, the 256-entry ones among them, whether the event changed them or not; with a
+ * node's 256 lease renewals a second, each an event, that was about half of the 25 ms of core work
+ * they cost (`npm run bench:renewals`). The base is never changed: a view handed out stays as it was.
  */
 export class CowMap<K, V> implements Iterable<[K, V]> {
   private current: Map<K, V> | null = null;
