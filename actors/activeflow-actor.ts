@@ -41,7 +41,7 @@ import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
 import type { Journal, LastEntry } from '../src/store/journal.js';
-import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayEntry } from '../src/store/journal-entry.js';
+import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayEntry, replayFromStart } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
 import { backoffDelay, type Backoff } from '../src/retry.js';
@@ -792,13 +792,7 @@ export class ActiveflowActor {
     let state = stored.state;
     let position: JournalPosition;
     if (last !== null && last.kind !== 'event') {
-      let base = 0;
-      const all = await this.deps.journal.all(customerId, this.id, last.seq);
-      all.forEach(({ message }, i) => {
-        if (message.kind === 'entry' && (message.entry.kind === 'rebase' || message.entry.kind === 'created')) base = i;
-      });
-      let s: EngineState | null = null;
-      for (const { message } of all.slice(base)) if (message.kind === 'entry') s = replayEntry(s, message.entry);
+      const s = replayFromStart((await this.deps.journal.all(customerId, this.id, last.seq)).map(({ message }) => message));
       if (s === null) throw new ActiveflowError('internal', `activeflow ${this.id}: its journal has no starting entry`);
       state = s;
       position = { seq: last.seq, n: last.n };

@@ -28,6 +28,7 @@ import { openStorage, type Storage } from '../store/buckets.js';
 import { encodeJson } from '../store/codec.js';
 import { eventsOf, Journal, type Stored } from '../store/journal.js';
 import { EventMaterializer, missFromJournal } from '../store/event-materializer.js';
+import { currentState } from '../store/current-state.js';
 import { FlowStore } from '../store/flow-store.js';
 import { HistoryChunks } from '../store/history-chunks.js';
 import { StackLists } from '../store/stack-lists.js';
@@ -166,7 +167,7 @@ export class ActiveflowNode {
           mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
           stillServed: (id) => nodeRef?.ownership?.servesActiveflow(id) ?? true,
           findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
-          findVariables: async (id) => (await snapshots.load(id))?.state.variables ?? null,
+          findVariables: async (id) => (await currentState(snapshots, journal, id))?.variables ?? null,
         },
         options.passivateAfterMs,
         (id) => shardOf(id, options.shardCount),
@@ -404,7 +405,8 @@ export class ActiveflowNode {
    * An activeflow as it is now, for list. One the index shows running is asked of its owner (a
    * checkpoint can be up to CHECKPOINT_EVERY moves old): through its mailbox when this node serves
    * it, a get otherwise (the page's go out at once). An ended one's record is current. What is
-   * stored answers when the owner cannot (a missing activeflow: null).
+   * stored answers when the owner cannot: its checkpoint and the journal entries after it (a
+   * missing activeflow: null).
    */
   private async current(id: string, running: boolean): Promise<Activeflow | null> {
     if (running) {
@@ -420,7 +422,8 @@ export class ActiveflowNode {
         // the owner cannot answer now: what is stored
       }
     }
-    return (await this.snapshots.load(id))?.state.activeflow ?? null;
+    const stored = running ? await currentState(this.snapshots, this.journal, id) : (await this.snapshots.load(id))?.state;
+    return stored?.activeflow ?? null;
   }
 
   // lifecycle ------------------------------------------------------------------------------------

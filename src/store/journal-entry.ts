@@ -218,6 +218,22 @@ export function replayEntry(state: EngineState | null, entry: JournalEntry): Eng
   }
 }
 
+/**
+ * The state a run of one activeflow's stream messages comes to, replayed from its last starting
+ * entry (`created` or `rebase`) on; events written before the journal are in a rebase already.
+ * Null when the run has no starting entry.
+ */
+export function replayFromStart(messages: readonly StreamMessage[]): EngineState | null {
+  let base = -1;
+  messages.forEach((m, i) => {
+    if (m.kind === 'entry' && (m.entry.kind === 'rebase' || m.entry.kind === 'created')) base = i;
+  });
+  if (base < 0) return null;
+  let state: EngineState | null = null;
+  for (const m of messages.slice(base)) if (m.kind === 'entry') state = replayEntry(state, m.entry);
+  return state;
+}
+
 // ---------------------------------------------------------------------------------------------
 // readers: the full event form from entries
 

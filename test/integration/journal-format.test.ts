@@ -12,7 +12,10 @@ import type { ActiveflowClient } from '../../src/api/client.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import type { Storage } from '../../src/store/buckets.js';
-import { clientFor, openStoresFor, startNats, startNode } from '../helpers/nats.js';
+import { currentState } from '../../src/store/current-state.js';
+import { Journal } from '../../src/store/journal.js';
+import { SnapshotStore } from '../../src/store/snapshot-store.js';
+import { clientFor, openStoresFor, SHARDS, startNats, startNode } from '../helpers/nats.js';
 
 interface Fixture {
   customer_id: string;
@@ -55,6 +58,16 @@ afterAll(async () => {
 });
 
 describe('a store written before the journal', () => {
+  it('is current as stored, for a reader that does not load it: a child of one gets its variables', async () => {
+    const { forwarded } = fixture.ids;
+    const stored = await new SnapshotStore(env.storage.running, env.storage.ended, SHARDS).load(forwarded);
+    expect(stored!.position).toBeNull(); // not loaded yet: no journal of its own
+    const state = await currentState(new SnapshotStore(env.storage.running, env.storage.ended, SHARDS), new Journal(env.storage.js, env.storage.jsm), forwarded);
+    expect(state).toEqual(stored!.state);
+    const child = await env.client.createActiveflow({ customer_id: fixture.customer_id, reference_type: 'call', reference_activeflow_id: forwarded, actions: [] });
+    expect((await env.client.variables(child.id)).variables['color']).toBe('blue');
+  });
+
   it('answers get and history exactly as that version stored them', async () => {
     const { running, ended } = fixture.ids;
     const runningEvents = v1Events(running);

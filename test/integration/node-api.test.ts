@@ -234,6 +234,24 @@ describe('activeflows over NATS', () => {
     const id = randomUUID();
     await env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] });
     expect((await rejects(env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [] }))).code).toBe('conflict');
+    // an ended one's id too (its running key is gone by then), and the duplicate changes nothing
+    await env.client.stop(id);
+    expect((await rejects(env.client.createActiveflow({ id, customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk', option: { text: 'x' } }] }))).code).toBe('conflict');
+    expect(await env.client.get(id)).toMatchObject({ status: 'ended', end_reason: 'stopped' });
+  });
+
+  it('a reference_activeflow_id gives the variables its activeflow has now, not those of its last checkpoint', async () => {
+    const talk = (text: string) => ({ type: 'talk', option: { text } });
+    const parent = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [talk('a'), talk('b')] });
+    // changes journalled after the creation's checkpoint (a checkpoint comes every CHECKPOINT_EVERY entries)
+    await env.client.setVariables(parent.id, { color: 'blue' });
+    await env.client.setVariables(parent.id, { size: 'large' });
+    await env.client.deleteVariable(parent.id, 'size');
+    const child = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', reference_activeflow_id: parent.id, actions: [] });
+    const { variables } = await env.client.variables(child.id);
+    expect(variables['color']).toBe('blue');
+    expect(variables).not.toHaveProperty('size');
+    expect(variables['voipbin.activeflow.reference_activeflow_id']).toBe(parent.id);
   });
 });
 
