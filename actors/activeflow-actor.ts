@@ -85,8 +85,8 @@ export interface ActorDeps {
   limits: Limits;
   /** Looks a flow up for creation (null when missing, deleted or another customer's). */
   findFlow(flowId: string, customerId: string): Promise<Flow | null>;
-  /** The variables of another activeflow (for `reference_activeflow_id`), null when unknown. */
-  findVariables(activeflowId: string): Promise<Record<string, string> | null>;
+  /** Another activeflow as it is now (for `reference_activeflow_id`): its customer and variables, null when unknown. */
+  findParent(activeflowId: string): Promise<{ customer_id: string; variables: Record<string, string> } | null>;
   /**
    * True when this node took the activeflow's shard from a holder that did not hand it over (a
    * crash, a pause): a fence entry is appended to its journal before its first use here, so that
@@ -290,12 +290,12 @@ export class ActiveflowActor {
       if (await this.deps.store.exists(this.id)) return fail('conflict', `activeflow ${this.id} already exists`);
       const flow = request.flow_id !== undefined ? await this.deps.findFlow(request.flow_id, request.customer_id) : null;
       const parentId = request.reference_activeflow_id;
-      const parentVariables = parentId !== undefined ? await this.deps.findVariables(parentId) : null;
+      const parent = parentId !== undefined ? await this.deps.findParent(parentId) : null;
       const admission = this.deps.admission;
       const created = createActiveflow({
         request: { ...request, id: this.id },
         flow,
-        parentVariables,
+        parent,
         now: this.deps.clock.now(),
         entropy: this.deps.clock.entropy(),
         limits: admission?.limits(request.customer_id) ?? this.deps.limits,

@@ -89,11 +89,11 @@ export class LocalHost {
     }
     const flow = request.flow_id === undefined ? null : (this.world.flows.find((f) => f.id === request.flow_id) ?? null);
     const parentId = request.reference_activeflow_id;
-    const parentVariables = parentId === undefined ? null : (this.state(parentId)?.variables ?? null);
+    const parentState = parentId === undefined ? undefined : this.state(parentId);
     const created = createActiveflow({
       request,
       flow,
-      parentVariables,
+      parent: parentState === undefined ? null : { customer_id: parentState.activeflow.customer_id, variables: parentState.variables },
       now: this.clock.now(),
       entropy: this.clock.entropy(),
       ...(this.limits ? { limits: this.limits } : {}),

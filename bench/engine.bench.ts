@@ -24,7 +24,7 @@ function initial(moves: number, limits?: Partial<Limits>): State {
   const created = createActiveflow({
     request: { customer_id: CUSTOMER, reference_type: 'call', actions: actions as never, variables: { name: 'Ada' } },
     flow: null,
-    parentVariables: null,
+    parent: null,
     now: NOW,
     entropy: 'bench-create',
     ...(limits ? { limits: Limits.parse(limits) } : {}),

@@ -70,7 +70,7 @@ function start(id: string): Held {
   const created = createActiveflow({
     request: { id, customer_id: FLOOR_CUSTOMER, actions: FLOOR_ACTIONS, reference_type: 'call' } as never,
     flow: null,
-    parentVariables: null,
+    parent: null,
     now: systemClock.now(),
     entropy: systemClock.entropy(),
   });

@@ -42,8 +42,8 @@ export interface CreateContext {
   request: CreateRequest;
   /** The flow named by `flow_id`, as the host found it (null when absent). */
   flow: Flow | null;
-  /** The variables of `reference_activeflow_id`, as the host found them (null when absent). */
-  parentVariables: Variables | null;
+  /** The activeflow named by `reference_activeflow_id`, as the host found it (null when absent). */
+  parent: { customer_id: string; variables: Variables } | null;
   now: string;
   entropy: string;
   limits?: Limits;
@@ -73,10 +73,11 @@ export function createActiveflow(ctx: CreateContext): CreateResult {
   let inherited: Variables = {};
   let completeCount = 0;
   if (parentId !== NIL) {
-    if (ctx.parentVariables === null) {
+    // Another customer's activeflow is reported exactly like a missing one, and lends no variables.
+    if (ctx.parent === null || ctx.parent.customer_id !== r.customer_id) {
       return { ok: false, error: engineError('not_found', `reference activeflow ${parentId} not found`) };
     }
-    inherited = ctx.parentVariables;
+    inherited = ctx.parent.variables;
     completeCount = completeCountOf(inherited) + 1;
   }
   const injected = sanitizeInitialVariables(r.variables ?? {}, limits);

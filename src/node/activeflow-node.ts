@@ -167,7 +167,10 @@ export class ActiveflowNode {
           mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
           stillServed: (id) => nodeRef?.ownership?.servesActiveflow(id) ?? true,
           findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
-          findVariables: async (id) => (await currentState(snapshots, journal, id))?.variables ?? null,
+          findParent: async (id) => {
+            const parent = await currentState(snapshots, journal, id);
+            return parent === null ? null : { customer_id: parent.activeflow.customer_id, variables: parent.variables };
+          },
         },
         options.passivateAfterMs,
         (id) => shardOf(id, options.shardCount),

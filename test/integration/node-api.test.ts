@@ -253,6 +253,17 @@ describe('activeflows over NATS', () => {
     expect(variables).not.toHaveProperty('size');
     expect(variables['voipbin.activeflow.reference_activeflow_id']).toBe(parent.id);
   });
+
+  it("another customer's activeflow as reference_activeflow_id is not_found, as a missing one: its variables are not copied", async () => {
+    const parent = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    await env.client.setVariables(parent.id, { pin: '1234' });
+    const id = randomUUID();
+    const theirs = await rejects(env.client.createActiveflow({ id, customer_id: OTHER_CUSTOMER, reference_type: 'call', reference_activeflow_id: parent.id, actions: [] }));
+    const missing = await rejects(env.client.createActiveflow({ customer_id: OTHER_CUSTOMER, reference_type: 'call', reference_activeflow_id: randomUUID(), actions: [] }));
+    expect(theirs.code).toBe('not_found');
+    expect(theirs.message.replace(parent.id, '<id>')).toBe(missing.message.replace(/[0-9a-f-]{36}/, '<id>'));
+    expect((await rejects(env.client.get(id))).code).toBe('not_found'); // nothing was created
+  });
 });
 
 describe('bad input', () => {

@@ -1318,7 +1318,7 @@ class SimNode {
         log: silentLogger,
         limits: DEFAULT_LIMITS,
         findFlow: () => Promise.resolve(null),
-        findVariables: () => Promise.resolve(null),
+        findParent: () => Promise.resolve(null),
         mustFence: (id) => isUnfenced(this.view, afOf(id) % SHARDS),
         stillServed: (id) => serves(this.view, afOf(id) % SHARDS, this.clock()),
         admission,

@@ -136,6 +136,15 @@ describe('creation (behaviour 3)', () => {
     const r = host.create({ customer_id: CUSTOMER, reference_type: 'call', actions: [], reference_activeflow_id: aid(9) });
     expect(!r.ok && r.error.code).toBe('not_found');
   });
+
+  it("another customer's parent activeflow is not_found, worded as a missing one", () => {
+    const host = new LocalHost({ flows: [], http: {}, services: {} }, fixedClock(NOW));
+    const parent = host.create({ customer_id: OTHER_CUSTOMER, reference_type: 'call', actions: [], variables: { secret: 'theirs' } });
+    const parentId = (parent as { result: { id: string } }).result.id;
+    const r = host.create({ customer_id: CUSTOMER, reference_type: 'call', actions: [], reference_activeflow_id: parentId });
+    expect(r).toEqual({ ok: false, error: { code: 'not_found', message: `reference activeflow ${parentId} not found` } });
+    expect(host.ids()).toEqual([parentId]);
+  });
 });
 
 describe('one cursor move (behaviour 4)', () => {

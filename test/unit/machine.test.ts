@@ -10,7 +10,7 @@ function start(actions: unknown[], reference_type = 'call') {
   const created = createActiveflow({
     request: { customer_id: CUSTOMER, reference_type: reference_type as 'call', actions: actions as never },
     flow: null,
-    parentVariables: null,
+    parent: null,
     now: NOW,
     entropy: 'entropy-create',
   });
