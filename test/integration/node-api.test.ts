@@ -240,6 +240,20 @@ describe('activeflows over NATS', () => {
     expect(await env.client.get(id)).toMatchObject({ status: 'ended', end_reason: 'stopped' });
   });
 
+  it('an activeflow that logs nothing holds no logger of its own, created, moved, loaded again or ended (memory per resident activeflow)', async () => {
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }, { type: 'talk' }] });
+    const handle = () => (env.node.registry as unknown as { actors: Map<string, { logger: unknown; resident: boolean }> }).actors.get(af.id)!;
+    expect(handle().logger).toBeNull();
+    await env.client.next(af.id, af.current_action.id);
+    expect(handle().logger).toBeNull();
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.client.get(af.id); // loaded again
+    expect(handle().resident).toBe(true);
+    expect(handle().logger).toBeNull();
+    await env.client.stop(af.id);
+    expect(handle().logger).toBeNull();
+  });
+
   it('a reference_activeflow_id gives the variables its activeflow has now, not those of its last checkpoint', async () => {
     const talk = (text: string) => ({ type: 'talk', option: { text } });
     const parent = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [talk('a'), talk('b')] });
