@@ -41,6 +41,7 @@ import { ActiveflowError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
 import type { Journal, LastEntry } from '../src/store/journal.js';
+import { sharedLimits } from '../src/store/shared-limits.js';
 import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayEntry, replayFromStart } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
@@ -307,7 +308,7 @@ export class ActiveflowActor {
         parent,
         now: this.deps.clock.now(),
         entropy: this.deps.clock.entropy(),
-        limits: admission?.limits(request.customer_id) ?? this.deps.limits,
+        limits: sharedLimits(admission?.limits(request.customer_id) ?? this.deps.limits),
       });
       if (!created.ok) return { ok: false, error: ActiveflowError.from(created.error) };
       // Checked once the request is known to be valid, so bad input uses up nothing. An on_complete
@@ -714,6 +715,7 @@ export class ActiveflowActor {
         throw new ActiveflowError('internal', `activeflow ${this.id}: its journal does not replay (${(e as Error).message}); see docs/operations.md, "Upgrading the engine safely"`, { cause: e });
       }
     }
+    state = { ...state, limits: sharedLimits(state.limits) }; // one copy of each distinct set in memory
     this.committed = state;
     this.uncheckpointed = entries.length;
     if (stored.kind === 'ended') {

@@ -254,6 +254,18 @@ describe('activeflows over NATS', () => {
     expect(handle().logger).toBeNull();
   });
 
+  it('activeflows with the same limits share one copy of them in memory, created or loaded again', async () => {
+    const create = () => env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }, { type: 'talk' }] });
+    const [a, b] = [await create(), await create()];
+    const limitsOf = (id: string) => (env.node.registry as unknown as { actors: Map<string, { committed: { limits: object } }> }).actors.get(id)!.committed.limits;
+    expect(limitsOf(a.id)).toBe(limitsOf(b.id));
+    await env.client.next(a.id, a.current_action.id);
+    await env.node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    await env.client.get(a.id); // loaded again: its limits come from its checkpoint
+    expect(limitsOf(a.id)).toBe(limitsOf((await create()).id));
+    expect(Object.isFrozen(limitsOf(a.id))).toBe(true);
+  });
+
   it('a reference_activeflow_id gives the variables its activeflow has now, not those of its last checkpoint', async () => {
     const talk = (text: string) => ({ type: 'talk', option: { text } });
     const parent = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [talk('a'), talk('b')] });
