@@ -51,4 +51,30 @@ describe('the entries after a checkpoint', () => {
     expect(batch).toHaveBeenCalledTimes(2);
     batch.mockRestore();
   });
+
+  it('a whole journal, longer than a batch: batch after batch, its last entry the only leader read, no consumer', async () => {
+    const journal = new Journal(env.storage.js, env.storage.jsm);
+    const C = 'cccccccc-cccc-4ccc-8ccc-cccccccccccc';
+    let last = 0;
+    for (let n = 1; n <= 600; n++) last = await journal.append(CUSTOMER, C, fence(n), last, false);
+    const batch = vi.spyOn(env.storage.jsm.direct, 'getBatch');
+    const leader = vi.spyOn(env.storage.jsm.streams, 'getMessage');
+    const consumers = vi.spyOn(env.storage.js.consumers, 'get');
+    try {
+      const all = await journal.all(CUSTOMER, C);
+      expect(all.map((m) => (m.message as { entry: JournalEntry }).entry.n)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
+      expect(all.at(-1)!.seq).toBe(last);
+      expect(batch).toHaveBeenCalledTimes(3); // 256 + 256 + 88
+      expect(leader).toHaveBeenCalledTimes(1); // the last entry's sequence
+      expect(consumers).not.toHaveBeenCalled();
+      // up to a sequence: that far and no further, and no leader read at all
+      expect((await journal.all(CUSTOMER, C, all[299]!.seq)).length).toBe(300);
+      expect(leader).toHaveBeenCalledTimes(1);
+      expect(await journal.all(CUSTOMER, 'dddddddd-dddd-4ddd-8ddd-dddddddddddd')).toEqual([]); // none
+    } finally {
+      batch.mockRestore();
+      leader.mockRestore();
+      consumers.mockRestore();
+    }
+  });
 });
