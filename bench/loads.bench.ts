@@ -1,6 +1,7 @@
 /**
  * Part 5 of `npm run bench` on its own, with more rounds: a get that loads a passivated activeflow
- * (and one after a crash) against a get of a resident one, `--rounds=N` rounds (default 10) of
+ * (and one after a crash) against a get of a resident one and a bare echo through nats-server (the
+ * machine's own round trip), `--rounds=N` rounds (default 10) of
  * `--loads=N` activeflows (default 1,000) on a fresh nats-server, the node in this process.
  * `--pin`: this process (the node and the calls) on CPU 1, nats-server on CPU 0.
  *
@@ -33,7 +34,7 @@ const node = await startInProcessNode(server.url, 'bench-loads');
 try {
   process.stdout.write(`activeflow loads (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pinned ? ' --pin' : ''}\n`);
   const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
-  printLoads(await measureLoads(client, node, CUSTOMER, LOADS, ROUNDS), LOADS, line);
+  printLoads(await measureLoads(nc, client, node, CUSTOMER, LOADS, ROUNDS), LOADS, line);
 } finally {
   await node.stop();
   await nc.close();

@@ -4,14 +4,18 @@
  * so that the bench can take activeflows out of its memory (passivate them, or forget them as a
  * crash would).
  */
+import type { NatsConnection } from '@nats-io/transport-node';
 import { CHECKPOINT_EVERY } from '../actors/activeflow-actor.js';
 import type { ActiveflowClient } from '../src/api/client.js';
 import type { ActiveflowNode } from '../src/node/activeflow-node.js';
 import { percentile } from '../src/simulator/call-simulator.js';
 
 export interface LoadFigures {
-  /** Each round: a get of each resident activeflow, then of each once passivated (which loads it). */
-  rounds: { resident: number[]; passivated: number[] }[];
+  /**
+   * Each round: a bare request-reply through nats-server (the machine's round trip, nothing of
+   * ours), a get of each resident activeflow, then of each once passivated (which loads it).
+   */
+  rounds: { echo: number[]; resident: number[]; passivated: number[] }[];
   /** Loads after a crash: the checkpoint and the 1..CHECKPOINT_EVERY - 1 entries after it replayed. */
   crashed: number[];
 }
@@ -23,7 +27,7 @@ export interface LoadFigures {
  * (checkpointed as they leave memory, so a load reads the checkpoint and the journal's last entry);
  * a get of each, which loads it. Gets one at a time, each activeflow once per pass.
  */
-export async function measureLoads(client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number): Promise<LoadFigures> {
+export async function measureLoads(nc: NatsConnection, client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number): Promise<LoadFigures> {
   const flow = await client.createFlow({ customer_id: customerId, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -41,6 +45,24 @@ export async function measureLoads(client: ActiveflowClient, node: ActiveflowNod
     }
     return xs.sort((a, b) => a - b);
   };
+  // A load waits on a few more round trips through nats-server than a resident get; when the
+  // machine is busy, those are what grows. The echo shows how the round trip itself fared.
+  const echoSubject = `bench.loads.echo.${node.options.nodeId}`;
+  const echo = nc.subscribe(echoSubject, {
+    callback: (_e, m) => {
+      m.respond(m.data);
+    },
+  });
+  const body = new Uint8Array(64);
+  const timeEchoes = async () => {
+    const xs: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const t = performance.now();
+      await nc.request(echoSubject, body, { timeout: 5_000 });
+      xs.push(performance.now() - t);
+    }
+    return xs.sort((a, b) => a - b);
+  };
   // The crash first. (Measured after a passivation, as part 5 did before, it replayed nothing: a
   // passivation writes a checkpoint.)
   await timeGets(); // all resident, and the JIT warm, before the crash
@@ -48,10 +70,12 @@ export async function measureLoads(client: ActiveflowClient, node: ActiveflowNod
   const crashed = await timeGets();
   const out: LoadFigures['rounds'] = [];
   for (let r = 0; r < rounds; r++) {
+    const echoes = await timeEchoes();
     const resident = await timeGets();
     await node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
-    out.push({ resident, passivated: await timeGets() });
+    out.push({ echo: echoes, resident, passivated: await timeGets() });
   }
+  echo.unsubscribe();
   return { rounds: out, crashed };
 }
 
@@ -60,7 +84,8 @@ export function printLoads(f: LoadFigures, count: number, line: (label: string, 
   const ms = (x: number) => x.toFixed(3);
   const p = (xs: number[]) => `${ms(percentile(xs, 50))} / ${ms(percentile(xs, 99))}`;
   process.stdout.write(`\n5. loading an activeflow: get of ${count} activeflows, each once, one at a time; ${f.rounds.length} round${f.rounds.length === 1 ? '' : 's'}\n`);
-  f.rounds.forEach(({ resident, passivated }, r) => {
+  f.rounds.forEach(({ echo, resident, passivated }, r) => {
+    line(`round ${r + 1}: echo through nats-server p50 / p99`, `${p(echo)} ms`);
     line(`round ${r + 1}: resident, get p50 / p99 (baseline)`, `${p(resident)} ms`);
     line(`round ${r + 1}: passivated, load p50 / p99 (goal p99 < 5 ms)`, `${p(passivated)} ms`);
   });
@@ -70,6 +95,8 @@ export function printLoads(f: LoadFigures, count: number, line: (label: string, 
     line('rounds with a passivated load p99 under 5 ms', `${p99s.filter((x) => x < 5).length} of ${p99s.length}`);
     line('passivated load p99, min / median / max of rounds', `${ms(p99s[0]!)} / ${ms(p99s[p99s.length >> 1]!)} / ${ms(p99s.at(-1)!)} ms`);
     line('resident get p99, min / median / max of rounds', `${ms(resident99[0]!)} / ${ms(resident99[resident99.length >> 1]!)} / ${ms(resident99.at(-1)!)} ms`);
+    const echo50 = f.rounds.map((r) => percentile(r.echo, 50)).sort((a, b) => a - b);
+    line('echo p50, min / median / max of rounds', `${ms(echo50[0]!)} / ${ms(echo50[echo50.length >> 1]!)} / ${ms(echo50.at(-1)!)} ms`);
   }
   line(`load after a crash, 1-${CHECKPOINT_EVERY - 1} entries replayed, p50 / p99`, `${p(f.crashed)} ms`);
 }

@@ -345,7 +345,7 @@ try {
 
   // 5. loading an activeflow ----------------------------------------------------------------------
   const LOADS = quick ? 200 : 1_000;
-  printLoads(await measureLoads(longClient, longNode, CUSTOMER, LOADS, quick ? 1 : 3), LOADS, line);
+  printLoads(await measureLoads(longNc, longClient, longNode, CUSTOMER, LOADS, quick ? 1 : 3), LOADS, line);
   await longNode.stop();
   await longNc.close();
   await longServer.stop();
