@@ -42,7 +42,7 @@ import type { Logger } from '../src/log.js';
 import type { ActiveflowIndex } from '../src/store/activeflow-index.js';
 import type { Journal, LastEntry } from '../src/store/journal.js';
 import { sharedLimits } from '../src/store/shared-limits.js';
-import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayEntry, replayFromStart } from '../src/store/journal-entry.js';
+import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayFromStart, replayOnto } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
 import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
 import { backoffDelay, type Backoff } from '../src/retry.js';
@@ -705,15 +705,15 @@ export class ActiveflowActor {
     if (this.deps.mustFence?.(this.id) === true) await this.fence(customerId, state.activeflow.webhook_uri !== '');
     const entries = nothingToReplay || this.journalSeq <= position.seq ? [] : await this.deps.journal.between(customerId, this.id, position.seq, this.journalSeq);
     this.servedOrThrow();
-    for (const { message } of entries) {
-      if (message.kind !== 'entry') continue; // an event written before the journal: in the rebase already
-      try {
-        state = replayEntry(state, message.entry);
-      } catch (e) {
-        if (e instanceof ReplayDivergence)
-          this.log.error({ event: 'replay_divergence', err: e }, 'this engine does not re-derive a stored move; the activeflow cannot load until a version that does serves it');
-        throw new ActiveflowError('internal', `activeflow ${this.id}: its journal does not replay (${(e as Error).message}); see docs/operations.md, "Upgrading the engine safely"`, { cause: e });
-      }
+    try {
+      state = replayOnto(
+        state,
+        entries.map(({ message }) => message),
+      );
+    } catch (e) {
+      if (e instanceof ReplayDivergence)
+        this.log.error({ event: 'replay_divergence', err: e }, 'this engine does not re-derive a stored move; the activeflow cannot load until a version that does serves it');
+      throw new ActiveflowError('internal', `activeflow ${this.id}: its journal does not replay (${(e as Error).message}); see docs/operations.md, "Upgrading the engine safely"`, { cause: e });
     }
     state = { ...state, limits: sharedLimits(state.limits) }; // one copy of each distinct set in memory
     this.committed = state;

@@ -8,7 +8,7 @@
  */
 import type { EngineState } from '../../machines/index.js';
 import type { Journal } from './journal.js';
-import { replayEntry, replayFromStart } from './journal-entry.js';
+import { replayFromStart, replayOnto } from './journal-entry.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
 export async function currentState(store: SnapshotStore, journal: Journal, id: string): Promise<EngineState | null> {
@@ -25,7 +25,8 @@ export async function currentState(store: SnapshotStore, journal: Journal, id: s
   const { seq, n } = stored.position;
   // nothing after the checkpoint (or only the created entry, which holds the checkpoint's state)
   if (last === null || last.seq <= seq || (n === 0 && last.kind === 'created')) return stored.state;
-  let state = stored.state;
-  for (const { message } of await journal.between(customerId, id, seq, last.seq)) if (message.kind === 'entry') state = replayEntry(state, message.entry);
-  return state;
+  return replayOnto(
+    stored.state,
+    (await journal.between(customerId, id, seq, last.seq)).map(({ message }) => message),
+  );
 }

@@ -219,19 +219,26 @@ export function replayEntry(state: EngineState | null, entry: JournalEntry): Eng
 }
 
 /**
+ * A state with a run of its activeflow's stream messages replayed onto it (a checkpoint and the
+ * entries after it). Events written before the journal are passed over: a rebase holds them.
+ */
+export function replayOnto(state: EngineState, messages: readonly StreamMessage[]): EngineState {
+  let out = state;
+  for (const m of messages) if (m.kind === 'entry') out = replayEntry(out, m.entry);
+  return out;
+}
+
+/**
  * The state a run of one activeflow's stream messages comes to, replayed from its last starting
- * entry (`created` or `rebase`) on; events written before the journal are in a rebase already.
- * Null when the run has no starting entry.
+ * entry (`created` or `rebase`) on. Null when the run has no starting entry.
  */
 export function replayFromStart(messages: readonly StreamMessage[]): EngineState | null {
   let base = -1;
   messages.forEach((m, i) => {
     if (m.kind === 'entry' && (m.entry.kind === 'rebase' || m.entry.kind === 'created')) base = i;
   });
-  if (base < 0) return null;
-  let state: EngineState | null = null;
-  for (const m of messages.slice(base)) if (m.kind === 'entry') state = replayEntry(state, m.entry);
-  return state;
+  const start = messages[base];
+  return start?.kind === 'entry' ? replayOnto(replayEntry(null, start.entry), messages.slice(base + 1)) : null;
 }
 
 // ---------------------------------------------------------------------------------------------

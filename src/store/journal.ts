@@ -5,8 +5,9 @@
  * writer that lost the activeflow (another node fenced it, or wrote since) is refused, as a
  * revision-checked KV update is (it is the same check: a KV bucket is a stream too).
  *
- * Reads go to the stream's leader, never a direct get: a replica that lags would answer an older
- * last entry, and a load would miss moves that were acknowledged.
+ * An activeflow's last entry is read from the stream's leader, never a direct get: a replica that
+ * lags would answer an older one, and a load would miss moves that were acknowledged. The entries
+ * up to it may come from any replica (`between`): what reaches that last entry is complete.
  */
 import type { JetStreamClient, JetStreamManager, MsgRequest } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
