@@ -25,7 +25,7 @@ function cpuTicks(): { total: number; steal: number } | null {
 }
 
 /** Below this share of stolen CPU time, a round ran on CPUs of its own for all it could tell. */
-export const QUIET_STEAL = 0.01;
+const QUIET_STEAL = 0.01;
 
 export interface LoadFigures {
   /**
@@ -40,10 +40,10 @@ export interface LoadFigures {
 /**
  * `count` calls of a 40-action flow, each moved a different number of times (1..CHECKPOINT_EVERY - 1
  * entries past its creation checkpoint). First a crash: forgotten without a checkpoint, so each
- * load replays its entries. Then `rounds` rounds of: an echo through nats-server per activeflow; a get of each resident one; all passivated
- * (checkpointed as they leave memory, so a load reads the checkpoint and the journal's last entry);
- * a get of each, which loads it, with the share of CPU time the hypervisor stole meanwhile. Gets
- * one at a time, each activeflow once per pass.
+ * load replays its entries. Then `rounds` rounds of: an echo through nats-server per activeflow;
+ * a get of each resident one; all passivated (checkpointed as they leave memory, so a load reads
+ * the checkpoint and the journal's last entry); a get of each, which loads it, with the share of
+ * CPU time the hypervisor stole meanwhile. Gets one at a time, each activeflow once per pass.
  */
 export async function measureLoads(nc: NatsConnection, client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number): Promise<LoadFigures> {
   const flow = await client.createFlow({ customer_id: customerId, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
