@@ -2,10 +2,12 @@
  * What operators ask of the cluster as a whole (`activeflow.admin.v1.*`), answered by any node from
  * the leases and drain marks in JetStream: no node needs to be asked about another one's state.
  */
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SUBJECTS } from '../api/subjects.js';
 import { ActiveflowError } from '../errors.js';
+import { BUCKETS } from '../store/buckets.js';
 import { decodeJson } from '../store/codec.js';
 import { DrainMarks } from './drain-marks.js';
 import { NodeMembership, type NodeInfo } from './membership-registry.js';
@@ -35,6 +37,7 @@ export class ClusterAdmin {
 
   constructor(
     private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
     private readonly leases: KV,
     private readonly cluster: KV,
     private readonly shardCount: number,
@@ -78,8 +81,9 @@ export class ClusterAdmin {
    */
   async drain(nodeId: string, force: boolean, untilStop = false): Promise<{ node_id: string; draining: true; drained_at: string; until_stop: boolean; moving: number }> {
     const membership = await NodeMembership.current(this.leases, this.cluster);
-    // The node's own lease, read directly: a key listing can miss a key renewed while it runs.
-    const exists = (await ShardLease.holder(this.leases, `node.${nodeId}`)) !== null || (await this.marks.get(nodeId)) !== null;
+    // The node's own lease, read by key from the leader: a key listing can miss a key renewed
+    // while it runs, and a replica can have expired it.
+    const exists = (await ShardLease.holder(this.jsm, BUCKETS.leases, `node.${nodeId}`)) !== null || (await this.marks.get(nodeId)) !== null;
     if (!exists) {
       throw new ActiveflowError('not_found', `no live node "${nodeId}"; \`activeflow nodes\` lists them`);
     }

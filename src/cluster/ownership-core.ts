@@ -258,6 +258,21 @@ export function servingCount(view: OwnershipView): number {
   return n;
 }
 
+/**
+ * The shards this node counts for its share of the creation rate: those it serves or, while shards
+ * move to it, those the target gives it, whichever is more. Counted by serving alone, a node that
+ * had just joined (a handful served, a quarter on the way) or that had fenced its shards for a
+ * moment (a pause under load) sized its buckets at almost nothing, and refused as over quota the
+ * creations the shards it was taking brought it: 122 of 240 calls in CI, while the cluster as a
+ * whole was far below the rate. While shards move, the nodes' shares may add up to more than one
+ * (old owner and new both count a shard in motion): over-admission for seconds, never refusal.
+ */
+export function creationShards(view: OwnershipView): number {
+  let targeted = 0;
+  if (view.joined && !view.stopping) for (const owner of view.target) if (owner === view.cfg.nodeId) targeted++;
+  return Math.max(servingCount(view), targeted);
+}
+
 export function servingShards(view: OwnershipView): number[] {
   const out: number[] = [];
   for (const [shard, s] of view.shards) if (s.phase === 'serving') out.push(shard);

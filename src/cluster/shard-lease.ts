@@ -20,7 +20,9 @@
  * (it crashed) leaves the lease to expire, and its shard is then taken over with fencing, as after
  * any crash. A node that finds a transfer in its name while listing takes it over the same way.
  */
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { isMessageGone } from '../errors.js';
 import { decodeJson, encodeJson } from '../store/codec.js';
 
 export interface LeaseValue {
@@ -143,12 +145,23 @@ export class ShardLease {
     return lease;
   }
 
-  /** Who holds a key now, if anyone (a released marker is nobody). */
-  static async holder(kv: KV, key: string): Promise<LeaseValue | null> {
-    const e = await kv.get(key);
-    if (e === null || e.operation !== 'PUT') return null;
-    const value = decodeJson(e.value) as LeaseValue;
-    return value.released_at === undefined ? value : null;
+  /**
+   * Who holds a key now, if anyone (a released marker is nobody), read from the bucket's stream
+   * leader. Not `kv.get`: that is a direct get any replica answers, and a replica that lags by
+   * more than the TTL has already expired the last renewal it holds without having the next one
+   * (seen in CI, TTL 1 s under load: a node that had just joined was "no live node").
+   */
+  static async holder(jsm: JetStreamManager, bucket: string, key: string): Promise<LeaseValue | null> {
+    try {
+      const msg = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` });
+      const operation = msg?.header?.get('KV-Operation') ?? '';
+      if (msg === null || operation === 'DEL' || operation === 'PURGE') return null;
+      const value = decodeJson(msg.data) as LeaseValue;
+      return value.released_at === undefined ? value : null;
+    } catch (e) {
+      if (isMessageGone(e)) return null;
+      throw e;
+    }
   }
 
   /** When the last renewal was confirmed (ms, this host's clock). */

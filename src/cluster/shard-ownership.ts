@@ -28,6 +28,7 @@ import { keysNow } from '../store/kv-keys.js';
 import { ShardEventBatch } from './shard-event-batch.js';
 import { backoffDelay, type Backoff } from '../retry.js';
 import {
+  creationShards,
   initialView,
   isUnfenced,
   nextWake,
@@ -453,6 +454,11 @@ export class ShardOwnership {
     return servingCount(this.view);
   }
 
+  /** The shards this node's share of the creation rate counts (ownership-core's creationShards). */
+  get creationShardCount(): number {
+    return creationShards(this.view);
+  }
+
   get ownedShards(): number[] {
     return servingShards(this.view);
   }
@@ -470,7 +476,10 @@ export class ShardOwnership {
             .warm()
             .catch((e: unknown) => {
               failed++;
-              this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e });
+              // The shard moved on while it loaded (the load was refused as moving): the next
+              // owner warms it, nothing is wrong. Any other failure is one.
+              if (!this.owns(shard)) this.deps.log.info({ event: 'warm_interrupted', shard, activeflow_id: id }, 'shard moved on while it was warmed');
+              else this.deps.log.error({ event: 'recovery_failed', activeflow_id: id, err: e });
             });
         }),
       );

@@ -163,7 +163,7 @@ export class ActiveflowNode {
           clock,
           log,
           limits: options.limits ?? DEFAULT_LIMITS,
-          admission: new CustomerQuotas(quotas, running, new CreationRate(() => creationShare(nodeRef?.servedShards ?? options.shardCount, options.shardCount)), options.limits ?? DEFAULT_LIMITS),
+          admission: new CustomerQuotas(quotas, running, new CreationRate(() => creationShare(nodeRef?.creationShards ?? options.shardCount, options.shardCount)), options.limits ?? DEFAULT_LIMITS),
           mustFence: (id) => nodeRef?.ownership?.mustFence(id) ?? false,
           stillServed: (id) => nodeRef?.ownership?.servesActiveflow(id) ?? true,
           findFlow: async (flowId, customerId) => (await flows.get(flowId, customerId))?.flow ?? null,
@@ -465,6 +465,11 @@ export class ActiveflowNode {
   /** Shards this node serves now (every shard without leases). */
   get servedShards(): number {
     return this.ownership?.ownedCount ?? 0;
+  }
+
+  /** Shards this node's share of the creation rate counts: served, or on their way to it (all of them before it serves). */
+  get creationShards(): number {
+    return this.ownership === null ? this.options.shardCount : this.ownership.creationShardCount;
   }
 
   /** Shards acquired or handed off so far (with leases). */

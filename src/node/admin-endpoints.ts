@@ -46,7 +46,7 @@ const checked = <S extends z.ZodType>(name: string, subject: string, schema: S, 
 });
 
 export function adminEndpoints(d: AdminDeps): Endpoint[] {
-  const admin = new ClusterAdmin(d.nc, d.storage.leases, d.storage.cluster, d.options.shardCount);
+  const admin = new ClusterAdmin(d.nc, d.storage.jsm, d.storage.leases, d.storage.cluster, d.options.shardCount);
   const keys = new AccessKeyStore(d.storage.accessKeys);
   const relay = new StreamRelay(d.storage.jsm);
   const quotaReply = async (q: Awaited<ReturnType<QuotaBook['get']>>) => ({ ...q, usage: { running_activeflows: await d.running.of(q.customer_id) } });

@@ -3,20 +3,22 @@
  * owner of the new id's shard, and ids are uniform over shards, so each node sees its share of a
  * customer's creations: it refills at the customer's rate times the share of the shards it owns.
  * The cluster-wide rate is then the quota, within what chance spreads unevenly over short
- * windows; with one node it is exact. No write per creation, and nothing to lose on a crash.
+ * windows, and up to twice it for the seconds shards move (both ends count a shard in motion);
+ * with one node it is exact. No write per creation, and nothing to lose on a crash.
  */
 import { ActiveflowError } from '../errors.js';
 import type { Quotas } from './quotas.js';
 
 /**
- * A node's share for its buckets: the shards it serves, but never fewer than one. A create is
+ * A node's share for its buckets: the shards it counts (served, or on their way to it:
+ * ownership-core's creationShards), but never fewer than one. A create is
  * taken only for a shard the node served when it arrived, so one in hand always has a shard behind
  * it; a node that has just fenced its shards (a pause past its renewals) answers it `unavailable`
  * from the fence, not `limit_exceeded` from a bucket sized at nothing (measured: a node that fenced
  * under a 100,000-creation flood refused creations so, and `limit_exceeded` is not retried).
  */
-export function creationShare(servedShards: number, shardCount: number): number {
-  return Math.max(1, servedShards) / shardCount;
+export function creationShare(shards: number, shardCount: number): number {
+  return Math.max(1, shards) / shardCount;
 }
 
 /**

@@ -1,4 +1,5 @@
 /** Shard leases on a real TTL bucket: exclusive, renewable, expiring, and self-fencing in time. */
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,12 +12,14 @@ const TTL = 1_000;
 let server: NatsServer;
 let nc: NatsConnection;
 let kv: KV;
+let jsm: JetStreamManager;
 
 beforeAll(async () => {
   server = await startNats();
   nc = await connectNats(server.url, 'lease-test');
   await new Kvm(nc).create('af_leases', { ttl: TTL, history: 1 });
   kv = await new Kvm(nc).open('af_leases');
+  jsm = await jetstreamManager(nc);
 });
 afterAll(async () => {
   await nc?.close();
@@ -31,7 +34,7 @@ describe('ShardLease', () => {
     const a = await ShardLease.acquire(kv, 'shard.1', 'node-a', options());
     expect(a).not.toBeNull();
     expect(await ShardLease.acquire(kv, 'shard.1', 'node-b', options())).toBeNull();
-    expect(await ShardLease.holder(kv, 'shard.1')).toMatchObject({ node_id: 'node-a' });
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.1')).toMatchObject({ node_id: 'node-a' });
     expect(await a!.renew()).toBe(true);
     await a!.release();
     const b = await ShardLease.acquire(kv, 'shard.1', 'node-b', options());
@@ -48,7 +51,9 @@ describe('ShardLease', () => {
       'node-a',
       options((r) => reasons.push(r)),
     );
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.2')).toMatchObject({ node_id: 'node-a' });
     await sleep(TTL + 400);
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.2')).toBeNull(); // expired: nobody
     const b = await ShardLease.acquire(kv, 'shard.2', 'node-b', options());
     expect(b).not.toBeNull();
     expect(await a!.renew()).toBe(false);
@@ -62,7 +67,7 @@ describe('ShardLease', () => {
     const renewal = a!.renew(); // not awaited: on its way when the release starts
     await a!.release({ handOver: true });
     await renewal; // it landed first: the release wrote after it, at its revision
-    expect(await ShardLease.holder(kv, 'shard.9')).toBeNull(); // released, not held until it expires
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.9')).toBeNull(); // released, not held until it expires
     const b = await ShardLease.acquire(kv, 'shard.9', 'node-b', options());
     expect(b!.handedOver).toBe(true);
     expect(b!.previous).toMatchObject({ node_id: 'node-a', released_at: expect.any(String) });
@@ -74,12 +79,12 @@ describe('ShardLease', () => {
     const stoppedAt = new Date();
     const t = await a!.release({ handOver: true, stoppedAt, to: 'node-b' });
     expect(t!.marker).toMatchObject({ node_id: 'node-b', transferred_from: 'node-a', stopped_at: stoppedAt.toISOString() });
-    expect(await ShardLease.holder(kv, 'shard.11')).toMatchObject({ node_id: 'node-b' });
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.11')).toMatchObject({ node_id: 'node-b' });
     expect(await ShardLease.acquire(kv, 'shard.11', 'node-c', options())).toBeNull(); // not a free marker
     const b = ShardLease.adopt(kv, 'shard.11', 'node-b', t!.revision, t!.marker, options());
     expect(b.handedOver).toBe(true);
     expect(await b.renew()).toBe(true); // confirmed, and now in b's own (plain) value
-    expect(await ShardLease.holder(kv, 'shard.11')).toEqual({ node_id: 'node-b', acquired_at: expect.any(String) });
+    expect(await ShardLease.holder(jsm, 'af_leases', 'shard.11')).toEqual({ node_id: 'node-b', acquired_at: expect.any(String) });
     await b.release();
   });
 

@@ -3,7 +3,19 @@
  * rule the cluster's safety rests on; the simulation (cluster-sim.test.ts) drives them all at once.
  */
 import { describe, expect, it } from 'vitest';
-import { initialView, nextWake, type OwnershipCommand, type OwnershipEvent, type OwnershipView, ownershipConfig, serves, servingShards, step, takeable } from '../../src/cluster/ownership-core.js';
+import {
+  creationShards,
+  initialView,
+  nextWake,
+  type OwnershipCommand,
+  type OwnershipEvent,
+  type OwnershipView,
+  ownershipConfig,
+  serves,
+  servingShards,
+  step,
+  takeable,
+} from '../../src/cluster/ownership-core.js';
 
 const TTL = 300;
 const SAFETY = 75;
@@ -22,6 +34,25 @@ function run(view: OwnershipView, event: OwnershipEvent, now: number): { view: O
 const ofType = <T extends OwnershipCommand['type']>(cs: OwnershipCommand[], type: T) => cs.filter((c): c is Extract<OwnershipCommand, { type: T }> => c.type === type);
 
 describe('the ownership core', () => {
+  it('counts for its share of the creation rate the shards on their way to it, and only what it serves once it drains', () => {
+    let { view, commands } = started(['b'], 64);
+    const claims = ofType(commands, 'claim').map((c) => c.shard);
+    expect(claims.length).toBeGreaterThan(10); // its half of 64, a few at a time
+    // Serving none yet, it counts the target's: a newcomer's buckets are not sized at nothing.
+    const targeted = view.target.filter((n) => n === 'a').length;
+    expect(targeted).toBeGreaterThan(20);
+    expect(targeted).toBeLessThan(44);
+    expect(servingShards(view)).toEqual([]);
+    expect(creationShards(view)).toBe(targeted);
+    view = run(view, { type: 'claimed', shard: claims[0]!, sentAt: 1, granted: { revision: 5, previous: null } }, 2).view;
+    expect(creationShards(view)).toBe(targeted);
+    // Drained, the target gives it nothing: it counts what it serves, here nothing (its one shard is on its way out).
+    view = run(view, { type: 'drain', node: 'a', on: true }, 3).view;
+    expect(view.target.filter((n) => n === 'a')).toEqual([]);
+    expect(servingShards(view)).toEqual([]);
+    expect(creationShards(view)).toBe(0);
+  });
+
   it('claims the shards the target gives it, and serves one only once its claim is granted', () => {
     const { view, commands } = started();
     expect(ofType(commands, 'claim').map((c) => c.shard)).toEqual([0, 1, 2, 3]);
