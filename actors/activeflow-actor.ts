@@ -206,6 +206,12 @@ export class ActiveflowActor {
     private readonly deps: ActorDeps,
     /** Its customer, when this node knows it already (passivated here): a load then reads the checkpoint and the journal at once. */
     knownCustomer?: string,
+    /**
+     * Where its journal stood when it was passivated here, its checkpoint then current, in this
+     * node's present term on the shard (ActorRegistry forgets it with the shard): a load whose
+     * checkpoint is at this position reads nothing of the journal (see `load`).
+     */
+    private passivatedAt?: JournalPosition,
   ) {
     this.touch();
     this.customerId = knownCustomer;
@@ -269,6 +275,14 @@ export class ActiveflowActor {
   }
 
   /** True while journal entries are not in a checkpoint yet (passivation waits for one). */
+  /**
+   * Its journal position when that is the position of its stored checkpoint (running, every entry
+   * checkpointed, the checkpoint not refused), else null: what a passivation leaves for the next load.
+   */
+  get checkpointedPosition(): JournalPosition | null {
+    return this.mode.kind === 'running' && this.uncheckpointed === 0 && this.checkpointRevision !== null && this.journalSeq > 0 ? this.position() : null;
+  }
+
   get dirty(): boolean {
     return this.mode.kind === 'running' && this.uncheckpointed > 0 && this.checkpointRevision !== null;
   }
@@ -660,20 +674,34 @@ export class ActiveflowActor {
     // With the customer known (the activeflow was passivated here), the journal's last entry is read
     // beside the checkpoint: one round trip instead of two. A read that raced a checkpoint's write
     // can only be older than that checkpoint, and then the next append is refused and reloads.
+    //
+    // Passivated here while running, in this node's present term on the shard, with its checkpoint
+    // current: the running key is read alone, not the journal nor af_ended, because nobody else
+    // has written it since. Another node could only by holding the shard, which ends this term
+    // (the hint goes with it: ActorRegistry); a holder before this term was fenced by this node's
+    // first load of it (or handed the shard over settled); and this node's own appends went
+    // through the one handle that left the position. A checkpoint at another position (a replica
+    // behind the leader) is read as without the hint: the journal's last entry, then the rest.
     const hinted = this.customerId;
-    const [stored, hintedLast] = await Promise.all([this.deps.store.load(this.id), hinted === undefined ? undefined : this.deps.journal.last(hinted, this.id)]);
+    const known = this.passivatedAt;
+    this.passivatedAt = undefined;
+    const [stored, hintedLast] = await Promise.all([
+      this.deps.store.load(this.id, known !== undefined),
+      hinted === undefined || known !== undefined ? undefined : this.deps.journal.last(hinted, this.id),
+    ]);
     this.servedOrThrow();
     if (stored === null) {
       this.mode = { kind: 'missing' };
       return;
     }
+    const current = known !== undefined && stored.kind === 'running' && stored.position?.seq === known.seq && stored.position.n === known.n;
     const customerId = stored.state.activeflow.customer_id;
     if (hinted !== undefined && hinted !== customerId) {
       this.customerId = undefined; // a wrong hint (it cannot be, ids are unique): the stored one wins
       this.logger = null;
     }
     this.knowCustomer(customerId);
-    let last = hinted === customerId && hintedLast !== undefined ? hintedLast : await this.deps.journal.last(customerId, this.id);
+    let last = current ? null : hinted === customerId && hintedLast !== undefined ? hintedLast : await this.deps.journal.last(customerId, this.id);
     let state = stored.state;
     let position = stored.position;
     if (position === null) {
@@ -681,11 +709,13 @@ export class ActiveflowActor {
       ({ state, position } = await this.rebase(stored, last));
       last = { seq: position.seq, n: position.n, kind: 'rebase' };
     }
-    this.journalSeq = last?.seq ?? 0;
-    this.entryN = last?.n ?? 0;
+    this.journalSeq = current ? known.seq : (last?.seq ?? 0);
+    this.entryN = current ? known.n : (last?.n ?? 0);
     // Checkpointed at its creation and not moved since: the created entry holds that very state.
-    const nothingToReplay = position.n === 0 && last?.kind === 'created';
-    if (last === null && position.n === 0) {
+    const nothingToReplay = current || (position.n === 0 && last?.kind === 'created');
+    if (current) {
+      // its checkpoint is where its journal ends (above)
+    } else if (last === null && position.n === 0) {
       // Created, but its created entry never made it: appended now, from the first checkpoint. The
       // creation may have stopped before its index entry too, and before its running slot: the
       // entry is written again (a put of the same), so that the reconcile, which counts what the

@@ -8,7 +8,7 @@
  * before the journal, as a snapshot per move: it is the whole state, and its first load here
  * starts the activeflow's journal from it.
  */
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';
 import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
@@ -76,7 +76,16 @@ export class SnapshotStore {
   }
 
   /** Reads an activeflow; a running key left beside an ended record (a crash mid-end) reads as ended. */
-  async load(id: string): Promise<StoredActiveflow | null> {
+  /**
+   * `running`: the caller knows it was running when this node last held it, and that nobody else
+   * has written it since (ActiveflowActor.load): the running key is read alone, and af_ended only
+   * if that key is gone after all.
+   */
+  async load(id: string, running = false): Promise<StoredActiveflow | null> {
+    if (running) {
+      const r = await this.running.get(this.runningKey(id));
+      if (r !== null && r.operation === 'PUT') return this.runningRecord(r);
+    }
     const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
     const runningEntry = r !== null && r.operation === 'PUT' ? r : null;
     if (e !== null && e.operation === 'PUT') {
@@ -90,6 +99,10 @@ export class SnapshotStore {
       };
     }
     if (runningEntry === null) return null;
+    return this.runningRecord(runningEntry);
+  }
+
+  private async runningRecord(runningEntry: KvEntry): Promise<StoredActiveflow> {
     let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
     const position = positionOf(snapshot);
     if (this.aside !== null) snapshot = await this.aside.stacks.join(await this.aside.history.join(snapshot));
