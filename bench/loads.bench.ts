@@ -34,7 +34,7 @@ const node = await startInProcessNode(server.url, 'bench-loads');
 try {
   process.stdout.write(`activeflow loads (node ${process.version}, nats-server ${nc.info?.version}, ${new Date().toISOString()})${pinned ? ' --pin' : ''}\n`);
   const client = new ActiveflowClient(nc, { requestTimeoutMs: 20_000, retryForMs: 30_000 });
-  printLoads(await measureLoads(nc, client, node, CUSTOMER, LOADS, ROUNDS), LOADS, line);
+  printLoads(await measureLoads(nc, client, node, CUSTOMER, LOADS, ROUNDS, server.pid), LOADS, line);
 } finally {
   await node.stop();
   await nc.close();

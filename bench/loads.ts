@@ -10,6 +10,7 @@ import type { ActiveflowClient } from '../src/api/client.js';
 import type { ActiveflowNode } from '../src/node/activeflow-node.js';
 import { readFileSync } from 'node:fs';
 import { percentile } from '../src/simulator/call-simulator.js';
+import { cpuMicros } from './processes.js';
 
 /**
  * The machine's CPU time so far, in ticks: all of it, and what the hypervisor took from this
@@ -32,7 +33,7 @@ export interface LoadFigures {
    * Each round: a bare request-reply through nats-server (the machine's round trip, nothing of
    * ours), a get of each resident activeflow, then of each once passivated (which loads it).
    */
-  rounds: { echo: number[]; resident: number[]; passivated: number[]; steal: number | null }[];
+  rounds: { echo: number[]; resident: number[]; passivated: number[]; steal: number | null; serverUsPerLoad: number | null }[];
   /** Loads after a crash: the checkpoint and the 1..CHECKPOINT_EVERY - 1 entries after it replayed. */
   crashed: number[];
 }
@@ -45,7 +46,7 @@ export interface LoadFigures {
  * the checkpoint and the journal's last entry); a get of each, which loads it, with the share of
  * CPU time the hypervisor stole meanwhile. Gets one at a time, each activeflow once per pass.
  */
-export async function measureLoads(nc: NatsConnection, client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number): Promise<LoadFigures> {
+export async function measureLoads(nc: NatsConnection, client: ActiveflowClient, node: ActiveflowNode, customerId: string, count: number, rounds: number, serverPid?: number): Promise<LoadFigures> {
   const flow = await client.createFlow({ customer_id: customerId, actions: Array.from({ length: 40 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -95,10 +96,12 @@ export async function measureLoads(nc: NatsConnection, client: ActiveflowClient,
     // two processes and a few round trips, so such a pause lands in its tail first. The share of
     // CPU time stolen while the loads ran says whether the round had its CPUs.
     const before = cpuTicks();
+    const serverBefore = serverPid === undefined ? null : cpuMicros(serverPid);
     const passivated = await timeGets();
+    const serverUsPerLoad = serverPid === undefined || serverBefore === null ? null : (cpuMicros(serverPid) - serverBefore) / ids.length;
     const after = cpuTicks();
     const steal = before === null || after === null || after.total === before.total ? null : (after.steal - before.steal) / (after.total - before.total);
-    out.push({ echo: echoes, resident, passivated, steal });
+    out.push({ echo: echoes, resident, passivated, steal, serverUsPerLoad });
   }
   echo.unsubscribe();
   return { rounds: out, crashed };
@@ -110,10 +113,11 @@ export function printLoads(f: LoadFigures, count: number, line: (label: string, 
   const p = (xs: number[]) => `${ms(percentile(xs, 50))} / ${ms(percentile(xs, 99))}`;
   process.stdout.write(`\n5. loading an activeflow: get of ${count} activeflows, each once, one at a time; ${f.rounds.length} round${f.rounds.length === 1 ? '' : 's'}\n`);
   const pct = (x: number | null) => (x === null ? 'unknown' : `${(100 * x).toFixed(1)}%`);
-  f.rounds.forEach(({ echo, resident, passivated, steal }, r) => {
+  f.rounds.forEach(({ echo, resident, passivated, steal, serverUsPerLoad }, r) => {
     line(`round ${r + 1}: echo through nats-server p50 / p99`, `${p(echo)} ms`);
     line(`round ${r + 1}: resident, get p50 / p99 (baseline)`, `${p(resident)} ms`);
-    line(`round ${r + 1}: passivated, load p50 / p99 (goal p99 < 5 ms)`, `${p(passivated)} ms  (CPU time stolen meanwhile ${pct(steal)})`);
+    const server = serverUsPerLoad === null ? '' : `, nats-server CPU ${serverUsPerLoad.toFixed(0)} us per load`;
+    line(`round ${r + 1}: passivated, load p50 / p99 (goal p99 < 5 ms)`, `${p(passivated)} ms  (CPU time stolen meanwhile ${pct(steal)}${server})`);
   });
   if (f.rounds.length > 1) {
     const p99s = f.rounds.map((r) => percentile(r.passivated, 99)).sort((a, b) => a - b);
