@@ -108,6 +108,16 @@ export function useNode(overrides: Partial<NodeOptions> = {}): { server: NatsSer
   return env;
 }
 
+/**
+ * Resolves once the node has no shard warm-up due or under way: each served shard's running
+ * activeflows are loaded in the background soon after (src/cluster/shard-ownership.ts), and a test
+ * that writes beside the node must not race such a load.
+ */
+export async function warmedUp(node: ActiveflowNode, ms = 20_000): Promise<void> {
+  const ownership = (node as unknown as { ownership: { warmsPending: number } | null }).ownership;
+  if (!(await until(() => (ownership?.warmsPending ?? 0) === 0, ms))) throw new Error(`node still warming shards after ${ms} ms`);
+}
+
 /** The node's stores, opened beside it (to play a crashed node, or another writer). */
 export async function openStoresFor(server: NatsServer): Promise<{ nc: NatsConnection; storage: Storage; store: SnapshotStore }> {
   const nc = await connectNats(server.url, 'test-store');

@@ -12,7 +12,7 @@ import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { Journal } from '../../src/store/journal.js';
 import { CUSTOMER } from '../helpers/engine.js';
-import { clientFor, openStoresFor, SHARDS, startNats, startNode } from '../helpers/nats.js';
+import { clientFor, openStoresFor, SHARDS, startNats, startNode, warmedUp } from '../helpers/nats.js';
 import { shardOf } from '../../src/nats/shard-mapping.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -28,6 +28,7 @@ async function setup(): Promise<{ server: NatsServer; node: ActiveflowNode; clie
   cleanups.push(() => nc.close());
   const node = await startNode(server);
   cleanups.push(() => node.stop());
+  await warmedUp(node); // a start-up warm-up's load would hold the activeflows beside the test
   return { server, node, client };
 }
 
