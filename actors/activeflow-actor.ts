@@ -274,7 +274,6 @@ export class ActiveflowActor {
     return this.mode.kind === 'running' || this.mode.kind === 'ended';
   }
 
-  /** True while journal entries are not in a checkpoint yet (passivation waits for one). */
   /**
    * Its journal position when that is the position of its stored checkpoint (running, every entry
    * checkpointed, the checkpoint not refused), else null: what a passivation leaves for the next load.
@@ -283,6 +282,7 @@ export class ActiveflowActor {
     return this.mode.kind === 'running' && this.uncheckpointed === 0 && this.checkpointRevision !== null && this.journalSeq > 0 ? this.position() : null;
   }
 
+  /** True while journal entries are not in a checkpoint yet (passivation waits for one). */
   get dirty(): boolean {
     return this.mode.kind === 'running' && this.uncheckpointed > 0 && this.checkpointRevision !== null;
   }
