@@ -291,14 +291,14 @@ export class ShardOwnership {
         // Load each one: fences it, replays the moves since its checkpoint, resumes cycles that were
         // waiting. Off the critical path: a handed-over shard has nothing to repair, and after a
         // crash the callers' own requests come first.
-        this.warmsPending++;
+        this.pendingWarms++;
         setTimeout(
           () =>
             void this.warm(c.shard)
               .then((ok) => {
                 if (c.sweep) this.dispatch({ type: 'swept', shard: c.shard, ok });
               })
-              .finally(() => this.warmsPending--),
+              .finally(() => this.pendingWarms--),
           c.sweep ? SWEEP_DELAY_MS : WARM_DELAY_MS,
         ).unref();
         this.moves++;
@@ -461,7 +461,11 @@ export class ShardOwnership {
    * Shards whose warm-up (or sweep) is due or under way: each loads the shard's running
    * activeflows in the background, so a test that plays another writer waits for none to be left.
    */
-  warmsPending = 0;
+  get warmsPending(): number {
+    return this.pendingWarms;
+  }
+
+  private pendingWarms = 0;
 
   /** The shards this node's share of the creation rate counts (ownership-core's creationShards). */
   get creationShardCount(): number {
