@@ -44,7 +44,7 @@ import type { Journal, LastEntry } from '../src/store/journal.js';
 import { sharedLimits } from '../src/store/shared-limits.js';
 import { createdEntry, fenceEntry, moveEntry, ReplayDivergence, rebaseEntry, replayFromStart, replayOnto } from '../src/store/journal-entry.js';
 import { RevisionConflict } from '../src/store/revision-conflict.js';
-import type { JournalPosition, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
+import type { JournalPosition, OwnCheckpoint, Revision, SnapshotStore, StoredActiveflow } from '../src/store/snapshot-store.js';
 import { backoffDelay, type Backoff } from '../src/retry.js';
 import { VERSION } from '../src/version.js';
 
@@ -207,11 +207,11 @@ export class ActiveflowActor {
     /** Its customer, when this node knows it already (passivated here): a load then reads the checkpoint and the journal at once. */
     knownCustomer?: string,
     /**
-     * Where its journal stood when it was passivated here, its checkpoint then current, in this
-     * node's present term on the shard (ActorRegistry forgets it with the shard): a load whose
-     * checkpoint is at this position reads nothing of the journal (see `load`).
+     * The checkpoint it left when it was passivated here, current then, in this node's present
+     * term on the shard (ActorRegistry forgets it with the shard): a load reads that checkpoint by
+     * its revision and nothing of the journal (see `load`).
      */
-    private passivatedAt?: JournalPosition,
+    private passivatedAt?: OwnCheckpoint,
   ) {
     this.touch();
     this.customerId = knownCustomer;
@@ -275,11 +275,11 @@ export class ActiveflowActor {
   }
 
   /**
-   * Its journal position when that is the position of its stored checkpoint (running, every entry
-   * checkpointed, the checkpoint not refused), else null: what a passivation leaves for the next load.
+   * Its stored checkpoint when that holds everything (running, every entry checkpointed, the
+   * checkpoint not refused), else null: what a passivation leaves for the next load.
    */
-  get checkpointedPosition(): JournalPosition | null {
-    return this.mode.kind === 'running' && this.uncheckpointed === 0 && this.checkpointRevision !== null && this.journalSeq > 0 ? this.position() : null;
+  get ownCheckpoint(): OwnCheckpoint | null {
+    return this.mode.kind === 'running' && this.uncheckpointed === 0 && this.checkpointRevision !== null && this.journalSeq > 0 ? { ...this.position(), revision: this.checkpointRevision } : null;
   }
 
   /** True while journal entries are not in a checkpoint yet (passivation waits for one). */
@@ -676,25 +676,23 @@ export class ActiveflowActor {
     // can only be older than that checkpoint, and then the next append is refused and reloads.
     //
     // Passivated here while running, in this node's present term on the shard, with its checkpoint
-    // current: the running key is read alone, not the journal nor af_ended, because nobody else
-    // has written it since. Another node could only by holding the shard, which ends this term
-    // (the hint goes with it: ActorRegistry); a holder before this term was fenced by this node's
-    // first load of it (or handed the shard over settled); and this node's own appends went
-    // through the one handle that left the position. A checkpoint at another position (a replica
-    // behind the leader) is read as without the hint: the journal's last entry, then the rest.
+    // current: that checkpoint is read alone, by its revision (SnapshotStore.load), not the journal
+    // nor af_ended, because nobody else has written the activeflow since. Another node could only
+    // by holding the shard, which ends this term (the hint goes with it: ActorRegistry); a holder
+    // before this term was fenced by this node's first load of it (or handed the shard over
+    // settled); and this node's own appends went through the one handle that left the checkpoint.
+    // A checkpoint read at another revision or position (the server that answered lacked that one)
+    // is read as without the hint: the journal's last entry, then the rest.
     const hinted = this.customerId;
     const known = this.passivatedAt;
     this.passivatedAt = undefined;
-    const [stored, hintedLast] = await Promise.all([
-      this.deps.store.load(this.id, known !== undefined),
-      hinted === undefined || known !== undefined ? undefined : this.deps.journal.last(hinted, this.id),
-    ]);
+    const [stored, hintedLast] = await Promise.all([this.deps.store.load(this.id, known?.revision), hinted === undefined || known !== undefined ? undefined : this.deps.journal.last(hinted, this.id)]);
     this.servedOrThrow();
     if (stored === null) {
       this.mode = { kind: 'missing' };
       return;
     }
-    const current = known !== undefined && stored.kind === 'running' && stored.position?.seq === known.seq && stored.position.n === known.n;
+    const current = known !== undefined && stored.kind === 'running' && stored.revision === known.revision && stored.position?.seq === known.seq && stored.position.n === known.n;
     const customerId = stored.state.activeflow.customer_id;
     if (hinted !== undefined && hinted !== customerId) {
       this.customerId = undefined; // a wrong hint (it cannot be, ids are unique): the stored one wins

@@ -3,7 +3,7 @@
  * idle ones are passivated (kept only in the store) and rehydrate on their next request.
  */
 import { RecentMap } from '../src/recent-map.js';
-import type { JournalPosition } from '../src/store/snapshot-store.js';
+import type { OwnCheckpoint } from '../src/store/snapshot-store.js';
 import { ActiveflowActor, type ActorDeps } from './activeflow-actor.js';
 
 /**
@@ -23,9 +23,9 @@ export class ActorRegistry {
   private readonly byShard = new Map<number, Set<string>>();
   /**
    * Customers of activeflows passivated here, the most recent ones, with their shards (forgotten
-   * with the shard), and where each one's journal stood when it left memory (see `get`).
+   * with the shard), and the checkpoint each one left when it left memory, current then (see `get`).
    */
-  private readonly passivated = new RecentMap<string, { customer: string; shard: number; position: JournalPosition | null }>(REMEMBERED_CUSTOMERS);
+  private readonly passivated = new RecentMap<string, { customer: string; shard: number; checkpoint: OwnCheckpoint | null }>(REMEMBERED_CUSTOMERS);
 
   constructor(
     private readonly deps: ActorDeps,
@@ -38,13 +38,13 @@ export class ActorRegistry {
   get(id: string): ActiveflowActor {
     let actor = this.actors.get(id);
     if (actor === undefined || (!actor.usable && !actor.busy)) {
-      // The position is handed to one handle only: from the load it goes to, this node's knowledge
+      // The checkpoint is handed to one handle only: from the load it goes to, this node's knowledge
       // of the journal is that handle's (a handle dropped after moves it did not checkpoint must not
       // leave the next one trusting a checkpoint those moves are missing from).
       const hint = this.passivated.get(id);
-      const position = hint?.position ?? undefined;
-      if (hint !== undefined) hint.position = null;
-      actor = new ActiveflowActor(id, this.deps, hint?.customer, position);
+      const checkpoint = hint?.checkpoint ?? undefined;
+      if (hint !== undefined) hint.checkpoint = null;
+      actor = new ActiveflowActor(id, this.deps, hint?.customer, checkpoint);
       this.actors.set(id, actor);
       const shard = this.shardOf(id);
       const ids = this.byShard.get(shard);
@@ -91,7 +91,7 @@ export class ActorRegistry {
       if (this.actors.get(id) !== actor || actor.busy || actor.dirty || (actor.usable && nowMs - actor.lastUsedMs < this.passivateAfterMs)) continue;
       this.remove(id);
       const customer = actor.customerId;
-      if (customer !== undefined) this.passivated.set(id, { customer, shard: this.shardOf(id), position: actor.checkpointedPosition });
+      if (customer !== undefined) this.passivated.set(id, { customer, shard: this.shardOf(id), checkpoint: actor.ownCheckpoint });
       this.deps.store.forget(id);
       if (actor.resident) n++;
     }

@@ -101,6 +101,22 @@ export async function liveKeys(kv: KV, filter: string, timeoutMs = 10_000): Prom
 }
 
 /**
+ * A key's value at one revision, read by a direct get from whichever server of the bucket answers
+ * (the leader or a replica): null when that server holds no such message for that key (it is
+ * behind, the revision is another key's, or the key was rewritten or deleted since). The handles
+ * the node opens read the last value of a key from the stream's leader instead (storage.ts): this
+ * is for a reader that knows the revision it wants, which any server that has it can answer,
+ * for half the server's work (measured: 135 against 285 us of nats-server CPU for a 12 KB value).
+ */
+export async function valueAt(kv: KV, key: string, revision: number): Promise<Uint8Array | null> {
+  const bucket = kv as Bucket;
+  const m = await bucket.jsm.direct.getMessage(bucket.stream, { seq: revision });
+  // a delete or purge marker has the header (kvOperationHdr in nats.js, which does not export it); a put has none
+  if (m === null || m.subject !== `${bucket.prefix}.${key}` || (m.header?.get('KV-Operation') ?? '') !== '') return null;
+  return m.data;
+}
+
+/**
  * Removes every key that matches `filter` with one purge of the bucket's stream: unlike deleting
  * each key, it leaves no delete marker behind.
  */

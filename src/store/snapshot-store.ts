@@ -8,13 +8,13 @@
  * before the journal, as a snapshot per move: it is the whole state, and its first load here
  * starts the activeflow's journal from it.
  */
-import type { KV, KvEntry } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { Snapshot } from 'xstate';
 import { EngineState } from '../../machines/index.js';
 import { shardOf } from '../nats/shard-mapping.js';
 import { decodeJson, encodeJson } from './codec.js';
 import type { HistoryChunks } from './history-chunks.js';
-import { liveKeys, purgeKeys, valuesNow } from './kv-keys.js';
+import { liveKeys, purgeKeys, valueAt, valuesNow } from './kv-keys.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
 import type { StackLists } from './stack-lists.js';
 
@@ -43,6 +43,14 @@ export type RunningSummary = Pick<EngineState['activeflow'], 'id' | 'customer_id
 export interface JournalPosition {
   seq: number;
   n: number;
+}
+
+/**
+ * A running checkpoint its node wrote and may trust when it loads the activeflow again: the
+ * journal entry it reflects and its revision in af_running (ActorRegistry, ActiveflowActor.load).
+ */
+export interface OwnCheckpoint extends JournalPosition {
+  revision: Revision;
 }
 
 export type StoredActiveflow =
@@ -75,18 +83,26 @@ export class SnapshotStore {
     return `${shardOf(id, this.shardCount)}.${id}`;
   }
 
-  /** Reads an activeflow; a running key left beside an ended record (a crash mid-end) reads as ended. */
   /**
-   * `running`: the caller knows it was running when this node last held it, and that nobody else
-   * has written it since (ActiveflowActor.load): the running key is read alone, and af_ended only
-   * if that key is gone after all.
+   * Reads an activeflow; a running key left beside an ended record (a crash mid-end) reads as ended.
+   *
+   * `own`: the revision of the running checkpoint this node wrote last and still holds the shard of,
+   * nobody else having written the activeflow since (ActiveflowActor.load). That checkpoint is read
+   * by its revision from whichever server answers, and taken as it is: it is this process's own
+   * encoding of a state it held, so it is not validated again (what validation would change in
+   * such a checkpoint, nothing, is a property test: test/unit/checkpoint.test.ts).
+   * Should that server not hold it, the running key is read from the leader (validated), and
+   * af_ended only if that key is gone after all.
    */
-  async load(id: string, running = false): Promise<StoredActiveflow | null> {
-    if (running) {
-      const r = await this.running.get(this.runningKey(id));
-      if (r !== null && r.operation === 'PUT') return this.runningRecord(r);
+  async load(id: string, own?: Revision): Promise<StoredActiveflow | null> {
+    const key = this.runningKey(id);
+    if (own !== undefined) {
+      const value = await valueAt(this.running, key, own);
+      if (value !== null) return this.runningRecord(value, own, false);
+      const r = await this.running.get(key);
+      if (r !== null && r.operation === 'PUT') return this.runningRecord(r.value, r.revision as Revision, true);
     }
-    const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
+    const [r, e] = await Promise.all([this.running.get(key), this.ended.get(id)]);
     const runningEntry = r !== null && r.operation === 'PUT' ? r : null;
     if (e !== null && e.operation === 'PUT') {
       const value = decodeJson(e.value);
@@ -99,20 +115,21 @@ export class SnapshotStore {
       };
     }
     if (runningEntry === null) return null;
-    return this.runningRecord(runningEntry);
+    return this.runningRecord(runningEntry.value, runningEntry.revision as Revision, true);
   }
 
-  private async runningRecord(runningEntry: KvEntry): Promise<StoredActiveflow> {
-    let snapshot = decodeJson(runningEntry.value) as Snapshot<unknown>;
+  private async runningRecord(value: Uint8Array, revision: Revision, validate: boolean): Promise<StoredActiveflow> {
+    let snapshot = decodeJson(value) as Snapshot<unknown>;
     const position = positionOf(snapshot);
     if (this.aside !== null) snapshot = await this.aside.stacks.join(await this.aside.history.join(snapshot));
     // The actor restores from the validated context, so defaults for fields that older snapshots
     // lack are filled in.
-    const state = EngineState.parse((snapshot as unknown as { context: unknown }).context);
+    const context = (snapshot as unknown as { context: unknown }).context;
+    const state = validate ? EngineState.parse(context) : (context as EngineState);
     if (this.aside !== null) {
       for (const stack of Object.values(state.activeflow.stack_map)) stack.actions = this.aside.stacks.intern(stack.actions);
     }
-    return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision: runningEntry.revision as Revision, position };
+    return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision, position };
   }
 
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */

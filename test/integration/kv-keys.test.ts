@@ -9,7 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../src/nats/connect.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
-import { keysNow, liveKeys, purgeKeys, valuesNow } from '../../src/store/kv-keys.js';
+import { keysNow, liveKeys, purgeKeys, valueAt, valuesNow } from '../../src/store/kv-keys.js';
 import { startNats } from '../helpers/nats.js';
 
 let server: NatsServer;
@@ -97,5 +97,22 @@ describe('liveKeys and valuesNow: one bounded pass', () => {
     expect(await keysNow(kv, 'gone.*')).toEqual([]); // no marker left either
     expect(await valuesNow(kv, 'gone.*')).toEqual(new Map());
     expect(performance.now() - t).toBeLessThan(2_000); // not a timeout's wait
+  });
+});
+
+describe('valueAt: a key at one revision, by a direct get', () => {
+  it("answers that revision's value, and nothing for another key's revision, a rewritten revision or a delete marker", async () => {
+    const first = await kv.put('at.a', 'one');
+    const other = await kv.put('at.b', 'other');
+    expect(new TextDecoder().decode((await valueAt(kv, 'at.a', first))!)).toBe('one');
+    expect(await valueAt(kv, 'at.a', other)).toBeNull(); // at.b's
+    const second = await kv.put('at.a', 'two');
+    expect(await valueAt(kv, 'at.a', first)).toBeNull(); // one value per key is kept: the old one is gone
+    expect(new TextDecoder().decode((await valueAt(kv, 'at.a', second))!)).toBe('two');
+    await kv.delete('at.a');
+    const marker = (await kv.get('at.a'))!;
+    expect(marker.operation).toBe('DEL');
+    expect(await valueAt(kv, 'at.a', marker.revision)).toBeNull();
+    expect(await valueAt(kv, 'at.a', marker.revision + 1_000)).toBeNull(); // past the stream's end
   });
 });

@@ -1,15 +1,18 @@
 /**
  * A load of an activeflow passivated here, in this node's present term on its shard, with its
- * checkpoint current: the running key is read alone (not the journal's last entry, not af_ended).
- * What makes that safe is tested where it could go wrong: the position is handed to one handle
- * only (a handle gone with moves it never checkpointed leaves the next load reading the journal),
- * a checkpoint at another position than the one remembered is read as without it, and the shard
- * leaving takes the memory with it.
+ * checkpoint current: that checkpoint is read alone, by its revision, and not validated again (not
+ * the journal's last entry, not af_ended, not the leader's last value of the key). What makes that
+ * safe is tested where it could go wrong: the checkpoint is handed to one handle only (a handle
+ * gone with moves it never checkpointed leaves the next load reading the journal), a checkpoint at
+ * another position or revision than the one remembered is read as without it, and the shard
+ * leaving takes the memory with it. That validation would change nothing in such a checkpoint is
+ * test/unit/checkpoint.test.ts.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ActiveflowClient } from '../../src/api/client.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { EngineState } from '../../machines/index.js';
 import { Journal } from '../../src/store/journal.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, openStoresFor, SHARDS, startNats, startNode, warmedUp } from '../helpers/nats.js';
@@ -51,9 +54,13 @@ describe('a load of an activeflow passivated here', () => {
     expect(node.residentActors).toBe(0);
     const last = vi.spyOn(Journal.prototype, 'last');
     const between = vi.spyOn(Journal.prototype, 'between');
-    const ended = vi.spyOn((node as unknown as { storage: { ended: { get: (k: string) => Promise<unknown> } } }).storage.ended, 'get');
+    const storage = (node as unknown as { storage: Record<'ended' | 'running', { get: (k: string) => Promise<unknown> }> }).storage;
+    const ended = vi.spyOn(storage.ended, 'get');
+    const running = vi.spyOn(storage.running, 'get'); // the last value, from the leader
+    const validated = vi.spyOn(EngineState, 'parse');
     expect(await client.get(id)).toEqual(before);
-    expect([last.mock.calls.length, between.mock.calls.length, ended.mock.calls.length]).toEqual([0, 0, 0]);
+    expect([last.mock.calls.length, between.mock.calls.length, ended.mock.calls.length, running.mock.calls.length]).toEqual([0, 0, 0, 0]);
+    expect(validated).not.toHaveBeenCalled();
     // Its journal position came from the memory: an append at a wrong one would be refused.
     const next = await client.next(id, current);
     expect(next.option?.['text']).toBe('t3');
@@ -98,6 +105,24 @@ describe('a load of an activeflow passivated here', () => {
     expect(last).toHaveBeenCalled();
     expect(texts(truth)).toEqual([undefined, 't0', 't1']);
     expect((await client.next(id, cur)).option?.['text']).toBe('t3');
+  }, 30_000);
+
+  it('reads a checkpoint rewritten since, at the same position, as without the memory: from the leader, validated, the journal read', async () => {
+    const { server, node, client } = await setup();
+    const { nc, storage, store } = await openStoresFor(server);
+    cleanups.push(() => nc.close());
+    const { id, current } = await moved(client, 2);
+    const truth = await client.get(id);
+    await node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    // The same bytes again: the remembered revision is gone, so a server asked for it has nothing.
+    const key = store.runningKey(id);
+    await storage.running.put(key, (await storage.running.get(key))!.value);
+    const last = vi.spyOn(Journal.prototype, 'last');
+    const validated = vi.spyOn(EngineState, 'parse');
+    expect(await client.get(id)).toEqual(truth);
+    expect(validated).toHaveBeenCalled();
+    expect(last).toHaveBeenCalled();
+    expect((await client.next(id, current)).option?.['text']).toBe('t2');
   }, 30_000);
 
   it('forgets the position with the shard: after the shard was dropped, the load reads the journal', async () => {

@@ -62,6 +62,12 @@ export class SimBucket {
     return revision;
   }
 
+  /** The key whose value is at `revision`, if it still is (a direct get by sequence). */
+  at(revision: number, now: number): { key: string; entry: Entry } | null {
+    for (const [key, entry] of this.entries) if (entry.revision === revision) return this.get(key, now) === null ? null : { key, entry };
+    return null;
+  }
+
   /** Removes keys without a revision check and without a marker (a stream purge by subject). */
   purge(filter: string): void {
     const prefix = filter.endsWith('.>') ? filter.slice(0, -1) : null;
@@ -151,6 +157,13 @@ export function simKv(bucket: SimBucket, call: Call, now: () => number, name: st
           call(() => {
             bucket.purge(opts.filter.slice(`$KV.${name}.`.length));
             return { success: true, purged: 0 };
+          }),
+      },
+      direct: {
+        getMessage: (_stream: string, q: { seq: number }) =>
+          call(() => {
+            const found = bucket.at(q.seq, now());
+            return found === null ? null : { subject: `$KV.${name}.${found.key}`, data: encoder.encode(found.entry.value), seq: q.seq };
           }),
       },
     },
