@@ -97,7 +97,9 @@ export class SnapshotStore {
   async load(id: string, own?: Revision): Promise<StoredActiveflow | null> {
     const key = this.runningKey(id);
     if (own !== undefined) {
-      const value = await valueAt(this.running, key, own);
+      // Whatever keeps a direct get from answering (a bucket made without allow_direct has no
+      // responder for it), the leader's read below decides.
+      const value = await valueAt(this.running, key, own).catch(() => null);
       if (value !== null) return this.runningRecord(value, own, false);
       const r = await this.running.get(key);
       if (r !== null && r.operation === 'PUT') return this.runningRecord(r.value, r.revision as Revision, true);

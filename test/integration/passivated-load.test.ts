@@ -12,7 +12,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ActiveflowClient } from '../../src/api/client.js';
 import type { NatsServer } from '../../src/nats/server-process.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
+import { Kvm } from '@nats-io/kv';
 import { EngineState } from '../../machines/index.js';
+import { connectNats } from '../../src/nats/connect.js';
 import { Journal } from '../../src/store/journal.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { clientFor, openStoresFor, SHARDS, startNats, startNode, warmedUp } from '../helpers/nats.js';
@@ -24,9 +26,10 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function setup(): Promise<{ server: NatsServer; node: ActiveflowNode; client: ActiveflowClient }> {
+async function setup(before?: (server: NatsServer) => Promise<void>): Promise<{ server: NatsServer; node: ActiveflowNode; client: ActiveflowClient }> {
   const server = await startNats();
   cleanups.push(() => server.stop());
+  await before?.(server);
   const { nc, client } = await clientFor(server);
   cleanups.push(() => nc.close());
   const node = await startNode(server);
@@ -122,6 +125,21 @@ describe('a load of an activeflow passivated here', () => {
     expect(await client.get(id)).toEqual(truth);
     expect(validated).toHaveBeenCalled();
     expect(last).toHaveBeenCalled();
+    expect((await client.next(id, current)).option?.['text']).toBe('t2');
+  }, 30_000);
+
+  it('loads from the leader when no server answers a direct get (af_running made without allow_direct)', async () => {
+    const { node, client } = await setup(async (server) => {
+      const nc = await connectNats(server.url, 'no-direct');
+      await new Kvm(nc).create('af_running', { history: 1, allow_direct: false });
+      await nc.close();
+    });
+    const { id, current } = await moved(client, 2);
+    const truth = await client.get(id);
+    await node.registry.passivateIdle(Number.MAX_SAFE_INTEGER);
+    const last = vi.spyOn(Journal.prototype, 'last');
+    expect(await client.get(id)).toEqual(truth);
+    expect(last).not.toHaveBeenCalled(); // the leader had the remembered revision: still the one-key load
     expect((await client.next(id, current)).option?.['text']).toBe('t2');
   }, 30_000);
 
