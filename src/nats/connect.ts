@@ -62,6 +62,11 @@ export function checkServerVersion(nc: NatsConnection, log: Logger): void {
 /** Whether a connection is up now, as its status events tell. */
 export interface ConnectionState {
   readonly connected: boolean;
+  /**
+   * Resolves once the connection has been down for `ms` in a row (a reconnect within that starts
+   * the count again); `cancel` stops waiting.
+   */
+  downFor(ms: number): { down: Promise<void>; cancel(): void };
 }
 
 /**
@@ -70,16 +75,43 @@ export interface ConnectionState {
  * server; says whether it is up (a stop does not wait on a server that is gone).
  */
 export function watchConnection(nc: NatsConnection, log: Logger): ConnectionState {
-  const state = { connected: !nc.isClosed() };
+  /** Told of every change, for `downFor`. */
+  const watchers = new Set<(connected: boolean) => void>();
+  const state = {
+    connected: !nc.isClosed(),
+    downFor(ms: number) {
+      let timer: NodeJS.Timeout | null = null;
+      let resolve!: () => void;
+      const down = new Promise<void>((r) => (resolve = r));
+      const watch = (connected: boolean) => {
+        if (timer !== null) clearTimeout(timer);
+        timer = connected ? null : setTimeout(resolve, ms);
+        timer?.unref();
+      };
+      watchers.add(watch);
+      watch(state.connected);
+      return {
+        down,
+        cancel: () => {
+          watchers.delete(watch);
+          if (timer !== null) clearTimeout(timer);
+        },
+      };
+    },
+  };
+  const set = (connected: boolean) => {
+    state.connected = connected;
+    for (const w of watchers) w(connected);
+  };
   void (async () => {
     for await (const s of nc.status()) {
       switch (s.type) {
         case 'disconnect':
-          state.connected = false;
+          set(false);
           log.warn({ event: 'nats_disconnected', server: s.server }, 'lost the NATS connection; reconnecting');
           break;
         case 'reconnect':
-          state.connected = true;
+          set(true);
           log.info({ event: 'nats_reconnected', server: s.server });
           break;
         case 'staleConnection':
@@ -95,7 +127,7 @@ export function watchConnection(nc: NatsConnection, log: Logger): ConnectionStat
           break;
       }
     }
-    state.connected = false;
+    set(false);
   })();
   return state;
 }

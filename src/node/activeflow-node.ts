@@ -36,6 +36,7 @@ import { SnapshotStore } from '../store/snapshot-store.js';
 import { NodeMembership } from '../cluster/membership-registry.js';
 import { DisconnectHints, nodeConnectionName } from '../cluster/disconnect-hints.js';
 import { DrainMarks } from '../cluster/drain-marks.js';
+import { withTimeout } from '../cluster/async-limits.js';
 import { ShardOwnership } from '../cluster/shard-ownership.js';
 import { NatsEffectRunner } from './effect-runner.js';
 import { WebhookDispatcher, type AckFloorStore } from './webhook-dispatcher.js';
@@ -493,20 +494,35 @@ export class ActiveflowNode {
     await this.watchdog?.stop();
     await this.reconcile?.stop();
     this.quotas.stop();
-    if (!this.connection.connected) {
-      // Nothing can be handed over without NATS, and waiting for it would only hold the stop up:
-      // this node's leases expire on their own and the others fence and take its shards.
-      this.log.warn({ event: 'node_stopping_without_nats' }, 'NATS is unreachable: stopping without handing the shards over; their leases expire on their own');
-      this.ownership?.abandon();
-      // Closed first: whatever still waits on NATS (a webhook pull, a lease write) fails at once.
-      await this.nc.close().catch(() => undefined);
-      await Promise.allSettled([this.hints?.stop(), this.webhooks?.stop()]);
-      await this.egress.close().catch(() => undefined);
-      this.log.info({ event: 'node_stopped', handed_over: false });
-      return false;
+    let handedOver = false;
+    if (this.connection.connected) {
+      // NATS may go while the shards are handed over: a whole deployment stopped at once gives the
+      // server and the node their signals together, and each step then waited out its timeout (19 s
+      // measured, past the 10 s a container runtime gives before it kills). Down for NATS_GONE_MS,
+      // longer than a reconnect to another server of a cluster takes, the rest is given up.
+      const handover = this.handOver();
+      const gone = this.connection.downFor(NATS_GONE_MS);
+      try {
+        handedOver = await Promise.race([handover.then(() => true), gone.down.then(() => false)]);
+      } finally {
+        gone.cancel();
+      }
+      if (!handedOver) {
+        await this.leaveWithoutNats();
+        // What it still waits on fails at once on the closed connection (bounded all the same).
+        await withTimeout(handover, NATS_GONE_MS, 'the hand-over').catch(() => undefined);
+      }
+    } else {
+      await this.leaveWithoutNats();
     }
-    // Leave first, so the others count this node out, then hand every shard over: each one is
-    // taken by its new owner the moment its released marker is written.
+    if (!handedOver) await Promise.allSettled([this.hints?.stop(), this.webhooks?.stop()]);
+    await this.egress.close().catch(() => undefined);
+    this.log.info({ event: 'node_stopped', ...(handedOver ? {} : { handed_over: false }) });
+    return handedOver;
+  }
+
+  /** Leave first, so the others count this node out, then hand every shard over: each one is taken by its new owner the moment its released marker is written. */
+  private async handOver(): Promise<void> {
     await this.hints?.stop();
     await this.membership?.leave();
     await this.ownership?.stop();
@@ -516,11 +532,24 @@ export class ActiveflowNode {
     await this.webhooks?.stop();
     await this.registry.settleAll();
     await this.nc.drain().catch(() => undefined);
-    await this.egress.close().catch(() => undefined);
-    this.log.info({ event: 'node_stopped' });
-    return true;
+  }
+
+  /**
+   * Nothing can be handed over without NATS, and waiting for it would only hold the stop up: this
+   * node's leases expire on their own and the others fence and take its shards. The connection is
+   * closed first, so that whatever waits on NATS or asks it next (a webhook pull, a lease write, the
+   * hand-over's next step) fails at once instead of waiting out its timeout.
+   */
+  private async leaveWithoutNats(): Promise<void> {
+    this.log.warn({ event: 'node_stopping_without_nats' }, 'NATS is unreachable: stopping without handing the shards over; their leases expire on their own');
+    await this.nc.close().catch(() => undefined);
+    this.ownership?.abandon();
+    await this.membership?.leave().catch(() => undefined); // its renewals stop (they logged after the stop)
   }
 }
+
+/** How long NATS may be unreachable while a stopping node hands its shards over before it gives that up. */
+const NATS_GONE_MS = 2_000;
 
 /** How long list waits for an owner's answer before it shows the activeflow's checkpoint instead. */
 const LIST_GET_TIMEOUT_MS = 1_000;

@@ -93,6 +93,25 @@ describe('signals', () => {
     await server.stop();
   }, 60_000);
 
+  it('a node and its NATS server signalled together (a whole deployment stopped): the hand-over is given up once NATS is gone, within 10 s', async () => {
+    const server = await startNats();
+    const node = await spawnNode(server, { NODE_ID: 'together' });
+    let out = '';
+    node.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    // As a container runtime stops a stack: every process gets SIGTERM at once, and waits 10 s
+    // before it kills. Each step of the hand-over waited out its own timeout here: 19 s.
+    server.signal('SIGTERM');
+    node.kill('SIGTERM');
+    const { code, ms } = await timed(node);
+    expect(code).toBe(1); // it could not hand over: a supervisor should know
+    expect(ms).toBeLessThan(10_000);
+    expect(out).toMatch(/"node_stopping_without_nats"/);
+    // and nothing after the stop (its membership renewals used to go on, and log the lease lost)
+    const lines = out.trim().split('\n');
+    expect(lines.at(-1)).toMatch(/"node_stopped"/);
+    await server.stop();
+  }, 60_000);
+
   it('`activeflow gateway`: exits promptly when NATS went first; a busy port is exit 1 that names it', async () => {
     const server = await startNats();
     const node = await spawnNode(server, { NODE_ID: 'gw-node' }); // makes the buckets
