@@ -104,7 +104,7 @@ export async function liveKeys(kv: KV, filter: string, timeoutMs = 10_000): Prom
  * A key's value at one revision, read by a direct get from whichever server of the bucket answers
  * (the leader or a replica): null when that server holds no such message for that key (it is
  * behind, the revision is another key's, or the key was rewritten or deleted since). The handles
- * the node opens read the last value of a key from the stream's leader instead (storage.ts): this
+ * the node opens read the last value of a key from the stream's leader instead (buckets.ts): this
  * is for a reader that knows the revision it wants, which any server that has it can answer,
  * for half the server's work (measured: 135 against 285 us of nats-server CPU for a 12 KB value).
  */
