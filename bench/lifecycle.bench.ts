@@ -2,7 +2,8 @@
  * What a call's life costs the node, apart from its moves: `activeflow node` in its own process,
  * 3,000 creations of the node bench's 20-action flow, 500 at once, then a stop of each (a move that
  * ends it, then the end's last steps: the ended record, the index, the running key's removal, the
- * running count). The node's CPU time from /proc, per creation and per stop, over several rounds
+ * running count). The node's and nats-server's CPU time from /proc (the server's includes the
+ * calls it carries for this process), per creation and per stop, over several rounds
  * (the first one warms the JIT up). In the node bench's 21-move call these come once per call.
  *
  *   npx tsx bench/lifecycle.bench.ts [--pin] [--rounds=N]
@@ -55,20 +56,25 @@ try {
       [process.pid, 0],
     ]);
   const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: 20 }, (_, i) => ({ type: 'talk', option: { text: `Hello \${name}, step ${i}` } })) });
-  process.stdout.write(`  node CPU, ${N} of each, ${AT_ONCE} at once (the first round warms up)\n`);
+  process.stdout.write(`  node / nats-server CPU, ${N} of each, ${AT_ONCE} at once (the first round warms up)\n`);
   for (let round = 0; round < rounds; round++) {
     const ids: string[] = [];
-    let before = cpuMicros(node.pid!);
+    const cpu = () => [cpuMicros(node.pid!), cpuMicros(server.pid!)] as const;
+    const per = (from: readonly [number, number]) =>
+      cpu()
+        .map((c, i) => ((c - from[i]!) / N).toFixed(0))
+        .join(' / ');
+    let before = cpu();
     await inPool(Array.from({ length: N }), AT_ONCE, async () => {
       ids.push((await client.createActiveflow({ customer_id: CUSTOMER, flow_id: flow.id, reference_type: 'call' })).id);
     });
-    const perCreate = (cpuMicros(node.pid!) - before) / N;
+    const perCreate = per(before);
     await new Promise((r) => setTimeout(r, 500));
-    before = cpuMicros(node.pid!);
+    before = cpu();
     await inPool(ids, AT_ONCE, (id) => client.stop(id));
     await new Promise((r) => setTimeout(r, 1_500)); // the ends' last steps run after the stops' replies
-    const perStop = (cpuMicros(node.pid!) - before) / N;
-    process.stdout.write(`  round ${round + 1}: per creation ${perCreate.toFixed(0)} us, per stop with its end ${perStop.toFixed(0)} us\n`);
+    const perStop = per(before);
+    process.stdout.write(`  round ${round + 1}: per creation ${perCreate} us, per stop with its end ${perStop} us\n`);
   }
 } finally {
   node.kill('SIGTERM');

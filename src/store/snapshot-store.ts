@@ -134,6 +134,12 @@ export class SnapshotStore {
     return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision, position };
   }
 
+  /** The running key's last value, from the leader (null when it is gone). */
+  private async lastValue(id: string): Promise<Uint8Array | null> {
+    const e = await this.running.get(this.runningKey(id));
+    return e !== null && e.operation === 'PUT' ? e.value : null;
+  }
+
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
   async exists(id: string): Promise<boolean> {
     const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
@@ -192,13 +198,15 @@ export class SnapshotStore {
   /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
   async deleteRunning(id: string, revision: Revision): Promise<void> {
     try {
-      const last = await this.running.get(this.runningKey(id));
-      if (this.aside !== null && last !== null && last.operation === 'PUT') {
+      // The checkpoint being removed, by its revision from whichever server has it (as a load of
+      // one's own checkpoint reads it), else the key's last value from the leader.
+      const last = this.aside === null ? null : ((await valueAt(this.running, this.runningKey(id), revision).catch(() => null)) ?? (await this.lastValue(id)));
+      if (this.aside !== null && last !== null) {
         // What was stored aside goes first, in one purge that leaves no delete marker (a marker per
         // key would grow the bucket for ever). Safe before the running key: with the ended record
         // written, a load reads that record and never this snapshot. If the purge fails, the end
         // fails here and its retry purges again; done after the delete, nothing would retry it.
-        const marks = decodeJson(last.value) as AsideMarks;
+        const marks = decodeJson(last) as AsideMarks;
         if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
         this.forget(id);
       }
