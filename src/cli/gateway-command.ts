@@ -4,7 +4,7 @@ import { AccessKeyCache } from '../gateway/access-keys.js';
 import { HttpGateway } from '../gateway/http-gateway.js';
 import type { Logger } from '../log.js';
 import { createLogger } from '../log.js';
-import { checkServerVersion, connectNats, natsAccess, parseServers } from '../nats/connect.js';
+import { checkServerVersion, connectWhenUp, natsAccess, parseServers } from '../nats/connect.js';
 import type { Command } from './command.js';
 import { stopOnSignals } from './signals.js';
 
@@ -70,7 +70,7 @@ ${describeConfig(GatewayConfig.shape)}`,
     let nc: NatsConnection;
     try {
       const access = natsAccess(config);
-      nc = await connectNats(parseServers(config.NATS_URL), 'activeflow-gateway', access.credentials, access.tls);
+      nc = await connectWhenUp(log, parseServers(config.NATS_URL), 'activeflow-gateway', access.credentials, access.tls);
     } catch (e) {
       io.err(`activeflow gateway: cannot reach NATS at ${config.NATS_URL}: ${(e as Error).message}. Start it with \`npm start\`, or set NATS_URL.`);
       return 1;

@@ -1,5 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { isTransient } from '../errors.js';
 import type { Logger } from '../log.js';
+import { retry } from '../retry.js';
 import { judgeServerVersion, ServerVersionError } from './server-version.js';
 import { applyRequestSettleFix } from './request-settle.js';
 import { inboxPrefixOf, ROLES, type Role } from './roles.js';
@@ -44,6 +46,33 @@ export async function connectNats(servers: string[] | string, name: string, cred
     // (measured with --cpu-prof); errors keep their types and messages without it.
     noAsyncTraces: true,
   });
+}
+
+/** How long a starting node or gateway waits for its servers to answer: they may be starting beside it. */
+export const NATS_START_WAIT_MS = 30_000;
+
+/**
+ * connectNats for a node or a gateway that may start before its servers do (a deployment brought
+ * up at once: in Kubernetes a node that exited at once went into CrashLoopBackOff, 10 s, 20 s,
+ * 40 s..., until they were up). Servers that cannot be reached are waited for, up to
+ * NATS_START_WAIT_MS, said in the log at once; what waiting does not mend (a refused password)
+ * fails at once.
+ */
+export async function connectWhenUp(log: Logger, servers: string[], name: string, credentials?: { user: string; pass: string }, tls?: TlsFiles): Promise<NatsConnection> {
+  try {
+    return await retry(() => connectNats(servers, name, credentials, tls), {
+      backoff: { firstMs: 250, maxMs: 2_000 },
+      forMs: NATS_START_WAIT_MS,
+      retryable: isTransient,
+      onRetry: (e, attempt) => {
+        if (attempt === 1 || attempt % 10 === 0)
+          log.warn({ event: 'nats_not_ready', servers, err: (e as Error).message }, `waiting for NATS at ${servers.join(',')} (at most ${NATS_START_WAIT_MS / 1000} s)`);
+      },
+    });
+  } catch (e) {
+    if (!isTransient(e)) throw e;
+    throw new Error(`NATS at ${servers.join(',')} did not answer for ${NATS_START_WAIT_MS / 1000} s (${(e as Error).message}); is nats-server running there, and is NATS_URL right?`, { cause: e });
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import { ACTIVEFLOW_VERBS, SUBJECTS, type ActiveflowVerb } from '../api/subjects
 import { systemClock, type HostClock } from '../clock.js';
 import { ActiveflowError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { checkServerVersion, connectNats, watchConnection, type ConnectionState } from '../nats/connect.js';
+import { checkServerVersion, connectWhenUp, watchConnection, type ConnectionState } from '../nats/connect.js';
 import { shardMappingConfig, shardOf } from '../nats/shard-mapping.js';
 import { ActiveflowIndex } from '../store/activeflow-index.js';
 import { openStorage, type Storage } from '../store/buckets.js';
@@ -110,7 +110,7 @@ export class ActiveflowNode {
     const options = resolveNodeOptions(given);
     const log = options.log.child({ node_id: options.nodeId });
     const clock = options.clock ?? systemClock;
-    const nc = await connectNats(options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
+    const nc = await connectWhenUp(log, options.servers, nodeConnectionName(options.nodeId), options.credentials, options.tls);
     try {
       checkServerVersion(nc, log);
       const connection = watchConnection(nc, log);

@@ -64,6 +64,46 @@ describe('node start-up checks', () => {
     expect(node.servedShards).toBe(256);
   }, 30_000);
 
+  it('a node started before its server waits for it and serves once it is up', async () => {
+    const { spawnNode, exited } = await import('../helpers/nats.js');
+    const { createServer } = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    // spawnNode resolves at "node_serving": the server comes up while it waits.
+    const serving = spawnNode([`nats://127.0.0.1:${port}`], { NODE_ID: 'early' });
+    await new Promise((r) => setTimeout(r, 2_500)); // refused for a while (as a StatefulSet still starting)
+    const server = await NatsServer.start({ port, extraConfig: shardMappingConfig(256) });
+    cleanups.push(() => server.stop());
+    const child = await serving;
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.kill('SIGTERM');
+    expect(await exited(child)).toBe(0);
+    expect(out).toMatch(/"node_stopped"/);
+  }, 60_000);
+
+  it('a node whose server never comes up says so after NATS_START_WAIT_MS and exits 1', async () => {
+    const { NATS_START_WAIT_MS } = await import('../../src/nats/connect.js');
+    expect(NATS_START_WAIT_MS).toBe(30_000); // the bound below depends on it
+    const { spawn } = await import('node:child_process');
+    const { exited } = await import('../helpers/nats.js');
+    const child = spawn(process.execPath, [new URL('../../bin/activeflow.mjs', import.meta.url).pathname, 'node'], {
+      env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1', NODE_ID: 'never', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let all = '';
+    for (const s of [child.stdout!, child.stderr!]) s.on('data', (b: Buffer) => (all += b.toString()));
+    await expect.poll(() => all, { timeout: 10_000 }).toMatch(/"nats_not_ready".*waiting for NATS at nats:\/\/127\.0\.0\.1:1/);
+    const t0 = Date.now();
+    expect(await exited(child)).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(35_000);
+    expect(all).toMatch(/NATS at nats:\/\/127\.0\.0\.1:1 did not answer for 30 s \(.*\); is nats-server running there, and is NATS_URL right\?/);
+  }, 60_000);
+
   it('on SIGTERM with its NATS server gone, a node gives up after STOP_TIMEOUT_MS and exits 1 instead of hanging', async () => {
     const { spawnNode, exited } = await import('../helpers/nats.js');
     const server = await startNats();
