@@ -91,20 +91,15 @@ export class SnapshotStore {
    * by its revision from whichever server answers, and taken as it is: it is this process's own
    * encoding of a state it held, so it is not validated again (what validation would change in
    * such a checkpoint, nothing, is a property test: test/unit/checkpoint.test.ts).
-   * Should that server not hold it, the running key is read from the leader (validated), and
-   * af_ended only if that key is gone after all.
+   * Should no server at hand hold it, the running key's last value is read from the leader (and
+   * validated, unless it is that same revision), and af_ended only if that key is gone after all.
    */
   async load(id: string, own?: Revision): Promise<StoredActiveflow | null> {
-    const key = this.runningKey(id);
     if (own !== undefined) {
-      // Whatever keeps a direct get from answering (a bucket made without allow_direct has no
-      // responder for it), the leader's read below decides.
-      const value = await valueAt(this.running, key, own).catch(() => null);
-      if (value !== null) return this.runningRecord(value, own, false);
-      const r = await this.running.get(key);
-      if (r !== null && r.operation === 'PUT') return this.runningRecord(r.value, r.revision as Revision, true);
+      const found = await this.checkpointAt(id, own);
+      if (found !== null) return this.runningRecord(found.value, found.revision, found.revision !== own);
     }
-    const [r, e] = await Promise.all([this.running.get(key), this.ended.get(id)]);
+    const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
     const runningEntry = r !== null && r.operation === 'PUT' ? r : null;
     if (e !== null && e.operation === 'PUT') {
       const value = decodeJson(e.value);
@@ -134,10 +129,18 @@ export class SnapshotStore {
     return { kind: 'running', snapshot: { ...(snapshot as object), context: state } as unknown as Snapshot<unknown>, state, revision, position };
   }
 
-  /** The running key's last value, from the leader (null when it is gone). */
-  private async lastValue(id: string): Promise<Uint8Array | null> {
-    const e = await this.running.get(this.runningKey(id));
-    return e !== null && e.operation === 'PUT' ? e.value : null;
+  /**
+   * The running checkpoint at `revision`, by a direct get from whichever server has it; else the
+   * running key's last value from the leader (another revision, or null when the key is gone).
+   */
+  private async checkpointAt(id: string, revision: Revision): Promise<{ value: Uint8Array; revision: Revision } | null> {
+    const key = this.runningKey(id);
+    // Whatever keeps a direct get from answering (a bucket made without allow_direct has no
+    // responder for it), the leader's read decides.
+    const value = await valueAt(this.running, key, revision).catch(() => null);
+    if (value !== null) return { value, revision };
+    const e = await this.running.get(key);
+    return e !== null && e.operation === 'PUT' ? { value: e.value, revision: e.revision as Revision } : null;
   }
 
   /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
@@ -198,15 +201,14 @@ export class SnapshotStore {
   /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
   async deleteRunning(id: string, revision: Revision): Promise<void> {
     try {
-      // The checkpoint being removed, by its revision from whichever server has it (as a load of
-      // one's own checkpoint reads it), else the key's last value from the leader.
-      const last = this.aside === null ? null : ((await valueAt(this.running, this.runningKey(id), revision).catch(() => null)) ?? (await this.lastValue(id)));
+      // The checkpoint being removed, read as a load of one's own checkpoint reads it.
+      const last = this.aside === null ? null : await this.checkpointAt(id, revision);
       if (this.aside !== null && last !== null) {
         // What was stored aside goes first, in one purge that leaves no delete marker (a marker per
         // key would grow the bucket for ever). Safe before the running key: with the ended record
         // written, a load reads that record and never this snapshot. If the purge fails, the end
         // fails here and its retry purges again; done after the delete, nothing would retry it.
-        const marks = decodeJson(last) as AsideMarks;
+        const marks = decodeJson(last.value) as AsideMarks;
         if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
         this.forget(id);
       }
