@@ -58,6 +58,7 @@ export const CHECKPOINT_EVERY = 32;
 const END_PENDING = 1;
 const SLOT_RELEASED = 2;
 const FORGOTTEN = 4;
+const BARE_CHECKPOINT = 8;
 /** A settled mailbox: an idle actor's `tail`, shared by all. */
 const IDLE: Promise<unknown> = Promise.resolve();
 /** The resolution of `lastUsedMs` (idle passivation counts minutes): 2^31 ticks are 397 days. */
@@ -120,6 +121,8 @@ export interface CreationAdmission {
   limits(customerId: string): Limits;
   /** Takes a creation token (in memory) unless `child`; throws `limit_exceeded` (creations_per_second). */
   admitRate(customerId: string, child: boolean): void;
+  /** Gives that token back: the creation did not happen (its id exists). */
+  refundRate(customerId: string, child: boolean): void;
   /** Takes a running slot (the cluster-wide count); throws `limit_exceeded` (running_activeflows). */
   takeSlot(customerId: string): Promise<void>;
   /** Gives a running slot back: a creation that did not happen, or an end. */
@@ -186,6 +189,22 @@ export class ActiveflowActor {
   private set slotReleased(on: boolean) {
     this.bits = on ? this.bits | SLOT_RELEASED : this.bits & ~SLOT_RELEASED;
   }
+  /**
+   * The running checkpoint at checkpointRevision is the creation's, written by this handle, so
+   * nothing of it is stored aside: the end removes it without reading it back. Cleared before any
+   * other checkpoint is tried (its split may store history aside, whatever becomes of the write).
+   */
+  private get bareCheckpoint(): boolean {
+    return (this.bits & BARE_CHECKPOINT) !== 0;
+  }
+  private set bareCheckpoint(on: boolean) {
+    this.bits = on ? this.bits | BARE_CHECKPOINT : this.bits & ~BARE_CHECKPOINT;
+  }
+  /**
+   * The revision of the index entry this handle created, while nothing else is known to have written
+   * it (0: not known): the end replaces that entry without reading it (ActiveflowIndex.record).
+   */
+  private indexCreatedAt = 0;
   /** The registry no longer routes requests here (see forget). */
   private get forgotten(): boolean {
     return (this.bits & FORGOTTEN) !== 0;
@@ -311,7 +330,10 @@ export class ActiveflowActor {
 
   create(request: CreateRequest): Promise<ActorReply> {
     return this.enqueue(async () => {
-      if (await this.deps.store.exists(this.id)) return fail('conflict', `activeflow ${this.id} already exists`);
+      // An id that ended is refused here; one that runs, by the first checkpoint's create below (a
+      // read of it here would be a request more per creation, for the one case in which it is
+      // there: a client's repeated create).
+      if (await this.deps.store.hasEnded(this.id)) return fail('conflict', `activeflow ${this.id} already exists`);
       const flow = request.flow_id !== undefined ? await this.deps.findFlow(request.flow_id, request.customer_id) : null;
       const parentId = request.reference_activeflow_id;
       const parent = parentId !== undefined ? await this.deps.findParent(parentId) : null;
@@ -339,7 +361,10 @@ export class ActiveflowActor {
         revision = await this.deps.store.create(this.id, persistedSnapshot(actor));
       } catch (e) {
         actor.stop();
-        if (e instanceof RevisionConflict) return fail('conflict', `activeflow ${this.id} already exists`);
+        if (e instanceof RevisionConflict) {
+          admission?.refundRate(request.customer_id, parentId !== undefined); // a refused creation uses up nothing
+          return fail('conflict', `activeflow ${this.id} already exists`);
+        }
         throw e;
       }
       // The running slot is taken once the activeflow is stored: a crash between the two leaves it
@@ -351,12 +376,13 @@ export class ActiveflowActor {
       } catch (e) {
         actor.stop();
         await this.deps.store
-          .deleteRunning(this.id, revision)
+          .deleteRunning(this.id, revision, true)
           .catch((err: unknown) => this.log.warn({ event: 'refused_create_not_removed', err }, 'a refused creation could not be removed; it stays uncounted until it ends'));
         throw e;
       }
       this.mode = { kind: 'running', actor };
       this.checkpointRevision = revision;
+      this.bareCheckpoint = true;
       // Written before the created entry: an activeflow whose entry failed (the request answers
       // `unavailable`) exists all the same, holds its running slot, and must be listed with it. The
       // index is what the reconcile counts, so a failed write fails the creation here, before its
@@ -378,7 +404,7 @@ export class ActiveflowActor {
   /** The new activeflow's index entry; if it cannot be written, the handle goes (the next request reloads and repairs). */
   private async indexOrDrop(state: EngineState, actor: Actor<ActiveflowMachine>): Promise<void> {
     try {
-      await this.deps.index.record(state.activeflow);
+      this.indexCreatedAt = (await this.deps.index.record(state.activeflow)) ?? 0;
     } catch (e) {
       actor.stop();
       this.mode = { kind: 'dropped' };
@@ -514,7 +540,7 @@ export class ActiveflowActor {
         const revision = await this.guard(() => this.deps.store.writeEnded(this.id, next, this.position(), mode.revision));
         this.mode = { kind: 'ended', state: next, revision };
         this.uncheckpointed = 0;
-        await this.deps.index.record(next.activeflow);
+        await this.recordIndex(next.activeflow);
       }
       return next;
     }
@@ -562,6 +588,7 @@ export class ActiveflowActor {
       // the last journaled state and its position, together (a transition may be writing its entry now)
       const position = this.position();
       const taken = this.uncheckpointed;
+      this.bareCheckpoint = false;
       try {
         this.checkpointRevision = await this.deps.store.update(this.id, persistedState(this.committed), this.checkpointRevision, position);
         this.uncheckpointed -= taken;
@@ -599,7 +626,7 @@ export class ActiveflowActor {
         this.mode = { kind: 'ended', state, revision };
         this.uncheckpointed = 0;
       }
-      await this.deps.index.record(state.activeflow);
+      await this.recordIndex(state.activeflow);
       // The running slot goes back before the on_complete child is created, so a customer at its
       // quota can still chain, and before the running key goes: a crash in between repeats it
       // (one too few counted) instead of never giving it back (running-count.ts).
@@ -611,7 +638,7 @@ export class ActiveflowActor {
         if (effect.type === 'start_child') await this.deps.effects.startChild(effect, this.log);
       }
       // (no revision: the running key was rewritten by another owner, whose to remove it is)
-      if (this.checkpointRevision !== null) await this.deps.store.deleteRunning(this.id, this.checkpointRevision);
+      if (this.checkpointRevision !== null) await this.deps.store.deleteRunning(this.id, this.checkpointRevision, this.bareCheckpoint);
       this.endPending = false;
     } catch (e) {
       if (e instanceof RevisionConflict) {
@@ -638,6 +665,13 @@ export class ActiveflowActor {
     const ms = backoffDelay(END_RETRY_BACKOFF, ++this.endRetries);
     if (this.deps.later !== undefined) this.deps.later(ms, retry);
     else setTimeout(retry, ms).unref();
+  }
+
+  /** The index entry of an ended (or deleted) activeflow; the created entry's revision serves once. */
+  private async recordIndex(af: EngineState['activeflow']): Promise<void> {
+    const created = this.indexCreatedAt;
+    this.indexCreatedAt = 0;
+    await this.deps.index.record(af, created === 0 ? undefined : created);
   }
 
   private async guard<T>(write: () => Promise<T>): Promise<T> {

@@ -67,6 +67,11 @@ export function isMessageGone(e: unknown): boolean {
   return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.NoMessageFound || e.code === 10043); // JSSequenceNotFoundErrF
 }
 
+/** A message with a TTL (`Nats-TTL`) for a stream that does not allow them (a server before 2.11, or `allow_msg_ttl` off). */
+export function isMessageTtlDisabled(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === 10166; // JSMessageTTLDisabledErr
+}
+
 /** The client library's errors for a server that cannot be reached or does not answer in time. */
 const UNREACHABLE = [
   errors.TimeoutError,

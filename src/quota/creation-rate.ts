@@ -68,6 +68,14 @@ export class CreationRate {
     b.level = Math.max(0, b.level - 1 / size);
   }
 
+  /** Gives back the token of a creation that turned out not to happen (its id was taken): it used up nothing. */
+  giveBack(customerId: string, q: Pick<Quotas, 'creation_burst'>): void {
+    const b = this.buckets.get(customerId);
+    if (b === undefined) return; // swept: full again
+    const size = Math.max(1, q.creation_burst * Math.max(0, Math.min(1, this.share())));
+    b.level = Math.min(1, b.level + 1 / size);
+  }
+
   private sweep(now: number): void {
     if (now - this.lastSweep < FORGET_AFTER_MS) return;
     this.lastSweep = now;

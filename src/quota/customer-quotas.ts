@@ -25,6 +25,10 @@ export class CustomerQuotas implements CreationAdmission {
     if (!child) this.rate.take(customerId, this.book.of(customerId));
   }
 
+  refundRate(customerId: string, child: boolean): void {
+    if (!child) this.rate.giveBack(customerId, this.book.of(customerId));
+  }
+
   takeSlot(customerId: string): Promise<void> {
     return this.running.take(customerId, this.book.of(customerId).running_activeflows);
   }

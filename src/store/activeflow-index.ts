@@ -40,7 +40,14 @@ export class ActiveflowIndex {
     private readonly timing?: RetryTiming,
   ) {}
 
-  async record(af: Activeflow): Promise<void> {
+  /**
+   * Writes the activeflow's entry. `created`: the revision of the running entry this caller created
+   * (what a running, undeleted activeflow's record returns), when nothing else is known to have
+   * written it since: the entry is then replaced at that revision without being read, as nothing
+   * stored there can need merging; if the key moved on after all, it is read and merged as without.
+   * Returns the revision of a running entry it created, else null.
+   */
+  async record(af: Activeflow, created?: number): Promise<number | null> {
     const entry: IndexEntry = {
       status: af.status,
       reference_type: af.reference_type,
@@ -51,10 +58,18 @@ export class ActiveflowIndex {
     const key = `${af.customer_id}.${af.id}`;
     if (entry.status === 'running' && !entry.deleted) {
       // Created or nothing: an entry there is this one already, or further along.
-      await this.kv.create(key, encodeJson(entry)).catch((e: unknown) => {
+      return await this.kv.create(key, encodeJson(entry)).catch((e: unknown) => {
         if (!isRevisionConflict(e)) throw e;
+        return null;
       });
-      return;
+    }
+    if (created !== undefined) {
+      try {
+        await this.kv.update(key, encodeJson(entry), created);
+        return null;
+      } catch (e) {
+        if (!isRevisionConflict(e)) throw e;
+      }
     }
     await retry(
       async () => {
@@ -68,6 +83,7 @@ export class ActiveflowIndex {
       // Another write came between the read and this one: read again.
       { backoff: { firstMs: 2, maxMs: 20, jitter: true }, retryable: isRevisionConflict, maxAttempts: 10, ...(this.timing === undefined ? {} : { timing: this.timing }) },
     );
+    return null;
   }
 
   /** How many of a customer's activeflows the index shows running (one pass over its entries). */

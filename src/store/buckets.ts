@@ -4,7 +4,7 @@
  * because a handle from `create` reads through direct gets that a lagging replica may answer.
  */
 import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { type Bucket, Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 
 export const BUCKETS = {
@@ -56,6 +56,19 @@ async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Pr
   return kvm.open(name);
 }
 
+/**
+ * Lets af_running take messages with a TTL (nats-server 2.11+; once on, it cannot be turned off):
+ * an ended activeflow's running key is removed by one purge whose marker expires
+ * (SnapshotStore.deleteRunning). Buckets made before are updated here. A server that cannot (older,
+ * or a cluster mid-upgrade) keeps the bucket as it is, and the store removes keys in two steps.
+ */
+async function allowMessageTtl(jsm: JetStreamManager, kv: KV): Promise<void> {
+  const name = (kv as Bucket).stream;
+  const info = await jsm.streams.info(name);
+  if (info.config.allow_msg_ttl === true) return;
+  await jsm.streams.update(name, { ...info.config, allow_msg_ttl: true }).catch(() => undefined);
+}
+
 export async function openStorage(nc: NatsConnection, o: StorageOptions): Promise<Storage> {
   const js = jetstream(nc, { timeout: 5_000 });
   const jsm = await jetstreamManager(nc, { timeout: 5_000 });
@@ -72,6 +85,7 @@ export async function openStorage(nc: NatsConnection, o: StorageOptions): Promis
     bucket(kvm, BUCKETS.accessKeys, { ...common }),
     bucket(kvm, BUCKETS.quotas, { ...common }),
   ]);
+  await allowMessageTtl(jsm, running);
   const stream = {
     name: EVENTS_STREAM,
     subjects: ['activeflow.events.>'],

@@ -16,6 +16,7 @@ import { decodeJson, encodeJson } from './codec.js';
 import type { HistoryChunks } from './history-chunks.js';
 import { liveKeys, purgeKeys, valueAt, valuesNow } from './kv-keys.js';
 import { isRevisionConflict, RevisionConflict } from './revision-conflict.js';
+import { isMessageTtlDisabled } from '../errors.js';
 import type { StackLists } from './stack-lists.js';
 
 /**
@@ -34,6 +35,9 @@ interface AsideMarks {
   af_history_chunks?: string[];
   af_aside?: true;
 }
+
+/** How long the marker of a removed running key stays (the shortest TTL nats-server takes). */
+const MARKER_TTL = '1s';
 
 export type Revision = number & { readonly __brand: 'Revision' };
 
@@ -143,10 +147,14 @@ export class SnapshotStore {
     return e !== null && e.operation === 'PUT' ? { value: e.value, revision: e.revision as Revision } : null;
   }
 
-  /** Whether any record of this id exists (running or ended), for duplicate-id checks. */
-  async exists(id: string): Promise<boolean> {
-    const [r, e] = await Promise.all([this.running.get(this.runningKey(id)), this.ended.get(id)]);
-    return (r !== null && r.operation === 'PUT') || (e !== null && e.operation === 'PUT');
+  /**
+   * Whether this id has an ended record, for duplicate-id checks at creation: a running one is
+   * refused by `create` itself (af_running's running key is created only if absent), but an ended
+   * one's running key is gone, so only this read tells.
+   */
+  async hasEnded(id: string): Promise<boolean> {
+    const e = await this.ended.get(id);
+    return e !== null && e.operation === 'PUT';
   }
 
   /** The first checkpoint, before the activeflow's first journal entry (position 0/0); refused if the id exists. */
@@ -198,29 +206,59 @@ export class SnapshotStore {
     return (this.aside?.history.tracked ?? 0) + (this.aside?.stacks.tracked ?? 0);
   }
 
-  /** Ending, last step: the running snapshot goes (only if it is still the one we wrote). */
-  async deleteRunning(id: string, revision: Revision): Promise<void> {
+  /**
+   * Ending, last step: the running snapshot goes (only if it is still the one we wrote).
+   *
+   * `bare`: the caller wrote that checkpoint itself with nothing stored aside (the creation's, which
+   * is never split): it is not read back for its marks. An activeflow that ends before its first
+   * checkpoint (CHECKPOINT_EVERY moves) or passivation, which is most calls, ends without a read.
+   */
+  async deleteRunning(id: string, revision: Revision, bare = false): Promise<void> {
     try {
-      // The checkpoint being removed, read as a load of one's own checkpoint reads it.
-      const last = this.aside === null ? null : await this.checkpointAt(id, revision);
-      if (this.aside !== null && last !== null) {
-        // What was stored aside goes first, in one purge that leaves no delete marker (a marker per
-        // key would grow the bucket for ever). Safe before the running key: with the ended record
-        // written, a load reads that record and never this snapshot. If the purge fails, the end
-        // fails here and its retry purges again; done after the delete, nothing would retry it.
-        const marks = decodeJson(last.value) as AsideMarks;
-        if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
-        this.forget(id);
+      if (this.aside !== null) {
+        // The checkpoint being removed, read as a load of one's own checkpoint reads it.
+        const last = bare ? null : await this.checkpointAt(id, revision);
+        if (last !== null) {
+          // What was stored aside goes first, in one purge that leaves no delete marker (a marker per
+          // key would grow the bucket for ever). Safe before the running key: with the ended record
+          // written, a load reads that record and never this snapshot. If the purge fails, the end
+          // fails here and its retry purges again; done after the delete, nothing would retry it.
+          const marks = decodeJson(last.value) as AsideMarks;
+          if (marks.af_aside === true || (marks.af_history_chunks ?? []).length > 0) await purgeKeys(this.aside.kv, `${id}.>`);
+        }
+        if (bare || last !== null) this.forget(id);
       }
-      await this.running.delete(this.runningKey(id), { previousSeq: revision });
-      // The delete is the revision-checked step; its marker would then stay in af_running for
-      // ever, one per activeflow that ever ran (and every key listing would walk them all). An id
-      // is never used again, so the marker goes too. If that purge fails, a marker is all that is left.
-      await purgeKeys(this.running, this.runningKey(id)).catch(() => undefined);
+      await this.removeRunningKey(id, revision);
     } catch (e) {
       if (isRevisionConflict(e)) throw new RevisionConflict(this.runningKey(id), { cause: e });
       throw e;
     }
+  }
+
+  /** Whether af_running takes markers that expire (openStorage allows message TTLs; a server before 2.11 cannot). */
+  private markersExpire = true;
+
+  /**
+   * The running key goes, revision-checked, and leaves nothing behind: an id is never used again,
+   * and a marker per activeflow that ever ran would stay in af_running for ever (every key listing
+   * walking them all). One write: a purge of the key (it rolls up the checkpoint) whose marker
+   * expires after MARKER_TTL. Where the bucket takes no message TTL, a delete (the checked step)
+   * and then a purge of its marker, two requests, the second allowed to fail (a marker is all that
+   * is left).
+   */
+  private async removeRunningKey(id: string, revision: Revision): Promise<void> {
+    const key = this.runningKey(id);
+    if (this.markersExpire) {
+      try {
+        await this.running.purge(key, { previousSeq: revision, ttl: MARKER_TTL });
+        return;
+      } catch (e) {
+        if (!isMessageTtlDisabled(e)) throw e;
+        this.markersExpire = false;
+      }
+    }
+    await this.running.delete(key, { previousSeq: revision });
+    await purgeKeys(this.running, key).catch(() => undefined);
   }
 
   /**

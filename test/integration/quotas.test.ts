@@ -122,7 +122,10 @@ describe('quotas per customer', () => {
     await setQuotas(c, { creations_per_second: 1, creation_burst: 3 }); // a slow refill: a loaded machine cannot outrun it
     // Bad requests use up no token.
     for (let i = 0; i < 5; i++) await expect(create(c, { actions: [{ type: 'talk', option: { text: 5 } }] })).rejects.toMatchObject({ code: 'invalid_argument' });
-    for (let i = 0; i < 3; i++) await create(c);
+    // Nor do repeated creates of an id that runs (refused by the create of its running key).
+    const { id } = await create(c);
+    for (let i = 0; i < 5; i++) await expect(create(c, { id })).rejects.toMatchObject({ code: 'conflict' });
+    for (let i = 0; i < 2; i++) await create(c);
     const e = await refused(create(c));
     expect([e.code, e.quota]).toEqual(['limit_exceeded', 'creations_per_second']);
     expect(await running(c)).toBe(3);

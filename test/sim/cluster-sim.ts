@@ -1304,6 +1304,7 @@ class SimNode {
     const admission: CreationAdmission = {
       limits: () => DEFAULT_LIMITS,
       admitRate: () => undefined,
+      refundRate: () => undefined,
       takeSlot: (customer: string) => counts.take(customer, QUOTA),
       release: (customer: string) => counts.give(customer),
     };

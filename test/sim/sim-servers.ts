@@ -125,7 +125,7 @@ function wrongLastSequence(): JetStreamApiError {
 
 const REFUSED = Symbol('refused');
 
-/** A node's handle on a bucket: the KV calls the stores make (get, create, update, put, delete, purge). */
+/** A node's handle on a bucket: the KV calls the stores make (get, create, update, put, delete, purge, a stream purge). */
 export function simKv(bucket: SimBucket, call: Call, now: () => number, name: string): KV {
   const checked = async <T>(op: () => T | typeof REFUSED): Promise<T> => {
     const r = await call(op);
@@ -144,6 +144,15 @@ export function simKv(bucket: SimBucket, call: Call, now: () => number, name: st
     update: (key: string, data: Uint8Array, revision: number) => checked(() => bucket.update(key, decoder.decode(data), revision, now()) ?? REFUSED),
     put: (key: string, data: Uint8Array) => call(() => bucket.put(key, decoder.decode(data), now())),
     delete: (key: string, opts?: { previousSeq?: number }) =>
+      checked(() => {
+        if (opts?.previousSeq === undefined) {
+          bucket.purge(key);
+          return undefined;
+        }
+        return bucket.delete(key, opts.previousSeq, now()) ? undefined : REFUSED;
+      }),
+    // A revision-checked purge of one key (its marker expires: nothing stays behind here either).
+    purge: (key: string, opts?: { previousSeq?: number }) =>
       checked(() => {
         if (opts?.previousSeq === undefined) {
           bucket.purge(key);
