@@ -98,12 +98,19 @@ export class ActorRegistry {
     return n;
   }
 
-  /** Forgets every actor of a shard after their requests finish (the shard handed over). */
+  /**
+   * Forgets every actor of a shard after their requests finish (the shard handed over). Only the
+   * handles it waited for: while they settled, the shard may have been lost (drop) and taken again,
+   * and a new handle of the same activeflow made here; that one belongs to the new term, and taking
+   * it out of the registry without forgetting it would leave it working unseen, past the shard's
+   * next handover (found by the cluster simulation, seed 360).
+   */
   async release(shard: number): Promise<void> {
     const leaving = this.ofShard(shard);
     await Promise.all(leaving.map(([, a]) => a.settle()));
     for (const [id, a] of leaving) {
       a.forget();
+      if (this.actors.get(id) !== a) continue; // dropped meanwhile (and forgotten then)
       this.remove(id);
       this.deps.store.forget(id);
     }

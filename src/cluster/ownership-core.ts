@@ -41,6 +41,10 @@
 import type { LeaseValue } from './shard-lease.js';
 import { CowMap, CowSet } from './copy-on-write.js';
 import { assignment } from './shard-map.js';
+import { type Backoff, backoffDelay } from '../retry.js';
+
+/** Between sweeps of a shard whose sweep failed (no jitter: the core is a pure fold). */
+const SWEEP_RETRY: Backoff = { firstMs: 500, maxMs: 30_000 };
 
 export interface OwnershipConfig {
   nodeId: string;
@@ -154,7 +158,8 @@ export type OwnershipEvent =
   | { type: 'renewals'; results: readonly Renewal[] }
   | { type: 'settled'; shard: number }
   | { type: 'release_done'; shard: number; revision: number | null }
-  | { type: 'swept'; shard: number; ok: boolean }
+  /** A sweep ended (`attempt`: 0 for the first, as the `sweep` command that asked for it says). */
+  | { type: 'swept'; shard: number; ok: boolean; attempt: number }
   | { type: 'suspect'; node: string; conn: string | null }
   /** This node's own connection to NATS was lost (it may be reconnecting already). */
   | { type: 'disconnected' }
@@ -187,6 +192,13 @@ export type OwnershipCommand =
   | { type: 'serve'; shard: number; epoch: number; handedOver: boolean; previous: LeaseValue | null; sweep: boolean }
   /** Stop taking the shard's requests, finish the ones in flight, forget its actors; answer `settled`. */
   | { type: 'settle'; shard: number }
+  /**
+   * Sweep the shard again after `afterMs` (its last sweep failed: NATS unreachable for a moment), then
+   * answer `swept` with this `attempt`. An activeflow whose end a crash interrupted is finished only
+   * by a load; without a sweep that succeeds, it would hold its customer's running slot until its
+   * next request or its idle timeout (found by the cluster simulation, seed 1151).
+   */
+  | { type: 'sweep'; shard: number; afterMs: number; attempt: number }
   /** Write the marker (or, with null, delete the key) at `revision`; answer `release_done`. */
   | { type: 'release'; shard: number; revision: number; marker: LeaseValue | null }
   /** Tell the other nodes of a marker written (they may take it at once). */
@@ -431,7 +443,9 @@ function apply(w: Work, e: OwnershipEvent): boolean {
     }
     case 'swept': {
       const s = w.shards.get(e.shard);
-      if (s?.phase === 'serving' && e.ok) w.shards.set(e.shard, { ...s, unfenced: false });
+      if (s?.phase !== 'serving' || !s.unfenced) return false;
+      if (e.ok) w.shards.set(e.shard, { ...s, unfenced: false });
+      else w.out.push({ type: 'sweep', shard: e.shard, afterMs: backoffDelay(SWEEP_RETRY, e.attempt + 1), attempt: e.attempt + 1 });
       return false;
     }
     case 'disconnected':

@@ -284,6 +284,9 @@ export class ShardOwnership {
           () => this.renewed({ shard: c.shard, sentAt: c.sentAt, revision: null }),
         );
         return;
+      case 'sweep':
+        this.warmLater(c.shard, c.afterMs, c.attempt);
+        return;
       case 'serve': {
         const sub = this.deps.nc.subscribe(`activeflow.shard.${c.shard}.*.*`, { callback: (_e, msg) => this.deps.serve(msg) });
         this.subs.get(c.shard)?.unsubscribe();
@@ -291,16 +294,7 @@ export class ShardOwnership {
         // Load each one: fences it, replays the moves since its checkpoint, resumes cycles that were
         // waiting. Off the critical path: a handed-over shard has nothing to repair, and after a
         // crash the callers' own requests come first.
-        this.pendingWarms++;
-        setTimeout(
-          () =>
-            void this.warm(c.shard)
-              .then((ok) => {
-                if (c.sweep) this.dispatch({ type: 'swept', shard: c.shard, ok });
-              })
-              .finally(() => this.pendingWarms--),
-          c.sweep ? SWEEP_DELAY_MS : WARM_DELAY_MS,
-        ).unref();
+        this.warmLater(c.shard, c.sweep ? SWEEP_DELAY_MS : WARM_DELAY_MS, c.sweep ? 0 : null);
         this.moves++;
         // A handed-over shard was unserved from its former owner's stop to now (same-clock caveat).
         const stopped = c.previous?.stopped_at;
@@ -474,6 +468,20 @@ export class ShardOwnership {
 
   get ownedShards(): number[] {
     return servingShards(this.view);
+  }
+
+  /** Warms the shard after `ms`; a sweep (`attempt` not null) answers `swept` to the core. */
+  private warmLater(shard: number, ms: number, attempt: number | null): void {
+    this.pendingWarms++;
+    setTimeout(
+      () =>
+        void this.warm(shard)
+          .then((ok) => {
+            if (attempt !== null && !this.closed) this.dispatch({ type: 'swept', shard, ok, attempt });
+          })
+          .finally(() => this.pendingWarms--),
+      ms,
+    ).unref();
   }
 
   /** Loads every running activeflow of a shard through its actor (which fences it when it must). True when all loaded. */

@@ -40,6 +40,12 @@ const trustTransfer: StepFn = (view, event, now) => {
 /** A node that loses its connection keeps serving its shards on the next one. */
 const ignoreDisconnect: StepFn = (view, event, now) => (event.type === 'disconnected' ? coreStep(view, { type: 'tick' }, now) : coreStep(view, event, now));
 
+/** A sweep that failed is not tried again: the shard's activeflows load only on their next request. */
+const noSweepRetry: StepFn = (view, event, now) => {
+  const r = coreStep(view, event, now);
+  return { ...r, commands: r.commands.filter((c) => c.type !== 'sweep') };
+};
+
 /** A mutation, what it breaks, and (when it must be caught by a particular invariant) that invariant's message. */
 export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string; violation?: RegExp }> = {
   'skip-fence': { what: 'a shard taken after a crash is not fenced', step: skipFence },
@@ -50,5 +56,7 @@ export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string
   'steal-any-connection': { what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
   'no-reindex': { what: 'a load that finds no created entry does not write the index entry again', noReindex: true, violation: /running count/ },
   'index-overwrite': { what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true, violation: /running count/ },
+  'no-sweep-retry': { what: 'a failed sweep is not tried again (an end a crash interrupted is never finished)', step: noSweepRetry, violation: /running count/ },
+  'release-any-handle': { what: "a handover's release takes out whatever handle is registered now, not only those it waited for", releaseAnyHandle: true, violation: /after releasing/ },
   'keep-forgotten': { what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true, violation: /read of activeflow|holds loaded/ },
 };

@@ -190,9 +190,26 @@ describe('the ownership core', () => {
     const s1 = view.shards.get(1);
     expect(s0?.phase === 'serving' && s0.unfenced).toBe(true);
     expect(s1?.phase === 'serving' && s1.unfenced).toBe(false);
-    view = run(view, { type: 'swept', shard: 0, ok: true }, 50).view;
+    view = run(view, { type: 'swept', shard: 0, ok: true, attempt: 0 }, 50).view;
     const swept = view.shards.get(0);
     expect(swept?.phase === 'serving' && swept.unfenced).toBe(false);
+  });
+
+  it('sweeps a shard again, later each time, while its sweep fails and it is served unfenced; then no more', () => {
+    let { view } = started();
+    view = run(view, { type: 'claimed', shard: 0, sentAt: 0, granted: { revision: 3, previous: null } }, 1).view;
+    let r = run(view, { type: 'swept', shard: 0, ok: false, attempt: 0 }, 50);
+    expect(ofType(r.commands, 'sweep')).toEqual([{ type: 'sweep', shard: 0, afterMs: 500, attempt: 1 }]);
+    r = run(r.view, { type: 'swept', shard: 0, ok: false, attempt: 1 }, 51);
+    expect(ofType(r.commands, 'sweep')).toEqual([{ type: 'sweep', shard: 0, afterMs: 1_000, attempt: 2 }]);
+    expect(ofType(run(r.view, { type: 'swept', shard: 0, ok: false, attempt: 12 }, 52).commands, 'sweep')[0]?.afterMs).toBe(30_000);
+    r = run(r.view, { type: 'swept', shard: 0, ok: true, attempt: 2 }, 53);
+    const s0 = r.view.shards.get(0);
+    expect(s0?.phase).toBe('serving');
+    expect(s0?.phase === 'serving' && s0.unfenced).toBe(false);
+    // swept (fenced) or no longer served: a late failure asks for nothing
+    expect(ofType(run(r.view, { type: 'swept', shard: 0, ok: false, attempt: 0 }, 54).commands, 'sweep')).toEqual([]);
+    expect(ofType(run(r.view, { type: 'swept', shard: 5, ok: false, attempt: 0 }, 54).commands, 'sweep')).toEqual([]);
   });
 
   it("tries a suspected node's shards at once and every suspectRetryMs, by timer, until its lease runs out", () => {
