@@ -46,17 +46,21 @@ const noSweepRetry: StepFn = (view, event, now) => {
   return { ...r, commands: r.commands.filter((c) => c.type !== 'sweep') };
 };
 
-/** A mutation, what it breaks, and (when it must be caught by a particular invariant) that invariant's message. */
-export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string; violation?: RegExp }> = {
-  'skip-fence': { what: 'a shard taken after a crash is not fenced', step: skipFence },
-  'renew-late': { what: "a renewal's validity counts from its answer, not its request", step: renewLate },
-  'release-early': { what: 'a handover releases its lease before its in-flight requests finish', releaseEarly: true },
-  'trust-transfer': { what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
-  'ignore-disconnect': { what: 'a node keeps serving across a lost connection', step: ignoreDisconnect },
-  'steal-any-connection': { what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
-  'no-reindex': { what: 'a load that finds no created entry does not write the index entry again', noReindex: true, violation: /running count/ },
-  'index-overwrite': { what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true, violation: /running count/ },
-  'no-sweep-retry': { what: 'a failed sweep is not tried again (an end a crash interrupted is never finished)', step: noSweepRetry, violation: /running count/ },
-  'release-any-handle': { what: "a handover's release takes out whatever handle is registered now, not only those it waited for", releaseAnyHandle: true, violation: /after releasing/ },
-  'keep-forgotten': { what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true, violation: /read of activeflow|holds loaded/ },
+/**
+ * A mutation, what it breaks, the first seed that catches it (`npm run simulate:cluster -- --mutation
+ * <name>` finds it again when a change moves it; the test tries it first, then every CI seed), and
+ * (when it must be caught by a particular invariant) that invariant's message.
+ */
+export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string; caughtBy: number; violation?: RegExp }> = {
+  'skip-fence': { caughtBy: 4, what: 'a shard taken after a crash is not fenced', step: skipFence },
+  'renew-late': { caughtBy: 40, what: "a renewal's validity counts from its answer, not its request", step: renewLate },
+  'release-early': { caughtBy: 1, what: 'a handover releases its lease before its in-flight requests finish', releaseEarly: true },
+  'trust-transfer': { caughtBy: 310, what: 'a transferred lease is served before its first renewal confirms it', step: trustTransfer },
+  'ignore-disconnect': { caughtBy: 161, what: 'a node keeps serving across a lost connection', step: ignoreDisconnect },
+  'steal-any-connection': { caughtBy: 1, what: "a suspect's lease is taken whatever connection it was written on", stealAnyConnection: true },
+  'no-reindex': { caughtBy: 44, what: 'a load that finds no created entry does not write the index entry again', noReindex: true, violation: /running count/ },
+  'index-overwrite': { caughtBy: 3937, what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true, violation: /running count/ },
+  'no-sweep-retry': { caughtBy: 1151, what: 'a failed sweep is not tried again (an end a crash interrupted is never finished)', step: noSweepRetry, violation: /running count/ },
+  'release-any-handle': { caughtBy: 360, what: "a handover's release takes out whatever handle is registered now, not only those it waited for", releaseAnyHandle: true, violation: /after releasing/ },
+  'keep-forgotten': { caughtBy: 7498, what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true, violation: /read of activeflow|holds loaded/ },
 };
