@@ -50,9 +50,8 @@ export class CreationRate {
   take(customerId: string, q: Pick<Quotas, 'creations_per_second' | 'creation_burst'>): void {
     const now = this.now();
     this.sweep(now);
-    const share = Math.max(0, Math.min(1, this.share()));
-    // Never below one token: a node with a small share must still admit a customer's first creation.
-    const size = Math.max(1, q.creation_burst * share);
+    const share = this.shareNow();
+    const size = this.size(q, share);
     const b = this.buckets.get(customerId) ?? { level: 1, at: now };
     b.level = Math.min(1, b.level + ((now - b.at) / 1000) * ((q.creations_per_second * share) / size));
     b.at = now;
@@ -72,8 +71,16 @@ export class CreationRate {
   giveBack(customerId: string, q: Pick<Quotas, 'creation_burst'>): void {
     const b = this.buckets.get(customerId);
     if (b === undefined) return; // swept: full again
-    const size = Math.max(1, q.creation_burst * Math.max(0, Math.min(1, this.share())));
-    b.level = Math.min(1, b.level + 1 / size);
+    b.level = Math.min(1, b.level + 1 / this.size(q, this.shareNow()));
+  }
+
+  private shareNow(): number {
+    return Math.max(0, Math.min(1, this.share()));
+  }
+
+  /** A bucket's size in tokens; never below one: a node with a small share must still admit a customer's first creation. */
+  private size(q: Pick<Quotas, 'creation_burst'>, share: number): number {
+    return Math.max(1, q.creation_burst * share);
   }
 
   private sweep(now: number): void {
