@@ -76,6 +76,9 @@ function positionOf(value: unknown): JournalPosition | null {
 }
 
 export class SnapshotStore {
+  /** Whether af_running takes markers that expire (openStorage allows message TTLs; a server before 2.11 cannot). */
+  private markersExpire = true;
+
   constructor(
     private readonly running: KV,
     private readonly ended: KV,
@@ -234,9 +237,6 @@ export class SnapshotStore {
       throw e;
     }
   }
-
-  /** Whether af_running takes markers that expire (openStorage allows message TTLs; a server before 2.11 cannot). */
-  private markersExpire = true;
 
   /**
    * The running key goes, revision-checked, and leaves nothing behind: an id is never used again,
