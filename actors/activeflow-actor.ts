@@ -617,7 +617,9 @@ export class ActiveflowActor {
    */
   private async completeEnd(): Promise<void> {
     const mode = this.mode;
-    if (!this.endPending || mode.kind !== 'ended') return;
+    // A forgotten handle leaves the end to the shard's next handle (its load finishes it, here or on
+    // the next owner): done by both, the running slot would be given back twice.
+    if (!this.endPending || mode.kind !== 'ended' || this.forgotten) return;
     const state = mode.state;
     try {
       await this.checkpointing; // one in flight would otherwise race the running key's removal
@@ -631,6 +633,7 @@ export class ActiveflowActor {
       // quota can still chain, and before the running key goes: a crash in between repeats it
       // (one too few counted) instead of never giving it back (running-count.ts).
       if (!this.slotReleased) {
+        if (this.forgotten) return; // forgotten meanwhile (see above)
         await this.deps.admission?.release(state.activeflow.customer_id);
         this.slotReleased = true; // a retry of a later step does not give it back twice
       }
@@ -654,12 +657,13 @@ export class ActiveflowActor {
   /**
    * An ended activeflow is rarely asked again, so a failed last step of its end (NATS unreachable
    * for a moment) is retried on its own, with backoff, rather than wait for a request or a reload.
-   * Every step may be repeated, and the running key's removal is revision-checked, so a retry after
-   * the shard moved away is refused rather than wrong.
+   * Every step may be repeated, and the running key's removal is revision-checked; a handle the
+   * registry has forgotten (its shard lost or handed over) stops retrying, since the shard's next
+   * handle loads the activeflow and finishes the end (test/integration/actor-handles.test.ts).
    */
   private retryEndLater(): void {
     const retry = () => {
-      if (!this.endPending || this.mode.kind !== 'ended') return;
+      if (!this.endPending || this.mode.kind !== 'ended' || this.forgotten) return;
       void this.enqueue(() => this.completeEnd()).catch(() => this.retryEndLater());
     };
     const ms = backoffDelay(END_RETRY_BACKOFF, ++this.endRetries);

@@ -6,14 +6,17 @@
  * cluster simulation (test/sim/cluster-sim.ts; the mutation `keep-forgotten`).
  */
 import type { Msg } from '@nats-io/transport-node';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SUBJECTS } from '../../src/api/subjects.js';
 import { decodeJson, encodeJson } from '../../src/store/codec.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { SHARDS, useNode } from '../helpers/nats.js';
 import { shardOf } from '../../src/nats/shard-mapping.js';
+import { ActiveflowIndex } from '../../src/store/activeflow-index.js';
+import { CustomerQuotas } from '../../src/quota/customer-quotas.js';
 
 const env = useNode({ serviceTimeoutMs: 10_000 });
+afterEach(() => vi.restoreAllMocks());
 
 describe('a forgotten actor handle', () => {
   it('finishes the request in hand and refuses the queued ones as retryable; the next request reaches a new handle', async () => {
@@ -64,5 +67,28 @@ describe('a forgotten actor handle', () => {
     for (const a of elsewhere.filter((x) => shardOf(x.id, SHARDS) !== shardOf(second.id, SHARDS))) expect(env.node.registry.peek(a.id)).toBeDefined();
     // Each loads again on its next request, unchanged.
     for (const a of [first!, second]) expect((await env.client.get(a.id)).id).toBe(a.id);
+  });
+
+  it("leaves an unfinished end to the shard's next handle: the running slot is given back once", async () => {
+    const released: string[] = [];
+    const release = CustomerQuotas.prototype.release;
+    vi.spyOn(CustomerQuotas.prototype, 'release').mockImplementation(function (this: CustomerQuotas, customer: string) {
+      released.push(customer);
+      return release.call(this, customer);
+    });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    // The end's index step fails once: the end stays pending, and its handle tries it again later.
+    vi.spyOn(ActiveflowIndex.prototype, 'record').mockRejectedValueOnce(new Error('NATS away for a moment'));
+    await env.client.stop(af.id);
+    await new Promise((r) => setTimeout(r, 30)); // the end's last steps run after the reply
+    expect(released).toEqual([]);
+    // Before that retry (250 ms), the shard's lease is lost; the next request loads a new handle,
+    // which finishes the end (one slot back).
+    env.node.registry.drop(shardOf(af.id, SHARDS));
+    expect((await env.client.get(af.id)).status).toBe('ended');
+    expect(released).toEqual([CUSTOMER]);
+    // The forgotten handle's retry comes and goes without giving the slot back a second time.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(released).toEqual([CUSTOMER]);
   });
 });
