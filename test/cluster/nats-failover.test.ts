@@ -13,7 +13,7 @@ import { connectNats } from '../../src/nats/connect.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
 import { CUSTOMER } from '../helpers/engine.js';
 import { NatsCluster } from '../../src/nats/nats-cluster.js';
-import { startNode } from '../helpers/nats.js';
+import { startNode, until } from '../helpers/nats.js';
 
 const FINISH = '00000000-0000-0000-0000-000000000002';
 let cluster: NatsCluster;
@@ -74,5 +74,9 @@ describe('on a 3-server JetStream cluster', () => {
       const { events } = await client.history(call.id);
       expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
     }
+    // Each end removed its running key with one purge whose marker expires (a message TTL, on the
+    // replicated bucket too, across the restarted server): nothing of the ten is left there.
+    expect((await jsm.streams.info('KV_af_running')).config.allow_msg_ttl).toBe(true);
+    expect(await until(async () => (await jsm.streams.info('KV_af_running')).state.messages === 0, 10_000)).toBe(true);
   }, 120_000);
 });
