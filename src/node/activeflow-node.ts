@@ -367,7 +367,10 @@ export class ActiveflowNode {
     if (this.ownership?.owns(Number(shardText)) !== true) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
     const v = verb as ActiveflowVerb;
     const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
-    const { customer_id: customerId, ...rest } = body;
+    const customerId = body.customer_id;
+    // The body without customer_id, which only the checks here use; most requests (a call's `next`)
+    // carry none, and an object rest would copy the body for each all the same.
+    const rest = 'customer_id' in body ? withoutCustomer(body) : body;
     const actor = this.registry.get(id);
     let reply: ActorReply;
     switch (v) {
@@ -582,4 +585,10 @@ function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_
     bytes += size;
   }
   return { events: page };
+}
+
+function withoutCustomer(body: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(body)) if (key !== 'customer_id') out[key] = body[key];
+  return out;
 }

@@ -50,6 +50,30 @@ describe('the host loop', () => {
     expect(events[0]).not.toHaveProperty('request_id', 'mine');
   });
 
+  it("builds the request's event with its fields in the journal's order: the body's, then type, request_id, now, entropy, client_request_id", () => {
+    const first = (body: Record<string, unknown>) => {
+      let event: unknown;
+      driveSync(requestCycle({ verb: 'next', body, requestId: 'r1', ...ids }), (step) => {
+        if (step.kind === 'transition') event ??= step.event;
+        return state([]);
+      });
+      return JSON.stringify(event);
+    };
+    // The entry's `input` is this event as JSON; its text must not depend on how the event is built.
+    expect(first({ current_action_id: 'a1', request_id: 'mine' })).toBe(
+      '{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x","client_request_id":"mine"}',
+    );
+    expect(first({ request_id: 'mine', current_action_id: 'a1' })).toBe(
+      '{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x","client_request_id":"mine"}',
+    );
+    expect(first({ current_action_id: 'a1' })).toBe('{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x"}');
+    // A body field named as one of the event's own keeps its place and takes the event's value.
+    expect(first({ type: 'x', now: 'y', b: 1 })).toBe('{"type":"next","now":"2026-12-04T00:00:00Z","b":1,"request_id":"r1","entropy":"x"}');
+    // A body's own __proto__ (JSON.parse makes one) never becomes the event's prototype.
+    const hostile = JSON.parse('{"__proto__":{"polluted":true},"current_action_id":"a1"}') as Record<string, unknown>;
+    expect(JSON.parse(first(hostile))).not.toHaveProperty('polluted');
+  });
+
   it('a resumed cycle performs the effect it waited on first, then goes on as any cycle', () => {
     const { steps, outcome } = drive(resumeCycle(state([{ effect_id: 'h0', await: true }]), { effect_id: 'h0', await: true, type: 'http_request' } as never, ids), [
       state([{ effect_id: 'h1', await: true }]),
