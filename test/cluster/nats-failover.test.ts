@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { isTransient } from '../../src/errors.js';
 import { ActiveflowClient } from '../../src/api/client.js';
 import { connectNats } from '../../src/nats/connect.js';
 import type { ActiveflowNode } from '../../src/node/activeflow-node.js';
@@ -38,8 +39,21 @@ afterAll(async () => {
 
 describe('on a 3-server JetStream cluster', () => {
   it('keeps every acknowledged move when the KV leader is killed mid-flow', async () => {
-    const jsm = await jetstreamManager(nc);
-    const info = await jsm.streams.info('KV_af_running');
+    const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+    // Just after the killed server is back, a JetStream API request now and then gets no answer at
+    // all (seen under load: one request unanswered for 20 s, the next one answered in milliseconds),
+    // so the test's own reads of stream info are asked again, as the node's requests are.
+    const streamInfo = async (name: string) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        try {
+          return await jsm.streams.info(name);
+        } catch (e) {
+          if (!isTransient(e) || Date.now() > deadline) throw e;
+        }
+      }
+    };
+    const info = await streamInfo('KV_af_running');
     expect(info.config.num_replicas).toBe(3);
     const STEPS = 20;
     const flow = await client.createFlow({ customer_id: CUSTOMER, actions: Array.from({ length: STEPS }, (_, i) => ({ type: 'talk', option: { text: `${i}` } })) });
@@ -58,7 +72,7 @@ describe('on a 3-server JetStream cluster', () => {
           if (action.id === FINISH) return;
           current = action.id;
           if (++moves === 60 && killed === null) {
-            const leader = (await jsm.streams.info('KV_af_running')).cluster!.leader!;
+            const leader = (await streamInfo('KV_af_running')).cluster!.leader!;
             killed = leader;
             cluster.byName(leader).signal('SIGKILL');
           }
@@ -76,7 +90,7 @@ describe('on a 3-server JetStream cluster', () => {
     }
     // Each end removed its running key with one purge whose marker expires (a message TTL, on the
     // replicated bucket too, across the restarted server): nothing of the ten is left there.
-    expect((await jsm.streams.info('KV_af_running')).config.allow_msg_ttl).toBe(true);
-    expect(await until(async () => (await jsm.streams.info('KV_af_running')).state.messages === 0, 10_000)).toBe(true);
+    expect((await streamInfo('KV_af_running')).config.allow_msg_ttl).toBe(true);
+    expect(await until(async () => (await streamInfo('KV_af_running')).state.messages === 0, 20_000)).toBe(true);
   }, 120_000);
 });
