@@ -907,9 +907,15 @@ export class ActiveflowActor {
     });
   }
 
-  /** Waits for every queued request, then checkpoints (used when stopping or handing a shard over). */
+  /**
+   * Waits for every queued request, then checkpoints (used when stopping or handing a shard over).
+   * An end whose last steps failed is tried once more first, rather than left to its retry timer,
+   * which a handle forgotten at the handover no longer runs: the next owner would finish it only
+   * when it next loads the activeflow (found by the cluster simulation, seed 20315).
+   */
   async settle(): Promise<void> {
     while (this.queued > 0) await this.tail;
+    if (this.endPending && !this.forgotten) await this.enqueue(() => this.completeEnd()).catch(() => undefined);
     await this.checkpoint();
   }
 }

@@ -91,4 +91,26 @@ describe('a forgotten actor handle', () => {
     await new Promise((r) => setTimeout(r, 600));
     expect(released).toEqual([CUSTOMER]);
   });
+
+  it('a handover tries an end whose last steps failed once more before it lets the handle go', async () => {
+    const released: string[] = [];
+    const release = CustomerQuotas.prototype.release;
+    vi.spyOn(CustomerQuotas.prototype, 'release').mockImplementation(function (this: CustomerQuotas, customer: string) {
+      released.push(customer);
+      return release.call(this, customer);
+    });
+    const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
+    vi.spyOn(ActiveflowIndex.prototype, 'record').mockRejectedValueOnce(new Error('NATS away for a moment'));
+    await env.client.stop(af.id);
+    await new Promise((r) => setTimeout(r, 30)); // the end's last steps ran, and failed
+    expect(released).toEqual([]);
+    // The shard handed over (as a stopping node does) before the end's retry is due (250 ms): once
+    // released, the end is finished, by this handle, without waiting for anyone to load it again.
+    await env.node.registry.release(shardOf(af.id, SHARDS));
+    expect(released).toEqual([CUSTOMER]);
+    const got = await env.nc.request(SUBJECTS.activeflowVerb(af.id, 'get'), encodeJson({ customer_id: CUSTOMER }), { timeout: 10_000 });
+    expect((decodeJson(got.data) as { status?: string }).status).toBe('ended');
+    const listed = await env.client.listActiveflows({ customer_id: CUSTOMER, status: 'running' });
+    expect(listed.result.map((a) => a.id)).not.toContain(af.id);
+  });
 });

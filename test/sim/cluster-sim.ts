@@ -78,6 +78,8 @@ export interface SimOptions {
   keepForgotten?: boolean;
   /** A release forgets and removes the handle registered under each id at its end, even one made after it began (ActorRegistry.release as it was). */
   releaseAnyHandle?: boolean;
+  /** A handle settled for a handover leaves an end whose last steps failed to its retry timer (ActiveflowActor.settle as it was). */
+  settleSkipsEnd?: boolean;
   /** Keep a readable trace (the last `traceLines` lines are returned with a failure). */
   traceLines?: number;
 }
@@ -133,12 +135,14 @@ const RECONCILE_MS = 150;
  * an end a crash interrupted is never finished, and its slot stays counted), 3937 a running index
  * entry put over an ended one (index-overwrite: a late index write undoes an end, and the count
  * stays one too high), and 7498 a handle the registry forgot going on with its queued requests
- * (keep-forgotten). These paths are rare at this workload, and the seeds that catch them move
+ * (keep-forgotten), and 20315 a handover that left an end whose last steps had failed to a retry
+ * the forgotten handle no longer runs (settle-skips-end: nothing finishes it until the activeflow
+ * is loaded again, and its slot stays counted). These paths are rare at this workload, and the seeds that catch them move
  * whenever a request is added or taken away (an end that reads less: the seeds before, 4119 and
  * 16164, no longer do). Real-process tests cover these rules too
  * (test/integration/activeflow-index.test.ts, test/integration/actor-handles.test.ts).
  */
-export const REGRESSION_SEEDS: readonly number[] = [1151, 3937, 7498];
+export const REGRESSION_SEEDS: readonly number[] = [1151, 3937, 7498, 20315];
 
 /** ActorRegistry.release before seed 360: what it removed was whatever the id named by then. */
 async function releaseAnyHandle(this: ActorRegistry, shard: number): Promise<void> {
@@ -153,16 +157,26 @@ async function releaseAnyHandle(this: ActorRegistry, shard: number): Promise<voi
   r.forgetPassivated(shard);
 }
 
+/** ActiveflowActor.settle before seed 20315: the queue drained and a checkpoint, nothing more. */
+async function settleSkipsEnd(this: ActiveflowActor): Promise<void> {
+  const a = this as unknown as { queued: number; tail: Promise<unknown>; checkpoint(): Promise<void> };
+  while (a.queued > 0) await a.tail;
+  await a.checkpoint();
+}
+
 export async function runSimulation(options: SimOptions): Promise<SimResult> {
   // keep-forgotten breaks ActiveflowActor.forget itself, for this run only (runs never overlap).
   const forget = ActiveflowActor.prototype.forget;
+  const settle = ActiveflowActor.prototype.settle;
   const release = ActorRegistry.prototype.release;
   if (options.keepForgotten === true) ActiveflowActor.prototype.forget = () => undefined;
+  if (options.settleSkipsEnd === true) ActiveflowActor.prototype.settle = settleSkipsEnd;
   if (options.releaseAnyHandle === true) ActorRegistry.prototype.release = releaseAnyHandle;
   try {
     return await new Simulation(options).run();
   } finally {
     ActiveflowActor.prototype.forget = forget;
+    ActiveflowActor.prototype.settle = settle;
     ActorRegistry.prototype.release = release;
   }
 }

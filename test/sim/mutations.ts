@@ -62,5 +62,6 @@ export const MUTATIONS: Record<string, Omit<SimOptions, 'seed'> & { what: string
   'index-overwrite': { caughtBy: 3937, what: 'a running index entry is written over an ended one (a late write undoes an end)', indexOverwrite: true, violation: /running count/ },
   'no-sweep-retry': { caughtBy: 1151, what: 'a failed sweep is not tried again (an end a crash interrupted is never finished)', step: noSweepRetry, violation: /running count/ },
   'release-any-handle': { caughtBy: 360, what: "a handover's release takes out whatever handle is registered now, not only those it waited for", releaseAnyHandle: true, violation: /after releasing/ },
+  'settle-skips-end': { caughtBy: 20315, what: 'a handover leaves an end whose last steps failed to a retry its forgotten handle no longer runs', settleSkipsEnd: true, violation: /running count/ },
   'keep-forgotten': { caughtBy: 7498, what: 'a handle the registry forgot goes on with the requests queued on it', keepForgotten: true, violation: /read of activeflow|holds loaded/ },
 };
