@@ -18,6 +18,17 @@ import { CustomerQuotas } from '../../src/quota/customer-quotas.js';
 const env = useNode({ serviceTimeoutMs: 10_000 });
 afterEach(() => vi.restoreAllMocks());
 
+/** The customers whose running slot is given back, one entry per release, as they happen. */
+function countReleases(): string[] {
+  const released: string[] = [];
+  const release = CustomerQuotas.prototype.release;
+  vi.spyOn(CustomerQuotas.prototype, 'release').mockImplementation(function (this: CustomerQuotas, customer: string) {
+    released.push(customer);
+    return release.call(this, customer);
+  });
+  return released;
+}
+
 describe('a forgotten actor handle', () => {
   it('finishes the request in hand and refuses the queued ones as retryable; the next request reaches a new handle', async () => {
     const held: Msg[] = [];
@@ -70,12 +81,7 @@ describe('a forgotten actor handle', () => {
   });
 
   it("leaves an unfinished end to the shard's next handle: the running slot is given back once", async () => {
-    const released: string[] = [];
-    const release = CustomerQuotas.prototype.release;
-    vi.spyOn(CustomerQuotas.prototype, 'release').mockImplementation(function (this: CustomerQuotas, customer: string) {
-      released.push(customer);
-      return release.call(this, customer);
-    });
+    const released = countReleases();
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
     // The end's index step fails once: the end stays pending, and its handle tries it again later.
     vi.spyOn(ActiveflowIndex.prototype, 'record').mockRejectedValueOnce(new Error('NATS away for a moment'));
@@ -93,12 +99,7 @@ describe('a forgotten actor handle', () => {
   });
 
   it('a handover tries an end whose last steps failed once more before it lets the handle go', async () => {
-    const released: string[] = [];
-    const release = CustomerQuotas.prototype.release;
-    vi.spyOn(CustomerQuotas.prototype, 'release').mockImplementation(function (this: CustomerQuotas, customer: string) {
-      released.push(customer);
-      return release.call(this, customer);
-    });
+    const released = countReleases();
     const af = await env.client.createActiveflow({ customer_id: CUSTOMER, reference_type: 'call', actions: [{ type: 'talk' }] });
     vi.spyOn(ActiveflowIndex.prototype, 'record').mockRejectedValueOnce(new Error('NATS away for a moment'));
     await env.client.stop(af.id);
