@@ -367,10 +367,7 @@ export class ActiveflowNode {
     if (this.ownership?.owns(Number(shardText)) !== true) throw new ActiveflowError('unavailable', `shard ${shardText} is moving; retry`);
     const v = verb as ActiveflowVerb;
     const body = parseRequest(msg, ActiveflowRequests[v]) as Record<string, unknown> & { customer_id?: string };
-    const customerId = body.customer_id;
-    // The body without customer_id, which only the checks here use; most requests (a call's `next`)
-    // carry none, and an object rest would copy the body for each all the same.
-    const rest = 'customer_id' in body ? withoutCustomer(body) : body;
+    const customerId = body.customer_id; // checked by the actor; the host loop leaves it out of the event
     const actor = this.registry.get(id);
     let reply: ActorReply;
     switch (v) {
@@ -384,18 +381,18 @@ export class ActiveflowNode {
         reply = await actor.read(customerId, (s) => ({ id, variables: s.variables }));
         break;
       case 'substitute':
-        reply = await actor.substitute(customerId, (rest as { data: string }).data);
+        reply = await actor.substitute(customerId, (body as { data: string }).data);
         break;
       case 'history': {
         const found = await actor.read(customerId, (s) => s.activeflow.customer_id);
         if (!found.ok) throw found.error;
-        const h = rest as { from_seq?: number; limit?: number; form?: 'events' | 'entries' };
+        const h = body as { from_seq?: number; limit?: number; form?: 'events' | 'entries' };
         const messages = await this.journal.all(found.value as string, id);
         if (h.form === 'entries') return entriesPage(messages, h.from_seq ?? 1, h.limit ?? 1000);
         return historyPage(eventsOf(messages, h.from_seq ?? 1, h.limit ?? 1000));
       }
       default:
-        reply = await actor.request(v, rest, customerId);
+        reply = await actor.request(v, body, customerId);
     }
     if (!reply.ok) throw reply.error;
     return reply.value;
@@ -585,10 +582,4 @@ function historyPage(events: StreamEvent[]): { events: StreamEvent[]; next_from_
     bytes += size;
   }
   return { events: page };
-}
-
-function withoutCustomer(body: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(body)) if (key !== 'customer_id') out[key] = body[key];
-  return out;
 }

@@ -67,6 +67,8 @@ describe('the host loop', () => {
       '{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x","client_request_id":"mine"}',
     );
     expect(first({ current_action_id: 'a1' })).toBe('{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x"}');
+    // The caller's customer_id is the host's check, not the engine's input.
+    expect(first({ customer_id: 'c1', current_action_id: 'a1' })).toBe('{"current_action_id":"a1","type":"next","request_id":"r1","now":"2026-12-04T00:00:00Z","entropy":"x"}');
     // A body field named as one of the event's own keeps its place and takes the event's value.
     expect(first({ type: 'x', now: 'y', b: 1 })).toBe('{"type":"next","now":"2026-12-04T00:00:00Z","b":1,"request_id":"r1","entropy":"x"}');
     // A body's own __proto__ (JSON.parse makes one) never becomes the event's prototype.
